@@ -1,0 +1,287 @@
+"""The AmootSMS protocol: build SendPeerToPeer requests, read answers, classify every outcome.
+
+The provider has no idempotency key, so each outcome is sorted by one question: could the
+server have processed this request? The whole classification is the table below (`TITLES`)
+plus `classify_http`; the README shows the same table.
+
+| outcome                                             | class      | rows in the request          |
+|-----------------------------------------------------|------------|------------------------------|
+| connect error / connect timeout / pool timeout      | RETRY      | retried (never reached it)   |
+| request write failed (reset mid-request)            | RETRY      | retried (never had it whole) |
+| HTTP 429, HTTP 503 (honours Retry-After)            | RETRY      | retried                      |
+| read timeout, dropped connection after writing      | AMBIGUOUS  | unknown, never retried       |
+| HTTP 5xx other than 503, other non-200              | AMBIGUOUS  | unknown                      |
+| HTTP 4xx other than 429 (a proxy or wrong base_url) | FATAL      | pending, run stops           |
+| HTTP 200 but the body is not a JSON answer          | AMBIGUOUS  | unknown                      |
+| title Success                                       | SUCCESS    | per campaign, below          |
+| a RETRY title (nothing was done)                    | RETRY      | retried                      |
+| a FATAL title (token, user, line, credit, demo)     | FATAL      | pending, run stops (exit 3)  |
+| a RECIPIENT title at the top level, Data null       | RECIPIENT  | nothing processed: split the |
+|                                                     |            | request to find the bad one  |
+| ServerError, or a title this table does not know    | AMBIGUOUS  | unknown (unknown title: stop)|
+| campaign Status Success                             | -          | sent, with IDs               |
+| campaign Status a RECIPIENT title                   | -          | failed, error = the title    |
+| a number the answer does not mention                | -          | unknown                      |
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from pipeline.models import Message, Outcome, Status
+
+
+class Kind(Enum):
+    """What a title or HTTP outcome means for the rows of the request that got it."""
+
+    SUCCESS = "success"
+    RETRY = "retry"  # provably not processed: safe to send again
+    FATAL = "fatal"  # stop the whole run; this request was not processed
+    RECIPIENT = "recipient"  # about one recipient (or, top-level, the list): that row fails
+    AMBIGUOUS = "ambiguous"  # may have been processed: rows unknown, never resent automatically
+
+
+@dataclass(frozen=True, slots=True)
+class Title:
+    code: int
+    kind: Kind
+    meaning: str
+
+
+# DOC docs/Utils/status_codes.md, with the bulk class from amoot-api.md §3.
+TITLES: dict[str, Title] = {
+    "Success": Title(1, Kind.SUCCESS, "OK"),
+    # "Failed" is generic: the request was refused as a whole, nothing created. Retried, but
+    # at most FAILED_ATTEMPTS times (amoot-api.md: "retry at most 1-2 times, then P").
+    "Failed": Title(0, Kind.RETRY, "the operation failed"),
+    "System_Disabled": Title(-300, Kind.RETRY, "the provider's system is disabled for now"),
+    "ServerError": Title(500, Kind.AMBIGUOUS, "the provider had a server error"),
+    "AccountIsDemo": Title(2, Kind.FATAL, "the account is a demo account"),
+    "CreditNotEnough": Title(4, Kind.FATAL, "not enough credit"),
+    "LineNumber_NotExist": Title(5, Kind.FATAL, "the sending line does not exist"),
+    "BackupLineNumber_NotExist": Title(6, Kind.FATAL, "the backup line does not exist"),
+    "UserName_Empty": Title(10, Kind.FATAL, "username empty"),
+    "Password_Empty": Title(11, Kind.FATAL, "password empty"),
+    "LineNumber_Empty": Title(12, Kind.FATAL, "the sending line is empty"),
+    "BackupLineNumber_Empty": Title(13, Kind.FATAL, "the backup line is empty"),
+    "SMSMessageText_Empty": Title(14, Kind.RECIPIENT, "the message text is empty"),
+    "Mobile_Empty": Title(16, Kind.RECIPIENT, "the mobile number is empty"),
+    "Mobiles_Empty": Title(17, Kind.FATAL, "the recipient list is empty (a bug)"),
+    "URLAddress_Empty": Title(20, Kind.FATAL, "the URL is empty"),
+    "UserNameOrPassword_Invalid": Title(100, Kind.FATAL, "wrong username or password"),
+    "Mobile_Invalid": Title(101, Kind.RECIPIENT, "the number is invalid or blacklisted"),
+    "Mobiles_Invalid": Title(102, Kind.RECIPIENT, "the list has invalid or blacklisted numbers"),
+    "Count_Invalid": Title(103, Kind.FATAL, "count invalid"),
+    "FromRow_Invalid": Title(104, Kind.FATAL, "start row invalid"),
+    "FromDate_Invalid": Title(105, Kind.FATAL, "start date invalid"),
+    "FromDateTime_Invalid": Title(106, Kind.FATAL, "the SendDateTime was refused"),
+    "ToDate_Invalid": Title(107, Kind.FATAL, "end date invalid"),
+    "ToDateTime_Invalid": Title(108, Kind.FATAL, "end date-time invalid"),
+    "FromDateIsAfterThanToDate": Title(109, Kind.FATAL, "start date after end date"),
+    "FromDateTimeIsAfterThanToDateTime": Title(110, Kind.FATAL, "start time after end time"),
+    "MessageID_Invalid": Title(111, Kind.RECIPIENT, "message ID wrong"),
+    "BulkID_Invalid": Title(112, Kind.RECIPIENT, "campaign ID wrong"),
+    "Length_Invalid": Title(120, Kind.RECIPIENT, "length invalid"),
+    "Length_Exceeded": Title(121, Kind.RECIPIENT, "length over the maximum"),
+    "Token_NotAllowMethod": Title(-208, Kind.FATAL, "the token may not call this method"),
+    "Token_NotAllowIP": Title(-207, Kind.FATAL, "the token does not allow this machine's IP"),
+    "Token_Expired": Title(-204, Kind.FATAL, "the token has expired"),
+    "Token_Disabled": Title(-203, Kind.FATAL, "the token is disabled"),
+    "Token_Invalid": Title(-202, Kind.FATAL, "the token is malformed or wrong"),
+    "Token_NotExists": Title(-201, Kind.FATAL, "the token does not exist or was deleted"),
+    "User_NotAllowHttp": Title(-109, Kind.FATAL, "the user may not use plain HTTP"),
+    "User_NotAllowMethod": Title(-108, Kind.FATAL, "the method is not allowed for the user"),
+    "User_NotAllowIP": Title(-107, Kind.FATAL, "this IP is not allowed for the user"),
+    "User_NotAllowWebService": Title(-106, Kind.FATAL, "the user has no web-service permission"),
+    "User_WebServiceBanned": Title(-105, Kind.FATAL, "web-service access is banned"),
+    "User_Expired": Title(-104, Kind.FATAL, "the user account has expired"),
+    "User_Disabled": Title(-103, Kind.FATAL, "the user account is disabled"),
+    "User_MobileNotVerified": Title(-102, Kind.FATAL, "the account owner is not verified"),
+    "User_NotExists": Title(-1, Kind.FATAL, "unknown user (with tokens: an invalid token)"),
+}
+_BY_CODE = {title.code: name for name, title in TITLES.items()}
+
+FAILED_ATTEMPTS = 2  # the most times a chunk answered "Failed" is sent (see TITLES["Failed"])
+
+# The documented example answers `"Number": 09120000000`: a number with a leading zero,
+# which JSON forbids. Quote such values (only after the "Number" key, only outside strings:
+# an escaped quote inside a MessageText is `\"`, which the lookbehind skips).
+_LEADING_ZERO_NUMBER = re.compile(r'(?<!\\)("Number"\s*:\s*)(0\d+)')
+
+
+def title_of(status: Any) -> str:
+    """The Status title, also when the provider sends the integer code (1, "1", -201)."""
+    if isinstance(status, bool):
+        return str(status)
+    if isinstance(status, int):
+        return _BY_CODE.get(status, str(status))
+    text = str(status).strip()
+    if re.fullmatch(r"-?\d+", text):
+        return _BY_CODE.get(int(text), text)
+    return text
+
+
+def kind_of(title: str) -> Kind:
+    """The class of a title; a title we do not know is ambiguous (and stops the run)."""
+    known = TITLES.get(title)
+    return known.kind if known else Kind.AMBIGUOUS
+
+
+def describe(title: str) -> str:
+    """`Token_Expired (the token has expired)` for messages to the operator."""
+    known = TITLES.get(title)
+    return f"{title} ({known.meaning})" if known else f"{title} (a status this tool does not know)"
+
+
+def last10(number: Any) -> str:
+    """The last 10 digits: how answers are matched to recipients (0, 98 and int/str forms vary)."""
+    return re.sub(r"\D", "", str(number))[-10:]
+
+
+def build_send_body(messages: Sequence[Message], send_at: str, line_number: str) -> bytes:
+    """The SendPeerToPeer JSON body (UTF-8, Persian kept as is)."""
+    body = {
+        "SendDateTime": send_at,
+        "LineNumber": line_number,
+        "Input": [{"Number": m.number, "MessageText": m.text} for m in messages],
+    }
+    return json.dumps(body, ensure_ascii=False).encode("utf-8")
+
+
+def read_json(body: bytes) -> Any:
+    """Parse an answer, tolerating the documented leading-zero numbers; None if unreadable."""
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    try:
+        return json.loads(_LEADING_ZERO_NUMBER.sub(r'\1"\2"', text))
+    except json.JSONDecodeError:
+        return None
+
+
+@dataclass(slots=True)
+class SendReply:
+    """A SendPeerToPeer answer read against the messages that were posted.
+
+    kind SUCCESS: `outcomes` holds a status for every posted number (keyed by last10).
+    Any other kind: the request as a whole; `title` names why.
+    """
+
+    kind: Kind
+    title: str
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+    page_mismatches: int = 0  # campaigns whose SMSPagesCount differs from our count
+    fatal_title: str = ""  # a campaign-level fatal title inside a Success answer
+
+
+def classify_http(status_code: int) -> Kind | None:
+    """The class of a non-200 HTTP answer (None for 200: read the body)."""
+    if status_code == 200:
+        return None
+    if status_code in (429, 503):
+        return Kind.RETRY
+    if 400 <= status_code < 500:
+        return Kind.FATAL
+    return Kind.AMBIGUOUS
+
+
+def read_send_answer(
+    body: bytes, messages: Sequence[Message], local_pages: dict[str, int] | None = None
+) -> SendReply:
+    """Read a 200 answer to SendPeerToPeer; `local_pages` (last10 -> pages) checks SMSPagesCount."""
+    data = read_json(body)
+    if not isinstance(data, dict) or "Status" not in data:
+        return SendReply(Kind.AMBIGUOUS, "the answer was not a JSON SendPeerToPeer reply")
+    title = title_of(data["Status"])
+    campaigns = _campaigns(data.get("Data"))
+    if title != "Success" and campaigns is None:
+        return SendReply(kind_of(title), title)
+    if campaigns is None:
+        return SendReply(Kind.AMBIGUOUS, "the answer said Success but listed no campaigns")
+
+    posted = {last10(m.number) for m in messages}
+    reply = SendReply(Kind.SUCCESS, title)
+    for campaign in campaigns:
+        _read_campaign(campaign, posted, reply, local_pages or {})
+    for key in posted - reply.outcomes.keys():
+        reply.outcomes[key] = Outcome(
+            Status.UNKNOWN, "the provider's answer did not mention this number"
+        )
+    if title != "Success" and kind_of(title) is Kind.FATAL:
+        reply.fatal_title = title
+    return reply
+
+
+def _campaigns(data: Any) -> list[dict[str, Any]] | None:
+    if not isinstance(data, dict):
+        return None
+    campaigns = data.get("Campaigns")
+    if not isinstance(campaigns, list):
+        return None
+    return [c for c in campaigns if isinstance(c, dict)]
+
+
+def _read_campaign(
+    campaign: dict[str, Any], posted: set[str], reply: SendReply, local_pages: dict[str, int]
+) -> None:
+    title = title_of(campaign.get("Status", ""))
+    numbers = campaign.get("Numbers")
+    if not isinstance(numbers, list):
+        return
+    campaign_id = str(campaign.get("ID", "") or "")
+    provider_pages = campaign.get("SMSPagesCount")
+    for item in numbers:
+        if not isinstance(item, dict):
+            continue
+        key = last10(item.get("Number", ""))
+        if key not in posted:
+            continue  # not ours: ignore rather than guess
+        if title == "Success":
+            message_id = str(item.get("ID", "") or "")
+            reply.outcomes[key] = Outcome(Status.SENT, "", message_id, campaign_id)
+            expected = local_pages.get(key)
+            if isinstance(provider_pages, int) and expected and expected != provider_pages:
+                reply.page_mismatches += 1
+        elif kind_of(title) is Kind.FATAL:
+            reply.outcomes[key] = Outcome(Status.PENDING, describe(title))
+            reply.fatal_title = title
+        elif kind_of(title) is Kind.RECIPIENT:
+            reply.outcomes[key] = Outcome(Status.FAILED, title)
+        else:
+            # ServerError or an unknown title for one campaign: it may or may not go out.
+            reply.outcomes[key] = Outcome(Status.UNKNOWN, describe(title))
+
+
+def fix_for(title: str) -> str:
+    """What the operator should do about a fatal title (no token is ever echoed)."""
+    if title.startswith("Token_") or title in ("User_NotExists", "UserNameOrPassword_Invalid"):
+        if title.endswith("NotAllowIP"):
+            return "allow this server's IP for the token in the AmootSMS panel (API tokens page)."
+        return (
+            "check provider.token: create or renew a token at "
+            "https://portal.amootsms.com/client/APIToken and export it as the variable "
+            "the config names."
+        )
+    if title.startswith("User_"):
+        return "the AmootSMS account needs attention: log in to the panel or call AmootSMS support."
+    if title == "CreditNotEnough":
+        return "top up the AmootSMS account."
+    if title == "AccountIsDemo":
+        return "a demo account cannot send bulk SMS; activate the account in the panel."
+    if "LineNumber" in title:
+        return "check provider.line_number against the lines listed in your panel (or use public)."
+    if title.startswith("HTTP 4"):
+        return (
+            "check provider.base_url (https://portal.amootsms.com/rest) and any proxy in between."
+        )
+    return "read the provider's message above; contact AmootSMS support if it persists."

@@ -1,0 +1,168 @@
+"""The command line: parse argv, run, print the summary, choose the exit code (the only printer)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from pipeline import __version__
+from pipeline.config import load_config
+from pipeline.errors import PipelineError
+from pipeline.models import Status
+from pipeline.run import RunOptions, RunResult, run
+
+EPILOG = """\
+exit codes:
+  0  done (rows held back on purpose by --limit stay pending)
+  2  config or input error found before anything was sent
+  3  stopped early (fatal provider answer or interrupted); rerun the same command to continue
+  4  another run holds this journal
+  5  finished, but some rows are `unknown`: check them, then --resend-unknown if wanted
+"""
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline",
+        description="Send one personalised Persian SMS per contact through AmootSMS.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("config", type=Path, help="the campaign's config.yaml")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="render and count pages for every row and write the report; send nothing",
+    )
+    parser.add_argument(
+        "--limit", type=_positive, metavar="N", help="send at most N messages in this run"
+    )
+    parser.add_argument(
+        "--resend-unknown",
+        action="store_true",
+        help="send again the rows whose earlier outcome is unknown (after checking the panel)",
+    )
+    parser.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="try again the rows the provider rejected in an earlier run",
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="print only errors and the report path"
+    )
+    parser.add_argument("--version", action="version", version=f"pipeline {__version__}")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    options = RunOptions(
+        dry_run=args.dry_run,
+        limit=args.limit,
+        resend_unknown=args.resend_unknown,
+        retry_failed=args.retry_failed,
+    )
+    try:
+        config = load_config(args.config)
+        result = run(config, options, log=lambda line: print(line, file=sys.stderr, flush=True))
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        if exc.exit_code == 2:
+            print("Nothing was sent.", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted before sending started; nothing was sent.", file=sys.stderr)
+        return 3
+    except Exception:
+        traceback.print_exc()
+        print(
+            "error: an unexpected internal error (a bug). The journal keeps what was sent; "
+            "please report the traceback above.",
+            file=sys.stderr,
+        )
+        return 1
+    print(summary(config.campaign, result, quiet=args.quiet))
+    if result.stopped is not None:
+        print(f"error: {result.stopped}", file=sys.stderr)
+    return result.exit_code
+
+
+_ORDER = (
+    Status.SENT,
+    Status.ALREADY_SENT,
+    Status.DRY_RUN,
+    Status.FAILED,
+    Status.INVALID,
+    Status.DUPLICATE,
+    Status.SUPPRESSED,
+    Status.UNKNOWN,
+    Status.PENDING,
+)
+
+
+def summary(campaign: str, result: RunResult, *, quiet: bool = False) -> str:
+    """The end-of-run lines: counts per status, pages, report, elapsed, and the next step."""
+    if quiet:
+        return f"report: {result.report_path}"
+    where = "sandbox: nothing left this machine" if result.sandbox else "live"
+    if result.dry_run:
+        where = "dry run: nothing was sent"
+    total = sum(result.counts.values())
+    lines = [f"campaign {campaign} ({where})"]
+    lines += [
+        f"  {status.value:<13}{result.counts[status]:>9,}"
+        for status in _ORDER
+        if result.counts[status]
+    ]
+    lines.append(f"  {'rows':<13}{total:>9,}")
+    pages = result.pages_total if result.dry_run else result.pages_sent
+    lines.append(f"  {'pages':<13}{pages:>9,}{'' if result.dry_run else '  (sent in this run)'}")
+    lines.append(f"report: {result.report_path}")
+    lines.append(f"elapsed: {result.elapsed:.1f}s")
+    lines += _next_steps(result)
+    return "\n".join(lines)
+
+
+def _next_steps(result: RunResult) -> list[str]:
+    steps = []
+    counts = result.counts
+    if result.recovered:
+        steps.append(
+            f"note: {result.recovered} row(s) were in flight when an earlier run died; "
+            "they are `unknown` (the provider may have sent them)."
+        )
+    if counts[Status.UNKNOWN]:
+        steps.append(
+            f"next: {counts[Status.UNKNOWN]} row(s) are `unknown`: the provider may or may not "
+            "have sent them. Check them in the AmootSMS panel (reports), then either leave them, "
+            "or rerun with --resend-unknown to send them again."
+        )
+    if counts[Status.FAILED]:
+        steps.append(
+            f"next: {counts[Status.FAILED]} row(s) `failed` (see the error column); "
+            "rerun with --retry-failed once fixed."
+        )
+    if counts[Status.PENDING] and result.stopped is None:
+        steps.append(
+            f"next: {counts[Status.PENDING]} row(s) are `pending`; "
+            "rerun the same command to send them."
+        )
+    if result.page_mismatches:
+        steps.append(
+            f"warning: for {result.page_mismatches} message(s) the provider counted a different "
+            "number of pages than this tool; the cost may differ from the estimate."
+        )
+    return steps

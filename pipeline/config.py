@@ -1,0 +1,266 @@
+"""Load config.yaml once: YAML with line numbers, ${VAR} expansion, validation, resolved paths.
+
+Validation is pydantic's (typed fields, `extra="forbid"`); this module only turns its errors
+into messages an operator can act on: the file and line, the key, what is wrong, the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pipeline.errors import ConfigError
+
+DEFAULT_BASE_URL = "https://portal.amootsms.com/rest"
+SANDBOX_TOKEN = "sandbox"  # what the built-in simulator accepts; never a real token
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ContactsConfig(_Section):
+    path: Path
+    phone_column: str = Field(default="mobile", min_length=1)
+
+
+class TemplateConfig(_Section):
+    path: Path | None = None
+    text: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TemplateConfig:
+        if (self.path is None) == (self.text is None):
+            raise ValueError("give exactly one of template.path or template.text")
+        return self
+
+
+class ProviderConfig(_Section):
+    sandbox: bool = False
+    base_url: str = DEFAULT_BASE_URL
+    token: str = Field(default="", repr=False)  # repr=False: never shown in a traceback or log
+    line_number: str = Field(default="public", min_length=1)
+    chunk_size: int = Field(default=100, ge=1, le=1000)
+    concurrency: int = Field(default=4, ge=1, le=64)
+    timeout: float = Field(default=30.0, gt=0, le=600)
+    max_attempts: int = Field(default=5, ge=1, le=20)
+    rate_limit: float | None = Field(
+        default=None, gt=0
+    )  # requests per second, all workers together
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("must be an http(s) URL such as https://portal.amootsms.com/rest")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _token_when_real(self) -> ProviderConfig:
+        if not self.sandbox and not self.token.strip():
+            raise ValueError(
+                "provider.token is required when provider.sandbox is false; "
+                "set token: ${AMOOT_TOKEN} and export AMOOT_TOKEN"
+            )
+        return self
+
+
+class ReportConfig(_Section):
+    path: str = "reports/{campaign}-{started}.csv"
+
+
+class JournalConfig(_Section):
+    path: Path = Path("state/journal.sqlite")
+
+
+class Config(_Section):
+    campaign: str = Field(min_length=1, max_length=100)
+    contacts: ContactsConfig
+    template: TemplateConfig
+    provider: ProviderConfig = ProviderConfig(sandbox=True)
+    report: ReportConfig = ReportConfig()
+    journal: JournalConfig = JournalConfig()
+    source: Path = Path("config.yaml")  # the file this was loaded from (set by load_config)
+
+    @field_validator("campaign")
+    @classmethod
+    def _campaign_name(cls, value: str) -> str:
+        # The name goes into file names ({campaign} in report.path): keep it to one path segment.
+        if not re.fullmatch(r"[\w.\-]+", value):
+            raise ValueError("use letters, digits, '-', '_' or '.' only (no spaces or slashes)")
+        return value
+
+    @property
+    def token(self) -> str:
+        return self.provider.token or SANDBOX_TOKEN
+
+
+_SECTIONS: dict[str, type[BaseModel]] = {
+    "": Config,
+    "contacts": ContactsConfig,
+    "template": TemplateConfig,
+    "provider": ProviderConfig,
+    "report": ReportConfig,
+    "journal": JournalConfig,
+}
+
+
+def load_config(path: Path) -> Config:
+    """Read, expand, validate and resolve config.yaml; every problem is a ConfigError (exit 2)."""
+    shown = str(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{shown}: no such file. Fix: pass the path of your config, e.g. "
+            "`python -m pipeline config.yaml`."
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{shown}: cannot read it ({exc}). Fix: save it as UTF-8 text.") from None
+
+    lines = _key_lines(text, shown)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:  # pragma: no cover - _key_lines composes first and raises
+        raise ConfigError(f"{shown}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{shown}: expected a mapping of keys (campaign:, contacts:, template:, ...). "
+            "Fix: start from the commented config.yaml in the repository."
+        )
+    data = _expand(data, "", lines, shown)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, lines, shown)) from None
+    return _resolve(config, path)
+
+
+def _key_lines(text: str, shown: str) -> dict[str, int]:
+    """Map each dotted key path to its 1-based line, rejecting YAML errors and duplicate keys."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"{shown}:{mark.line + 1}" if mark is not None else shown
+        raise ConfigError(
+            f"{where}: YAML syntax error: {exc.problem}. "
+            "Fix: check indentation (spaces, not tabs) and quote values containing ': ' or '#'."
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{shown}: YAML error: {exc}") from None
+    lines: dict[str, int] = {}
+
+    def walk(node: yaml.Node, prefix: str) -> None:
+        if not isinstance(node, yaml.MappingNode):
+            return
+        for key_node, value_node in node.value:
+            key = f"{prefix}{key_node.value}"
+            if key in lines:
+                raise ConfigError(
+                    f"{shown}:{key_node.start_mark.line + 1}: {key}: given twice "
+                    f"(first on line {lines[key]}). Fix: keep one."
+                )
+            lines[key] = key_node.start_mark.line + 1
+            walk(value_node, key + ".")
+
+    if root is not None:
+        walk(root, "")
+    return lines
+
+
+def _expand(value: Any, key: str, lines: dict[str, int], shown: str) -> Any:
+    """Replace ${NAME} in every string from the environment; an unset NAME is an error."""
+    if isinstance(value, dict):
+        return {
+            k: _expand(v, f"{key}.{k}" if key else str(k), lines, shown) for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_expand(v, key, lines, shown) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        found = os.environ.get(name)
+        if found is None:
+            raise ConfigError(
+                f"{_where(shown, lines, key)}: {key}: the environment variable {name} is not set. "
+                f"Fix: `export {name}=...` (in cron, set it on the crontab line or in the script "
+                "that runs the pipeline)."
+            )
+        return found
+
+    return _VAR.sub(substitute, value)
+
+
+def _explain(exc: ValidationError, lines: dict[str, int], shown: str) -> str:
+    """One line per problem: where, which key, what is wrong, the fix."""
+    messages = []
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"]]
+        key = ".".join(loc)
+        kind = error["type"]
+        if kind == "extra_forbidden":
+            parent = ".".join(loc[:-1])
+            allowed = (
+                sorted(_SECTIONS.get(parent, Config).model_fields) if parent in _SECTIONS else []
+            )
+            allowed = [name for name in allowed if name != "source"]
+            close = difflib.get_close_matches(loc[-1], allowed, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(allowed)}"
+            messages.append(f"{_where(shown, lines, key)}: {key}: unknown key; {hint}")
+        elif kind == "missing":
+            messages.append(
+                f"{_where(shown, lines, '.'.join(loc[:-1]))}: {key}: required. "
+                "Fix: add it (see the commented config.yaml in the repository)."
+            )
+        else:
+            reason = str(error["msg"]).removeprefix("Value error, ")
+            got = error.get("input")
+            shown_got = "" if isinstance(got, dict) or "token" in key else f" (got {got!r})"
+            messages.append(f"{_where(shown, lines, key)}: {key or 'config'}: {reason}{shown_got}")
+    # Report in file order, as an operator reads the file top to bottom.
+    return "\n".join(sorted(messages, key=_line_of))
+
+
+def _line_of(message: str) -> int:
+    match = re.match(r"[^\n]*?:(\d+): ", message)
+    return int(match.group(1)) if match else 0
+
+
+def _where(shown: str, lines: dict[str, int], key: str) -> str:
+    line = lines.get(key)
+    return f"{shown}:{line}" if line else shown
+
+
+def _resolve(config: Config, path: Path) -> Config:
+    """Make relative paths relative to the config file's folder (cron starts in $HOME)."""
+    base = path.resolve().parent
+
+    def under(p: Path) -> Path:
+        return p if p.is_absolute() else base / p
+
+    report_path = config.report.path
+    if not Path(report_path).is_absolute():
+        report_path = str(base / report_path)
+    template = config.template
+    if template.path is not None:
+        template = template.model_copy(update={"path": under(template.path)})
+    return config.model_copy(
+        update={
+            "contacts": config.contacts.model_copy(update={"path": under(config.contacts.path)}),
+            "template": template,
+            "report": config.report.model_copy(update={"path": report_path}),
+            "journal": config.journal.model_copy(update={"path": under(config.journal.path)}),
+            "source": path,
+        }
+    )

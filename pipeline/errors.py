@@ -1,0 +1,68 @@
+"""The exception tree: only what stops a whole run is raised; a bad row is data.
+
+    PipelineError                 exit 1 unless a child says otherwise
+    ├── ConfigError               exit 2  config.yaml is wrong (key, value, ${VAR}, YAML syntax)
+    ├── InputError                exit 2  the contacts source is missing or unreadable
+    ├── TemplateError             exit 2  the template does not compile or needs a missing column
+    ├── JournalError              exit 2  the journal file cannot be opened, read or written
+    ├── ProviderFatal             exit 3  the provider said stop (token, user, line, credit, ...)
+    ├── Interrupted               exit 3  SIGINT / SIGTERM: in-flight requests done, rest pending
+    └── LockHeld                  exit 4  another run holds the journal
+
+Every message starts with *where* (a file, a key, a line) and ends with *the fix*.
+The provider token never appears in one.
+"""
+
+from __future__ import annotations
+
+
+class PipelineError(Exception):
+    """Root of every error the pipeline raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(PipelineError):
+    """config.yaml is wrong; nothing was sent."""
+
+    exit_code = 2
+
+
+class InputError(PipelineError):
+    """The contacts source cannot be read as asked; nothing was sent."""
+
+    exit_code = 2
+
+
+class TemplateError(PipelineError):
+    """The template cannot be used for this contacts table; nothing was sent."""
+
+    exit_code = 2
+
+
+class JournalError(PipelineError):
+    """The journal or its lock file cannot be used; the message names the path and the fix."""
+
+    exit_code = 2
+
+
+class ProviderFatal(PipelineError):
+    """The provider answered with a title that stops the whole run (see amoot.TITLES)."""
+
+    exit_code = 3
+
+    def __init__(self, title: str, message: str) -> None:
+        super().__init__(message)
+        self.title = title
+
+
+class Interrupted(PipelineError):
+    """A signal asked the run to stop; what was in flight was recorded."""
+
+    exit_code = 3
+
+
+class LockHeld(PipelineError):
+    """Another run holds the journal lock; this run changed nothing."""
+
+    exit_code = 4

@@ -1,0 +1,399 @@
+"""The SQLite write-ahead journal: what each campaign has in flight, sent, failed or lost."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from pipeline.errors import JournalError
+from pipeline.models import Outcome, Status
+
+RECOVERED_ERROR = "the run stopped while this request was in flight; the provider may have sent it"
+BUSY_TIMEOUT = 5.0  # seconds to wait for another program (an sqlite3 shell, a backup) to let go
+
+# Old SQLite builds cap bound parameters at 999; 500 per statement stays far below any build's cap.
+_MAX_PARAMS = 500
+_NUMBER = re.compile(r"09[0-9]{9}")
+
+# _MIGRATIONS[v] turns a version-v journal into version v+1. A later schema appends one step
+# (e.g. `ALTER TABLE messages ADD COLUMN ...` for delivery reports); old journals catch up on open.
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+        """CREATE TABLE messages (
+            campaign TEXT NOT NULL,
+            number TEXT NOT NULL,
+            state TEXT NOT NULL,
+            error TEXT NOT NULL DEFAULT '',
+            message_id TEXT NOT NULL DEFAULT '',
+            campaign_id TEXT NOT NULL DEFAULT '',
+            text TEXT NOT NULL DEFAULT '',
+            attempts INT NOT NULL DEFAULT 0,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (campaign, number)
+        ) WITHOUT ROWID""",
+        # Recovery on every open looks only for in-flight rows: cheap even on a million rows.
+        "CREATE INDEX messages_inflight ON messages (campaign, number) WHERE state = 'inflight'",
+    ),
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+_COLUMNS = "number, state, error, message_id, campaign_id, text, attempts, updated_at"
+
+_MARK = """
+INSERT INTO messages (campaign, number, state, text, attempts, updated_at)
+VALUES (?, ?, 'inflight', ?, 1, ?)
+ON CONFLICT (campaign, number) DO UPDATE SET
+    state = 'inflight', error = '', message_id = '', campaign_id = '', text = excluded.text,
+    attempts = messages.attempts + 1, updated_at = excluded.updated_at
+"""
+
+# A number recorded without a mark (a caller bug) is still written, so that a `sent` answer is
+# never lost; the provider answered about it, so one request did carry it.
+_RECORD = """
+INSERT INTO messages (campaign, number, state, error, message_id, campaign_id, attempts, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, 1, ?)
+ON CONFLICT (campaign, number) DO UPDATE SET
+    state = excluded.state, error = excluded.error, message_id = excluded.message_id,
+    campaign_id = excluded.campaign_id, updated_at = excluded.updated_at
+WHERE messages.state <> 'sent'
+"""
+
+# Errors that mean a bug in this code, not a problem with the file: they keep their traceback.
+_BUGS = (sqlite3.ProgrammingError, sqlite3.InterfaceError, sqlite3.IntegrityError)
+
+
+class State(StrEnum):
+    """Where a number stands in the journal of one campaign."""
+
+    INFLIGHT = "inflight"  # a request carrying it may have left; no answer recorded yet
+    SENT = "sent"
+    FAILED = "failed"
+    UNKNOWN = "unknown"  # the provider may or may not have sent it; an operator decides
+    PENDING = "pending"  # answered "nothing processed": safe to send again
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One journal row: the last word on one number of one campaign."""
+
+    number: str
+    state: State
+    error: str
+    message_id: str
+    campaign_id: str
+    text: str  # the text last sent, for the operator only: never part of the key
+    attempts: int  # requests that carried this number, over every run
+    updated_at: str  # UTC, ISO 8601
+
+
+_STATE_OF = {
+    Status.SENT: State.SENT,
+    Status.FAILED: State.FAILED,
+    Status.UNKNOWN: State.UNKNOWN,
+    Status.PENDING: State.PENDING,
+}
+
+
+class Journal:
+    """What one campaign has attempted, keyed by (campaign, normalised number).
+
+    Every change is committed before the call returns. Use it from one thread only, and open it
+    for writing only while holding `pipeline.lock.hold_lock(path)`: recovery on open rewrites the
+    in-flight rows of every campaign, which is right only when no other run is alive.
+    """
+
+    def __init__(
+        self, conn: sqlite3.Connection, path: Path, campaign: str, *, readonly: bool, recovered: int
+    ) -> None:
+        self._conn = conn
+        self.path = path
+        self.campaign = campaign
+        self.readonly = readonly
+        self.recovered = recovered
+
+    @classmethod
+    def open(
+        cls,
+        path: Path,
+        campaign: str,
+        *,
+        readonly: bool = False,
+        busy_timeout: float = BUSY_TIMEOUT,
+    ) -> Journal:
+        """Open (or create) the journal at `path`, recovering what a dead run left in flight.
+
+        Every row of any campaign still `inflight` becomes `unknown`, in one transaction;
+        `recovered` counts those of `campaign`. With `readonly`, nothing on disk is created or
+        changed and nothing is recovered: a missing file reads as an empty journal (--dry-run).
+        SQLite may still leave its empty `-wal`/`-shm` companions beside an existing file.
+        """
+        if readonly:
+            return cls(
+                _open_readonly(path, busy_timeout), path, campaign, readonly=True, recovered=0
+            )
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise JournalError(
+                f"{path}: cannot create the folder {path.parent} ({exc.strerror}); "
+                "create it, or point journal.path at a writable folder"
+            ) from exc
+        with _translated(path):
+            conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+        try:
+            with _translated(path):
+                # WAL: a --dry-run reading the journal never blocks the run that is sending.
+                conn.execute("PRAGMA journal_mode = WAL")
+                # In WAL mode, synchronous=NORMAL fsyncs only at checkpoints, so a power cut can
+                # undo a commit that already returned. Losing an `inflight` mark for a request that
+                # did leave would let the next run send that number again: the one thing promised
+                # never to happen. FULL fsyncs every commit: one fsync per chunk of messages,
+                # nothing next to the HTTP round trip that follows it.
+                conn.execute("PRAGMA synchronous = FULL")
+                with _transaction(conn):
+                    _migrate(conn, path)
+                    recovered = conn.execute(
+                        "SELECT count(*) FROM messages WHERE campaign = ? AND state = 'inflight'",
+                        (campaign,),
+                    ).fetchone()[0]
+                    conn.execute(
+                        "UPDATE messages SET state = 'unknown', error = ?, updated_at = ? "
+                        "WHERE state = 'inflight'",
+                        (RECOVERED_ERROR, _now()),
+                    )
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, path, campaign, readonly=False, recovered=recovered)
+
+    def lookup(self, numbers: Sequence[str]) -> dict[str, Entry]:
+        """The entries of this campaign for those of `numbers` the journal knows."""
+        wanted = list(dict.fromkeys(_checked(numbers)))
+        found: dict[str, Entry] = {}
+        step = _MAX_PARAMS - 1  # one parameter is the campaign
+        with _translated(self.path):
+            for start in range(0, len(wanted), step):
+                batch = wanted[start : start + step]
+                rows = self._conn.execute(
+                    f"SELECT {_COLUMNS} FROM messages "
+                    f"WHERE campaign = ? AND number IN ({','.join('?' * len(batch))})",
+                    (self.campaign, *batch),
+                )
+                for row in rows:
+                    found[row[0]] = _entry(row)
+        return found
+
+    def mark_inflight(self, items: Sequence[tuple[str, str]]) -> None:
+        """Commit `(number, text)` pairs as in flight, attempts + 1: call before the request leaves.
+
+        A number already `sent` raises RuntimeError and nothing is marked: sending it would break
+        the promise of one message per recipient, and the caller has not posted anything yet.
+        """
+        self._check_writable()
+        numbers = _checked([number for number, _ in items])
+        now = _now()
+        with _translated(self.path), _transaction(self._conn):
+            sent = [n for n, e in self.lookup(numbers).items() if e.state is State.SENT]
+            if sent:
+                raise RuntimeError(
+                    f"{self.path}: campaign {self.campaign!r}: {', '.join(sent)} already sent; "
+                    "refusing to send again (the caller should have skipped it)"
+                )
+            self._conn.executemany(
+                _MARK, [(self.campaign, number, text, now) for number, text in items]
+            )
+
+    def record(self, results: Sequence[tuple[str, Outcome]]) -> None:
+        """Commit the provider's answer for each number, in one transaction.
+
+        A `sent` row is never downgraded: a later failed, unknown or pending outcome for a number
+        already sent (possible only through a bug) is ignored and the row keeps `sent` and its IDs,
+        because the promise outranks the bug.
+        """
+        self._check_writable()
+        _checked([number for number, _ in results])
+        now = _now()
+        rows = []
+        for number, outcome in results:
+            state = _STATE_OF.get(outcome.status)
+            if state is None:
+                raise ValueError(
+                    f"{number}: a {outcome.status!s} outcome has no journal state; "
+                    "only sent, failed, unknown and pending are recorded"
+                )
+            rows.append(
+                (
+                    self.campaign,
+                    number,
+                    state.value,
+                    outcome.error,
+                    outcome.message_id,
+                    outcome.campaign_id,
+                    now,
+                )
+            )
+        with _translated(self.path), _transaction(self._conn):
+            self._conn.executemany(_RECORD, rows)
+
+    def counts(self) -> dict[State, int]:
+        """How many numbers of this campaign are in each state (every state present, maybe 0)."""
+        result = dict.fromkeys(State, 0)
+        with _translated(self.path):
+            for state, count in self._conn.execute(
+                "SELECT state, count(*) FROM messages WHERE campaign = ? GROUP BY state",
+                (self.campaign,),
+            ):
+                result[State(state)] = count
+        return result
+
+    def close(self) -> None:
+        """Close the connection; everything was committed already."""
+        self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _check_writable(self) -> None:
+        if self.readonly:
+            raise RuntimeError(f"{self.path}: the journal was opened read-only; nothing is written")
+
+
+def _open_readonly(path: Path, busy_timeout: float) -> sqlite3.Connection:
+    """A connection that cannot change the file, or an in-memory journal when there is none."""
+    if not path.exists():
+        memory = sqlite3.connect(":memory:", isolation_level=None)
+        _migrate(memory, path)
+        return memory
+    with _translated(path):
+        conn = sqlite3.connect(
+            f"{path.resolve().as_uri()}?mode=ro",
+            uri=True,
+            timeout=busy_timeout,
+            isolation_level=None,
+        )
+    try:
+        with _translated(path):
+            if _schema_version(conn, path) == SCHEMA_VERSION:
+                return conn
+            # An empty or older file: bring a private copy up to date, never the file itself.
+            memory = sqlite3.connect(":memory:", isolation_level=None)
+            conn.backup(memory)
+    except BaseException:
+        conn.close()
+        raise
+    conn.close()
+    _migrate(memory, path)
+    return memory
+
+
+def _schema_version(conn: sqlite3.Connection, path: Path) -> int:
+    """The file's schema version, 0 when empty; refuses other databases and newer versions."""
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if not tables:
+        return 0
+    row = None
+    if "meta" in tables:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    if row is None:
+        raise JournalError(
+            f"{path}: this SQLite file is not a pipeline journal; "
+            "point journal.path at a new file (it is created on the first run)"
+        )
+    version = int(row[0])
+    if version > SCHEMA_VERSION:
+        raise JournalError(
+            f"{path}: the journal has schema version {version}, newer than this pipeline "
+            f"understands ({SCHEMA_VERSION}); upgrade the pipeline before using this journal"
+        )
+    return version
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    """Bring the schema up to SCHEMA_VERSION (inside the caller's transaction, if any)."""
+    version = _schema_version(conn, path)
+    for step in _MIGRATIONS[version:]:
+        for statement in step:
+            conn.execute(statement)
+    if version < SCHEMA_VERSION:
+        conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+            (str(SCHEMA_VERSION),),
+        )
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction, taking the write lock up front so it cannot fail half-way on BUSY."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+@contextmanager
+def _translated(path: Path) -> Iterator[None]:
+    """Turn SQLite's errors about the file into a JournalError that names the path and the fix."""
+    try:
+        yield
+    except _BUGS:
+        raise
+    except sqlite3.Error as exc:
+        raise _journal_error(path, exc) from exc
+
+
+def _journal_error(path: Path, exc: sqlite3.Error) -> JournalError:
+    name = str(getattr(exc, "sqlite_errorname", "") or "")  # absent on errors raised by Python
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        problem = "is locked by another program"
+        fix = "close whatever holds it open (an sqlite3 shell, a backup tool) and run again"
+    elif name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")):
+        problem = "is not a SQLite journal or is damaged"
+        fix = "restore it from a backup, or point journal.path at a new file"
+    elif name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH")):
+        problem = "cannot be opened for writing"
+        fix = "make the file and its folder writable by this user, or point journal.path elsewhere"
+    elif name.startswith("SQLITE_FULL"):
+        problem = "cannot grow: the disk is full"
+        fix = "free some space and run the same command again"
+    else:
+        problem = f"cannot be used ({exc})"
+        fix = "check the file and its folder, or point journal.path at a new file"
+    return JournalError(f"{path}: the journal {problem}; {fix}")
+
+
+def _checked(numbers: Sequence[str]) -> Sequence[str]:
+    """Refuse a key that is not `09XXXXXXXXX`: a differently written number would be sent twice."""
+    for number in numbers:
+        if not _NUMBER.fullmatch(number):
+            raise ValueError(f"{number!r} is not a normalised mobile number (09XXXXXXXXX)")
+    return numbers
+
+
+def _entry(row: tuple[str, str, str, str, str, str, int, str]) -> Entry:
+    number, state, error, message_id, campaign_id, text, attempts, updated_at = row
+    return Entry(number, State(state), error, message_id, campaign_id, text, attempts, updated_at)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")

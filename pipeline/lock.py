@@ -1,0 +1,62 @@
+"""One run per journal: an exclusive flock on `<journal>.lock` that the kernel frees when we die."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from pipeline.errors import JournalError, LockHeld
+
+
+def lock_path(journal_path: Path) -> Path:
+    """The lock file that guards `journal_path`."""
+    return journal_path.with_name(journal_path.name + ".lock")
+
+
+@contextmanager
+def hold_lock(journal_path: Path) -> Iterator[None]:
+    """Hold the journal's lock for the `with` block, or raise LockHeld at once.
+
+    The lock is the flock itself, never the file's existence: a run killed by SIGKILL or a power
+    cut leaves no stale lock, because the kernel drops the flock with the process. The file holds
+    the holder's PID for the message only. It is never deleted: deleting it would let a run that
+    opened the old file and a run that created a new one both believe they hold the lock.
+    Not re-entrant: a second hold_lock on the same journal, even in this process, raises LockHeld.
+    """
+    path = lock_path(journal_path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise JournalError(
+            f"{path}: cannot create the journal's lock file ({exc.strerror}); "
+            "make its folder writable by this user, or point journal.path elsewhere"
+        ) from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_pid(fd)
+            by = f" (PID {holder})" if holder else ""
+            raise LockHeld(
+                f"{path}: another run of this campaign's journal is in progress{by}; this run did "
+                "nothing. Wait for it to finish (or stop it), then run the same command again"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            yield
+        finally:
+            # Still locked here, so no other run is reading it: leave no PID of a finished run.
+            os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)  # closing the last descriptor releases the flock
+
+
+def _read_pid(fd: int) -> int | None:
+    """The PID the holder wrote, if it has written one yet."""
+    text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    return int(text) if text.isdigit() else None

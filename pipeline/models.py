@@ -1,0 +1,92 @@
+"""The values that flow between stages: contacts, rows, messages, outcomes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    """A row's final word in the report (see the contract's status table)."""
+
+    SENT = "sent"
+    ALREADY_SENT = "already_sent"
+    FAILED = "failed"
+    INVALID = "invalid"
+    DUPLICATE = "duplicate"
+    SUPPRESSED = "suppressed"
+    UNKNOWN = "unknown"
+    PENDING = "pending"
+    DRY_RUN = "dry_run"
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidNumber:
+    """Why a phone value is not a usable Iranian mobile number (a plain sentence)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Pages:
+    """How an SMS text is encoded and how many pages (segments) it costs."""
+
+    encoding: str  # "GSM-7" or "UCS-2"
+    units: int  # septets for GSM-7, UTF-16 code units for UCS-2
+    pages: int
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """One non-empty data row of the contacts source, every cell as text."""
+
+    row: int  # 1-based data row number in the source (blank rows count, the header does not)
+    values: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One SMS ready to post: the row it came from, the normalised number and the text."""
+
+    row: int
+    number: str  # 09XXXXXXXXX
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one message: a status and, when sent, the provider's IDs."""
+
+    status: Status
+    error: str = ""
+    message_id: str = ""
+    campaign_id: str = ""
+
+
+@dataclass(slots=True)
+class Row:
+    """One input row as it moves through the stages and into the report.
+
+    Mutable on purpose: each stage fills in its part (number, text, pages, outcome)
+    and the report writes what is there; copying per stage would cost a million
+    allocations on a large list for no gain in safety.
+    """
+
+    row: int
+    phone: str
+    values: dict[str, str] = field(default_factory=dict)
+    number: str = ""
+    text: str = ""
+    pages: int = 0
+    status: Status | None = None  # None: still to be sent in this run
+    error: str = ""
+    message_id: str = ""
+    campaign_id: str = ""
+    attempts: int = 0
+
+    def settle(self, outcome: Outcome) -> None:
+        """Record a final outcome for this row."""
+        self.status = outcome.status
+        self.error = outcome.error
+        self.message_id = outcome.message_id
+        self.campaign_id = outcome.campaign_id

@@ -1,0 +1,203 @@
+"""Normalise a phone cell to an Iranian mobile number `09XXXXXXXXX`, or say why it is not one."""
+
+from __future__ import annotations
+
+import functools
+import re
+
+import phonenumbers
+
+from pipeline.models import InvalidNumber
+
+__all__ = ["normalise_mobile"]
+
+_PERSIAN_DIGITS = "۰۱۲۳۴۵۶۷۸۹"
+_ARABIC_INDIC_DIGITS = "٠١٢٣٤٥٦٧٨٩"
+
+# Characters people, word processors and spreadsheets put around or inside a number that carry
+# no digit: every Unicode space, invisible format marks (ZWNJ, ZWJ, bidi marks and isolates,
+# BOM, word joiner), dashes and minus signs of every script, brackets, slashes, thousands
+# separators, Excel's leading apostrophe and stray quotes, and the Persian kashida.
+_INVISIBLE = (
+    "\u00ad\u061c\u180e\u200b\u200c\u200d\u200e\u200f"
+    "\u202a\u202b\u202c\u202d\u202e\u2060\u2066\u2067\u2068\u2069\ufeff"
+)
+_DASHES = "-_\u2010\u2011\u2012\u2013\u2014\u2015\u2043\u2212\ufe58\ufe63\uff0d"
+_PUNCTUATION = "()[]{}（）/\\|,،٬'\"‘’‚‛“”„«»`\u0640"
+# str.isspace() is False for every code point above U+3000, so this range finds them all.
+_SPACES = "".join(chr(c) for c in range(0x3001) if chr(c).isspace())
+
+_TABLE = str.maketrans(
+    {
+        **{src: str(d) for d, src in enumerate(_PERSIAN_DIGITS)},
+        **{src: str(d) for d, src in enumerate(_ARABIC_INDIC_DIGITS)},
+        "٫": ".",  # Arabic decimal separator, as in an Excel float written in Persian digits
+        **dict.fromkeys(_SPACES + _INVISIBLE + _DASHES + _PUNCTUATION),
+    }
+)
+
+# How spreadsheets and pandas write a blank cell once it has been through text.
+_BLANK_MARKERS = frozenset({"nan", "nat", "none", "null", "na", "<na>"})  # "n/a" arrives as "na"
+
+# Excel's scientific notation, after digits are ASCII: 9.123456789E+09, 9.12E9.
+# A minus sign never reaches it: dashes are noise, so 9.12E-09 reads as 9.12E09.
+_SCIENTIFIC = re.compile(r"([0-9]+)(?:\.([0-9]*))?[eE]\+?([0-9]{1,3})")
+
+_NATIONAL_LENGTH = 10  # 9XXXXXXXXX, the number without its trunk 0 or country code
+_MOBILE_TYPES = frozenset(
+    {phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE}
+)
+
+# phonenumbers' IR mobile pattern (metadata 9.0.x, national number, no trunk 0) is
+#   9(?:(?:0[0-5]|[13]\d|2[0-3])\d\d|9(?:[0-46]\d\d|5(?:10|5\d)|8(?:[12]\d|3[0-2]|88)
+#     |9(?:[0-359]\d|69|77|8[7-9])))\d{5}
+# Every branch fixes at most the first five digits (the deepest, 99510 or 99887, spell out all
+# five) and then takes any five digits (`\d{5}`). So the first five digits of a ten-digit
+# national number decide validity: one full parse per five-digit prefix, at most 10,000 of
+# them, answers for every number. tests/test_phones.py checks this against a full parse of
+# every prefix, so a metadata update that breaks it fails the tests rather than the send.
+_DECIDING_PREFIX = 5
+
+
+@functools.cache
+def _is_mobile_prefix(prefix: str) -> bool:
+    """Whether ten-digit national numbers starting with `prefix` are Iranian mobiles."""
+    sample = "0" + prefix + "0" * (_NATIONAL_LENGTH - len(prefix))
+    number = phonenumbers.parse(sample, "IR")
+    return bool(
+        phonenumbers.is_valid_number(number) and phonenumbers.number_type(number) in _MOBILE_TYPES
+    )
+
+
+def normalise_mobile(raw: str) -> str | InvalidNumber:
+    """Return `raw` as `09XXXXXXXXX`, or an InvalidNumber whose reason a person can act on.
+
+    Accepts 09…, 9…, +98…, 0098…, 98…, Persian and Arabic-Indic digits, any spacing,
+    dashes, dots and brackets, and the forms Excel and pandas leave behind (9123456789.0,
+    9.123456789E+09, a leading apostrophe). Never raises for a str.
+    """
+    # Most cells of a clean list are already 09XXXXXXXXX: answer those without translating.
+    text = raw if raw.isascii() and raw.isdigit() else raw.translate(_TABLE)
+    if text.isascii() and text.isdigit():
+        if len(text) == 11 and text[:2] == "09" and _is_mobile_prefix(text[1:6]):
+            return text
+        return _from_digits(text, international=False)
+    return _from_text(text)
+
+
+def _from_text(text: str) -> str | InvalidNumber:
+    """The slower path for anything that is not plain digits after cleaning."""
+    if not text or text.lower() in _BLANK_MARKERS:
+        return InvalidNumber("empty")
+    international = text.startswith("+")
+    if international:
+        text = text[1:]
+        # No country code starts with 0, so "+0912..." is a stray plus on a national number.
+        international = not text.startswith("0")
+    if "e" in text or "E" in text:
+        match = _SCIENTIFIC.fullmatch(text)
+        if match is not None:
+            return _from_scientific(text, match, international)
+    if "." in text:
+        text = _drop_dots(text)
+    if not text:
+        return InvalidNumber("not a number: no digits")
+    if not (text.isascii() and text.isdigit()):
+        return _not_a_number(text)
+    return _from_digits(text, international)
+
+
+def _drop_dots(text: str) -> str:
+    """Read `9123456789.0` as a float's whole part; any other dot is a digit separator."""
+    head, _, tail = text.partition(".")
+    if "." not in tail and head and tail and tail.strip("0") == "":
+        return head
+    return text.replace(".", "")
+
+
+def _from_scientific(text: str, match: re.Match[str], international: bool) -> str | InvalidNumber:
+    """Accept scientific notation only when it spells out every digit of a whole number."""
+    whole, fraction, exponent = match.groups()
+    mantissa = whole + (fraction or "")
+    point = len(whole) + int(exponent)
+    if point > len(mantissa):
+        # 9.12E+09 is 912XXXXXXX with seven digits rounded away: padding them with zeros
+        # would send the message to a stranger.
+        return InvalidNumber(
+            f"Excel lost digits: {text} keeps only {len(mantissa)} of the number's {point} digits;"
+            " format the phone column as Text in Excel and enter the numbers again"
+        )
+    if mantissa[point:].strip("0"):
+        return InvalidNumber(f"not a number: {text} is not a whole number")
+    return _from_digits(mantissa[:point], international)
+
+
+def _not_a_number(text: str) -> InvalidNumber:
+    """Name what stops `text` from being a number."""
+    if any(char.isalpha() for char in text):
+        return InvalidNumber("not a number: contains letters")
+    odd = next(char for char in text if not ("0" <= char <= "9"))
+    if odd.isprintable():
+        return InvalidNumber(f"not a number: contains '{odd}'")
+    return InvalidNumber(f"not a number: contains the invisible character U+{ord(odd):04X}")
+
+
+def _from_digits(digits: str, international: bool) -> str | InvalidNumber:
+    """Check ASCII digits, with or without country code or trunk 0, as an Iranian mobile."""
+    national = _national_part(digits, international)
+    if isinstance(national, InvalidNumber):
+        return national
+    if len(national) != _NATIONAL_LENGTH:
+        return _wrong_length(len(digits), len(digits) - len(national) + _NATIONAL_LENGTH)
+    if not _is_mobile_prefix(national[:_DECIDING_PREFIX]):
+        return InvalidNumber(
+            f"not an Iranian mobile number: prefix 0{national[:_DECIDING_PREFIX]}…"
+            " is not assigned to any mobile operator"
+        )
+    return "0" + national
+
+
+def _national_part(digits: str, international: bool) -> str | InvalidNumber:
+    """Strip the country code and trunk 0; what is left must start with 9 (or be too short)."""
+    if international:
+        if not digits.startswith("98"):
+            return _foreign(digits)
+        national = digits[2:]
+    elif digits.startswith("0098"):
+        national = digits[4:]
+    elif digits.startswith("00"):
+        return _foreign(digits[2:])
+    elif digits.startswith("98") and len(digits) > _NATIONAL_LENGTH:
+        # Ten digits starting 98 are a national number (and not a mobile); longer ones carry
+        # the country code.
+        national = digits[2:]
+    else:
+        national = digits
+    if national.startswith("0"):
+        # The trunk 0, alone or after the country code as in "+98 (0)912...".
+        national = national[1:]
+    if national[:1] == "0":
+        return InvalidNumber("not a mobile number: too many zeros before the 9")
+    if national[:1] not in ("", "9"):
+        return InvalidNumber(
+            f"not a mobile number: 0{national[:3]}… is a landline or service number"
+            " (Iranian mobiles start with 09)"
+        )
+    return national
+
+
+def _foreign(after_plus: str) -> InvalidNumber:
+    """A number with a country code other than Iran's."""
+    if not after_plus:
+        return InvalidNumber("too short: no digits after the international prefix")
+    return InvalidNumber(
+        f"not an Iranian number: +{after_plus[:4]}… (Iranian numbers start with +98)"
+    )
+
+
+def _wrong_length(given: int, expected: int) -> InvalidNumber:
+    """Say how far the digit count is from what this way of writing the number needs."""
+    word = "short" if given < expected else "long"
+    hint = "; two numbers in one cell?" if given >= 2 * _NATIONAL_LENGTH else ""
+    unit = "digit" if given == 1 else "digits"
+    return InvalidNumber(f"too {word}: {given} {unit}, {expected} expected{hint}")

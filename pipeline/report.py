@@ -1,0 +1,113 @@
+"""The per-recipient CSV report (every input row once, in input order) and the run's tallies."""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from collections import Counter, deque
+from pathlib import Path
+from types import TracebackType
+
+from pipeline.models import Row, Status
+
+COLUMNS = (
+    "row",
+    "phone",
+    "number",
+    "status",
+    "error",
+    "message_id",
+    "campaign_id",
+    "pages",
+    "attempts",
+    "text",
+)
+
+# A spreadsheet treats a cell starting with one of these as a formula (CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?[\d\s().-]+")
+
+
+def safe_cell(value: str) -> str:
+    """Quote a cell a spreadsheet would run as a formula; a plain number (+98912...) stays."""
+    if value.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
+class ReportWriter:
+    """Writes rows in input order as soon as every earlier row is settled.
+
+    Rows are added in input order; one still waiting for the provider (status None) holds
+    back the rows after it, so memory holds only the window in flight, not the whole list.
+    The file is written as `<name>.partial` and renamed when complete, so a report that
+    exists is never half-written.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._partial = path.with_name(path.name + ".partial")
+        # utf-8-sig writes the BOM Excel needs to show Persian.
+        self._file = self._partial.open("w", encoding="utf-8-sig", newline="")
+        self._csv = csv.writer(self._file)
+        self._csv.writerow(COLUMNS)
+        self._waiting: deque[Row] = deque()
+        self.counts: Counter[Status] = Counter()
+        self.pages_sent = 0
+        self.pages_total = 0
+
+    def add(self, row: Row) -> None:
+        self._waiting.append(row)
+
+    def flush_ready(self) -> None:
+        """Write every row at the front whose status is settled."""
+        waiting = self._waiting
+        while waiting and waiting[0].status is not None:
+            self._write(waiting.popleft())
+
+    def close(self) -> None:
+        """Write what is left (all settled by now) and put the file in place."""
+        self.flush_ready()
+        if self._waiting:  # pragma: no cover - a bug upstream; never lose a row over it
+            for row in self._waiting:
+                row.status = Status.PENDING
+                row.error = row.error or "not settled when the report was written"
+                self._write(row)
+            self._waiting.clear()
+        self._file.close()
+        os.replace(self._partial, self.path)
+
+    def __enter__(self) -> ReportWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self._file.closed:
+            self.close()
+
+    def _write(self, row: Row) -> None:
+        status = row.status or Status.PENDING
+        self.counts[status] += 1
+        if status is Status.SENT:
+            self.pages_sent += row.pages
+        self.pages_total += row.pages
+        self._csv.writerow(
+            (
+                row.row,
+                safe_cell(row.phone),
+                row.number,
+                status.value,
+                safe_cell(row.error),
+                row.message_id,
+                row.campaign_id,
+                row.pages or "",
+                row.attempts,
+                safe_cell(row.text),
+            )
+        )

@@ -1,0 +1,193 @@
+"""Serve an AmootSimulator over a real socket on 127.0.0.1, for end-to-end runs and by hand.
+
+    python -m pipeline.sandbox_server --port 8080
+
+The simulator decides every answer (`AmootSimulator.decide`); this module only acts the
+decision out on the socket: answer, abort the connection, or answer late.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import socket
+import struct
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, get_args
+
+import httpx
+
+from pipeline.sandbox import (
+    SANDBOX_BLACKLIST_RULE,
+    SANDBOX_TOKEN,
+    AmootSimulator,
+    NumberStyle,
+    Reply,
+)
+
+
+class SandboxServer:
+    """A context manager that serves `sim` on a ThreadingHTTPServer in a daemon thread."""
+
+    def __init__(self, sim: AmootSimulator, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.sim = sim
+        self._server = _Server((host, port), sim)
+        self.base_url = f"http://{host}:{self._server.server_address[1]}/rest"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+        )
+
+    def __enter__(self) -> SandboxServer:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop serving: wake slow answers, end open connections, wait for their threads."""
+        self._server.stopping.set()
+        if self._thread.is_alive():
+            self._server.shutdown()
+            self._thread.join()
+        self._server.end_connections()
+        self._server.server_close()
+
+
+class _Server(ThreadingHTTPServer):
+    # Handler threads are joined on close (after their connections are ended), so every
+    # request a test sent has been fully processed once the `with` block is left.
+    daemon_threads = False
+    block_on_close = True
+
+    def __init__(self, address: tuple[str, int], sim: AmootSimulator) -> None:
+        super().__init__(address, _Handler)
+        self.sim = sim
+        self.stopping = threading.Event()
+        self._connections: set[socket.socket] = set()
+        self._aborted: set[socket.socket] = set()
+        self._guard = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        # Tracked here, in the serving thread, so once shutdown() returns every accepted
+        # connection is known to end_connections().
+        with self._guard:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def abort(self, connection: socket.socket) -> None:
+        """Reset `connection` instead of closing it politely: no FIN, no answer."""
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        with self._guard:
+            self._aborted.add(connection)
+
+    def end_connections(self) -> None:
+        with self._guard:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):  # the peer may already be gone
+                connection.shutdown(socket.SHUT_RDWR)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._guard:
+            aborted = request in self._aborted
+            self._aborted.discard(request)
+            self._connections.discard(request)
+        if aborted:
+            self.close_request(request)  # with SO_LINGER 0 this sends RST
+        else:
+            super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up mid-answer is normal here (timeouts are tested on purpose).
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as httpx's connection pool expects
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Stay quiet: no request log on stderr."""
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def do_GET(self) -> None:
+        self._serve()  # answered 405: the docs say only POST is supported
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        host, port = self.server.server_address[:2]
+        request = httpx.Request(
+            self.command,
+            f"http://{host!s}:{port}{self.path}",
+            headers=list(self.headers.items()),
+            content=body,
+        )
+        reply = self.server.sim.decide(request)
+        match reply.action:
+            case "drop_before" | "drop_after":
+                self.server.abort(self.connection)
+                self.close_connection = True
+            case "slow_after":
+                self.server.stopping.wait(reply.delay)
+                self._answer(reply)
+            case "answer":
+                self._answer(reply)
+
+    def _answer(self, reply: Reply) -> None:
+        try:
+            self.send_response(reply.status)
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(reply.body)))
+            self.end_headers()
+            self.wfile.write(reply.body)
+        except OSError:
+            self.close_connection = True  # the client gave up waiting (a slow_after timeout)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the shipped sandbox on a port until Ctrl-C."""
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.sandbox_server",
+        description="Serve the AmootSMS simulator on a local port (nothing leaves the machine).",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    parser.add_argument("--token", default=SANDBOX_TOKEN, help="token to accept")
+    parser.add_argument("--credit", type=int, default=10_000_000, help="credit in rials")
+    parser.add_argument("--number-style", choices=get_args(NumberStyle), default="int")
+    args = parser.parse_args(argv)
+    sim = AmootSimulator(
+        token=args.token,
+        credit_rials=args.credit,
+        blacklist_zeros=True,
+        number_style=args.number_style,
+    )
+    with SandboxServer(sim, args.host, args.port) as server:
+        print(server.base_url, flush=True)
+        print(f"token: {args.token}; {SANDBOX_BLACKLIST_RULE}; Ctrl-C stops.", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

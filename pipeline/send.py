@@ -1,0 +1,311 @@
+"""Post chunks to SendPeerToPeer: safe retries (tenacity), splitting, several requests in flight."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import httpx
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_when_event_set,
+    wait_exponential_jitter,
+)
+
+from pipeline import amoot
+from pipeline.amoot import Kind
+from pipeline.clock import send_datetime
+from pipeline.errors import ProviderFatal
+from pipeline.models import Message, Outcome, Status
+from pipeline.throttle import Throttle
+
+MAX_RETRY_AFTER = 300.0  # seconds: a Retry-After longer than this is treated as "stop for now"
+
+
+@dataclass(slots=True)
+class ChunkResult:
+    """What became of each message of one chunk, and whether the run must stop."""
+
+    outcomes: dict[int, Outcome] = field(default_factory=dict)  # by Message.row
+    attempts: dict[int, int] = field(default_factory=dict)  # requests that carried each row
+    stop: ProviderFatal | None = None
+    page_mismatches: int = 0
+
+
+class _SafeToRetry(Exception):
+    """The request provably was not processed; tenacity may send it again."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True, slots=True)
+class SenderSettings:
+    base_url: str
+    token: str
+    line_number: str
+    timeout: float
+    max_attempts: int
+
+
+class Sender:
+    """Sends one chunk at a time (thread-safe: many chunks may be in flight at once)."""
+
+    def __init__(
+        self,
+        client: httpx.Client,
+        settings: SenderSettings,
+        *,
+        throttle: Throttle,
+        stop: threading.Event,
+        sleep: Callable[[float], object],
+        send_at: Callable[[], datetime],
+    ) -> None:
+        self._client = client
+        self._settings = settings
+        self._throttle = throttle
+        self._stop = stop
+        self._sleep = sleep
+        self._send_at = send_at
+
+    def send(self, messages: Sequence[Message], pages: dict[int, int]) -> ChunkResult:
+        """Post `messages`, retrying only what is safe; every message gets an outcome."""
+        result = ChunkResult()
+        self._send_part(list(messages), pages, result)
+        return result
+
+    def _send_part(
+        self, messages: list[Message], pages: dict[int, int], result: ChunkResult
+    ) -> None:
+        if self._stop.is_set() or result.stop is not None:
+            for m in messages:
+                result.outcomes[m.row] = Outcome(
+                    Status.PENDING, "the run stopped before this was sent"
+                )
+            return
+        try:
+            reply = self._post_with_retries(messages, pages, result)
+        except _SafeToRetry as exc:
+            reason = exc.reason
+            if self._stop.is_set():
+                for m in messages:
+                    result.outcomes[m.row] = Outcome(Status.PENDING, "the run was interrupted")
+                return
+            for m in messages:
+                result.outcomes[m.row] = Outcome(Status.PENDING, f"not accepted: {reason}")
+            result.stop = ProviderFatal(
+                reason,
+                f"the provider did not accept requests ({reason}) after "
+                f"{self._settings.max_attempts} attempts; nothing was lost. "
+                "Fix: rerun the same command later (cron will).",
+            )
+            return
+
+        self._apply(reply, messages, pages, result)
+
+    def _apply(
+        self,
+        reply: amoot.SendReply,
+        messages: list[Message],
+        pages: dict[int, int],
+        result: ChunkResult,
+    ) -> None:
+        """Turn one answered request into row outcomes (and a stop, when the run must stop)."""
+        if reply.kind is Kind.SUCCESS:
+            by_key = {amoot.last10(m.number): m for m in messages}
+            for key, outcome in reply.outcomes.items():
+                result.outcomes[by_key[key].row] = outcome
+            result.page_mismatches += reply.page_mismatches
+            if reply.fatal_title:
+                result.stop = _fatal(reply.fatal_title)
+        elif reply.kind is Kind.RECIPIENT and len(messages) > 1:
+            # A list-level "invalid number" with no data: nothing was processed, so the
+            # halves can be sent safely until the bad recipients stand alone.
+            half = len(messages) // 2
+            self._send_part(messages[:half], pages, result)
+            self._send_part(messages[half:], pages, result)
+        elif reply.kind is Kind.RECIPIENT:
+            result.outcomes[messages[0].row] = Outcome(Status.FAILED, reply.title)
+        elif reply.kind is Kind.RETRY:
+            # amoot-api.md: a generic Failed is retried once or twice, then counts per row.
+            for m in messages:
+                result.outcomes[m.row] = Outcome(Status.FAILED, reply.title)
+        elif reply.kind is Kind.FATAL:
+            for m in messages:
+                result.outcomes[m.row] = Outcome(Status.PENDING, amoot.describe(reply.title))
+            result.stop = _fatal(reply.title)
+        else:  # AMBIGUOUS: it may have gone out; never send it again automatically
+            for m in messages:
+                result.outcomes[m.row] = Outcome(Status.UNKNOWN, reply.title)
+            if reply.title not in amoot.TITLES and not reply.title.startswith(_HTTP_PREFIXES):
+                result.stop = ProviderFatal(
+                    reply.title,
+                    f"the provider answered {amoot.describe(reply.title)}; the run stopped. "
+                    "Fix: ask AmootSMS support what it means; the rows of that request are "
+                    "`unknown` until you decide (--resend-unknown).",
+                )
+
+    def _post_with_retries(
+        self, messages: list[Message], pages: dict[int, int], result: ChunkResult
+    ) -> amoot.SendReply:
+        attempts = self._settings.max_attempts
+        retrying = Retrying(
+            stop=stop_after_attempt(attempts) | stop_when_event_set(self._stop),
+            wait=_wait_retry_after,
+            retry=retry_if_exception_type(_SafeToRetry),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        failed_seen = 0
+        for attempt in retrying:
+            with attempt:
+                try:
+                    return self._post_once(messages, pages, result)
+                except _SafeToRetry as exc:
+                    if exc.reason == "Failed":
+                        failed_seen += 1
+                        if failed_seen >= amoot.FAILED_ATTEMPTS:
+                            return amoot.SendReply(Kind.RETRY, "Failed")
+                    if exc.retry_after is not None:
+                        self._throttle.pause(exc.retry_after)
+                    raise
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+    def _post_once(
+        self, messages: list[Message], pages: dict[int, int], result: ChunkResult
+    ) -> amoot.SendReply:
+        if not self._throttle.acquire():
+            raise _SafeToRetry("the run was interrupted")
+        for m in messages:
+            result.attempts[m.row] = result.attempts.get(m.row, 0) + 1
+        body = amoot.build_send_body(
+            messages, send_datetime(self._send_at()), self._settings.line_number
+        )
+        try:
+            response = self._client.post(
+                f"{self._settings.base_url}/SendPeerToPeer",
+                content=body,
+                headers={
+                    "Authorization": self._settings.token,
+                    "Content-Type": "application/json; charset=utf-8",
+                },
+                timeout=self._settings.timeout,
+            )
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise _SafeToRetry(f"cannot connect: {type(exc).__name__}") from exc
+        except (httpx.WriteError, httpx.WriteTimeout) as exc:
+            # The server never received the whole request, so it cannot have acted on it.
+            raise _SafeToRetry(f"connection lost while sending: {type(exc).__name__}") from exc
+        except httpx.TimeoutException:
+            return amoot.SendReply(
+                Kind.AMBIGUOUS, f"HTTP: no answer within {self._settings.timeout:g}s"
+            )
+        except httpx.TransportError as exc:
+            return amoot.SendReply(
+                Kind.AMBIGUOUS, f"HTTP: connection dropped after sending ({type(exc).__name__})"
+            )
+
+        http_kind = amoot.classify_http(response.status_code)
+        if http_kind is Kind.RETRY:
+            raise _SafeToRetry(
+                f"HTTP {response.status_code}", _retry_after(response.headers.get("Retry-After"))
+            )
+        if http_kind is Kind.FATAL:
+            return amoot.SendReply(Kind.FATAL, f"HTTP {response.status_code}")
+        if http_kind is Kind.AMBIGUOUS:
+            return amoot.SendReply(Kind.AMBIGUOUS, f"HTTP {response.status_code}")
+
+        local_pages = {amoot.last10(m.number): pages.get(m.row, 0) for m in messages}
+        reply = amoot.read_send_answer(response.content, messages, local_pages)
+        if reply.kind is Kind.RETRY:
+            raise _SafeToRetry(reply.title)
+        return reply
+
+
+_HTTP_PREFIXES = ("HTTP", "the answer")
+
+
+def _fatal(title: str) -> ProviderFatal:
+    return ProviderFatal(
+        title,
+        f"the provider answered {amoot.describe(title)}; nothing more was sent. "
+        f"Fix: {amoot.fix_for(title)} Then rerun the same command: it continues where it stopped.",
+    )
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds; an HTTP date falls back to backoff)."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+_backoff = wait_exponential_jitter(initial=1, max=60, jitter=1)
+
+
+def _wait_retry_after(state: RetryCallState) -> float:
+    """Retry-After when the provider gave one, else exponential backoff with jitter."""
+    outcome = state.outcome
+    if outcome is not None and outcome.failed:
+        exc = outcome.exception()
+        if isinstance(exc, _SafeToRetry) and exc.retry_after is not None:
+            return exc.retry_after
+    return float(_backoff(state))
+
+
+class Dispatcher:
+    """Keeps up to `concurrency` chunks in flight; journals before posting and after answers.
+
+    Every callback runs on the calling (main) thread, so the journal has one writer.
+    """
+
+    def __init__(
+        self,
+        sender: Sender,
+        concurrency: int,
+        *,
+        before_post: Callable[[Sequence[Message]], None],
+        after_answer: Callable[[Sequence[Message], ChunkResult], None],
+    ) -> None:
+        self._sender = sender
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="send")
+        self._concurrency = concurrency
+        self._before_post = before_post
+        self._after_answer = after_answer
+        self._inflight: dict[Future[ChunkResult], Sequence[Message]] = {}
+
+    def submit(self, messages: Sequence[Message], pages: dict[int, int]) -> None:
+        """Post a chunk once a slot is free (settling finished chunks meanwhile)."""
+        while len(self._inflight) >= self._concurrency:
+            self._settle(block=True)
+        self._before_post(messages)
+        self._inflight[self._pool.submit(self._sender.send, messages, pages)] = messages
+
+    def poll(self) -> None:
+        """Settle whatever has finished, without waiting."""
+        if self._inflight:
+            self._settle(block=False)
+
+    def drain(self) -> None:
+        """Wait for every chunk in flight and settle it."""
+        while self._inflight:
+            self._settle(block=True)
+        self._pool.shutdown(wait=True)
+
+    def _settle(self, *, block: bool) -> None:
+        done, _ = wait(self._inflight, timeout=None if block else 0, return_when=FIRST_COMPLETED)
+        for future in done:
+            messages = self._inflight.pop(future)
+            self._after_answer(messages, future.result())

@@ -1,0 +1,601 @@
+"""Tests for pipeline.contacts: every format read as exact text, true row numbers, clear errors."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import sys
+import tempfile
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import openpyxl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.contacts import ContactSource, cell_text, open_contacts
+from pipeline.errors import InputError
+from pipeline.models import Contact
+
+DATA = Path(__file__).parent / "data"
+ZWNJ = "\u200c"
+
+
+def read_all(source: ContactSource) -> list[Contact]:
+    return [contact for batch in source.batches for contact in batch]
+
+
+def rows_of(
+    path: Path, phone_column: str = "mobile", **kwargs: Any
+) -> list[tuple[int, dict[str, str]]]:
+    source = open_contacts(path, phone_column, **kwargs)
+    return [(contact.row, contact.values) for contact in read_all(source)]
+
+
+def input_error(path: Path, phone_column: str = "mobile", **kwargs: Any) -> str:
+    """The message of the InputError that opening and fully reading `path` raises."""
+    with pytest.raises(InputError) as caught:
+        read_all(open_contacts(path, phone_column, **kwargs))
+    return str(caught.value)
+
+
+# --- each format: columns, row numbers, exact text ---------------------------------------------
+
+
+def test_csv_with_bom_and_crlf_keeps_leading_zeros_and_cleans_header() -> None:
+    """A BOM and padded header names are stripped; CRLF is fine; codes keep their zeros."""
+    source = open_contacts(DATA / "bom.csv", "mobile")
+    assert source.columns == ("name", "mobile", "code")
+    assert [(c.row, c.values) for c in read_all(source)] == [
+        (1, {"name": "علی", "mobile": "09121234567", "code": "00123"}),
+        (2, {"name": "مریم", "mobile": "9351234567", "code": "0042"}),
+    ]
+
+
+def test_semicolon_delimiter_is_sniffed_and_persian_text_kept() -> None:
+    """';' is detected from the header; ZWNJ, the Persian comma and quoted ';' survive."""
+    source = open_contacts(DATA / "semicolon.csv", "mobile")
+    assert source.columns == ("نام", "mobile", "شهر")
+    assert [(c.row, c.values) for c in read_all(source)] == [
+        (1, {"نام": f"زهرا{ZWNJ}سادات", "mobile": "+989121234567", "شهر": "تهران، ونک"}),
+        (2, {"نام": "رضا;حسینی", "mobile": "0098 912 123 4567", "شهر": "شیراز"}),
+    ]
+
+
+def test_tsv_reads_tabs_and_keeps_commas_and_quotes_inside_values() -> None:
+    """A .tsv splits on tabs only; an empty last cell is the empty string, not NaN."""
+    assert rows_of(DATA / "contacts.tsv") == [
+        (1, {"first name": "Sara", "mobile": "09121234567", "note": 'says "hi", twice'}),
+        (2, {"first name": "Amir", "mobile": "0912-123-4567", "note": ""}),
+    ]
+
+
+def test_pipe_delimited_txt_is_sniffed() -> None:
+    """A .txt file with '|' between cells is read as delimited text."""
+    assert rows_of(DATA / "pipe.txt") == [
+        (1, {"name": "A", "mobile": "09120000001"}),
+        (2, {"name": "B", "mobile": "09120000002"}),
+    ]
+
+
+def test_excel_mangled_numbers_stay_exactly_as_written() -> None:
+    """Phones that Excel turned into 9.12E+09 or 9123456789.0 reach the caller as written."""
+    assert [values["mobile"] for _, values in rows_of(DATA / "excel_numbers.csv")] == [
+        "9.12345678E+09",
+        "9123456789.0",
+        "9123456789",
+        "09123456789",
+    ]
+
+
+def test_persian_and_arabic_indic_digits_are_kept() -> None:
+    """Digits in other scripts are not converted or dropped here (normalising is phones.py's)."""
+    assert rows_of(DATA / "digits.csv") == [
+        (1, {"name": f"فاطمه{ZWNJ}زهرا", "mobile": "۰۹۱۲۱۲۳۴۵۶۷"}),
+        (2, {"name": "حسن", "mobile": "٠٩١٢١٢٣٤٥٦٧"}),
+    ]
+
+
+def test_blank_rows_are_skipped_but_counted() -> None:
+    """Empty, whitespace-only and delimiters-only lines are not yielded, yet rows keep numbering."""
+    assert rows_of(DATA / "blank_rows.csv") == [
+        (1, {"name": "A", "mobile": "09120000001"}),
+        (3, {"name": "B", "mobile": "09120000002"}),
+        (6, {"name": "C", "mobile": "09120000003"}),
+    ]
+
+
+def test_short_rows_are_padded_and_quoted_newlines_stay_in_one_row(tmp_path: Path) -> None:
+    """A row with fewer cells gets "" for the rest; a quoted line break is one row's value."""
+    path = tmp_path / "c.csv"
+    path.write_text('name,mobile,note\n"two\nlines",0912,x\nB\n', encoding="utf-8")
+    assert rows_of(path) == [
+        (1, {"name": "two\nlines", "mobile": "0912", "note": "x"}),
+        (2, {"name": "B", "mobile": "", "note": ""}),
+    ]
+
+
+def test_header_only_file_has_columns_and_no_rows(tmp_path: Path) -> None:
+    """A file with a header and no contacts opens fine and yields nothing."""
+    path = tmp_path / "c.csv"
+    path.write_text("mobile,name\n", encoding="utf-8")
+    source = open_contacts(path, "mobile")
+    assert source.columns == ("mobile", "name")
+    assert list(source.batches) == []
+
+
+def test_unnamed_header_cell_gets_a_positional_name(tmp_path: Path) -> None:
+    """Excel's trailing ',' gives an unnamed column: it is kept as column_N, not an error."""
+    path = tmp_path / "c.csv"
+    path.write_text("name,mobile,\nA,0912,\n", encoding="utf-8")
+    source = open_contacts(path, "mobile")
+    assert source.columns == ("name", "mobile", "column_3")
+    assert read_all(source)[0].values == {"name": "A", "mobile": "0912", "column_3": ""}
+
+
+def test_single_column_file_needs_no_delimiter(tmp_path: Path) -> None:
+    """A file holding only the phone column is read with the default delimiter."""
+    path = tmp_path / "c.csv"
+    path.write_text("mobile\n09120000001\n09120000002\n", encoding="utf-8")
+    assert [values for _, values in rows_of(path)] == [
+        {"mobile": "09120000001"},
+        {"mobile": "09120000002"},
+    ]
+
+
+def test_xlsx_numbers_dates_and_blank_rows(tmp_path: Path) -> None:
+    """Excel numbers become plain digits, dates ISO text; blank sheet rows are counted."""
+    path = tmp_path / "c.xlsx"
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append([" نام ", "mobile", "code", "joined", "score"])
+    sheet.append(["علی", 9123456789, "00123", dt.datetime(2024, 3, 20), 12.5])
+    sheet.append([])
+    sheet.append(["B", 9123456789.0, 42, dt.datetime(2024, 3, 20, 9, 30), None])
+    sheet.cell(row=4, column=2).value = 9123456789.0  # stored as a float cell
+    sheet.append([None, "", "   ", None, None])
+    sheet.append(["C", "09121234567", None, None, True])
+    book.create_sheet("ignored").append(["other", "sheet"])
+    book.save(path)
+
+    source = open_contacts(path, "mobile")
+    assert source.columns == ("نام", "mobile", "code", "joined", "score")
+    contacts = read_all(source)
+    assert [c.row for c in contacts] == [1, 3, 5]
+    assert contacts[0].values == {
+        "نام": "علی",
+        "mobile": "9123456789",
+        "code": "00123",
+        "joined": "2024-03-20",
+        "score": "12.5",
+    }
+    assert contacts[1].values["mobile"] == "9123456789"
+    assert contacts[1].values["code"] == "42"
+    assert contacts[1].values["joined"] == "2024-03-20T09:30:00"
+    assert contacts[1].values["score"] == ""
+    assert contacts[2].values["score"] == "true"
+
+
+def test_xlsx_value_in_an_unnamed_column_is_an_error(tmp_path: Path) -> None:
+    """A value right of the last named column would be silently lost, so it stops the run."""
+    path = tmp_path / "c.xlsx"
+    book = openpyxl.Workbook()
+    book.active.append(["name", "mobile"])
+    book.active.append(["A", "0912", "stray"])
+    book.save(path)
+    message = input_error(path, shown_path="c.xlsx")
+    assert message.startswith("c.xlsx: row 1 (sheet row 2) has a value in column C")
+    assert "Name that column in row 1 or delete the value." in message
+
+
+def test_xlsx_that_is_not_a_workbook_is_an_input_error(tmp_path: Path) -> None:
+    """A .xlsx that is really something else names the file and says to save it again."""
+    path = tmp_path / "c.xlsx"
+    path.write_text("name,mobile\n", encoding="utf-8")
+    message = input_error(path, shown_path="c.xlsx")
+    assert message.startswith("c.xlsx: cannot be read as an Excel workbook")
+    assert message.endswith("save it again as .xlsx.")
+
+
+def test_json_array_numbers_become_text_without_float_damage() -> None:
+    """JSON numbers are text (9123456789.0 -> "9123456789"); keys of all objects are columns."""
+    source = open_contacts(DATA / "contacts.json", "mobile")
+    assert source.columns == ("name", "mobile", "code", "score", "vip", "note")
+    assert [(c.row, c.values) for c in read_all(source)] == [
+        (
+            1,
+            {
+                "name": "علی",
+                "mobile": "09121234567",
+                "code": "007",
+                "score": "",
+                "vip": "",
+                "note": "",
+            },
+        ),
+        (
+            2,
+            {
+                "name": "B",
+                "mobile": "9123456789",
+                "code": "",
+                "score": "12.50",
+                "vip": "",
+                "note": "",
+            },
+        ),
+        (
+            4,
+            {
+                "name": "D",
+                "mobile": "9123456789",
+                "code": "",
+                "score": "",
+                "vip": "true",
+                "note": "",
+            },
+        ),
+    ]
+
+
+def test_jsonl_rows_are_line_numbers_and_blank_lines_count() -> None:
+    """Each line is a row (no header in JSON Lines); exponent numbers become plain digits."""
+    source = open_contacts(DATA / "contacts.jsonl", "mobile")
+    assert source.columns == ("name", "mobile", "city", "tags")
+    assert [(c.row, c.values) for c in read_all(source)] == [
+        (1, {"name": "علی", "mobile": "09121234567", "city": "", "tags": ""}),
+        (3, {"name": "", "mobile": "9123456780", "city": "تهران", "tags": ""}),
+        (4, {"name": "C", "mobile": "09120000003", "city": "", "tags": '["a", "b"]'}),
+    ]
+
+
+def test_parquet_is_read_in_batches_as_text(tmp_path: Path) -> None:
+    """Parquet columns of any type become text; batches follow batch_size; row numbers run on."""
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    path = tmp_path / "c.parquet"
+    table = pa.table(
+        {
+            "mobile": ["09120000001", None, "09120000003", "09120000004"],
+            "number": pa.array([9123456789, None, 1, 2], type=pa.int64()),
+            "score": [9123456789.0, None, 0.5, 2.0],
+        }
+    )
+    pq.write_table(table, path, row_group_size=2)
+    batches = list(open_contacts(path, "mobile", batch_size=2).batches)
+    assert [[c.row for c in batch] for batch in batches] == [[1, 3], [4]]
+    assert batches[0][0].values == {
+        "mobile": "09120000001",
+        "number": "9123456789",
+        "score": "9123456789",
+    }
+    assert batches[0][1].values == {"mobile": "09120000003", "number": "1", "score": "0.5"}
+
+
+def test_parquet_without_pyarrow_says_how_to_fix(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Without pyarrow a .parquet source is an InputError that says to install it."""
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    path = tmp_path / "c.parquet"
+    path.write_bytes(b"PAR1")
+    message = input_error(path, shown_path="data/c.parquet")
+    assert message.startswith("data/c.parquet: reading .parquet files needs the pyarrow package")
+    assert "pip install pyarrow" in message
+
+
+# --- batching ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["blank_rows.csv", "contacts.jsonl", "contacts.json"])
+def test_small_batches_keep_row_numbers_across_batches(name: str) -> None:
+    """Reading in tiny batches gives the same contacts, in order, as one big batch."""
+    whole = read_all(open_contacts(DATA / name, "mobile"))
+    batches = list(open_contacts(DATA / name, "mobile", batch_size=1).batches)
+    assert len(batches) == len(whole) > 1
+    assert [contact for batch in batches for contact in batch] == whole
+
+
+def test_csv_batches_are_at_most_batch_size(tmp_path: Path) -> None:
+    """A large CSV arrives in several bounded batches with continuous row numbers."""
+    path = tmp_path / "c.csv"
+    lines = [f"{i},0912{i:07d}" for i in range(1, 2501)]
+    lines[999] = ""  # row 1000 is blank
+    path.write_text("id,mobile\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    batches = list(open_contacts(path, "mobile", batch_size=1000).batches)
+    assert len(batches) >= 3
+    assert all(0 < len(batch) <= 1000 for batch in batches)
+    rows = [c.row for batch in batches for c in batch]
+    assert rows == [r for r in range(1, 2501) if r != 1000]
+    assert all(c.values["id"] == str(c.row) for batch in batches for c in batch)
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+def test_unsupported_suffix_names_it_and_the_supported_list(tmp_path: Path) -> None:
+    """An unknown file type is refused with the suffix and the list of types that work."""
+    path = tmp_path / "contacts.xls"
+    path.write_bytes(b"")
+    message = input_error(path, shown_path="data/contacts.xls")
+    assert message.startswith("data/contacts.xls: cannot read files of type '.xls'")
+    assert ".csv, .tsv, .txt, .xlsx, .json, .jsonl, .parquet" in message
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    """A missing file names the path as the user wrote it and where relative paths start."""
+    message = input_error(tmp_path / "nope.csv", shown_path="data/nope.csv")
+    assert message.startswith("data/nope.csv: file not found.")
+    assert "contacts.path in config.yaml" in message
+
+
+@pytest.mark.parametrize("content", [b"", b"\xef\xbb\xbf", b"\n\n  \n"])
+def test_empty_file(tmp_path: Path, content: bytes) -> None:
+    """An empty file (even one holding only a BOM or blank lines) asks for a header row."""
+    path = tmp_path / "c.csv"
+    path.write_bytes(content)
+    message = input_error(path)
+    assert message.startswith(f"{path}: the file is empty.")
+    assert "header row" in message
+
+
+def test_blank_first_line_is_a_missing_header(tmp_path: Path) -> None:
+    """A file whose first line is blank has no header; the message says where it must go."""
+    path = tmp_path / "c.csv"
+    path.write_text("\nname,mobile\nA,0912\n", encoding="utf-8")
+    message = input_error(path, shown_path="c.csv")
+    assert message.startswith("c.csv: the first row is empty.")
+    assert message.endswith("on the first line.")
+
+
+def test_duplicate_columns() -> None:
+    """A header naming a column twice (after trimming) is refused, naming the column."""
+    message = input_error(DATA / "duplicate_columns.csv", shown_path="dup.csv")
+    assert message.startswith("dup.csv: the header names 'name' more than once.")
+    assert message.endswith("Give every column its own name in the header row.")
+
+
+def test_duplicate_keys_after_trimming_in_json(tmp_path: Path) -> None:
+    """JSON keys that differ only by surrounding spaces are the same column twice."""
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"mobile": "0912", " mobile": "0935"}\n', encoding="utf-8")
+    assert input_error(path, shown_path="c.jsonl") == (
+        "c.jsonl:1: the line has the key 'mobile' more than once "
+        "(spaces around keys do not count). Keep one."
+    )
+
+
+def test_missing_phone_column_lists_columns_and_suggests() -> None:
+    """A wrong phone_column names it, lists the real columns and suggests the closest."""
+    message = input_error(DATA / "bom.csv", "mobil", shown_path="data/bom.csv")
+    assert message.startswith("data/bom.csv: there is no column 'mobil' for the phone numbers")
+    assert "the columns are 'name', 'mobile', 'code'." in message
+    assert "Did you mean 'mobile'?" in message
+    assert message.endswith(
+        "Set contacts.phone_column in config.yaml to the column that holds the numbers."
+    )
+
+
+def test_missing_phone_column_suggests_a_different_case() -> None:
+    """'Mobile' for a column 'mobile' is suggested even though difflib alone may not."""
+    assert "Did you mean 'mobile'?" in input_error(DATA / "bom.csv", "MOBILE")
+
+
+def test_missing_phone_column_without_a_close_match_has_no_guess() -> None:
+    """When nothing is close, no misleading suggestion is made."""
+    message = input_error(DATA / "bom.csv", "telephone_number_of_customer")
+    assert "Did you mean" not in message
+
+
+def test_ragged_row_names_the_row_and_the_fix() -> None:
+    """A row with more cells than the header is an error naming its row, found while reading."""
+    source = open_contacts(
+        DATA / "ragged.csv", "mobile", shown_path="data/ragged.csv", batch_size=1
+    )
+    first = next(source.batches)
+    assert first[0].row == 1
+    with pytest.raises(InputError) as caught:
+        list(source.batches)
+    message = str(caught.value)
+    assert message.startswith("data/ragged.csv:4: row 3 has 3 cells but the header has 2.")
+    assert "in double quotes" in message
+
+
+def test_extra_cell_on_the_first_data_row_is_not_taken_as_an_index(tmp_path: Path) -> None:
+    """pandas would make the first column an index here; the reader refuses instead."""
+    path = tmp_path / "c.csv"
+    path.write_text("name,mobile\nA,0912,extra\nB,0935\n", encoding="utf-8")
+    assert input_error(path, shown_path="c.csv").startswith("c.csv:2: row 1 has 3 cells")
+
+
+def test_unclosed_quote_is_an_input_error(tmp_path: Path) -> None:
+    """A quote that never closes is reported as an InputError about quotes, not a crash."""
+    path = tmp_path / "c.csv"
+    path.write_text('name,mobile\n"A,0912\nB,0935\n', encoding="utf-8")
+    message = input_error(path, shown_path="c.csv")
+    assert message.startswith("c.csv: ")
+    assert "Check the quotes" in message
+
+
+def test_windows_1256_csv_is_refused_with_the_excel_fix(tmp_path: Path) -> None:
+    """A CSV saved in Excel's Persian code page names the line and how to save as UTF-8."""
+    path = tmp_path / "c.csv"
+    path.write_bytes("name,mobile\nAli,0912\nسلام,0935\n".encode("cp1256"))
+    message = input_error(path, shown_path="data/c.csv")
+    assert message.startswith("data/c.csv:3: the file is not UTF-8 text (byte 0x")
+    assert '"CSV UTF-8 (Comma delimited) (*.csv)"' in message
+
+
+def test_invalid_utf8_is_found_before_any_batch(tmp_path: Path) -> None:
+    """A bad byte far down the file stops open_contacts itself, before anything could be sent."""
+    path = tmp_path / "c.csv"
+    good = "".join(f"n{i},0912{i:07d}\n" for i in range(50_000)).encode()
+    path.write_bytes(b"name,mobile\n" + good + "سلام,0935\n".encode("cp1256"))
+    with pytest.raises(InputError, match=r":50002: the file is not UTF-8 text"):
+        open_contacts(path, "mobile")
+
+
+def test_broken_jsonl_line_is_found_at_open_with_its_line() -> None:
+    """A broken JSON line is reported with its line number before any row is returned."""
+    with pytest.raises(InputError) as caught:
+        open_contacts(DATA / "broken.jsonl", "mobile", shown_path="data/broken.jsonl")
+    message = str(caught.value)
+    assert message.startswith("data/broken.jsonl:3: not valid JSON (")
+    assert message.endswith("shows the spot).")
+
+
+def test_broken_json_array_names_its_line(tmp_path: Path) -> None:
+    """An unparseable .json names the line the parser stopped on."""
+    path = tmp_path / "c.json"
+    path.write_text('[\n {"mobile": "0912"},\n {"mobile": "0935"\n]\n', encoding="utf-8")
+    assert input_error(path, shown_path="c.json").startswith("c.json:4: not valid JSON (")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('{"mobile": "0912"}', "c.json: the top level is an object, not a list."),
+        ('["0912"]', "c.json: item 1 is a single value, not an object."),
+        ("[]", "c.json: no contact has any field."),
+    ],
+)
+def test_json_of_the_wrong_shape(tmp_path: Path, text: str, expected: str) -> None:
+    """A .json that is not a list of objects says what it is and shows the right shape."""
+    path = tmp_path / "c.json"
+    path.write_text(text, encoding="utf-8")
+    message = input_error(path, shown_path="c.json")
+    assert message.startswith(expected)
+    assert '{"mobile": "09121234567"' in message
+
+
+def test_jsonl_line_that_is_not_an_object(tmp_path: Path) -> None:
+    """A JSON Lines line holding a list is named by its line number."""
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"mobile": "0912"}\n["0935"]\n', encoding="utf-8")
+    assert input_error(path, shown_path="c.jsonl").startswith(
+        "c.jsonl:2: the line is a list, not an object."
+    )
+
+
+def test_duplicate_key_inside_one_json_object(tmp_path: Path) -> None:
+    """JSON would keep only the last of two equal keys; the reader refuses instead."""
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"mobile": "0912"}\n{"mobile": "0912", "mobile": "0935"}\n', encoding="utf-8")
+    assert input_error(path, shown_path="c.jsonl") == (
+        "c.jsonl:2: an object has the key 'mobile' twice. Keep one."
+    )
+
+
+def test_batch_size_must_be_positive() -> None:
+    """A zero batch size is a programming error, caught at once."""
+    with pytest.raises(ValueError, match="batch_size"):
+        open_contacts(DATA / "bom.csv", "mobile", batch_size=0)
+
+
+# --- cell text ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (None, ""),
+        ("0912", "0912"),
+        (9123456789, "9123456789"),
+        (9123456789.0, "9123456789"),
+        (9.12345678e09, "9123456780"),
+        (12.5, "12.5"),
+        (1e-7, "0.0000001"),
+        (float("nan"), ""),
+        (Decimal("12.50"), "12.50"),
+        (True, "true"),
+        (dt.datetime(2024, 3, 20), "2024-03-20"),
+        (dt.datetime(2024, 3, 20, 9, 30, 5), "2024-03-20T09:30:05"),
+        (dt.date(2024, 3, 20), "2024-03-20"),
+        (dt.time(9, 30), "09:30:00"),
+        (b"\xd8\xb9", "ع"),
+        (["a", 1], '["a", 1]'),
+    ],
+)
+def test_cell_text(value: object, text: str) -> None:
+    """Each kind of cell value becomes the text a person would expect to see."""
+    assert cell_text(value) == text
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(min_value=0, max_value=10**15))
+def test_int_valued_floats_never_gain_a_decimal_point(number: int) -> None:
+    """Any whole number Excel stores as a float comes back as its digits alone."""
+    assert cell_text(float(number)) == str(int(float(number)))
+
+
+cell_strategy = st.text(
+    alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="\r\x00"),
+    max_size=12,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(cell_strategy, cell_strategy), max_size=8))
+def test_any_csv_round_trips_as_exact_text(rows: list[tuple[str, str]]) -> None:
+    """Whatever text csv.writer puts in a file comes back unchanged, with true row numbers."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "c.csv"
+        with path.open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle, quoting=csv.QUOTE_ALL, lineterminator="\n")
+            writer.writerow(["name", "mobile"])
+            writer.writerows(rows)
+        got = rows_of(path, batch_size=3)
+    expected = [
+        (number, {"name": name, "mobile": mobile})
+        for number, (name, mobile) in enumerate(rows, 1)
+        if name.strip() or mobile.strip()
+    ]
+    assert got == expected
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.dictionaries(st.sampled_from(["mobile", "name"]), cell_strategy), max_size=6))
+def test_any_jsonl_round_trips_as_exact_text(records: list[dict[str, str]]) -> None:
+    """Strings written as JSON Lines come back unchanged; empty objects count as rows."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "c.jsonl"
+        lines = [json.dumps({"mobile": "x", "name": "y"})] + [json.dumps(r) for r in records]
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        got = rows_of(path)
+    expected = [(1, {"mobile": "x", "name": "y"})] + [
+        (number, {"mobile": r.get("mobile", ""), "name": r.get("name", "")})
+        for number, r in enumerate(records, 2)
+        if any(value.strip() for value in r.values())
+    ]
+    assert got == expected
+
+
+def test_unclosed_quote_in_the_header_is_an_input_error(tmp_path: Path) -> None:
+    """Even the header's own quoting problem is an InputError at open time."""
+    path = tmp_path / "c.csv"
+    path.write_text('"name,mobile\nA,0912\n', encoding="utf-8")
+    with pytest.raises(InputError, match=r"^c\.csv: .*Check the quotes"):
+        open_contacts(path, "mobile", shown_path="c.csv")
+
+
+def test_json_that_is_not_utf8_says_so(tmp_path: Path) -> None:
+    """A .jsonl in a Windows code page names the line and asks for UTF-8, without Excel advice."""
+    path = tmp_path / "c.jsonl"
+    path.write_bytes('{"mobile": "0912"}\n{"name": "سلام"}\n'.encode("cp1256"))
+    message = input_error(path, shown_path="c.jsonl")
+    assert message.startswith("c.jsonl:2: the file is not UTF-8 text")
+    assert message.endswith("save the file again as UTF-8 in a text editor.")
+
+
+def test_damaged_parquet_is_an_input_error(tmp_path: Path) -> None:
+    """A .parquet that is not Parquet names the file and how to fix it."""
+    pytest.importorskip("pyarrow.parquet")
+    path = tmp_path / "c.parquet"
+    path.write_bytes(b"not parquet at all")
+    message = input_error(path, shown_path="c.parquet")
+    assert message.startswith("c.parquet: cannot be read as a Parquet file (")
+    assert message.endswith("save the contacts as .csv.")

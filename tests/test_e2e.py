@@ -1,0 +1,173 @@
+"""End to end: `python -m pipeline config.yaml` as a subprocess against the socket-served fake."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from datetime import UTC, datetime, timedelta
+
+from pipeline.sandbox import AmootSimulator
+from pipeline.sandbox_server import SandboxServer
+from tests.conftest import REPO, TOKEN, Campaign, live_provider, run_cli
+
+
+def _statuses(report: list[dict[str, str]]) -> dict[str, str]:
+    return {r["row"]: r["status"] for r in report}
+
+
+def test_shipped_config_runs_in_the_sandbox(tmp_path):
+    """The README's first command works: the shipped config sends through the in-process sandbox."""
+    for name in ("config.yaml", "data", "templates"):
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, tmp_path / name)
+        else:
+            shutil.copy(source, tmp_path / name)
+    result = run_cli(tmp_path / "config.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "sandbox" in result.stdout
+    reports = list((tmp_path / "reports").glob("spring-sale-1405-*.csv"))
+    assert len(reports) == 1
+    with reports[0].open(encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.DictReader(f))
+    statuses = [r["status"] for r in rows]
+    assert statuses.count("sent") == 6
+    assert statuses.count("failed") == 1  # 09120000000: the sandbox's blacklisted number
+    assert statuses.count("duplicate") == 1
+    assert statuses.count("invalid") == 2  # a landline and a short number
+    assert [int(r["row"]) for r in rows] == [1, 2, 3, 4, 5, 7, 8, 9, 10, 11]  # row 6 is blank
+
+    again = run_cli(tmp_path / "config.yaml")
+    assert again.returncode == 0, again.stderr
+    assert "already_sent" in again.stdout
+
+
+def test_mixed_formats_duplicates_invalid_and_blacklisted(
+    campaign: Campaign, server: SandboxServer, simulator: AmootSimulator
+):
+    """All formats normalise, the first duplicate wins, invalid rows stay out, blacklisted fails."""
+    simulator.blacklist.add("9127777777")
+    campaign.contacts(
+        [
+            ("09121111111", "سارا", "A1"),
+            ("+98 912 222 2222", "علی", "A2"),
+            ("۰۹۱۲۳۳۳۳۳۳۳", "مریم", "A3"),
+            ("0098-912-444-4444", "رضا", "A4"),
+            ("9.125555555E+09", "زهرا", "A5"),
+            ("09127777777", "مسدود", "A6"),
+            ("912 111 1111", "تکراری", "A7"),
+            ("02188776655", "دفتر", "A8"),
+            ("0912", "کوتاه", "A9"),
+            ("989126666666", "حسین", "A10"),
+        ]
+    )
+    campaign.write_config(live_provider(server))
+    result = run_cli(campaign.config)
+    assert result.returncode == 0, result.stderr
+    report = campaign.read_report()
+    assert [r["row"] for r in report] == [str(i) for i in range(1, 11)]
+    by_row = {r["row"]: r for r in report}
+    for row in ("1", "2", "3", "4", "5", "10"):
+        assert by_row[row]["status"] == "sent", by_row[row]
+        assert by_row[row]["message_id"] and by_row[row]["campaign_id"]
+    assert by_row["2"]["number"] == "09122222222"
+    assert by_row["3"]["number"] == "09123333333"
+    assert by_row["5"]["number"] == "09125555555"
+    assert by_row["5"]["phone"] == "9.125555555E+09"
+    assert by_row["7"]["status"] == "duplicate" and "row 1" in by_row["7"]["error"]
+    assert by_row["8"]["status"] == "invalid" and by_row["8"]["number"] == ""
+    assert by_row["9"]["status"] == "invalid"
+    # chunk_size 3: the blacklisted number shares a request with two good ones
+    assert by_row["6"]["status"] == "failed" and by_row["6"]["error"] == "Mobile_Invalid"
+    assert by_row["1"]["text"] == "سارا عزیز، کد تخفیف شما A1"
+    assert by_row["1"]["pages"] == "1"
+    accepted = sorted(a.number for a in simulator.accepted)
+    assert accepted == sorted(
+        ["9121111111", "9122222222", "9123333333", "9124444444", "9125555555", "9126666666"]
+    )
+    assert TOKEN not in result.stdout + result.stderr
+    assert TOKEN not in campaign.report.read_text(encoding="utf-8-sig")
+
+
+def test_documented_invalid_json_answer_is_read(campaign: Campaign):
+    """An answer shaped like the docs' example (`"Number": 09120000000`, invalid JSON) is read."""
+    simulator = AmootSimulator(token=TOKEN, number_style="leading_zero_literal")
+    campaign.contacts([("09121111111", "سارا", "A1"), ("09122222222", "علی", "A2")])
+    with SandboxServer(simulator) as server:
+        campaign.write_config(live_provider(server))
+        result = run_cli(campaign.config)
+    assert result.returncode == 0, result.stderr
+    report = campaign.read_report()
+    assert [r["status"] for r in report] == ["sent", "sent"]
+    ids = {a.number: str(a.message_id) for a in simulator.accepted}
+    assert report[0]["message_id"] == ids["9121111111"]
+    assert report[1]["message_id"] == ids["9122222222"]
+
+
+def test_rejected_token_stops_with_exit_3_and_rows_pending(
+    campaign: Campaign, server: SandboxServer, simulator: AmootSimulator
+):
+    """Token_NotExists is fatal: exit 3, nothing accepted, rows pending, the token not echoed."""
+    campaign.contacts([(f"0912000{i:04d}", "نام", f"C{i}") for i in range(1, 8)])
+    campaign.write_config(live_provider(server))
+    result = run_cli(campaign.config, env={"AMOOT_TOKEN": "wrong-token-123"})
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "Token_NotExists" in result.stderr
+    assert "wrong-token-123" not in result.stdout + result.stderr
+    assert simulator.accepted == []
+    report = campaign.read_report()
+    assert len(report) == 7
+    assert {r["status"] for r in report} == {"pending"}
+
+    fixed = run_cli(campaign.config)
+    assert fixed.returncode == 0, fixed.stderr
+    assert {r["status"] for r in campaign.read_report()} == {"sent"}
+    assert len(simulator.accepted) == 7
+
+
+def test_missing_template_variable_exits_2_and_sends_nothing(
+    campaign: Campaign, server: SandboxServer, simulator: AmootSimulator
+):
+    """A template variable that is no column stops before sending: exit 2, names it and columns."""
+    (campaign.folder / "message.j2").write_text("{{ first_nme }} عزیز {{ code }}", "utf-8")
+    campaign.contacts([("09121111111", "سارا", "A1")])
+    campaign.write_config(live_provider(server))
+    result = run_cli(campaign.config)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "first_nme" in result.stderr
+    assert "first_name" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert simulator.requests == []
+    assert not campaign.journal.exists()
+
+
+def test_send_datetime_is_tehran_time_with_tz_utc(
+    campaign: Campaign, server: SandboxServer, simulator: AmootSimulator
+):
+    """With TZ=UTC the SendDateTime posted is Tehran wall-clock time (UTC+03:30)."""
+    campaign.contacts([("09121111111", "سارا", "A1")])
+    campaign.write_config(live_provider(server))
+    before = datetime.now(UTC)
+    result = run_cli(campaign.config, env={"TZ": "UTC"})
+    after = datetime.now(UTC)
+    assert result.returncode == 0, result.stderr
+    posted = datetime.strptime(simulator.accepted[0].send_datetime, "%Y-%m-%d %H:%M:%S")
+    tehran_offset = timedelta(hours=3, minutes=30)
+    low = (before + tehran_offset).replace(tzinfo=None, microsecond=0)
+    high = (after + tehran_offset).replace(tzinfo=None)
+    assert low <= posted <= high
+
+
+def test_requests_carry_raw_token_and_json_body(
+    campaign: Campaign, server: SandboxServer, simulator: AmootSimulator
+):
+    """Each chunk is one SendPeerToPeer POST: raw token header, JSON Input of at most chunk_size."""
+    campaign.contacts([(f"0912000{i:04d}", "نام", f"C{i}") for i in range(1, 8)])
+    campaign.write_config(live_provider(server, chunk_size=3))
+    result = run_cli(campaign.config)
+    assert result.returncode == 0, result.stderr
+    sends = [r for r in simulator.requests if r.method == "SendPeerToPeer"]
+    assert sorted(len(r.body["Input"]) for r in sends) == [1, 3, 3]
+    assert all(r.body["LineNumber"] == "public" for r in sends)
+    assert json.dumps(sends[0].body, ensure_ascii=False)

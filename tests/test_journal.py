@@ -1,0 +1,472 @@
+"""Tests for pipeline.journal: the write-ahead journal behind "never the same message twice"."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from pipeline.errors import JournalError
+from pipeline.journal import RECOVERED_ERROR, SCHEMA_VERSION, Entry, Journal, State
+from pipeline.models import Outcome, Status
+
+REPO = Path(__file__).resolve().parents[1]
+SENT = Outcome(Status.SENT, message_id="9001", campaign_id="77")
+FAILED = Outcome(Status.FAILED, error="Mobile_Invalid")
+UNKNOWN = Outcome(Status.UNKNOWN, error="the connection dropped after the request was sent")
+PENDING = Outcome(Status.PENDING, error="Credit_NotEnough")
+
+
+def numbers(count: int, start: int = 0) -> list[str]:
+    return [f"0912{n:07d}" for n in range(start, start + count)]
+
+
+def run_python(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run `code` in a fresh interpreter that imports this checkout's pipeline package."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def snapshot(path: Path) -> list[tuple[object, ...]]:
+    """Every row of the file, read with plain sqlite3, to compare before and after."""
+    with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as conn:
+        rows = conn.execute("SELECT * FROM messages ORDER BY campaign, number").fetchall()
+    conn.close()
+    return rows
+
+
+def test_round_trip_every_state(tmp_path: Path) -> None:
+    """Each outcome comes back from lookup as its state, with its error, IDs, text and attempts."""
+    path = tmp_path / "journal.sqlite"
+    a, b, c, d = numbers(4)
+    with Journal.open(path, "spring") as journal:
+        journal.mark_inflight([(a, "سلام a"), (b, "سلام b"), (c, "سلام c"), (d, "سلام d")])
+        marked = journal.lookup([a, b, c, d])
+        assert {e.state for e in marked.values()} == {State.INFLIGHT}
+        assert marked[a].text == "سلام a"
+        assert marked[a].attempts == 1
+        journal.record([(a, SENT), (b, FAILED), (c, UNKNOWN), (d, PENDING)])
+    with Journal.open(path, "spring") as journal:
+        found = journal.lookup([a, b, c, d])
+        assert journal.recovered == 0
+        assert journal.counts() == {
+            State.INFLIGHT: 0,
+            State.SENT: 1,
+            State.FAILED: 1,
+            State.UNKNOWN: 1,
+            State.PENDING: 1,
+        }
+    assert found[a] == Entry(a, State.SENT, "", "9001", "77", "سلام a", 1, found[a].updated_at)
+    assert (found[b].state, found[b].error) == (State.FAILED, "Mobile_Invalid")
+    assert (found[c].state, found[c].error) == (State.UNKNOWN, UNKNOWN.error)
+    assert (found[d].state, found[d].error) == (State.PENDING, "Credit_NotEnough")
+    assert found[d].text == "سلام d"
+
+
+def test_open_creates_folders_schema_and_wal(tmp_path: Path) -> None:
+    """Opening for writing creates missing folders, the schema with its version, in WAL mode."""
+    path = tmp_path / "state" / "deep" / "journal.sqlite"
+    Journal.open(path, "spring").close()
+    with sqlite3.connect(path) as conn:
+        version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        mode = conn.execute("PRAGMA journal_mode").fetchone()
+    conn.close()
+    assert version == (str(SCHEMA_VERSION),)
+    assert mode == ("wal",)
+
+
+def test_updated_at_is_utc_iso(tmp_path: Path) -> None:
+    """updated_at is an ISO 8601 timestamp in UTC, taken when the row changed."""
+    before = datetime.now(UTC)
+    with Journal.open(tmp_path / "j.sqlite", "spring") as journal:
+        journal.mark_inflight([("09120000001", "hi")])
+        stamp = datetime.fromisoformat(journal.lookup(["09120000001"])["09120000001"].updated_at)
+    assert stamp.utcoffset() == timedelta(0)
+    assert before - timedelta(seconds=1) <= stamp <= datetime.now(UTC)
+
+
+CRASH = """
+import os, signal, sys
+from pathlib import Path
+from pipeline.journal import Journal
+from pipeline.models import Outcome, Status
+
+spring = Journal.open(Path(sys.argv[1]), "spring")
+autumn = Journal.open(Path(sys.argv[1]), "autumn")
+spring.mark_inflight([("09120000001", "one"), ("09120000002", "two"), ("09120000003", "three")])
+spring.record([("09120000003", Outcome(Status.SENT, message_id="m3", campaign_id="c1"))])
+autumn.mark_inflight([("09120000001", "autumn one")])
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_sigkilled_run_leaves_unknown_rows_on_reopen(tmp_path: Path) -> None:
+    """A run killed with requests in flight: on reopen, every campaign's in-flight rows are unknown.
+
+    The marks were committed before the kill, so they survive it; the count of recovered rows
+    belongs to the campaign that opened, while the other campaign's rows are recovered too.
+    """
+    path = tmp_path / "journal.sqlite"
+    killed = run_python(CRASH, str(path))
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    with Journal.open(path, "spring") as spring:
+        assert spring.recovered == 2
+        found = spring.lookup(numbers(3, start=1))
+    for number, text in (("09120000001", "one"), ("09120000002", "two")):
+        assert (found[number].state, found[number].error) == (State.UNKNOWN, RECOVERED_ERROR)
+        assert (found[number].text, found[number].attempts) == (text, 1)
+    assert (found["09120000003"].state, found["09120000003"].message_id) == (State.SENT, "m3")
+    with Journal.open(path, "autumn") as autumn:
+        assert autumn.recovered == 0
+        assert autumn.lookup(["09120000001"])["09120000001"].state is State.UNKNOWN
+        assert autumn.counts()[State.INFLIGHT] == 0
+
+
+def test_closed_without_record_recovers_once(tmp_path: Path) -> None:
+    """Rows left in flight by a run that stopped become unknown on the next open, and only then."""
+    path = tmp_path / "journal.sqlite"
+    with Journal.open(path, "spring") as journal:
+        journal.mark_inflight([(n, "hi") for n in numbers(3)])
+        journal.record([(numbers(1)[0], FAILED)])
+    with Journal.open(path, "spring") as journal:
+        assert journal.recovered == 2
+        assert journal.counts()[State.UNKNOWN] == 2
+    with Journal.open(path, "spring") as journal:
+        assert journal.recovered == 0
+        assert journal.counts()[State.UNKNOWN] == 2
+
+
+def test_readonly_missing_file_creates_nothing(tmp_path: Path) -> None:
+    """A read-only open of a missing journal reads as empty and creates no file and no folder."""
+    path = tmp_path / "state" / "journal.sqlite"
+    with Journal.open(path, "spring", readonly=True) as journal:
+        assert journal.lookup(numbers(3)) == {}
+        assert journal.counts() == dict.fromkeys(State, 0)
+        assert journal.recovered == 0
+        with pytest.raises(RuntimeError, match="read-only"):
+            journal.mark_inflight([(numbers(1)[0], "hi")])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_readonly_changes_nothing(tmp_path: Path) -> None:
+    """A read-only open shows in-flight rows as they are, recovers nothing and writes nothing."""
+    path = tmp_path / "journal.sqlite"
+    with Journal.open(path, "spring") as journal:
+        journal.mark_inflight([(n, "hi") for n in numbers(3)])
+        journal.record([(numbers(1)[0], SENT)])
+    before_bytes, before_rows = path.read_bytes(), snapshot(path)
+    with Journal.open(path, "spring", readonly=True) as journal:
+        assert journal.recovered == 0
+        assert journal.counts()[State.INFLIGHT] == 2
+        with pytest.raises(RuntimeError, match="read-only"):
+            journal.record([(numbers(2)[1], SENT)])
+    assert path.read_bytes() == before_bytes
+    assert snapshot(path) == before_rows
+    with Journal.open(path, "spring") as journal:
+        assert journal.recovered == 2  # still there for the first writer to recover
+
+
+def test_readonly_empty_file_reads_as_empty_journal(tmp_path: Path) -> None:
+    """An existing empty file opens read-only as an empty journal and stays zero bytes."""
+    path = tmp_path / "journal.sqlite"
+    path.touch()
+    with Journal.open(path, "spring", readonly=True) as journal:
+        assert journal.lookup(numbers(2)) == {}
+    assert path.read_bytes() == b""
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    """A journal written by a newer pipeline is refused, read-only too, and not touched."""
+    path = tmp_path / "journal.sqlite"
+    Journal.open(path, "spring").close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    conn.close()
+    for readonly in (False, True):
+        with pytest.raises(JournalError, match=r"schema version 99, newer .*upgrade the pipeline"):
+            Journal.open(path, "spring", readonly=readonly)
+
+
+def test_not_a_sqlite_file_is_an_input_error(tmp_path: Path) -> None:
+    """A file that is not SQLite gives a JournalError (exit 2) naming the path and a fix."""
+    path = tmp_path / "journal.sqlite"
+    path.write_bytes(b"campaign,number\n" * 100)
+    for readonly in (False, True):
+        with pytest.raises(JournalError, match="not a SQLite journal") as caught:
+            Journal.open(path, "spring", readonly=readonly)
+        assert str(caught.value).startswith(f"{path}: ")
+        assert "journal.path" in str(caught.value)
+        assert caught.value.exit_code == 2
+    assert path.read_bytes() == b"campaign,number\n" * 100
+
+
+def test_other_sqlite_database_is_refused(tmp_path: Path) -> None:
+    """A SQLite file with someone else's tables is not taken over as a journal."""
+    path = tmp_path / "shop.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE customers (name TEXT)")
+    conn.close()
+    with pytest.raises(JournalError, match="not a pipeline journal"):
+        Journal.open(path, "spring")
+    with sqlite3.connect(path) as conn:
+        tables = conn.execute("SELECT name FROM sqlite_master").fetchall()
+    conn.close()
+    assert tables == [("customers",)]
+
+
+def test_locked_past_busy_timeout(tmp_path: Path) -> None:
+    """Another program holding the write lock past busy_timeout gives a JournalError, not a hang."""
+    path = tmp_path / "journal.sqlite"
+    Journal.open(path, "spring").close()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(
+            JournalError, match=f"^{re.escape(str(path))}: the journal is locked by another"
+        ):
+            Journal.open(path, "spring", busy_timeout=0.01)
+    finally:
+        holder.close()
+    Journal.open(path, "spring").close()
+
+
+def test_unwritable_place_names_path_and_fix(tmp_path: Path) -> None:
+    """A journal path under a file, or that is a folder, gives a JournalError naming it."""
+    blocker = tmp_path / "state"
+    blocker.write_text("not a folder")
+    with pytest.raises(
+        JournalError, match=f"^{re.escape(str(blocker / 'journal.sqlite'))}: cannot create"
+    ):
+        Journal.open(blocker / "journal.sqlite", "spring")
+    folder = tmp_path / "folder.sqlite"
+    folder.mkdir()
+    with pytest.raises(
+        JournalError, match=f"^{re.escape(str(folder))}: the journal cannot be opened for writing"
+    ):
+        Journal.open(folder, "spring")
+    with pytest.raises(
+        JournalError, match=f"^{re.escape(str(folder))}: the journal cannot be used"
+    ):
+        Journal.open(folder, "spring", readonly=True)
+
+
+def test_record_never_downgrades_sent(tmp_path: Path) -> None:
+    """Once sent, a number stays sent with its first IDs, whatever is recorded or marked later."""
+    path = tmp_path / "journal.sqlite"
+    number = numbers(1)[0]
+    with Journal.open(path, "spring") as journal:
+        journal.mark_inflight([(number, "hi")])
+        journal.record([(number, SENT)])
+        journal.record([(number, FAILED), (number, UNKNOWN), (number, PENDING)])
+        journal.record([(number, Outcome(Status.SENT, message_id="other", campaign_id="x"))])
+        before = journal.lookup([number])[number]
+        with pytest.raises(RuntimeError, match=f"{number} already sent"):
+            journal.mark_inflight([(numbers(1, start=5)[0], "ok"), (number, "again")])
+        assert journal.lookup(numbers(1, start=5)) == {}  # the whole mark was refused
+    with Journal.open(path, "spring") as journal:
+        after = journal.lookup([number])[number]
+    assert after == before
+    assert (after.state, after.message_id, after.campaign_id, after.attempts) == (
+        State.SENT,
+        "9001",
+        "77",
+        1,
+    )
+
+
+def test_record_of_unmarked_number_is_kept(tmp_path: Path) -> None:
+    """An answer for a number never marked (a caller bug) is still written: `sent` is never lost."""
+    with Journal.open(tmp_path / "j.sqlite", "spring") as journal:
+        journal.record([("09120000009", SENT)])
+        entry = journal.lookup(["09120000009"])["09120000009"]
+    assert (entry.state, entry.attempts, entry.message_id) == (State.SENT, 1, "9001")
+
+
+def test_record_refuses_statuses_that_are_not_outcomes_of_a_request(tmp_path: Path) -> None:
+    """Statuses like invalid or dry_run have no journal state: ValueError, and nothing written."""
+    with Journal.open(tmp_path / "j.sqlite", "spring") as journal:
+        journal.mark_inflight([("09120000001", "hi")])
+        with pytest.raises(ValueError, match="invalid outcome has no journal state"):
+            journal.record([("09120000001", SENT), ("09120000002", Outcome(Status.INVALID))])
+        assert journal.counts()[State.INFLIGHT] == 1
+        assert journal.counts()[State.SENT] == 0
+
+
+@pytest.mark.parametrize("bad", ["9120000001", "+989120000001", "۰۹۱۲۰۰۰۰۰۰۱", "0912000000", ""])
+def test_keys_must_be_normalised_numbers(tmp_path: Path, bad: str) -> None:
+    """A number not in 09XXXXXXXXX form is refused: written differently, it would be sent twice."""
+    with Journal.open(tmp_path / "j.sqlite", "spring") as journal:
+        for call in (
+            lambda: journal.lookup([bad]),
+            lambda: journal.mark_inflight([(bad, "hi")]),
+            lambda: journal.record([(bad, SENT)]),
+        ):
+            with pytest.raises(ValueError, match="not a normalised mobile number"):
+                call()
+        assert journal.counts() == dict.fromkeys(State, 0)
+
+
+def test_lookup_sees_only_its_own_campaign(tmp_path: Path) -> None:
+    """The same number in two campaigns is two entries; each journal sees only its own."""
+    path = tmp_path / "journal.sqlite"
+    number = numbers(1)[0]
+    with Journal.open(path, "spring") as spring:
+        spring.mark_inflight([(number, "spring")])
+        spring.record([(number, SENT)])
+    with Journal.open(path, "autumn") as autumn:
+        assert autumn.lookup([number]) == {}
+        assert autumn.counts() == dict.fromkeys(State, 0)
+        autumn.mark_inflight([(number, "autumn")])  # sent in spring does not block autumn
+        assert autumn.lookup([number])[number].state is State.INFLIGHT
+    with Journal.open(path, "spring") as spring:
+        assert spring.lookup([number])[number].text == "spring"
+
+
+def test_attempts_increment_and_text_is_not_the_key(tmp_path: Path) -> None:
+    """Each mark adds one attempt; an edited template updates the text, never a second entry."""
+    path = tmp_path / "journal.sqlite"
+    number = numbers(1)[0]
+    for attempt, text in enumerate(("first", "edited template", "third"), start=1):
+        with Journal.open(path, "spring") as journal:
+            journal.mark_inflight([(number, text)])
+            journal.record([(number, FAILED if attempt < 3 else SENT)])
+            entry = journal.lookup([number])[number]
+            assert (entry.attempts, entry.text) == (attempt, text)
+    with Journal.open(path, "spring") as journal:
+        assert sum(journal.counts().values()) == 1
+        assert journal.lookup([number])[number].error == ""
+
+
+def test_lookup_of_more_numbers_than_one_query_can_bind(tmp_path: Path) -> None:
+    """lookup batches its IN (...) query: 1200 known of 1500 asked (with repeats) are all found."""
+    known = numbers(1200)
+    with Journal.open(tmp_path / "j.sqlite", "spring") as journal:
+        journal.mark_inflight([(n, "hi") for n in known])
+        journal.record([(n, SENT) for n in known[::2]])
+        found = journal.lookup([*numbers(1500), *known[:50]])
+    assert set(found) == set(known)
+    assert sum(e.state is State.SENT for e in found.values()) == 600
+
+
+POOL = numbers(4)
+CAMPAIGNS = ("spring", "autumn")
+STATE_OF = {
+    Status.SENT: State.SENT,
+    Status.FAILED: State.FAILED,
+    Status.UNKNOWN: State.UNKNOWN,
+    Status.PENDING: State.PENDING,
+}
+OUTCOMES = st.sampled_from(
+    [
+        Outcome(Status.SENT, message_id="m1", campaign_id="c"),
+        Outcome(Status.SENT, message_id="m2", campaign_id="c"),
+        FAILED,
+        UNKNOWN,
+        PENDING,
+    ]
+)
+
+
+class JournalMachine(RuleBasedStateMachine):
+    """Any interleaving of mark, record, crash and reopen matches a plain dictionary model."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.folder = tempfile.TemporaryDirectory()
+        self.path = Path(self.folder.name) / "journal.sqlite"
+        self.journals = {c: Journal.open(self.path, c) for c in CAMPAIGNS}
+        # (campaign, number) -> (state, attempts, message_id)
+        self.model: dict[tuple[str, str], tuple[State, int, str]] = {}
+        self.ever_marked: set[tuple[str, str]] = set()
+        self.ever_sent: dict[tuple[str, str], str] = {}
+
+    @rule(
+        campaign=st.sampled_from(CAMPAIGNS),
+        chosen=st.lists(st.sampled_from(POOL), min_size=1, max_size=3, unique=True),
+    )
+    def mark(self, campaign: str, chosen: list[str]) -> None:
+        journal = self.journals[campaign]
+        if any((campaign, n) in self.ever_sent for n in chosen):
+            with pytest.raises(RuntimeError, match="already sent"):
+                journal.mark_inflight([(n, "text") for n in chosen])
+            return
+        journal.mark_inflight([(n, f"text for {n}") for n in chosen])
+        for number in chosen:
+            _, attempts, _ = self.model.get((campaign, number), (State.PENDING, 0, ""))
+            self.model[(campaign, number)] = (State.INFLIGHT, attempts + 1, "")
+            self.ever_marked.add((campaign, number))
+
+    @rule(campaign=st.sampled_from(CAMPAIGNS), number=st.sampled_from(POOL), outcome=OUTCOMES)
+    def record(self, campaign: str, number: str, outcome: Outcome) -> None:
+        self.journals[campaign].record([(number, outcome)])
+        key = (campaign, number)
+        state, attempts, _ = self.model.get(key, (State.PENDING, 1, ""))
+        if state is not State.SENT:
+            self.model[key] = (STATE_OF[outcome.status], attempts, outcome.message_id)
+            if outcome.status is Status.SENT:
+                self.ever_sent[key] = outcome.message_id
+
+    @rule()
+    def crash_and_reopen(self) -> None:
+        for journal in self.journals.values():
+            journal.close()  # every change was committed: closing now is what a kill leaves
+        inflight = Counter(c for (c, _), (s, _, _) in self.model.items() if s is State.INFLIGHT)
+        self.model = {
+            key: (State.UNKNOWN if s is State.INFLIGHT else s, a, m)
+            for key, (s, a, m) in self.model.items()
+        }
+        first, second = CAMPAIGNS
+        self.journals = {first: Journal.open(self.path, first)}
+        assert self.journals[first].recovered == inflight[first]
+        self.journals[second] = Journal.open(self.path, second)
+        assert self.journals[second].recovered == 0  # the first open recovered every campaign
+        for journal in self.journals.values():
+            assert journal.counts()[State.INFLIGHT] == 0
+
+    @invariant()
+    def journal_matches_model(self) -> None:
+        for campaign, journal in self.journals.items():
+            found = journal.lookup(POOL)
+            seen = {n: (e.state, e.attempts, e.message_id) for n, e in found.items()}
+            assert seen == {n: v for (c, n), v in self.model.items() if c == campaign}
+            expected_counts = Counter(
+                s for (c, _), (s, _, _) in self.model.items() if c == campaign
+            )
+            assert journal.counts() == {s: expected_counts[s] for s in State}
+            for c, number in self.ever_marked:
+                if c == campaign:
+                    assert number in found
+            for (c, number), message_id in self.ever_sent.items():
+                if c == campaign:
+                    assert (found[number].state, found[number].message_id) == (
+                        State.SENT,
+                        message_id,
+                    )
+
+    def teardown(self) -> None:
+        for journal in self.journals.values():
+            journal.close()
+        self.folder.cleanup()
+
+
+JournalMachine.TestCase.settings = settings(max_examples=40, stateful_step_count=12, deadline=None)
+TestJournalMachine = JournalMachine.TestCase
