@@ -1,0 +1,139 @@
+"""A whole run in-process (fake provider via MockTransport): journal, flags, exit codes."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from pipeline.config import load_config
+from pipeline.models import Status
+from pipeline.run import RunOptions, run
+from pipeline.sandbox import AmootSimulator, Fault
+from tests.conftest import TOKEN, Campaign
+
+
+def _go(campaign: Campaign, sim: AmootSimulator, **options: object):
+    config = load_config(campaign.config)
+    return run(
+        config,
+        RunOptions(**options),  # type: ignore[arg-type]
+        transport=httpx.MockTransport(sim.handle),
+        sleep=lambda _s: False,
+    )
+
+
+@pytest.fixture
+def setup(campaign: Campaign, monkeypatch):
+    monkeypatch.setenv("AMOOT_TOKEN", TOKEN)
+    campaign.contacts([(f"0912000{i:04d}", f"نام{i}", f"C{i}") for i in range(1, 11)])
+    campaign.write_config(
+        "sandbox: false\nbase_url: https://portal.amootsms.com/rest\n"
+        "token: ${AMOOT_TOKEN}\nchunk_size: 3\nconcurrency: 2"
+    )
+    return campaign, AmootSimulator(token=TOKEN)
+
+
+def test_dry_run_sends_nothing_and_creates_no_journal(setup):
+    """--dry-run renders every row and writes the report, with no request and no journal."""
+    campaign, sim = setup
+    result = _go(campaign, sim, dry_run=True)
+    assert sim.requests == []
+    assert not campaign.journal.exists()
+    assert result.counts[Status.DRY_RUN] == 10
+    assert result.exit_code == 0
+    rows = campaign.read_report()
+    assert rows[0]["text"] == "نام1 عزیز، کد تخفیف شما C1" and rows[0]["pages"] == "1"
+
+
+def test_limit_holds_the_rest_pending_and_the_next_run_continues(setup):
+    """--limit N sends N; the rest are pending (exit 0); a rerun sends only the rest."""
+    campaign, sim = setup
+    first = _go(campaign, sim, limit=4)
+    assert first.counts[Status.SENT] == 4 and first.counts[Status.PENDING] == 6
+    assert first.exit_code == 0
+    second = _go(campaign, sim)
+    assert second.counts[Status.ALREADY_SENT] == 4 and second.counts[Status.SENT] == 6
+    assert len(sim.accepted) == 10
+    assert len({a.number for a in sim.accepted}) == 10
+
+
+def test_editing_the_template_never_resends(setup):
+    """The journal key is (campaign, number): a new text does not make a new message."""
+    campaign, sim = setup
+    _go(campaign, sim)
+    (campaign.folder / "message.j2").write_text("متن تازه {{ code }}", "utf-8")
+    again = _go(campaign, sim)
+    assert again.counts[Status.ALREADY_SENT] == 10
+    assert len(sim.accepted) == 10
+    report = campaign.read_report()
+    assert all(r["message_id"] for r in report)
+
+
+def test_unknown_rows_exit_5_and_are_resent_only_on_request(setup):
+    """An ambiguous answer leaves rows unknown (exit 5); only --resend-unknown sends them again."""
+    campaign, sim = setup
+    sim.faults.append(Fault(kind="drop_after"))
+    first = _go(campaign, sim)
+    assert first.counts[Status.UNKNOWN] == 3
+    assert first.exit_code == 5
+    assert len(sim.accepted) == 10  # the dropped request was processed by the fake
+
+    second = _go(campaign, sim)
+    assert second.counts[Status.UNKNOWN] == 3 and second.exit_code == 5
+    assert len(sim.accepted) == 10
+
+    third = _go(campaign, sim, resend_unknown=True)
+    assert third.counts[Status.SENT] == 3 and third.exit_code == 0
+    assert len(sim.accepted) == 13  # the operator chose to resend: exactly those three again
+
+
+def test_failed_rows_are_retried_only_with_retry_failed(setup):
+    """A provider rejection stays `failed` on rerun unless --retry-failed is given."""
+    campaign, sim = setup
+    sim.blacklist.add("9120000005")
+    first = _go(campaign, sim)
+    assert first.counts[Status.FAILED] == 1
+    again = _go(campaign, sim)
+    assert again.counts[Status.FAILED] == 1
+    assert len([r for r in sim.requests if r.method == "SendPeerToPeer"]) == 4
+    sim.blacklist.clear()
+    retried = _go(campaign, sim, retry_failed=True)
+    assert retried.counts[Status.SENT] == 1 and retried.counts[Status.ALREADY_SENT] == 9
+
+
+def test_fatal_mid_run_exits_3_and_rerun_continues(setup):
+    """CreditNotEnough on the 2nd request: exit 3, rest pending; after a top-up it continues."""
+    campaign, sim = setup
+    config = load_config(campaign.config)
+    config = config.model_copy(
+        update={"provider": config.provider.model_copy(update={"concurrency": 1})}
+    )
+    sim.credit_rials = 3 * 1000  # one chunk of three one-page Persian messages at 1000 rials
+    first = run(config, RunOptions(), transport=httpx.MockTransport(sim.handle))
+    assert first.exit_code == 3
+    assert first.counts[Status.SENT] == 3
+    assert first.counts[Status.PENDING] == 7
+    assert "CreditNotEnough" in str(first.stopped)
+    sim.credit_rials = 10_000_000
+    second = run(config, RunOptions(), transport=httpx.MockTransport(sim.handle))
+    assert second.exit_code == 0
+    assert second.counts[Status.ALREADY_SENT] == 3 and second.counts[Status.SENT] == 7
+    assert len({a.number for a in sim.accepted}) == len(sim.accepted) == 10
+
+
+def test_report_cells_cannot_become_formulas(campaign: Campaign, monkeypatch):
+    """A contact value starting with = or @ is quoted in the report; +98 phone numbers stay."""
+    monkeypatch.setenv("AMOOT_TOKEN", TOKEN)
+    campaign.contacts([("+989120000001", "=HYPERLINK(1)", "C1"), ("@evil", "x", "C2")])
+    (campaign.folder / "message.j2").write_text("{{ first_name }}", "utf-8")
+    campaign.write_config("sandbox: true")
+    sim = AmootSimulator()
+    run(
+        load_config(campaign.config),
+        RunOptions(dry_run=True),
+        transport=httpx.MockTransport(sim.handle),
+    )
+    rows = campaign.read_report()
+    assert rows[0]["phone"] == "+989120000001"
+    assert rows[0]["text"] == "'=HYPERLINK(1)"
+    assert rows[1]["phone"] == "'@evil"

@@ -1,0 +1,180 @@
+"""The sender in-process against the fake: which outcomes are retried, split, stopped or unknown."""
+
+from __future__ import annotations
+
+import threading
+
+import httpx
+import pytest
+
+from pipeline.models import Message, Status
+from pipeline.sandbox import AmootSimulator, Fault
+from pipeline.send import Sender, SenderSettings
+from pipeline.throttle import Throttle
+
+TOKEN = "unit-token"
+
+
+class FakeSleep:
+    """Records requested sleeps instead of sleeping; returns False (not stopped)."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    def __call__(self, seconds: float) -> bool:
+        self.calls.append(seconds)
+        return False
+
+
+def _sender(sim: AmootSimulator, *, max_attempts: int = 4, stop: threading.Event | None = None):
+    sleep = FakeSleep()
+    stop = stop or threading.Event()
+    client = httpx.Client(transport=httpx.MockTransport(sim.handle))
+    settings = SenderSettings(
+        base_url="https://portal.amootsms.com/rest",
+        token=TOKEN,
+        line_number="public",
+        timeout=5,
+        max_attempts=max_attempts,
+    )
+    from datetime import UTC, datetime
+
+    sender = Sender(
+        client,
+        settings,
+        throttle=Throttle(None, sleep=sleep),
+        stop=stop,
+        sleep=sleep,
+        send_at=lambda: datetime(2026, 3, 20, 20, 30, tzinfo=UTC),
+    )
+    return sender, sleep
+
+
+def _messages(n: int) -> list[Message]:
+    return [Message(i, f"0912000{i:04d}", f"سلام {i}") for i in range(1, n + 1)]
+
+
+def _pages(messages):
+    return {m.row: 1 for m in messages}
+
+
+@pytest.fixture
+def sim() -> AmootSimulator:
+    return AmootSimulator(token=TOKEN)
+
+
+def test_success_records_ids_and_tehran_send_time(sim):
+    """Every message is sent once; IDs come back per row; SendDateTime is Tehran wall time."""
+    sender, _ = _sender(sim)
+    result = sender.send(_messages(3), _pages(_messages(3)))
+    assert {o.status for o in result.outcomes.values()} == {Status.SENT}
+    assert len(sim.accepted) == 3
+    by_number = {a.number: a for a in sim.accepted}
+    assert result.outcomes[1].message_id == str(by_number["9120000001"].message_id)
+    assert sim.accepted[0].send_datetime == "2026-03-21 00:00:00"  # 20:30 UTC + 03:30
+    assert result.attempts == {1: 1, 2: 1, 3: 1}
+
+
+@pytest.mark.parametrize("status", [503, 429])
+def test_busy_answers_are_retried_honouring_retry_after(sim, status):
+    """HTTP 503 / 429 promise nothing was processed: retried after Retry-After seconds."""
+    sim.faults.append(Fault(kind="http_status", http_status=status, retry_after="7"))
+    sender, sleep = _sender(sim)
+    result = sender.send(_messages(2), _pages(_messages(2)))
+    assert {o.status for o in result.outcomes.values()} == {Status.SENT}
+    assert 7 in sleep.calls
+    assert result.attempts == {1: 2, 2: 2}
+    assert len(sim.accepted) == 2
+
+
+def test_connect_errors_retry_with_backoff_then_stop_the_run(sim):
+    """A provider that cannot be reached is retried max_attempts times, then the run stops."""
+    for _ in range(3):
+        sim.faults.append(Fault(kind="drop_before"))
+    sender, sleep = _sender(sim, max_attempts=3)
+    result = sender.send(_messages(2), _pages(_messages(2)))
+    assert {o.status for o in result.outcomes.values()} == {Status.PENDING}
+    assert result.stop is not None and result.stop.exit_code == 3
+    assert len(sleep.calls) == 2 and all(0 < s <= 61 for s in sleep.calls)
+    assert sim.accepted == []
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault(kind="drop_after"),
+        Fault(kind="slow_after", delay=1),
+        Fault(kind="title", title="ServerError", process=True),
+        Fault(kind="html", process=True),
+        Fault(kind="http_status", http_status=500, process=True),
+        Fault(kind="http_status", http_status=502, process=True),
+    ],
+    ids=lambda f: f"{f.kind}-{f.http_status}-{f.title}",
+)
+def test_ambiguous_outcomes_are_unknown_and_never_retried(sim, fault):
+    """What may have reached the server is `unknown` and sent exactly once."""
+    sim.faults.append(fault)
+    sender, sleep = _sender(sim)
+    result = sender.send(_messages(3), _pages(_messages(3)))
+    assert {o.status for o in result.outcomes.values()} == {Status.UNKNOWN}
+    sends = [r for r in sim.requests if r.method == "SendPeerToPeer"]
+    assert len(sends) == 1
+    assert sleep.calls == []
+    assert result.stop is None
+
+
+def test_list_level_invalid_is_split_until_the_bad_number_stands_alone(sim):
+    """Top-level Mobiles_Invalid with no data means nothing was processed: halves are resent."""
+    sim.blacklist.update({"9120000002", "9120000003", "9120000004"})
+    messages = _messages(5)
+    sender, _ = _sender(sim)
+    result = sender.send(messages, _pages(messages))
+    statuses = {row: o.status for row, o in result.outcomes.items()}
+    assert statuses == {
+        1: Status.SENT,
+        2: Status.FAILED,
+        3: Status.FAILED,
+        4: Status.FAILED,
+        5: Status.SENT,
+    }
+    assert sorted(a.number for a in sim.accepted) == ["9120000001", "9120000005"]
+
+
+def test_generic_failed_is_retried_once_then_fails_the_rows(sim):
+    """`Failed` is retried at most twice in all (amoot-api.md), then the rows are `failed`."""
+    sim.faults.extend([Fault(kind="title", title="Failed"), Fault(kind="title", title="Failed")])
+    sender, _ = _sender(sim)
+    result = sender.send(_messages(2), _pages(_messages(2)))
+    assert {o.status for o in result.outcomes.values()} == {Status.FAILED}
+    assert {o.error for o in result.outcomes.values()} == {"Failed"}
+    assert len([r for r in sim.requests if r.method == "SendPeerToPeer"]) == 2
+
+
+@pytest.mark.parametrize("title", ["Token_NotExists", "CreditNotEnough", "AccountIsDemo"])
+def test_fatal_titles_stop_with_rows_pending(sim, title):
+    """A fatal title stops the run; nothing in that request was processed: rows `pending`."""
+    sim.status_override = title
+    sender, _ = _sender(sim)
+    result = sender.send(_messages(2), _pages(_messages(2)))
+    assert {o.status for o in result.outcomes.values()} == {Status.PENDING}
+    assert result.stop is not None and result.stop.title == title
+    assert TOKEN not in str(result.stop)
+
+
+def test_unknown_title_stops_and_marks_unknown(sim):
+    """A title this tool does not know may mean anything: rows unknown, run stops."""
+    sim.faults.append(Fault(kind="title", title="Brand_New_Title"))
+    sender, _ = _sender(sim)
+    result = sender.send(_messages(1), _pages(_messages(1)))
+    assert result.outcomes[1].status is Status.UNKNOWN
+    assert result.stop is not None
+
+
+def test_stop_event_holds_back_everything_not_posted(sim):
+    """After a stop request nothing new is posted: the rows are pending."""
+    stop = threading.Event()
+    stop.set()
+    sender, _ = _sender(sim, stop=stop)
+    result = sender.send(_messages(2), _pages(_messages(2)))
+    assert {o.status for o in result.outcomes.values()} == {Status.PENDING}
+    assert sim.requests == []
