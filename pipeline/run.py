@@ -88,14 +88,17 @@ def run(
         )
     )
 
+    # Sandbox "sends" are journalled apart: switching the same campaign to live sending
+    # must not find its numbers already sent.
+    journal_key = f"sandbox:{config.campaign}" if config.provider.sandbox else config.campaign
     with ExitStack() as stack:
         if options.dry_run:
             journal = stack.enter_context(
-                Journal.open(config.journal.path, config.campaign, readonly=True)
+                Journal.open(config.journal.path, journal_key, readonly=True)
             )
         else:
             stack.enter_context(hold_lock(config.journal.path))
-            journal = stack.enter_context(Journal.open(config.journal.path, config.campaign))
+            journal = stack.enter_context(Journal.open(config.journal.path, journal_key))
         stop = threading.Event()
         if not options.dry_run:
             stack.enter_context(_stop_on_signals(stop))

@@ -153,6 +153,10 @@ class Sender:
                     "`unknown` until you decide (--resend-unknown).",
                 )
 
+    def _nap(self, seconds: float) -> None:
+        """tenacity's sleep: the injected one (Event.wait in a run, so Ctrl-C wakes it)."""
+        self._sleep(seconds)
+
     def _post_with_retries(
         self, messages: list[Message], pages: dict[int, int], result: ChunkResult
     ) -> amoot.SendReply:
@@ -161,7 +165,7 @@ class Sender:
             stop=stop_after_attempt(attempts) | stop_when_event_set(self._stop),
             wait=_wait_retry_after,
             retry=retry_if_exception_type(_SafeToRetry),
-            sleep=self._sleep,
+            sleep=self._nap,
             reraise=True,
         )
         failed_seen = 0

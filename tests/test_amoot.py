@@ -13,7 +13,7 @@ from pipeline.models import Message, Status
 MESSAGES = [Message(1, "09121111111", "الف"), Message(2, "09122222222", "ب")]
 
 
-def _answer(campaigns: list[dict], status: str = "Success") -> bytes:
+def _answer(campaigns: list[dict[str, object]], status: str = "Success") -> bytes:
     return json.dumps({"Status": status, "Data": {"Campaigns": campaigns}}).encode()
 
 

@@ -137,3 +137,16 @@ def test_report_cells_cannot_become_formulas(campaign: Campaign, monkeypatch):
     assert rows[0]["phone"] == "+989120000001"
     assert rows[0]["text"] == "'=HYPERLINK(1)"
     assert rows[1]["phone"] == "'@evil"
+
+
+def test_sandbox_sends_never_count_as_sent_for_real(setup):
+    """A campaign tried in the sandbox and then switched to live sends every row for real."""
+    campaign, sim = setup
+    live = campaign.config.read_text(encoding="utf-8")
+    campaign.config.write_text(live.replace("sandbox: false", "sandbox: true"), "utf-8")
+    trial = run(load_config(campaign.config), RunOptions())
+    assert trial.counts[Status.SENT] == 10 and sim.requests == []
+    campaign.config.write_text(live, "utf-8")
+    real = _go(campaign, sim)
+    assert real.counts[Status.SENT] == 10
+    assert len(sim.accepted) == 10
