@@ -1,4 +1,4 @@
-"""Property: however rows, chunk size and concurrency vary, each sendable row goes out exactly once."""
+"""Property: whatever the rows, chunk size and concurrency, each sendable row goes out once."""
 
 from __future__ import annotations
 
