@@ -178,15 +178,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         blacklist_zeros=True,
         number_style=args.number_style,
     )
-    with SandboxServer(sim, args.host, args.port) as server:
-        print(server.base_url, flush=True)
-        print(f"token: {args.token}; {SANDBOX_BLACKLIST_RULE}; Ctrl-C stops.", flush=True)
-        try:
+    try:
+        with SandboxServer(sim, args.host, args.port) as server:
+            print(server.base_url, flush=True)
+            print(f"token: {args.token}; {SANDBOX_BLACKLIST_RULE}; Ctrl-C stops.", flush=True)
             while True:
                 time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
-    return 0
+    except KeyboardInterrupt:
+        return 0
 
 
 if __name__ == "__main__":

@@ -7,13 +7,17 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
-from pipeline.sandbox import AmootSimulator
+from pipeline.journal import Entry, Journal, State
+from pipeline.sandbox import AmootSimulator, Reply
 from pipeline.sandbox_server import SandboxServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -103,18 +107,102 @@ def live_provider(server: SandboxServer, **overrides: object) -> str:
     return "\n".join(f"{key}: {value}" for key, value in settings.items())
 
 
+def _cli_env(env: dict[str, str] | None) -> dict[str, str]:
+    full_env = {**os.environ, "TZ": "UTC", "AMOOT_TOKEN": TOKEN, "PYTHONPATH": str(REPO)}
+    full_env.update(env or {})
+    return full_env
+
+
 def run_cli(
     config: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
     """`python -m pipeline CONFIG ...` as an operator runs it: another cwd, TZ=UTC, real env."""
-    full_env = {**os.environ, "TZ": "UTC", "AMOOT_TOKEN": TOKEN, "PYTHONPATH": str(REPO)}
-    full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "pipeline", str(config), *args],
         cwd=config.parent.parent,  # not the config's folder: relative paths must still resolve
-        env=full_env,
+        env=_cli_env(env),
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
     )
+
+
+def start_cli(config: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """`run_cli`, but started in the background, for tests that signal or race the run."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline", str(config), *args],
+        cwd=config.parent.parent,
+        env=_cli_env(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+class GatedSimulator(AmootSimulator):
+    """The fake that processes each request at once but holds its answer until `gate` opens.
+
+    So a test decides exactly how long requests stay in flight (accepted, not yet answered):
+    long enough to signal the run, or to start a second run beside it.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.gate = threading.Event()
+        self.arrivals = 0
+        self._arrived = threading.Condition()
+
+    def decide(self, request: httpx.Request) -> Reply:
+        reply = super().decide(request)
+        with self._arrived:
+            self.arrivals += 1
+            self._arrived.notify_all()
+        self.gate.wait(30)  # a bound, so a failing test cannot hang the server's close
+        return reply
+
+    def wait_for_arrivals(self, count: int, timeout: float = 20) -> None:
+        """Block until `count` requests have been processed (and are held at the gate)."""
+        with self._arrived:
+            if not self._arrived.wait_for(lambda: self.arrivals >= count, timeout):
+                raise AssertionError(f"the fake saw {self.arrivals} request(s), not {count}")
+
+
+def journal_snapshot(
+    campaign: Campaign, numbers: list[str], name: str = "test-campaign"
+) -> tuple[dict[str, Entry], dict[State, int]]:
+    """What the journal (opened read-only) holds for `numbers`, and its counts per state."""
+    with Journal.open(campaign.journal, name, readonly=True) as journal:
+        return journal.lookup(numbers), journal.counts()
+
+
+_JOURNAL_STATE = {
+    "sent": State.SENT,
+    "already_sent": State.SENT,
+    "failed": State.FAILED,
+    "unknown": State.UNKNOWN,
+}
+
+
+def assert_journal_agrees(
+    campaign: Campaign, report: list[dict[str, str]], name: str = "test-campaign"
+) -> None:
+    """The journal and the report tell the same story, row by row (IDs included)."""
+    rows = [r for r in report if r["number"] and r["status"] not in ("duplicate", "invalid")]
+    entries, counts = journal_snapshot(campaign, [r["number"] for r in rows], name)
+    assert sum(counts.values()) == len(entries), "the journal holds numbers the report lacks"
+    assert counts[State.INFLIGHT] == 0, "a finished run left rows in flight"
+    for row in rows:
+        entry = entries.get(row["number"])
+        status = row["status"]
+        if status == "pending":
+            # never attempted (no entry), or answered "nothing was processed"
+            assert entry is None or entry.state is State.PENDING, (row, entry)
+            continue
+        assert entry is not None, row
+        assert entry.state is _JOURNAL_STATE[status], (row, entry)
+        if entry.state is State.SENT:
+            assert (entry.message_id, entry.campaign_id) == (
+                row["message_id"],
+                row["campaign_id"],
+            ), (row, entry)

@@ -1,0 +1,285 @@
+"""Persian helpers for SMS templates (Jalali dates, digits, money) and for contact text."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any, Literal
+
+import jdatetime  # ships no type information
+
+from pipeline.clock import Clock, tehran
+
+__all__ = [
+    "FILTERS",
+    "en_digits",
+    "fa_digits",
+    "jalali",
+    "money",
+    "normalise_text",
+    "rial",
+    "template_globals",
+    "toman",
+    "weekday",
+]
+
+Digits = Literal["fa", "en"]
+
+_PERSIAN_DIGITS = "۰۱۲۳۴۵۶۷۸۹"
+_ARABIC_INDIC_DIGITS = "٠١٢٣٤٥٦٧٨٩"
+_TO_PERSIAN = str.maketrans("0123456789" + _ARABIC_INDIC_DIGITS, _PERSIAN_DIGITS * 2)
+_TO_LATIN = str.maketrans(_PERSIAN_DIGITS + _ARABIC_INDIC_DIGITS, "0123456789" * 2)
+_THOUSANDS = "٬"  # U+066C ARABIC THOUSANDS SEPARATOR, what Persian typesetting uses
+_DECIMAL = "٫"  # U+066B ARABIC DECIMAL SEPARATOR
+
+# Arabic keyboards and old Windows-1256 data give Arabic yeh and kaf; they look alike but
+# break search, sorting and de-duplication against text typed on a Persian keyboard.
+_PERSIAN_LETTERS = str.maketrans({"ي": "ی", "ى": "ی", "ك": "ک"})
+# Invisible marks that spreadsheets and copy-paste leave around a value. Inside a word ZWNJ
+# is spelling (می‌خواهم), so only the ends are cleaned.
+_INVISIBLE = "\u061c\u200b\u200c\u200d\u200e\u200f\u2060\ufeff"
+
+# A date as contacts hold it: 2026-03-21, 2026/3/21, 1405/01/01, with an optional time
+# (T or space, seconds and fraction optional) and an optional UTC offset.
+_DATE = re.compile(
+    r"(?P<y>\d{4})[-/](?P<m>\d{1,2})[-/](?P<d>\d{1,2})"
+    r"(?:[T ](?P<H>\d{1,2}):(?P<M>\d{2})(?::(?P<S>\d{2})(?:[.,](?P<f>\d{1,6}))?)?)?"
+    r"\s*(?P<tz>Z|[+-]\d{2}:?\d{2})?",
+    re.ASCII | re.IGNORECASE,
+)
+# Jalali years now are ~1400 and Gregorian ones ~2000: 1700 splits them for any contact date.
+_JALALI_BEFORE = 1700
+
+# Whole number with optional fraction; thousands separators, if any, must group by three.
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)", re.ASCII)
+_GROUPED_NUMBER = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?", re.ASCII)
+_CENTS = Decimal("0.01")
+_SHOWN_CHARS = 40
+
+
+def normalise_text(value: str) -> str:
+    """Contact text with Arabic ي/ى/ك as Persian ی/ک and invisible marks trimmed from the ends.
+
+    Digits, other letters (ة, ئ, ...) and marks inside the text are left as they are. Ordinary
+    whitespace at the ends is trimmed along with the invisible marks, since they come mixed.
+    """
+    return value.translate(_PERSIAN_LETTERS).strip(_INVISIBLE + " \t\r\n\f\v\u00a0")
+
+
+def fa_digits(value: object) -> str:
+    """The value as text with Latin and Arabic-Indic digits written as Persian ۰-۹."""
+    return _text(value, "fa_digits").translate(_TO_PERSIAN)
+
+
+def en_digits(value: object) -> str:
+    """The value as text with Persian and Arabic-Indic digits written as Latin 0-9."""
+    return _text(value, "en_digits").translate(_TO_LATIN)
+
+
+def jalali(value: object, fmt: str = "%Y/%m/%d", digits: Digits = "fa") -> str:
+    """A date in the Jalali calendar, formatted with jdatetime's strftime codes.
+
+    ``value`` is a date, a datetime, a jdatetime date or datetime, or text: an ISO Gregorian
+    date (``2026-03-21``, ``2026-03-21T10:00:00``, ``2026-03-21 10:00``, with ``/`` too) or a
+    Jalali date (``1405/01/01``, told apart by a year below 1700). Aware datetimes are shown
+    on Tehran's clock; naive ones are taken as Tehran time already. ``%B`` and ``%A`` give
+    Persian month and weekday names. ``%d`` and ``%m`` are zero-padded, ``%-d`` and ``%-m``
+    are not: ``%-d %B %Y`` gives ``۱ فروردین ۱۴۰۵``.
+    """
+    if not isinstance(fmt, str):
+        raise ValueError(f"jalali: the format must be text such as '%Y/%m/%d', not {fmt!r}")
+    return _with_digits(_to_jalali(value, "jalali").strftime(fmt), digits, "jalali")
+
+
+def weekday(value: object) -> str:
+    """The Persian name of the date's weekday (شنبه ... جمعه); takes what ``jalali`` takes."""
+    name: str = _to_jalali(value, "weekday").jweekday()
+    return name
+
+
+def money(value: object, unit: str = "تومان", digits: Digits = "fa") -> str:
+    """An amount with thousands separators and a unit: ``125000`` gives ``۱۲۵٬۰۰۰ تومان``.
+
+    Whole amounts show no decimals. Others are rounded half up to two decimals, with trailing
+    zeros dropped (``1234567.5`` gives ``۱٬۲۳۴٬۵۶۷٫۵``), so no part of a price disappears
+    silently. With Persian digits the separators are U+066C and U+066B; with ``digits="en"``
+    they are ``,`` and ``.``. A negative amount starts with ``-``. ``unit=""`` leaves it out.
+    """
+    if not isinstance(unit, str):
+        raise ValueError(f"money: the unit must be text, not {unit!r}")
+    amount = _amount(value, "money")
+    try:
+        rounded = amount.quantize(_CENTS, rounding=ROUND_HALF_UP)
+    except InvalidOperation as exc:
+        raise ValueError(f"money: {_shown(value)} is too large to show") from exc
+    whole = rounded == rounded.to_integral_value()
+    number = f"{abs(rounded):,.0f}" if whole else f"{abs(rounded):,.2f}".rstrip("0")
+    if digits == "fa":
+        number = number.translate({ord(","): _THOUSANDS, ord("."): _DECIMAL})
+    number = _with_digits(number, digits, "money")
+    if rounded < 0:  # after rounding, so -0.001 is shown as 0, not -0
+        number = "-" + number
+    return f"{number} {unit}" if unit else number
+
+
+def toman(rials: object) -> int | Decimal:
+    """Rials as tomans (one toman is ten rials): an int when exact, else a Decimal."""
+    return _plain(_amount(rials, "toman") / 10)
+
+
+def rial(tomans: object) -> int | Decimal:
+    """Tomans as rials (one toman is ten rials): an int when exact, else a Decimal."""
+    return _plain(_amount(tomans, "rial") * 10)
+
+
+def template_globals(now: Clock) -> dict[str, Any]:
+    """``today`` (a jdatetime date) and ``now`` (an aware datetime), both Tehran time.
+
+    Read once from the injected clock, so every message of a run says the same day.
+    """
+    moment = now()
+    if moment.tzinfo is None:
+        raise ValueError("the clock gave a naive datetime; it must give an aware one (UTC)")
+    local = tehran(moment)
+    return {
+        "today": jdatetime.date.fromgregorian(date=local.date(), locale=jdatetime.FA_LOCALE),
+        "now": local,
+    }
+
+
+FILTERS: dict[str, Callable[..., Any]] = {
+    "jalali": jalali,
+    "weekday": weekday,
+    "fa_digits": fa_digits,
+    "en_digits": en_digits,
+    "money": money,
+    "toman": toman,
+    "rial": rial,
+}
+
+
+def _text(value: object, name: str) -> str:
+    if value is None:
+        # Jinja would print "None" into the SMS; a missing value is the row's problem.
+        raise ValueError(f"{name}: there is no value (None)")
+    return str(value)
+
+
+def _with_digits(text: str, digits: object, name: str) -> str:
+    if digits == "fa":
+        return text.translate(_TO_PERSIAN)
+    if digits == "en":
+        return text.translate(_TO_LATIN)
+    raise ValueError(f"{name}: digits must be 'fa' or 'en', not {digits!r}")
+
+
+def _shown(value: object) -> str:
+    """The value as a message quotes it, cut short so the reason stays one readable line."""
+    text = repr(value)
+    return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 3] + "..."
+
+
+def _to_jalali(value: object, name: str) -> Any:
+    """The value as a jdatetime date or datetime with Persian names, on Tehran's clock."""
+    if value is None:
+        raise ValueError(f"{name}: there is no date (None)")
+    match = _match_date(value, name) if isinstance(value, str) else None
+    try:
+        if isinstance(value, jdatetime.datetime):  # before jdatetime.date: it is a subclass
+            if value.tzinfo is not None:
+                return _from_gregorian(value.togregorian())
+            return value.aslocale(jdatetime.FA_LOCALE)
+        if isinstance(value, jdatetime.date):
+            return value.aslocale(jdatetime.FA_LOCALE)
+        if isinstance(value, dt.date):
+            return _from_gregorian(value)
+        if match is not None:
+            return _from_gregorian(_gregorian(match))
+    except (ValueError, OverflowError) as exc:
+        raise ValueError(f"{name}: {_shown(value)} is not a real date ({exc})") from exc
+    raise ValueError(f"{name}: {_shown(value)} is not a date")
+
+
+def _from_gregorian(value: dt.date) -> Any:
+    if isinstance(value, dt.datetime):
+        local = tehran(value) if value.tzinfo is not None else value
+        return jdatetime.datetime.fromgregorian(datetime=local, locale=jdatetime.FA_LOCALE)
+    return jdatetime.date.fromgregorian(date=value, locale=jdatetime.FA_LOCALE)
+
+
+def _match_date(text: str, name: str) -> re.Match[str]:
+    match = _DATE.fullmatch(text.strip().translate(_TO_LATIN))
+    if match is None:
+        raise ValueError(
+            f"{name}: {_shown(text)} is not a date; write it like 2026-03-21 or 1405/01/01"
+        )
+    return match
+
+
+def _gregorian(match: re.Match[str]) -> dt.date:
+    """The Gregorian date or datetime a matched text names; a Jalali one is converted."""
+    year, month, day = int(match["y"]), int(match["m"]), int(match["d"])
+    if year < _JALALI_BEFORE:
+        day_of: dt.date = jdatetime.date(year, month, day).togregorian()
+    else:
+        day_of = dt.date(year, month, day)
+    if match["H"] is None and match["tz"] is None:
+        return day_of
+    return dt.datetime(
+        day_of.year,
+        day_of.month,
+        day_of.day,
+        int(match["H"] or 0),
+        int(match["M"] or 0),
+        int(match["S"] or 0),
+        int((match["f"] or "0").ljust(6, "0")),
+        tzinfo=_offset(match["tz"]) if match["tz"] else None,
+    )
+
+
+def _offset(text: str) -> dt.timezone:
+    if text.upper() == "Z":
+        return dt.UTC
+    sign = -1 if text[0] == "-" else 1
+    digits = text[1:].replace(":", "")
+    return dt.timezone(sign * dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
+
+
+def _amount(value: object, name: str) -> Decimal:
+    """A finite Decimal from a number or numeric text (Persian digits and separators allowed)."""
+    if value is None:
+        raise ValueError(f"{name}: there is no amount (None)")
+    if isinstance(value, bool):  # an int to Python, never an amount
+        raise ValueError(f"{name}: {value!r} is not an amount")
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, float):
+        amount = Decimal(repr(value))  # repr, so 0.1 stays 0.1 and not its binary expansion
+    elif isinstance(value, Decimal):
+        amount = value
+    elif isinstance(value, str):
+        amount = _parse_amount(value, name)
+    else:
+        raise ValueError(f"{name}: {_shown(value)} is not an amount")
+    if not amount.is_finite():
+        raise ValueError(f"{name}: {_shown(value)} is not an amount")
+    return amount
+
+
+def _parse_amount(text: str, name: str) -> Decimal:
+    cleaned = (
+        text.strip()
+        .translate(_TO_LATIN)
+        .replace(_THOUSANDS, ",")
+        .replace(_DECIMAL, ".")
+        .replace("\u2212", "-")  # the typographic minus sign
+    )
+    if _PLAIN_NUMBER.fullmatch(cleaned) or _GROUPED_NUMBER.fullmatch(cleaned):
+        return Decimal(cleaned.replace(",", ""))
+    raise ValueError(f"{name}: {_shown(text)} is not an amount; write it like 125000 or 125,000")
+
+
+def _plain(amount: Decimal) -> int | Decimal:
+    return int(amount) if amount == amount.to_integral_value() else amount
