@@ -285,3 +285,41 @@ def fix_for(title: str) -> str:
             "check provider.base_url (https://portal.amootsms.com/rest) and any proxy in between."
         )
     return "read the provider's message above; contact AmootSMS support if it persists."
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """AccountStatus: credit and per-page prices, all in rials."""
+
+    credit: int
+    prices: dict[str, int]  # "<Base|Service|Ads>SMS_<Persian|English>Price" -> rials per page
+    lines: tuple[str, ...]
+
+    def page_price(self, tariff: str, encoding: str) -> int:
+        """Rials per page for a tariff (base, service, ads) and an encoding (UCS-2 = Persian)."""
+        script = "Persian" if encoding == "UCS-2" else "English"
+        return self.prices.get(f"{tariff.capitalize()}SMS_{script}Price", 0)
+
+
+def read_account_status(body: bytes) -> Account | SendReply:
+    """The flat AccountStatus answer; a SendReply (kind and title) when it is not a success."""
+    data = read_json(body)
+    if not isinstance(data, dict) or "Status" not in data:
+        return SendReply(Kind.AMBIGUOUS, "the answer was not a JSON AccountStatus reply")
+    title = title_of(data["Status"])
+    if title != "Success":
+        return SendReply(kind_of(title), title)
+    prices = {
+        key: int(value)
+        for key, value in data.items()
+        if key.endswith("Price") and isinstance(value, int | float) and not isinstance(value, bool)
+    }
+    credit = data.get("RemaindCredit")
+    if not isinstance(credit, int | float) or isinstance(credit, bool):
+        return SendReply(Kind.AMBIGUOUS, "AccountStatus gave no RemaindCredit")
+    lines = data.get("ListLineNumbers")
+    return Account(
+        credit=int(credit),
+        prices=prices,
+        lines=tuple(str(x) for x in lines) if isinstance(lines, list) else (),
+    )

@@ -12,7 +12,8 @@ from pipeline import __version__
 from pipeline.config import load_config
 from pipeline.errors import PipelineError
 from pipeline.models import Status
-from pipeline.run import RunOptions, RunResult, run
+from pipeline.progress import LogProgress, TerminalProgress
+from pipeline.run import Progress, RunOptions, RunResult, run
 
 EPILOG = """\
 exit codes:
@@ -60,8 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="try again the rows the provider rejected in an earlier run",
     )
-    parser.add_argument(
+    noise = parser.add_mutually_exclusive_group()
+    noise.add_argument(
         "-q", "--quiet", action="store_true", help="print only errors and the report path"
+    )
+    noise.add_argument(
+        "-v", "--verbose", action="store_true", help="also print a line per answered request"
     )
     parser.add_argument("--version", action="version", version=f"pipeline {__version__}")
     return parser
@@ -75,9 +80,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         resend_unknown=args.resend_unknown,
         retry_failed=args.retry_failed,
     )
+
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    progress: Progress | None = None
+    if not args.quiet:
+        # A bar only where a person watches; cron (no terminal) gets plain lines.
+        on_terminal = sys.stdout.isatty() and sys.stderr.isatty()
+        progress = TerminalProgress(sys.stderr) if on_terminal else LogProgress(log)
     try:
         config = load_config(args.config)
-        result = run(config, options, log=lambda line: print(line, file=sys.stderr, flush=True))
+        result = run(
+            config,
+            options,
+            log=log,
+            progress=progress,
+            detail=log if args.verbose else None,
+        )
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         if exc.exit_code == 2:
@@ -114,26 +134,43 @@ _ORDER = (
 
 
 def summary(campaign: str, result: RunResult, *, quiet: bool = False) -> str:
-    """The end-of-run lines: counts per status, pages, report, elapsed, and the next step."""
+    """The end-of-run lines: preview, counts per status, pages, cost, files, elapsed, next step."""
     if quiet:
         return f"report: {result.report_path}"
     where = "sandbox: nothing left this machine" if result.sandbox else "live"
     if result.dry_run:
         where = "dry run: nothing was sent"
-    total = sum(result.counts.values())
-    lines = [f"campaign {campaign} ({where})"]
+    lines = _preview(result) if result.dry_run else []
+    lines.append(f"campaign {campaign} ({where})")
     lines += [
         f"  {status.value:<13}{result.counts[status]:>9,}"
         for status in _ORDER
         if result.counts[status]
     ]
-    lines.append(f"  {'rows':<13}{total:>9,}")
+    lines.append(f"  {'rows':<13}{sum(result.counts.values()):>9,}")
     pages = result.pages_total if result.dry_run else result.pages_sent
-    lines.append(f"  {'pages':<13}{pages:>9,}{'' if result.dry_run else '  (sent in this run)'}")
+    scope = "would be sent" if result.dry_run else "sent in this run"
+    lines.append(f"  {'pages':<13}{pages:>9,}  ({scope})")
+    if result.cost_rials is not None:
+        lines.append(f"  {'cost':<13}{result.cost_rials / 10:>9,.0f}  tomans, estimated ({scope})")
+    if result.credit_rials is not None:
+        lines.append(f"  {'credit':<13}{result.credit_rials / 10:>9,.0f}  tomans before this run")
     lines.append(f"report: {result.report_path}")
+    if result.attention_path is not None:
+        lines.append(f"needs attention: {result.attention_path}")
     lines.append(f"elapsed: {result.elapsed:.1f}s")
     lines += _next_steps(result)
     return "\n".join(lines)
+
+
+def _preview(result: RunResult) -> list[str]:
+    lines = []
+    for row in result.preview:
+        lines.append(f"row {row.row} -> {row.number}  ({row.pages} page(s), {row.encoding})")
+        lines += [f"  | {line}" for line in row.text.splitlines()]
+    if lines:
+        lines.append("")
+    return lines
 
 
 def _next_steps(result: RunResult) -> list[str]:
@@ -155,7 +192,14 @@ def _next_steps(result: RunResult) -> list[str]:
             f"next: {counts[Status.FAILED]} row(s) `failed` (see the error column); "
             "rerun with --retry-failed once fixed."
         )
-    if counts[Status.PENDING] and result.stopped is None:
+    if result.held:
+        steps.append(f"held: {result.held}")
+    if result.suppressed_added:
+        steps.append(
+            f"note: {result.suppressed_added} blacklisted number(s) were added to the "
+            "suppression list; the next campaigns skip them."
+        )
+    if counts[Status.PENDING] and result.stopped is None and not result.held:
         steps.append(
             f"next: {counts[Status.PENDING]} row(s) are `pending`; "
             "rerun the same command to send them."

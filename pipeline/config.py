@@ -9,12 +9,14 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pipeline import schedule
 from pipeline.errors import ConfigError
 
 DEFAULT_BASE_URL = "https://portal.amootsms.com/rest"
@@ -30,17 +32,63 @@ class _Section(BaseModel):
 class ContactsConfig(_Section):
     path: Path
     phone_column: str = Field(default="mobile", min_length=1)
+    normalise_text: bool = True  # Arabic ي/ك in contact data become Persian ی/ک before rendering
 
 
 class TemplateConfig(_Section):
     path: Path | None = None
     text: str | None = None
+    column: str | None = None  # a contacts column naming the template file for its row
+    optout_footer: str = ""  # appended on its own line, e.g. لغو۱۱
+    max_pages: int = Field(default=3, ge=1, le=20)
 
     @model_validator(mode="after")
     def _one_source(self) -> TemplateConfig:
-        if (self.path is None) == (self.text is None):
-            raise ValueError("give exactly one of template.path or template.text")
+        if self.path is not None and self.text is not None:
+            raise ValueError("give one of template.path or template.text, not both")
+        if self.path is None and self.text is None and self.column is None:
+            raise ValueError("give template.path (a file) or template.text (inline)")
         return self
+
+
+class ScheduleConfig(_Section):
+    send_at: str = "now"  # or a Tehran date-time, Gregorian or Jalali: 1405-01-15 10:00
+    window: str | None = None  # a daily Tehran window such as "08:00-21:00"
+    outside_window: Literal["wait", "schedule"] = "wait"
+    max_lateness: str | None = None  # e.g. "2h": refuse a campaign started this long after send_at
+
+    @field_validator("send_at", mode="before")
+    @classmethod
+    def _yaml_datetime(cls, value: object) -> object:
+        # YAML reads an unquoted `2026-04-04 10:00:00` as a datetime: it means Tehran wall time.
+        if isinstance(value, datetime):
+            return value.isoformat(sep=" ") if value.tzinfo else f"{value:%Y-%m-%d %H:%M:%S}"
+        return value
+
+    @field_validator("send_at")
+    @classmethod
+    def _send_at(cls, value: str) -> str:
+        schedule.parse_send_at(value)
+        return value
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: str | None) -> str | None:
+        if value is not None:
+            schedule.parse_window(value)
+        return value
+
+    @field_validator("max_lateness")
+    @classmethod
+    def _lateness(cls, value: str | None) -> str | None:
+        if value is not None:
+            schedule.parse_duration(value)
+        return value
+
+
+class SuppressionConfig(_Section):
+    path: Path | None = None  # a file of numbers never to message
+    add_blacklisted: bool = True  # numbers the provider reports as blacklisted are appended
 
 
 class ProviderConfig(_Section):
@@ -52,9 +100,11 @@ class ProviderConfig(_Section):
     concurrency: int = Field(default=4, ge=1, le=64)
     timeout: float = Field(default=30.0, gt=0, le=600)
     max_attempts: int = Field(default=5, ge=1, le=20)
-    rate_limit: float | None = Field(
-        default=None, gt=0
-    )  # requests per second, all workers together
+    # requests per second, all workers together
+    rate_limit: float | None = Field(default=None, gt=0)
+    tariff: Literal["base", "service", "ads"] = "base"  # which AccountStatus prices the line pays
+    max_cost: float | None = Field(default=None, gt=0)  # tomans: refuse a campaign costing more
+    preflight: bool = True  # check credit (AccountStatus) against the estimate before sending
 
     @field_validator("base_url")
     @classmethod
@@ -88,6 +138,8 @@ class Config(_Section):
     provider: ProviderConfig = ProviderConfig(sandbox=True)
     report: ReportConfig = ReportConfig()
     journal: JournalConfig = JournalConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    suppression: SuppressionConfig = SuppressionConfig()
     source: Path = Path("config.yaml")  # the file this was loaded from (set by load_config)
 
     @field_validator("campaign")
@@ -110,6 +162,8 @@ _SECTIONS: dict[str, type[BaseModel]] = {
     "provider": ProviderConfig,
     "report": ReportConfig,
     "journal": JournalConfig,
+    "schedule": ScheduleConfig,
+    "suppression": SuppressionConfig,
 }
 
 
@@ -255,8 +309,12 @@ def _resolve(config: Config, path: Path) -> Config:
     template = config.template
     if template.path is not None:
         template = template.model_copy(update={"path": under(template.path)})
+    suppression = config.suppression
+    if suppression.path is not None:
+        suppression = suppression.model_copy(update={"path": under(suppression.path)})
     return config.model_copy(
         update={
+            "suppression": suppression,
             "contacts": config.contacts.model_copy(update={"path": under(config.contacts.path)}),
             "template": template,
             "report": config.report.model_copy(update={"path": report_path}),

@@ -78,6 +78,7 @@ class Row:
     number: str = ""
     text: str = ""
     pages: int = 0
+    encoding: str = ""  # GSM-7 or UCS-2: which tariff the message costs
     status: Status | None = None  # None: still to be sent in this run
     error: str = ""
     message_id: str = ""

@@ -8,6 +8,7 @@ import re
 from collections import Counter, deque
 from pathlib import Path
 from types import TracebackType
+from typing import Any, TextIO
 
 from pipeline.models import Row, Status
 
@@ -45,7 +46,9 @@ class ReportWriter:
     exists is never half-written.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(
+        self, path: Path, *, columns: tuple[str, ...] = (), attention: bool = False
+    ) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._partial = path.with_name(path.name + ".partial")
@@ -53,6 +56,12 @@ class ReportWriter:
         self._file = self._partial.open("w", encoding="utf-8-sig", newline="")
         self._csv = csv.writer(self._file)
         self._csv.writerow(COLUMNS)
+        self._columns = columns
+        self._attention: _Attention | None = (
+            _Attention(path.with_name(f"{path.stem}-attention{path.suffix}"), columns)
+            if attention
+            else None
+        )
         self._waiting: deque[Row] = deque()
         self.counts: Counter[Status] = Counter()
         self.pages_sent = 0
@@ -78,6 +87,13 @@ class ReportWriter:
             self._waiting.clear()
         self._file.close()
         os.replace(self._partial, self.path)
+        if self._attention is not None:
+            self._attention.close()
+
+    @property
+    def attention_path(self) -> Path | None:
+        """The file of rows that need attention, when there were any."""
+        return self._attention.path if self._attention and self._attention.rows else None
 
     def __enter__(self) -> ReportWriter:
         return self
@@ -111,3 +127,37 @@ class ReportWriter:
                 safe_cell(row.text),
             )
         )
+        if self._attention is not None and status in ATTENTION:
+            self._attention.write(row, status)
+
+
+# Rows an operator has to look at: fix the data or decide, then feed the file back in.
+ATTENTION = frozenset({Status.FAILED, Status.INVALID, Status.UNKNOWN})
+
+
+class _Attention:
+    """`<report>-attention.csv`: the original contacts columns plus status and error."""
+
+    def __init__(self, path: Path, columns: tuple[str, ...]) -> None:
+        self.path = path
+        self.rows = 0
+        self._columns = columns
+        self._partial = path.with_name(path.name + ".partial")
+        self._file: TextIO | None = None
+        self._csv: Any = None
+
+    def write(self, row: Row, status: Status) -> None:
+        if self._file is None:
+            self._file = self._partial.open("w", encoding="utf-8-sig", newline="")
+            self._csv = csv.writer(self._file)
+            self._csv.writerow((*self._columns, "status", "error"))
+        values = row.values
+        self._csv.writerow(
+            (*(safe_cell(values.get(c, "")) for c in self._columns), status.value, row.error)
+        )
+        self.rows += 1
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            os.replace(self._partial, self.path)

@@ -1,4 +1,4 @@
-"""Wire the stages top to bottom: load, normalise, render, skip what is done, send, report."""
+"""Wire the stages top to bottom: load, prepare, skip what is done, check, send, report."""
 
 from __future__ import annotations
 
@@ -11,23 +11,29 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import Protocol
 
 import httpx
 
+from pipeline import schedule
+from pipeline.amoot import Account
 from pipeline.clock import Clock, tehran, utc_now
 from pipeline.config import Config
-from pipeline.contacts import open_contacts
+from pipeline.contacts import ContactSource, open_contacts
 from pipeline.errors import Interrupted, PipelineError, ProviderFatal, TemplateError
 from pipeline.journal import Entry, Journal, State
 from pipeline.lock import hold_lock
-from pipeline.models import Contact, InvalidNumber, Message, Outcome, Row, Status
-from pipeline.phones import normalise_mobile
-from pipeline.render import Renderer, RenderFailure
+from pipeline.models import Contact, Message, Outcome, Row, Status
+from pipeline.persian import FILTERS, template_globals
+from pipeline.prepare import Preparer, Templates
+from pipeline.render import Renderer
 from pipeline.report import ReportWriter
 from pipeline.sandbox import AmootSimulator
-from pipeline.segments import count_pages
 from pipeline.send import ChunkResult, Dispatcher, Sender, SenderSettings
+from pipeline.suppression import Suppression, load_suppression
 from pipeline.throttle import Throttle
+
+PREVIEW_ROWS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +42,45 @@ class RunOptions:
     limit: int | None = None
     resend_unknown: bool = False
     retry_failed: bool = False
+
+
+class Progress(Protocol):
+    """Where the run reports how far it is (a bar on a terminal, log lines under cron)."""
+
+    def start(self, total: int) -> None: ...
+    def update(self, done: int) -> None: ...
+    def finish(self) -> None: ...
+
+
+class _NoProgress:
+    def start(self, total: int) -> None:
+        pass
+
+    def update(self, done: int) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+class Refused(ProviderFatal):
+    """The run would not start sending: not enough credit, over max_cost, a stale campaign."""
+
+
+@dataclass(slots=True)
+class Estimate:
+    """What a run is about to send: messages and pages per encoding (GSM-7 / UCS-2)."""
+
+    messages: int = 0
+    pages: Counter[str] = field(default_factory=Counter)
+
+    def add(self, row: Row) -> None:
+        self.messages += 1
+        self.pages[row.encoding] += row.pages
+
+    def cost(self, account: Account, tariff: str) -> int:
+        """Rials: pages x the per-page price of each encoding's script."""
+        return sum(pages * account.page_price(tariff, enc) for enc, pages in self.pages.items())
 
 
 @dataclass(slots=True)
@@ -52,7 +97,14 @@ class RunResult:
     recovered: int = 0  # rows a dead run left in flight, now `unknown`
     page_mismatches: int = 0
     stopped: PipelineError | None = None
-    notes: list[str] = field(default_factory=list)
+    cost_rials: int | None = (
+        None  # sent in this run (dry run: would be sent), at AccountStatus prices
+    )
+    credit_rials: int | None = None
+    attention_path: Path | None = None
+    held: str = ""  # why sendable rows were held back (outside the window), for the summary
+    suppressed_added: int = 0
+    preview: list[Row] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -72,25 +124,25 @@ def run(
     clock: Clock = utc_now,
     sleep: Callable[[float], object] | None = None,
     log: Log = lambda _line: None,
+    progress: Progress | None = None,
+    detail: Log | None = None,
 ) -> RunResult:
     """Run one campaign as the config says; raises only errors found before anything is sent."""
     started = time.monotonic()
-    source = open_contacts(
-        config.contacts.path,
-        config.contacts.phone_column,
-        shown_path=_shown(config, config.contacts.path),
-    )
-    renderer = _load_template(config)
-    renderer.check_columns(source.columns)
+    progress = progress or _NoProgress()
+    source = _open(config)
+    templates = _templates(config, source.columns, clock)
+    suppression = _suppression(config)
+    timing = _timing(config, clock)
     report_path = Path(
         config.report.path.format(
             campaign=config.campaign, started=tehran(clock()).strftime("%Y%m%d-%H%M%S")
         )
     )
-
     # Sandbox "sends" are journalled apart: switching the same campaign to live sending
     # must not find its numbers already sent.
     journal_key = f"sandbox:{config.campaign}" if config.provider.sandbox else config.campaign
+
     with ExitStack() as stack:
         if options.dry_run:
             journal = stack.enter_context(
@@ -102,25 +154,59 @@ def run(
         stop = threading.Event()
         if not options.dry_run:
             stack.enter_context(_stop_on_signals(stop))
-        report = stack.enter_context(ReportWriter(report_path))
-        campaign = _Campaign(config, options, journal=journal, report=report, stop=stop, log=log)
-        if not options.dry_run:
+        sender: Sender | None = None
+        if not options.dry_run or config.provider.sandbox:
             client = stack.enter_context(_client(config, transport))
-            throttle = Throttle(config.provider.rate_limit, sleep=stop.wait)
-            sender = Sender(
-                client,
-                SenderSettings(
-                    base_url=config.provider.base_url,
-                    token=config.token,
-                    line_number=config.provider.line_number,
-                    timeout=config.provider.timeout,
-                    max_attempts=config.provider.max_attempts,
-                ),
-                throttle=throttle,
-                stop=stop,
-                sleep=sleep or stop.wait,
-                send_at=clock,
+            sender = _sender(config, client, stop=stop, sleep=sleep, clock=clock, timing=timing)
+
+        def preparer() -> Preparer:
+            return Preparer(
+                phone_column=config.contacts.phone_column,
+                templates=templates,
+                footer=config.template.optout_footer,
+                max_pages=config.template.max_pages,
+                suppression=suppression,
+                normalise=config.contacts.normalise_text,
             )
+
+        sending = not options.dry_run and timing.send
+        account: Account | None = None
+        refused: ProviderFatal | None = None
+        if sending:
+            # First pass: every row prepared (so every template is checked and every input
+            # error found) and the cost known, before the first message leaves.
+            estimate = _estimate(source, preparer(), journal, options)
+            source = _open(config)
+            try:
+                if config.provider.preflight:
+                    account = _preflight(config, sender, estimate)
+            except ProviderFatal as exc:  # nothing sent: every row is reported `pending`
+                refused, sending = exc, False
+            else:
+                progress.start(estimate.messages)
+        elif options.dry_run and sender is not None:
+            account = sender.account_status()  # the in-process sandbox: no network
+
+        report = stack.enter_context(
+            ReportWriter(report_path, columns=source.columns, attention=True)
+        )
+        campaign = _Campaign(
+            config,
+            options,
+            preparer=preparer(),
+            journal=journal,
+            report=report,
+            stop=stop,
+            log=log,
+        )
+        campaign.account, campaign.suppression = account, suppression
+        campaign.clock, campaign.progress, campaign.detail = clock, progress, detail
+        campaign.hold = "" if timing.send else timing.reason
+        if refused is not None:
+            campaign.stopped = refused
+        if timing.send and timing.reason:
+            log(timing.reason)
+        if sending and sender is not None:
             campaign.dispatcher = Dispatcher(
                 sender,
                 config.provider.concurrency,
@@ -128,10 +214,14 @@ def run(
                 after_answer=campaign.after_answer,
             )
         for batch in source.batches:
-            campaign.take(batch, renderer)
+            campaign.take(batch)
         campaign.finish()
+        progress.finish()
         report.close()
 
+    stopped = campaign.stopped
+    if stopped is None and timing.stale:
+        stopped = Refused("stale", timing.reason)
     return RunResult(
         report_path=report_path,
         counts=report.counts,
@@ -140,9 +230,15 @@ def run(
         elapsed=time.monotonic() - started,
         sandbox=config.provider.sandbox,
         dry_run=options.dry_run,
-        recovered=getattr(journal, "recovered", 0),
+        recovered=journal.recovered,
         page_mismatches=campaign.page_mismatches,
-        stopped=campaign.stopped,
+        stopped=stopped,
+        cost_rials=campaign.cost if account is not None else None,
+        credit_rials=account.credit if account is not None else None,
+        attention_path=report.attention_path,
+        held=campaign.hold if not timing.stale else "",
+        suppressed_added=campaign.suppressed_added,
+        preview=campaign.preview,
     )
 
 
@@ -154,6 +250,7 @@ class _Campaign:
         config: Config,
         options: RunOptions,
         *,
+        preparer: Preparer,
         journal: Journal,
         report: ReportWriter,
         stop: threading.Event,
@@ -161,26 +258,37 @@ class _Campaign:
     ) -> None:
         self.config = config
         self.options = options
+        self.preparer = preparer
         self.journal = journal
         self.report = report
         self.stop = stop
         self.log = log
         self.dispatcher: Dispatcher | None = None
-        self.seen: dict[str, int] = {}  # number -> first row that will get it
+        self.account: Account | None = None
+        self.suppression: Suppression | None = None
+        self.clock: Clock = utc_now
+        self.progress: Progress = _NoProgress()
+        self.detail: Log | None = None  # --verbose: one line per answered request
+        self.window = (
+            schedule.parse_window(config.schedule.window) if config.schedule.window else None
+        )
+        self.hold = ""  # a reason to hold every sendable row back (outside the window)
         self.queued = 0  # messages handed to the sender this run (for --limit)
+        self.done = 0  # messages answered this run (for progress)
         self.chunk: list[Message] = []
         self.chunk_pages: dict[int, int] = {}
         self.inflight: dict[int, Row] = {}
         self.stopped: PipelineError | None = None
         self.page_mismatches = 0
-        self.chunks_done = 0
+        self.cost = 0
+        self.suppressed_added = 0
+        self.preview: list[Row] = []
 
     # -- stages per batch -------------------------------------------------------------
 
-    def take(self, batch: Sequence[Contact], renderer: Renderer) -> None:
-        rows = [self._prepare(contact, renderer) for contact in batch]
-        ready = [row for row in rows if row.status is None]
-        entries = self.journal.lookup([row.number for row in ready]) if ready else {}
+    def take(self, batch: Sequence[Contact]) -> None:
+        rows = [self.preparer.prepare(contact) for contact in batch]
+        entries = _lookup(self.journal, rows)
         for row in rows:
             self.report.add(row)
             if row.status is None:
@@ -189,53 +297,26 @@ class _Campaign:
             self.dispatcher.poll()
         self.report.flush_ready()
 
-    def _prepare(self, contact: Contact, renderer: Renderer) -> Row:
-        phone = contact.values.get(self.config.contacts.phone_column, "")
-        row = Row(row=contact.row, phone=phone, values=contact.values)
-        number = normalise_mobile(phone)
-        if isinstance(number, InvalidNumber):
-            row.status, row.error = Status.INVALID, number.reason
-            return row
-        row.number = number
-        first = self.seen.get(number)
-        if first is not None:
-            row.status, row.error = Status.DUPLICATE, f"same number as row {first}"
-            return row
-        text = renderer.render(contact.values)
-        if isinstance(text, RenderFailure):
-            row.status, row.error = Status.INVALID, text.reason
-            return row
-        row.text = text
-        row.pages = count_pages(text).pages
-        self.seen[number] = row.row
-        return row
-
     def _decide(self, row: Row, entry: Entry | None) -> None:
         """Skip what the journal says is done; send (or hold back) the rest."""
-        opts = self.options
-        if entry is not None and entry.state is State.SENT:
-            row.settle(Outcome(Status.ALREADY_SENT, "", entry.message_id, entry.campaign_id))
+        skipped = _journal_outcome(entry, self.options)
+        if skipped is not None:
+            row.settle(skipped)
             return
-        if entry is not None and entry.state is State.FAILED and not opts.retry_failed:
-            row.settle(Outcome(Status.FAILED, f"{entry.error} (in an earlier run; --retry-failed)"))
-            return
-        if (
-            entry is not None
-            and entry.state in (State.UNKNOWN, State.INFLIGHT)
-            and not opts.resend_unknown
-        ):
-            row.settle(
-                Outcome(Status.UNKNOWN, entry.error or "outcome unknown from an earlier run")
-            )
-            return
-        if opts.dry_run:
+        if self.options.dry_run:
             row.status = Status.DRY_RUN
+            self._priced(row)
+            if len(self.preview) < PREVIEW_ROWS:
+                self.preview.append(row)
+            return
+        if self.hold:
+            row.settle(Outcome(Status.PENDING, self.hold))
             return
         if self.stopped is not None or self.stop.is_set():
             row.settle(Outcome(Status.PENDING, self._why_stopped()))
             return
-        if opts.limit is not None and self.queued >= opts.limit:
-            row.settle(Outcome(Status.PENDING, f"held back by --limit {opts.limit}"))
+        if self.options.limit is not None and self.queued >= self.options.limit:
+            row.settle(Outcome(Status.PENDING, f"held back by --limit {self.options.limit}"))
             return
         self.queued += 1
         self.inflight[row.row] = row
@@ -249,11 +330,26 @@ class _Campaign:
         self.chunk, self.chunk_pages = [], {}
         if not chunk:
             return
-        if self.stopped is not None or self.stop.is_set():
-            self._settle_all(chunk, Outcome(Status.PENDING, self._why_stopped()))
+        if self._window_closed():
+            self.hold = (
+                f"held back: the send window {self.window} (Tehran) closed during the run; "
+                "rerun the same command when it opens"
+            )
+        if self.hold or self.stopped is not None or self.stop.is_set():
+            reason = self.hold or self._why_stopped()
+            for m in chunk:
+                self.inflight.pop(m.row).settle(Outcome(Status.PENDING, reason))
             return
-        assert self.dispatcher is not None  # dry runs never queue messages
+        assert self.dispatcher is not None  # only a sending run queues messages
         self.dispatcher.submit(chunk, pages)
+
+    def _window_closed(self) -> bool:
+        """A long run that reaches the window's end stops sending (outside_window: wait)."""
+        return (
+            self.window is not None
+            and self.config.schedule.outside_window == "wait"
+            and not self.window.contains(self.clock())
+        )
 
     def finish(self) -> None:
         self._flush_chunk()
@@ -272,6 +368,7 @@ class _Campaign:
 
     def after_answer(self, messages: Sequence[Message], result: ChunkResult) -> None:
         recorded = []
+        blacklisted = []
         for m in messages:
             outcome = result.outcomes.get(m.row) or Outcome(
                 Status.UNKNOWN, "no outcome was recorded for this message"
@@ -280,18 +377,39 @@ class _Campaign:
             row.settle(outcome)
             row.attempts = result.attempts.get(m.row, 0)
             recorded.append((m.number, outcome))
+            if outcome.status is Status.SENT:
+                self._priced(row)
+            elif outcome.status is Status.FAILED and outcome.error == "Mobile_Invalid":
+                blacklisted.append(
+                    (m.number, f"Mobile_Invalid (invalid or blacklisted), {self.config.campaign}")
+                )
         self.journal.record(recorded)
+        self._suppress(blacklisted)
         self.page_mismatches += result.page_mismatches
-        self.chunks_done += 1
+        self.done += len(messages)
+        self.progress.update(self.done)
+        if self.detail is not None:
+            tally = Counter(outcome.status.value for _, outcome in recorded)
+            first, last = messages[0].row, messages[-1].row
+            self.detail(
+                f"rows {first}-{last}: "
+                + ", ".join(f"{n} {status}" for status, n in sorted(tally.items()))
+            )
         if result.stop is not None and self.stopped is None:
             self.stopped = result.stop
             self.stop.set()
             self.log(f"stopping: {result.stop}")
         self.report.flush_ready()
 
-    def _settle_all(self, messages: Sequence[Message], outcome: Outcome) -> None:
-        for m in messages:
-            self.inflight.pop(m.row).settle(outcome)
+    def _suppress(self, numbers: list[tuple[str, str]]) -> None:
+        if numbers and self.suppression is not None and self.config.suppression.add_blacklisted:
+            self.suppressed_added += self.suppression.add(numbers, moment=self.clock())
+
+    def _priced(self, row: Row) -> None:
+        if self.account is not None:
+            self.cost += row.pages * self.account.page_price(
+                self.config.provider.tariff, row.encoding
+            )
 
     def _why_stopped(self) -> str:
         if isinstance(self.stopped, ProviderFatal):
@@ -299,20 +417,153 @@ class _Campaign:
         return "not sent: the run was interrupted"
 
 
-def _load_template(config: Config) -> Renderer:
+def _journal_outcome(entry: Entry | None, options: RunOptions) -> Outcome | None:
+    """The final word the journal already has for a row, unless a flag asks to try again."""
+    if entry is None:
+        return None
+    if entry.state is State.SENT:
+        return Outcome(Status.ALREADY_SENT, "", entry.message_id, entry.campaign_id)
+    if entry.state is State.FAILED and not options.retry_failed:
+        return Outcome(Status.FAILED, f"{entry.error} (in an earlier run; --retry-failed)")
+    if entry.state in (State.UNKNOWN, State.INFLIGHT) and not options.resend_unknown:
+        return Outcome(Status.UNKNOWN, entry.error or "outcome unknown from an earlier run")
+    return None
+
+
+def _lookup(journal: Journal, rows: Sequence[Row]) -> dict[str, Entry]:
+    numbers = [row.number for row in rows if row.status is None]
+    return journal.lookup(numbers) if numbers else {}
+
+
+def _estimate(
+    source: ContactSource, preparer: Preparer, journal: Journal, options: RunOptions
+) -> Estimate:
+    """The first pass: what this run would send (limit and journal considered), by encoding."""
+    estimate = Estimate()
+    for batch in source.batches:
+        rows = [preparer.prepare(contact) for contact in batch]
+        entries = _lookup(journal, rows)
+        for row in rows:
+            if row.status is not None or _journal_outcome(entries.get(row.number), options):
+                continue
+            if options.limit is not None and estimate.messages >= options.limit:
+                continue
+            estimate.add(row)
+    return estimate
+
+
+def _preflight(config: Config, sender: Sender | None, estimate: Estimate) -> Account | None:
+    """Refuse to start (exit 3, nothing sent) when the campaign would not fit the credit."""
+    if sender is None or estimate.messages == 0:
+        return None
+    account = sender.account_status()
+    cost = estimate.cost(account, config.provider.tariff)
+    pages = sum(estimate.pages.values())
+    need = f"{estimate.messages:,} messages, {pages:,} pages, about {_tomans(cost)}"
+    if cost > account.credit:
+        raise Refused(
+            "CreditNotEnough",
+            f"preflight: this run needs {need}; the account has {_tomans(account.credit)}. "
+            "Nothing was sent. Fix: top up the AmootSMS account, or send part with --limit N.",
+        )
+    max_cost = config.provider.max_cost
+    if max_cost is not None and cost > max_cost * 10:
+        raise Refused(
+            "max_cost",
+            f"preflight: this run needs {need}, more than provider.max_cost "
+            f"({max_cost:,.0f} tomans). Nothing was sent. Fix: raise max_cost, or use --limit N.",
+        )
+    return account
+
+
+def _tomans(rials: int) -> str:
+    return f"{rials / 10:,.0f} tomans"
+
+
+def _timing(config: Config, clock: Clock) -> schedule.Decision:
+    settings = config.schedule
+    return schedule.decide(
+        clock(),
+        send_at=schedule.parse_send_at(settings.send_at),
+        window=schedule.parse_window(settings.window) if settings.window else None,
+        max_lateness=(
+            schedule.parse_duration(settings.max_lateness) if settings.max_lateness else None
+        ),
+        outside_window=settings.outside_window,
+    )
+
+
+def _open(config: Config) -> ContactSource:
+    return open_contacts(
+        config.contacts.path,
+        config.contacts.phone_column,
+        shown_path=_shown(config, config.contacts.path),
+    )
+
+
+def _templates(config: Config, columns: tuple[str, ...], clock: Clock) -> Templates:
     template = config.template
+    globals_ = template_globals(clock)
+    default: Renderer | None = None
+    folder = config.source.resolve().parent
     if template.text is not None:
-        return Renderer(template.text, name=f"{_shown(config, config.source)}: template.text")
-    assert template.path is not None  # the config allows exactly one of path / text
-    shown = _shown(config, template.path)
-    try:
-        source = template.path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
+        name = f"{_shown(config, config.source)}: template.text"
+        default = Renderer(template.text, name=name, filters=FILTERS, globals=globals_)
+    elif template.path is not None:
+        shown = _shown(config, template.path)
+        try:
+            source = template.path.read_text(encoding="utf-8-sig")
+        except FileNotFoundError:
+            raise TemplateError(
+                f"{shown}: no such template file. Fix: check template.path in "
+                f"{_shown(config, config.source)}."
+            ) from None
+        default = Renderer(source, name=shown, filters=FILTERS, globals=globals_)
+        folder = template.path.parent
+    if template.column is not None and template.column not in columns:
         raise TemplateError(
-            f"{shown}: no such template file. Fix: check template.path in "
-            f"{_shown(config, config.source)}."
-        ) from None
-    return Renderer(source, name=shown)
+            f"{_shown(config, config.source)}: template.column: the contacts have no column "
+            f"'{template.column}'. Fix: name the column that holds each row's template file."
+        )
+    return Templates(
+        default,
+        folder=folder,
+        column=template.column,
+        columns=columns,
+        filters=FILTERS,
+        globals=globals_,
+    )
+
+
+def _suppression(config: Config) -> Suppression | None:
+    path = config.suppression.path
+    return load_suppression(path, _shown(config, path)) if path is not None else None
+
+
+def _sender(
+    config: Config,
+    client: httpx.Client,
+    *,
+    stop: threading.Event,
+    sleep: Callable[[float], object] | None,
+    clock: Clock,
+    timing: schedule.Decision,
+) -> Sender:
+    fixed = timing.send_at
+    return Sender(
+        client,
+        SenderSettings(
+            base_url=config.provider.base_url,
+            token=config.token,
+            line_number=config.provider.line_number,
+            timeout=config.provider.timeout,
+            max_attempts=config.provider.max_attempts,
+        ),
+        throttle=Throttle(config.provider.rate_limit, sleep=stop.wait),
+        stop=stop,
+        sleep=sleep or stop.wait,
+        send_at=(lambda: fixed) if fixed is not None else clock,
+    )
 
 
 def _shown(config: Config, path: Path) -> str:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
 import httpx
 from tenacity import (
@@ -101,12 +102,7 @@ class Sender:
                 return
             for m in messages:
                 result.outcomes[m.row] = Outcome(Status.PENDING, f"not accepted: {reason}")
-            result.stop = ProviderFatal(
-                reason,
-                f"the provider did not accept requests ({reason}) after "
-                f"{self._settings.max_attempts} attempts; nothing was lost. "
-                "Fix: rerun the same command later (cron will).",
-            )
+            result.stop = self._unreachable(reason)
             return
 
         self._apply(reply, messages, pages, result)
@@ -160,47 +156,84 @@ class Sender:
     def _post_with_retries(
         self, messages: list[Message], pages: dict[int, int], result: ChunkResult
     ) -> amoot.SendReply:
-        attempts = self._settings.max_attempts
+        failed_seen = 0
+
+        def attempt() -> amoot.SendReply:
+            nonlocal failed_seen
+            for m in messages:
+                result.attempts[m.row] = result.attempts.get(m.row, 0) + 1
+            body = amoot.build_send_body(
+                messages, send_datetime(self._send_at()), self._settings.line_number
+            )
+            answer = self._post("SendPeerToPeer", body, _JSON, idempotent=False)
+            if isinstance(answer, amoot.SendReply):
+                return answer
+            local_pages = {amoot.last10(m.number): pages.get(m.row, 0) for m in messages}
+            reply = amoot.read_send_answer(answer.content, messages, local_pages)
+            if reply.kind is Kind.RETRY:
+                failed_seen += reply.title == "Failed"
+                if failed_seen >= amoot.FAILED_ATTEMPTS:
+                    return reply  # the caller fails these rows
+                raise _SafeToRetry(reply.title)
+            return reply
+
+        return self._retrying(attempt)
+
+    def account_status(self) -> amoot.Account:
+        """AccountStatus (credit and tariffs), retried freely: it changes nothing."""
+
+        def attempt() -> amoot.Account | amoot.SendReply:
+            answer = self._post("AccountStatus", b"", _FORM, idempotent=True)
+            if isinstance(answer, amoot.SendReply):
+                return answer
+            account = amoot.read_account_status(answer.content)
+            if isinstance(account, amoot.SendReply) and account.kind in (
+                Kind.RETRY,
+                Kind.AMBIGUOUS,
+            ):
+                raise _SafeToRetry(account.title)
+            return account
+
+        try:
+            found = self._retrying(attempt)
+        except _SafeToRetry as exc:
+            raise self._unreachable(exc.reason) from None
+        if isinstance(found, amoot.SendReply):
+            raise _fatal(found.title)
+        return found
+
+    def _retrying(self, attempt: Callable[[], _T]) -> _T:
+        """Run `attempt` until it returns, retrying _SafeToRetry with backoff or Retry-After."""
         retrying = Retrying(
-            stop=stop_after_attempt(attempts) | stop_when_event_set(self._stop),
+            stop=stop_after_attempt(self._settings.max_attempts) | stop_when_event_set(self._stop),
             wait=_wait_retry_after,
             retry=retry_if_exception_type(_SafeToRetry),
             sleep=self._nap,
             reraise=True,
         )
-        failed_seen = 0
-        for attempt in retrying:
-            with attempt:
-                try:
-                    return self._post_once(messages, pages, result)
-                except _SafeToRetry as exc:
-                    if exc.reason == "Failed":
-                        failed_seen += 1
-                        if failed_seen >= amoot.FAILED_ATTEMPTS:
-                            return amoot.SendReply(Kind.RETRY, "Failed")
-                    if exc.retry_after is not None:
-                        self._throttle.pause(exc.retry_after)
-                    raise
-        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+        return retrying(attempt)
 
-    def _post_once(
-        self, messages: list[Message], pages: dict[int, int], result: ChunkResult
-    ) -> amoot.SendReply:
+    def _unreachable(self, reason: str) -> ProviderFatal:
+        return ProviderFatal(
+            reason,
+            f"the provider did not accept requests ({reason}) after "
+            f"{self._settings.max_attempts} attempts; nothing was lost. "
+            "Fix: rerun the same command later (cron will).",
+        )
+
+    def _post(
+        self, method: str, body: bytes, content_type: str, *, idempotent: bool
+    ) -> httpx.Response | amoot.SendReply:
+        """One POST. Raises _SafeToRetry when it provably did not reach the server (or when
+        the method changes nothing, so repeating it is harmless); returns a SendReply for a
+        final non-200 outcome, else the 200 response to read."""
         if not self._throttle.acquire():
             raise _SafeToRetry("the run was interrupted")
-        for m in messages:
-            result.attempts[m.row] = result.attempts.get(m.row, 0) + 1
-        body = amoot.build_send_body(
-            messages, send_datetime(self._send_at()), self._settings.line_number
-        )
         try:
             response = self._client.post(
-                f"{self._settings.base_url}/SendPeerToPeer",
+                f"{self._settings.base_url}/{method}",
                 content=body,
-                headers={
-                    "Authorization": self._settings.token,
-                    "Content-Type": "application/json; charset=utf-8",
-                },
+                headers={"Authorization": self._settings.token, "Content-Type": content_type},
                 timeout=self._settings.timeout,
             )
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
@@ -208,32 +241,34 @@ class Sender:
         except (httpx.WriteError, httpx.WriteTimeout) as exc:
             # The server never received the whole request, so it cannot have acted on it.
             raise _SafeToRetry(f"connection lost while sending: {type(exc).__name__}") from exc
-        except httpx.TimeoutException:
+        except httpx.TimeoutException as exc:
+            if idempotent:
+                raise _SafeToRetry(f"no answer within {self._settings.timeout:g}s") from exc
             return amoot.SendReply(
                 Kind.AMBIGUOUS, f"HTTP: no answer within {self._settings.timeout:g}s"
             )
         except httpx.TransportError as exc:
-            return amoot.SendReply(
-                Kind.AMBIGUOUS, f"HTTP: connection dropped after sending ({type(exc).__name__})"
-            )
+            reason = f"HTTP: connection dropped after sending ({type(exc).__name__})"
+            if idempotent:
+                raise _SafeToRetry(reason) from exc
+            return amoot.SendReply(Kind.AMBIGUOUS, reason)
 
         http_kind = amoot.classify_http(response.status_code)
         if http_kind is Kind.RETRY:
-            raise _SafeToRetry(
-                f"HTTP {response.status_code}", _retry_after(response.headers.get("Retry-After"))
-            )
-        if http_kind is Kind.FATAL:
-            return amoot.SendReply(Kind.FATAL, f"HTTP {response.status_code}")
-        if http_kind is Kind.AMBIGUOUS:
-            return amoot.SendReply(Kind.AMBIGUOUS, f"HTTP {response.status_code}")
-
-        local_pages = {amoot.last10(m.number): pages.get(m.row, 0) for m in messages}
-        reply = amoot.read_send_answer(response.content, messages, local_pages)
-        if reply.kind is Kind.RETRY:
-            raise _SafeToRetry(reply.title)
-        return reply
+            retry_after = _retry_after(response.headers.get("Retry-After"))
+            # One overrun answer slows every worker down, not only this request.
+            self._throttle.pause(retry_after if retry_after is not None else 1.0)
+            raise _SafeToRetry(f"HTTP {response.status_code}", retry_after)
+        if http_kind is Kind.AMBIGUOUS and idempotent:
+            raise _SafeToRetry(f"HTTP {response.status_code}")
+        if http_kind is not None:
+            return amoot.SendReply(http_kind, f"HTTP {response.status_code}")
+        return response
 
 
+_T = TypeVar("_T")
+_JSON = "application/json; charset=utf-8"
+_FORM = "application/x-www-form-urlencoded"
 _HTTP_PREFIXES = ("HTTP", "the answer")
 
 

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from pipeline.journal import Entry, Journal, State
-from pipeline.sandbox import AmootSimulator, Reply
+from pipeline.sandbox import AmootSimulator, RecordedRequest, Reply
 from pipeline.sandbox_server import SandboxServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -140,8 +140,15 @@ def start_cli(config: Path, *args: str, env: dict[str, str] | None = None) -> su
     )
 
 
+def sends(simulator: AmootSimulator) -> list[RecordedRequest]:
+    """The SendPeerToPeer requests the fake received (other methods, such as a credit check
+    with AccountStatus, change nothing)."""
+    return [r for r in list(simulator.requests) if r.method == "SendPeerToPeer"]
+
+
 class GatedSimulator(AmootSimulator):
-    """The fake that processes each request at once but holds its answer until `gate` opens.
+    """The fake that processes each SendPeerToPeer at once but holds its answer until `gate`
+    opens.
 
     So a test decides exactly how long requests stay in flight (accepted, not yet answered):
     long enough to signal the run, or to start a second run beside it.
@@ -150,11 +157,13 @@ class GatedSimulator(AmootSimulator):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.gate = threading.Event()
-        self.arrivals = 0
+        self.arrivals = 0  # SendPeerToPeer requests processed so far
         self._arrived = threading.Condition()
 
     def decide(self, request: httpx.Request) -> Reply:
         reply = super().decide(request)
+        if not request.url.path.endswith("/SendPeerToPeer"):
+            return reply
         with self._arrived:
             self.arrivals += 1
             self._arrived.notify_all()
@@ -162,10 +171,10 @@ class GatedSimulator(AmootSimulator):
         return reply
 
     def wait_for_arrivals(self, count: int, timeout: float = 20) -> None:
-        """Block until `count` requests have been processed (and are held at the gate)."""
+        """Block until `count` sends have been processed (and are held at the gate)."""
         with self._arrived:
             if not self._arrived.wait_for(lambda: self.arrivals >= count, timeout):
-                raise AssertionError(f"the fake saw {self.arrivals} request(s), not {count}")
+                raise AssertionError(f"the fake saw {self.arrivals} send(s), not {count}")
 
 
 def journal_snapshot(

@@ -26,6 +26,7 @@ from tests.conftest import (
     journal_snapshot,
     live_provider,
     run_cli,
+    sends,
     start_cli,
 )
 
@@ -42,12 +43,12 @@ def _write_contacts(campaign: Campaign, numbers: list[str]) -> None:
     campaign.contacts([(number, "نام", f"C{i}") for i, number in enumerate(numbers, 1)])
 
 
-def _wait_for_requests(sim: AmootSimulator, count: int, timeout: float = 20) -> None:
-    """Poll until the fake has received `count` requests in all."""
+def _wait_for_sends(sim: AmootSimulator, count: int, timeout: float = 20) -> None:
+    """Poll until the fake has received `count` SendPeerToPeer requests in all."""
     deadline = time.monotonic() + timeout
-    while len(sim.requests) < count:
+    while len(sends(sim)) < count:
         if time.monotonic() > deadline:
-            raise AssertionError(f"the fake saw {len(sim.requests)} request(s), not {count}")
+            raise AssertionError(f"the fake saw {len(sends(sim))} send(s), not {count}")
         time.sleep(0.002)
 
 
@@ -81,9 +82,9 @@ def test_killed_several_times_then_rerun_sends_each_message_once(
     rng = random.Random(1405)
     kills = 4
     for _ in range(kills):
-        seen = len(simulator.requests)
+        seen = len(sends(simulator))
         proc = start_cli(campaign.config)
-        _wait_for_requests(simulator, seen + rng.randint(1, 3))
+        _wait_for_sends(simulator, seen + rng.randint(1, 3))
         time.sleep(rng.uniform(0, 0.06))
         assert proc.poll() is None, "the run finished before the kill: nothing was tested"
         proc.kill()
@@ -109,13 +110,15 @@ def test_killed_several_times_then_rerun_sends_each_message_once(
     # only rows marked in flight when a run died: at most one window of requests per kill
     assert len(unknown) <= kills * chunk * concurrency
     assert all(r["error"] == RECOVERED_ERROR for r in unknown)
+    # the case that matters happened: the fake accepted requests whose answers died with a run
+    assert {r["number"] for r in unknown} & set(copies)
     assert final.returncode == (5 if unknown else 0)
     assert_journal_agrees(campaign, report)
 
-    seen = len(simulator.requests)
+    seen = len(sends(simulator))
     again = run_cli(campaign.config)
     assert again.returncode == final.returncode, again.stderr
-    assert len(simulator.requests) == seen  # everything is settled: nothing left to send
+    assert len(sends(simulator)) == seen  # everything is settled: nothing left to send
     assert max(Counter(a.number for a in simulator.accepted).values()) == 1
 
 
@@ -139,9 +142,9 @@ def test_signal_mid_run_finishes_in_flight_requests_then_stops_with_exit_3(
     assert "interrupted" in err
     assert "Traceback" not in err
 
-    sends = [r for r in sim.requests if r.method == "SendPeerToPeer"]
-    assert len(sends) == 2  # nothing was posted after the signal
-    in_flight = {item["Number"] for r in sends for item in r.body["Input"]}
+    posted = sends(sim)
+    assert len(posted) == 2  # nothing was posted after the signal
+    in_flight = {item["Number"] for r in posted for item in r.body["Input"]}
     report = campaign.read_report()
     assert [r["row"] for r in report] == [str(i) for i in range(1, 11)]
     sent = {r["number"] for r in report if r["status"] == "sent"}
@@ -196,7 +199,7 @@ def test_signal_before_sending_started_exits_3_and_sends_nothing(
         os.close(writer)
     assert proc.returncode == 3, (proc.returncode, out + err)
     assert "nothing was sent" in err
-    assert simulator.requests == []
+    assert sends(simulator) == []
     assert not campaign.journal.exists()
 
 
@@ -222,14 +225,14 @@ def test_sigterm_during_a_retry_after_wait_stops_at_once(
     campaign.write_config(live_provider(server, chunk_size=2, concurrency=1))
     simulator.faults.append(Fault("http_status", http_status=503, retry_after="30"))
     proc = start_cli(campaign.config)
-    _wait_for_requests(simulator, 1)
+    _wait_for_sends(simulator, 1)
     time.sleep(SIGNAL_GRACE)  # the 503 reaches the client, which starts its 30 s wait
     signalled = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     out, err = _finish(proc)
     assert time.monotonic() - signalled < 5
     assert proc.returncode == 3, out + err
-    assert len(simulator.requests) == 1
+    assert len(sends(simulator)) == 1
     assert simulator.accepted == []
     report = campaign.read_report()
     assert {r["status"] for r in report} == {"pending"}
@@ -253,6 +256,7 @@ def test_second_run_on_a_held_journal_exits_4_and_changes_nothing(
     lock_before = lock.read_text()
     reports_before = sorted(p.name for p in campaign.report.parent.iterdir())
 
+    requests_before = len(sim.requests)
     started = time.monotonic()
     second = run_cli(campaign.config)
     assert second.returncode == 4, second.stdout + second.stderr
@@ -260,7 +264,8 @@ def test_second_run_on_a_held_journal_exits_4_and_changes_nothing(
     assert str(lock) in second.stderr
     assert str(first.pid) in second.stderr
     assert "Traceback" not in second.stderr
-    assert sim.arrivals == 1 and len(sim.requests) == 1
+    assert len(sim.requests) == requests_before  # not even a credit check
+    assert sim.arrivals == 1 and len(sends(sim)) == 1
     assert journal_snapshot(campaign, numbers) == journal_before
     assert lock.read_text() == lock_before
     assert sorted(p.name for p in campaign.report.parent.iterdir()) == reports_before

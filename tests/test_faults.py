@@ -10,6 +10,7 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections import Counter, defaultdict
 from typing import Any
@@ -55,7 +56,7 @@ def _is_ambiguous(fault: Fault) -> bool:
 class Harness:
     """Runs the CLI against the fake and checks the invariants after every run."""
 
-    def __init__(self, campaign: Campaign, simulator: AmootSimulator) -> None:
+    def __init__(self, campaign: Campaign, simulator: _ClockedSimulator) -> None:
         self.campaign = campaign
         self.sim = simulator
         self.unknown: set[str] = set()  # numbers `unknown` after the previous run
@@ -149,8 +150,35 @@ class Harness:
         return by_number, carried
 
 
+class _ClockedSimulator(AmootSimulator):
+    """The fake, noting when each SendPeerToPeer arrived (`arrived[i]` for the i-th one), and
+    able to lose its credit after `spend_credit_after` sends (someone else spent it)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.arrived: list[float] = []
+        self.spend_credit_after: int | None = None
+        self._order = threading.Lock()  # the fake decides one request at a time anyway
+
+    def decide(self, request: httpx.Request) -> Reply:
+        if not request.url.path.endswith("/SendPeerToPeer"):
+            return super().decide(request)
+        with self._order:
+            self.arrived.append(time.monotonic())
+            reply = super().decide(request)
+            if len(self.arrived) == self.spend_credit_after:
+                self.credit_rials = 0
+            return reply
+
+
 @pytest.fixture
-def harness(campaign: Campaign, simulator: AmootSimulator) -> Harness:
+def simulator() -> _ClockedSimulator:
+    """This module's fake also notes when each request arrived (the `server` serves it)."""
+    return _ClockedSimulator(token=TOKEN)
+
+
+@pytest.fixture
+def harness(campaign: Campaign, simulator: _ClockedSimulator) -> Harness:
     return Harness(campaign, simulator)
 
 
@@ -168,6 +196,9 @@ def test_busy_answer_is_retried_and_every_row_sent_once(
     assert len(refused) == 3
     assert sum(1 for ns in carried if ns == refused) == 2  # the same request, sent again
     assert all(report[n]["attempts"] == "2" for n in refused)
+    # `Retry-After: 0` is obeyed: no backoff (which waits at least a second) before the retry
+    retried = next(i for i in range(1, len(carried)) if carried[i] == refused)
+    assert harness.sim.arrived[retried] - harness.sim.arrived[0] < 0.9
 
     again, carried = harness.run(exit_code=0)
     assert carried == []
@@ -238,7 +269,7 @@ def test_credit_running_out_mid_run_stops_with_exit_3_and_rerun_continues(
 ):
     """CreditNotEnough after one request: exit 3, sent = accepted, the rest pending; a rerun
     after topping up sends only the pending rows."""
-    harness.sim.credit_rials = 3_500  # three one-page Persian messages at 1,000 rials
+    harness.sim.spend_credit_after = 1  # enough credit at the start, none after one request
     harness.configure(server)
     report, carried = harness.run(exit_code=3)
     sent = {n for n, r in report.items() if r["status"] == "sent"}
@@ -372,26 +403,13 @@ def test_retry_after_beyond_the_cap_stops_for_now(harness: Harness, server: Sand
     assert {r["status"] for r in harness.campaign.read_report()} == {"pending"}
 
 
-class _ClockedSimulator(AmootSimulator):
-    """The fake, noting when each request arrived."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.arrived: list[float] = []
-
-    def decide(self, request: httpx.Request) -> Reply:
-        self.arrived.append(time.monotonic())
-        return super().decide(request)
-
-
-def test_retry_after_is_waited_out_before_the_retry(campaign: Campaign):
+def test_retry_after_is_waited_out_before_the_retry(
+    harness: Harness, server: SandboxServer, simulator: _ClockedSimulator
+):
     """A 503 with `Retry-After: 1` is retried no sooner than a second later."""
-    sim = _ClockedSimulator(token=TOKEN)
-    harness = Harness(campaign, sim)
-    with SandboxServer(sim) as server:
-        harness.configure(server, concurrency=1)
-        _, carried = harness.run(
-            faults=(Fault("http_status", http_status=503, retry_after="1"),), exit_code=0
-        )
+    harness.configure(server, concurrency=1)
+    _, carried = harness.run(
+        faults=(Fault("http_status", http_status=503, retry_after="1"),), exit_code=0
+    )
     assert carried[0] == carried[1]
-    assert sim.arrived[1] - sim.arrived[0] >= 0.95
+    assert simulator.arrived[1] - simulator.arrived[0] >= 0.95

@@ -105,8 +105,11 @@ def test_fatal_mid_run_exits_3_and_rerun_continues(setup):
     """CreditNotEnough on the 2nd request: exit 3, rest pending; after a top-up it continues."""
     campaign, sim = setup
     config = load_config(campaign.config)
+    # preflight off: the credit runs out during the run, not before it
     config = config.model_copy(
-        update={"provider": config.provider.model_copy(update={"concurrency": 1})}
+        update={
+            "provider": config.provider.model_copy(update={"concurrency": 1, "preflight": False})
+        }
     )
     sim.credit_rials = 3 * 1000  # one chunk of three one-page Persian messages at 1000 rials
     first = run(config, RunOptions(), transport=httpx.MockTransport(sim.handle))
@@ -150,3 +153,26 @@ def test_sandbox_sends_never_count_as_sent_for_real(setup):
     real = _go(campaign, sim)
     assert real.counts[Status.SENT] == 10
     assert len(sim.accepted) == 10
+
+
+def test_preflight_refuses_a_campaign_the_credit_cannot_pay(setup):
+    """Before the first send, pages x tariff is compared with RemaindCredit: exit 3, nothing sent."""
+    campaign, sim = setup
+    sim.credit_rials = 9 * 1000  # ten one-page Persian messages at 1000 rials need 10,000
+    result = _go(campaign, sim)
+    assert result.exit_code == 3
+    assert "10,000 messages" not in str(result.stopped)
+    assert "1,000 tomans" in str(result.stopped) and "900 tomans" in str(result.stopped)
+    assert sim.accepted == []
+    assert [r.method for r in sim.requests] == ["AccountStatus"]
+    assert result.counts[Status.PENDING] == 10
+
+
+def test_preflight_refuses_above_max_cost(setup):
+    """provider.max_cost (tomans) caps what one run may spend."""
+    campaign, sim = setup
+    text = campaign.config.read_text(encoding="utf-8")
+    campaign.config.write_text(text.replace("concurrency: 2", "concurrency: 2\n  max_cost: 500"))
+    result = _go(campaign, sim)
+    assert result.exit_code == 3 and "max_cost" in str(result.stopped)
+    assert sim.accepted == []

@@ -1,0 +1,133 @@
+"""Turn one contact into a row to send (or a settled one): number, opt-out, dedupe, text, pages."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from pipeline.models import Contact, InvalidNumber, Row, Status
+from pipeline.persian import normalise_text
+from pipeline.phones import normalise_mobile
+from pipeline.render import Renderer, RenderFailure
+from pipeline.segments import count_pages
+from pipeline.suppression import Suppression
+
+
+class Templates:
+    """The default template, and the ones a contacts column names per row (compiled once each).
+
+    A named template is a file beside the default one (or beside the config for inline text).
+    Each is checked against the contacts columns when first used; the run's first pass uses
+    every one of them before anything is sent, so a wrong variable still stops the run (exit 2).
+    """
+
+    def __init__(
+        self,
+        default: Renderer | None,
+        *,
+        folder: Path,
+        column: str | None,
+        columns: tuple[str, ...],
+        filters: Mapping[str, Callable[..., Any]],
+        globals: Mapping[str, Any],
+    ) -> None:
+        self.default = default
+        self.folder = folder
+        self.column = column
+        self._columns = columns
+        self._filters = filters
+        self._globals = globals
+        self._named: dict[str, Renderer | str] = {}  # file name -> renderer, or why it is unusable
+        if default is not None:
+            default.check_columns(columns)
+
+    def for_row(self, values: Mapping[str, str]) -> Renderer | str:
+        """The renderer for this row, or a sentence saying why there is none."""
+        name = values.get(self.column, "").strip() if self.column else ""
+        if not name:
+            if self.default is None:
+                return f"the column '{self.column}' is empty and template.path gives no default"
+            return self.default
+        found = self._named.get(name)
+        if found is None:
+            found = self._named[name] = self._load(name)
+        return found
+
+    def _load(self, name: str) -> Renderer | str:
+        path = (self.folder / name).resolve()
+        if not path.is_relative_to(self.folder.resolve()):
+            return f"template '{name}' is outside the templates folder"
+        try:
+            source = path.read_text(encoding="utf-8-sig")
+        except OSError:
+            return f"template file '{name}' not found in {self.folder}"
+        renderer = Renderer(source, name=str(path), filters=self._filters, globals=self._globals)
+        renderer.check_columns(self._columns)  # TemplateError: the caller stops the run
+        return renderer
+
+
+class Preparer:
+    """The per-contact stages, in order; a row that cannot be sent leaves with its status set."""
+
+    def __init__(
+        self,
+        *,
+        phone_column: str,
+        templates: Templates,
+        footer: str,
+        max_pages: int,
+        suppression: Suppression | None,
+        normalise: bool,
+    ) -> None:
+        self.phone_column = phone_column
+        self.templates = templates
+        self.footer = footer
+        self.max_pages = max_pages
+        self.suppression = suppression
+        self.normalise = normalise
+        self.seen: dict[str, int] = {}  # number -> the first row that will get it
+
+    def prepare(self, contact: Contact) -> Row:
+        phone = contact.values.get(self.phone_column, "")
+        row = Row(row=contact.row, phone=phone, values=contact.values)
+        number = normalise_mobile(phone)
+        if isinstance(number, InvalidNumber):
+            return _settled(row, Status.INVALID, number.reason)
+        row.number = number
+        if self.suppression is not None and number in self.suppression:
+            return _settled(row, Status.SUPPRESSED, "on the suppression list")
+        first = self.seen.get(number)
+        if first is not None:
+            return _settled(row, Status.DUPLICATE, f"same number as row {first}")
+        renderer = self.templates.for_row(contact.values)
+        if isinstance(renderer, str):
+            return _settled(row, Status.INVALID, renderer)
+        values = (
+            {k: normalise_text(v) for k, v in contact.values.items()}
+            if self.normalise
+            else contact.values
+        )
+        text = renderer.render(values)
+        if isinstance(text, RenderFailure):
+            return _settled(row, Status.INVALID, text.reason)
+        if self.footer:
+            text = f"{text}\n{self.footer}"
+        pages = count_pages(text)
+        row.text, row.pages, row.encoding = text, pages.pages, pages.encoding
+        if pages.pages > self.max_pages:
+            return _settled(
+                row,
+                Status.INVALID,
+                f"{pages.pages} pages ({pages.units} {pages.encoding} units), more than "
+                f"template.max_pages ({self.max_pages}); shorten the text or raise max_pages",
+            )
+        # Only a row that will really be tried claims its number: if the first row with a
+        # number cannot be rendered, the next row with it still gets the message.
+        self.seen[number] = row.row
+        return row
+
+
+def _settled(row: Row, status: Status, error: str) -> Row:
+    row.status, row.error = status, error
+    return row

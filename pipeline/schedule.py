@@ -1,0 +1,391 @@
+"""When a campaign may be posted: send time, daily send window and lateness, in Tehran time."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta, timezone
+from typing import Literal
+
+import jdatetime  # ships no type information
+
+from pipeline.clock import TEHRAN, tehran
+from pipeline.persian import en_digits
+
+__all__ = [
+    "Decision",
+    "OutsideWindow",
+    "Window",
+    "decide",
+    "format_duration",
+    "parse_duration",
+    "parse_send_at",
+    "parse_window",
+    "tehran_label",
+]
+
+OutsideWindow = Literal["wait", "schedule"]
+
+_DAY = timedelta(days=1)
+_MIDNIGHT = time(0, 0)
+# Jalali years now are ~1400 and Gregorian ones ~2000 (the same split as persian.jalali).
+_JALALI_BEFORE = 1700
+
+# Operators paste windows from chat and documents, where the hyphen is often a dash or minus.
+_DASHES = str.maketrans(dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2212", "-"))
+_WINDOW = re.compile(r"(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})", re.ASCII)
+_SEND_AT = re.compile(
+    r"(?P<y>\d{4})[-/](?P<m>\d{1,2})[-/](?P<d>\d{1,2})"
+    r"(?:(?:T|\s+)(?P<H>\d{1,2}):(?P<M>\d{2})(?::(?P<S>\d{2})(?:\.(?P<f>\d{1,6}))?)?)?"
+    r"\s*(?P<tz>Z|[+-]\d{2}:?\d{2})?",
+    re.ASCII | re.IGNORECASE,
+)
+_DURATION = re.compile(
+    r"(?:(?P<d>\d+)\s*d)?\s*(?:(?P<h>\d+)\s*h)?\s*(?:(?P<m>\d+)\s*m)?\s*(?:(?P<s>\d+)\s*s)?",
+    re.ASCII | re.IGNORECASE,
+)
+_UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A daily send window on Tehran's wall clock: ``start`` inclusive, ``end`` exclusive.
+
+    ``end`` earlier than ``start`` wraps past midnight (``20:00-02:00``); ``end`` at 00:00
+    runs to midnight (``08:00-24:00``). ``start == end`` is refused: it would never open.
+    """
+
+    start: time
+    end: time
+
+    def __post_init__(self) -> None:
+        if self.start.tzinfo is not None or self.end.tzinfo is not None:
+            raise ValueError("a send window is Tehran wall-clock time: give naive times")
+        if self.start == self.end:
+            raise ValueError(
+                f"the send window {self} is empty: it starts and ends at the same time"
+            )
+
+    def contains(self, moment: datetime) -> bool:
+        """Whether the aware ``moment`` falls inside the window on Tehran's clock."""
+        local = _tehran_time(moment, "Window.contains").time()
+        if self.start < self.end:
+            return self.start <= local < self.end
+        return local >= self.start or local < self.end
+
+    def next_open(self, moment: datetime) -> datetime:
+        """``moment`` itself (on Tehran's clock) when inside, else the window's next opening."""
+        local = _tehran_time(moment, "Window.next_open")
+        if self.contains(local):
+            return local
+        day = local.date() if local.time() < self.start else local.date() + _DAY
+        return datetime.combine(day, self.start, tzinfo=TEHRAN)
+
+    def __str__(self) -> str:
+        end = "24:00" if self.end == _MIDNIGHT else _clock(self.end)
+        return f"{_clock(self.start)}-{end}"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What a run may do now. ``reason`` is empty exactly when sending now (``send_at`` None)."""
+
+    send: bool  # may messages be posted now?
+    send_at: datetime | None  # SendDateTime, on Tehran's clock; None: deliver on arrival
+    reason: str  # a sentence for the operator
+    stale: bool = False  # refused: delivery would come later than send_at + max_lateness
+
+
+def parse_window(text: str) -> Window:
+    """A send window from ``HH:MM-HH:MM`` (Tehran time); Persian digits and spaces allowed.
+
+    ``24:00`` is accepted as the end (until midnight). Raises ValueError saying how to write it.
+    """
+    cleaned = en_digits(text).translate(_DASHES).strip()
+    match = _WINDOW.fullmatch(cleaned)
+    if match is None:
+        raise ValueError(
+            f"{text!r} is not a send window; write it as HH:MM-HH:MM in Tehran time, "
+            "e.g. 08:00-21:00"
+        )
+    start = _time_of_day(int(match[1]), int(match[2]), text, end=False)
+    end = _time_of_day(int(match[3]), int(match[4]), text, end=True)
+    if start == end:
+        if (int(match[3]), int(match[4])) == (24, 0):
+            raise ValueError(
+                f"{text!r} is the whole day; leave the send window out to send at any hour"
+            )
+        raise ValueError(
+            f"{text!r} is an empty send window: it starts and ends at the same time; "
+            "give a later end, e.g. 08:00-21:00 (leave it out to send at any hour)"
+        )
+    return Window(start, end)
+
+
+def parse_send_at(text: str) -> datetime | None:
+    """``now`` gives None; else an aware datetime on Tehran's clock.
+
+    Accepts a Gregorian (``2026-04-04 10:00``, ``2026-04-04T10:00:00``, ``2026/04/04 10:00``)
+    or Jalali (``1405/01/15 10:00``, told apart by a year below 1700) date with a time; Persian
+    digits are fine. Without an offset the time is Tehran's; ``+03:30``, ``Z`` and the like are
+    honoured and the result converted to Tehran. A date without a time is refused.
+    """
+    cleaned = en_digits(text).strip()
+    if cleaned.lower() == "now":
+        return None
+    match = _SEND_AT.fullmatch(cleaned)
+    if match is None:
+        raise ValueError(
+            f"{text!r} is not a send time; write now, or a Tehran date and time such as "
+            "1405/01/15 10:00 or 2026-04-04 10:00"
+        )
+    if match["H"] is None:
+        raise ValueError(
+            f"{text!r} has no time of day; give a time too, e.g. {match[0].strip()} 10:00"
+        )
+    year, month, day = int(match["y"]), int(match["m"]), int(match["d"])
+    try:
+        if year < _JALALI_BEFORE:
+            gregorian: date = jdatetime.date(year, month, day).togregorian()
+        else:
+            gregorian = date(year, month, day)
+        moment = datetime(
+            gregorian.year,
+            gregorian.month,
+            gregorian.day,
+            int(match["H"]),
+            int(match["M"]),
+            int(match["S"] or 0),
+            int((match["f"] or "0").ljust(6, "0")),
+            tzinfo=_offset(match["tz"]) if match["tz"] else TEHRAN,
+        )
+    except (ValueError, OverflowError) as exc:
+        raise ValueError(f"{text!r} is not a real date and time ({exc})") from exc
+    return tehran(moment)
+
+
+def parse_duration(text: str) -> timedelta:
+    """A duration written with d, h, m and s parts in that order: ``90m``, ``1h30m``, ``1d``."""
+    cleaned = en_digits(text).strip()
+    match = _DURATION.fullmatch(cleaned)
+    if not cleaned or match is None:
+        raise ValueError(
+            f"{text!r} is not a duration; write whole numbers with units d, h, m, s, "
+            "e.g. 45s, 90m, 2h, 1h30m, 1d"
+        )
+    seconds = sum(int(match[unit] or 0) * size for unit, size in _UNITS)
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError as exc:
+        raise ValueError(f"{text!r} is too long a duration") from exc
+
+
+def format_duration(delta: timedelta) -> str:
+    """A duration as ``parse_duration`` reads it (``2h``, ``1h30m``); sub-seconds are dropped."""
+    seconds = int(delta.total_seconds())
+    if seconds < 0:
+        raise ValueError(f"format_duration: {delta} is negative")
+    parts = []
+    for unit, size in _UNITS:
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0s"
+
+
+def tehran_label(moment: datetime) -> str:
+    """The aware moment on Tehran's clock, as 1405/09/06 08:00 (2026-11-27 08:00)."""
+    local = _tehran_time(moment, "tehran_label")
+    jalali: str = jdatetime.datetime.fromgregorian(datetime=local).strftime("%Y/%m/%d %H:%M")
+    return f"{jalali} ({local:%Y-%m-%d %H:%M})"
+
+
+def decide(
+    now: datetime,
+    *,
+    send_at: datetime | None,
+    window: Window | None,
+    max_lateness: timedelta | None,
+    outside_window: OutsideWindow,
+) -> Decision:
+    """Whether to post now, and with which SendDateTime. All times compare on Tehran's clock.
+
+    Rules, with ``now`` and ``send_at`` aware datetimes:
+
+    - ``send_at`` None ("now"), or in the past (a delayed cron, a restored server) and no
+      more than ``max_lateness`` ago: send now (``send_at`` None) when there is no window or
+      ``now`` is inside it. Outside it, ``"wait"`` posts nothing and the reason says when the
+      window opens; ``"schedule"`` posts now with ``send_at`` at the window's next opening,
+      so the provider holds the messages until then.
+    - ``send_at`` in the past by more than ``max_lateness`` (strictly): refused, ``stale``.
+    - ``send_at`` in the future: posted now with that ``send_at``; the provider holds them.
+      If it falls outside the window (a config mistake), ``"wait"`` posts nothing and the
+      reason asks for a better time; ``"schedule"`` moves ``send_at`` to the window's next
+      opening after it.
+    - When the window's next opening is more than ``max_lateness`` after a campaign's
+      ``send_at``, it is refused as stale too, whether ``"wait"`` (the run at the opening would
+      refuse it anyway) or ``"schedule"``: a message meant for this evening must not arrive
+      tomorrow morning.
+
+    ``reason`` is empty exactly when the decision is to send now with ``send_at`` None.
+    """
+    if outside_window not in ("wait", "schedule"):
+        raise ValueError(f"outside_window must be 'wait' or 'schedule', not {outside_window!r}")
+    _tehran_time(now, "decide: now")
+    if send_at is None:
+        return _in_window(now, window, outside_window, due=None, max_lateness=None)
+    _tehran_time(send_at, "decide: send_at")
+    if send_at > now:
+        return _future(send_at, window, outside_window, max_lateness)
+    late = now - send_at
+    if max_lateness is not None and late > max_lateness:
+        return Decision(
+            send=False,
+            send_at=None,
+            reason=(
+                f"the campaign was due at {tehran_label(send_at)} (Tehran), {_ago(late)} ago, "
+                f"more than schedule.max_lateness ({format_duration(max_lateness)}): refusing "
+                "to send a stale campaign. Fix: set a new send_at, or raise max_lateness."
+            ),
+            stale=True,
+        )
+    return _in_window(now, window, outside_window, due=send_at, max_lateness=max_lateness)
+
+
+def _in_window(
+    now: datetime,
+    window: Window | None,
+    outside_window: OutsideWindow,
+    *,
+    due: datetime | None,
+    max_lateness: timedelta | None,
+) -> Decision:
+    """The decision for a campaign that is due now."""
+    if window is None or window.contains(now):
+        return Decision(send=True, send_at=None, reason="")
+    opens = window.next_open(now)
+    # Waiting for the opening would make the next run refuse it as stale: say so today.
+    if due is not None and max_lateness is not None and opens - due > max_lateness:
+        return _stale_at_opening(due, window, opens, max_lateness)
+    if outside_window == "wait":
+        return Decision(
+            send=False,
+            send_at=None,
+            reason=f"outside the send window {window} (Tehran); it opens at {tehran_label(opens)}.",
+        )
+    return Decision(
+        send=True,
+        send_at=opens,
+        reason=(
+            f"outside the send window {window} (Tehran); the provider holds the messages "
+            f"until it opens at {tehran_label(opens)}."
+        ),
+    )
+
+
+def _future(
+    send_at: datetime,
+    window: Window | None,
+    outside_window: OutsideWindow,
+    max_lateness: timedelta | None,
+) -> Decision:
+    """The decision for a campaign whose send_at is still ahead: the provider holds it."""
+    if window is None or window.contains(send_at):
+        return Decision(
+            send=True,
+            send_at=tehran(send_at),
+            reason=(
+                f"send_at is {tehran_label(send_at)} (Tehran): the provider holds the "
+                "messages until then."
+            ),
+        )
+    opens = window.next_open(send_at)
+    if outside_window == "wait":
+        return Decision(
+            send=False,
+            send_at=None,
+            reason=(
+                f"send_at {tehran_label(send_at)} (Tehran) is outside the send window "
+                f"{window} (Tehran), so nothing would be delivered then. Fix: set send_at "
+                "inside the window, or change the window."
+            ),
+        )
+    if max_lateness is not None and opens - send_at > max_lateness:
+        return _stale_at_opening(send_at, window, opens, max_lateness)
+    return Decision(
+        send=True,
+        send_at=opens,
+        reason=(
+            f"send_at {tehran_label(send_at)} (Tehran) is outside the send window {window} "
+            f"(Tehran); the provider holds the messages until it opens at {tehran_label(opens)}."
+        ),
+    )
+
+
+def _stale_at_opening(
+    due: datetime, window: Window, opens: datetime, max_lateness: timedelta
+) -> Decision:
+    return Decision(
+        send=False,
+        send_at=None,
+        reason=(
+            f"the campaign is due at {tehran_label(due)} (Tehran), but the send window "
+            f"{window} (Tehran) opens only at {tehran_label(opens)}, {_ago(opens - due)} "
+            f"later, more than schedule.max_lateness ({format_duration(max_lateness)}): "
+            "refusing to send a stale campaign. Fix: set a new send_at inside the window, "
+            "or raise max_lateness."
+        ),
+        stale=True,
+    )
+
+
+def _tehran_time(moment: datetime, name: str) -> datetime:
+    # A naive datetime would be read in the machine's zone: exactly the cron-in-UTC mistake.
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"{name}: {moment.isoformat()} is naive; give an aware datetime")
+    return tehran(moment)
+
+
+def _time_of_day(hour: int, minute: int, text: str, *, end: bool) -> time:
+    if end and (hour, minute) == (24, 0):
+        return _MIDNIGHT
+    if hour > 23 or minute > 59:
+        raise ValueError(
+            f"{text!r}: {hour:02d}:{minute:02d} is not a time of day; hours run 00-23 and "
+            "minutes 00-59, e.g. 08:00-21:00"
+        )
+    return time(hour, minute)
+
+
+def _clock(moment: time) -> str:
+    return moment.strftime("%H:%M:%S" if moment.second else "%H:%M")
+
+
+def _offset(text: str) -> timezone:
+    if text.upper() == "Z":
+        return UTC
+    sign = -1 if text[0] == "-" else 1
+    digits = text[1:].replace(":", "")
+    hours, minutes = int(digits[:2]), int(digits[2:])
+    if hours > 23 or minutes > 59:
+        raise ValueError(f"{text} is not a UTC offset such as +03:30")
+    return timezone(sign * timedelta(hours=hours, minutes=minutes))
+
+
+def _ago(delta: timedelta) -> str:
+    """A lateness read at a glance: minutes up to 3 hours, then hours and minutes, then days."""
+    seconds = int(delta.total_seconds())
+    if seconds < 60:
+        return _count(seconds, "second")
+    minutes = seconds // 60
+    if minutes < 3 * 60:
+        return _count(minutes, "minute")
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return _count(hours, "hour") + (f" {_count(minutes, 'minute')}" if minutes else "")
+    days, hours = divmod(hours, 24)
+    return _count(days, "day") + (f" {_count(hours, 'hour')}" if hours else "")
+
+
+def _count(number: int, unit: str) -> str:
+    return f"{number} {unit}" if number == 1 else f"{number} {unit}s"
