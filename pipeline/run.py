@@ -144,13 +144,7 @@ def run(
     journal_key = f"sandbox:{config.campaign}" if config.provider.sandbox else config.campaign
 
     with ExitStack() as stack:
-        if options.dry_run:
-            journal = stack.enter_context(
-                Journal.open(config.journal.path, journal_key, readonly=True)
-            )
-        else:
-            stack.enter_context(hold_lock(config.journal.path))
-            journal = stack.enter_context(Journal.open(config.journal.path, journal_key))
+        journal = _open_journal(stack, config, journal_key, readonly=options.dry_run)
         stop = threading.Event()
         if not options.dry_run:
             stack.enter_context(_stop_on_signals(stop))
@@ -159,23 +153,15 @@ def run(
             client = stack.enter_context(_client(config, transport))
             sender = _sender(config, client, stop=stop, sleep=sleep, clock=clock, timing=timing)
 
-        def preparer() -> Preparer:
-            return Preparer(
-                phone_column=config.contacts.phone_column,
-                templates=templates,
-                footer=config.template.optout_footer,
-                max_pages=config.template.max_pages,
-                suppression=suppression,
-                normalise=config.contacts.normalise_text,
-            )
-
         sending = not options.dry_run and timing.send
         account: Account | None = None
         refused: ProviderFatal | None = None
         if sending:
             # First pass: every row prepared (so every template is checked and every input
             # error found) and the cost known, before the first message leaves.
-            estimate = _estimate(source, preparer(), journal, options)
+            estimate = _estimate(
+                source, _preparer(config, templates, suppression), journal, options
+            )
             source = _open(config)
             try:
                 if config.provider.preflight:
@@ -186,6 +172,8 @@ def run(
                 progress.start(estimate.messages)
         elif options.dry_run and sender is not None:
             account = sender.account_status()  # the in-process sandbox: no network
+        elif timing.stale:
+            refused = Refused("stale", timing.reason)
 
         report = stack.enter_context(
             ReportWriter(report_path, columns=source.columns, attention=True)
@@ -193,7 +181,7 @@ def run(
         campaign = _Campaign(
             config,
             options,
-            preparer=preparer(),
+            preparer=_preparer(config, templates, suppression),
             journal=journal,
             report=report,
             stop=stop,
@@ -219,9 +207,6 @@ def run(
         progress.finish()
         report.close()
 
-    stopped = campaign.stopped
-    if stopped is None and timing.stale:
-        stopped = Refused("stale", timing.reason)
     return RunResult(
         report_path=report_path,
         counts=report.counts,
@@ -232,7 +217,7 @@ def run(
         dry_run=options.dry_run,
         recovered=journal.recovered,
         page_mismatches=campaign.page_mismatches,
-        stopped=stopped,
+        stopped=campaign.stopped,
         cost_rials=campaign.cost if account is not None else None,
         credit_rials=account.credit if account is not None else None,
         attention_path=report.attention_path,
@@ -415,6 +400,25 @@ class _Campaign:
         if isinstance(self.stopped, ProviderFatal):
             return f"not sent: the run stopped on {self.stopped.title}"
         return "not sent: the run was interrupted"
+
+
+def _open_journal(stack: ExitStack, config: Config, key: str, *, readonly: bool) -> Journal:
+    """The journal, read-only for a dry run; otherwise behind the lock (exit 4 if held)."""
+    if readonly:
+        return stack.enter_context(Journal.open(config.journal.path, key, readonly=True))
+    stack.enter_context(hold_lock(config.journal.path))
+    return stack.enter_context(Journal.open(config.journal.path, key))
+
+
+def _preparer(config: Config, templates: Templates, suppression: Suppression | None) -> Preparer:
+    return Preparer(
+        phone_column=config.contacts.phone_column,
+        templates=templates,
+        footer=config.template.optout_footer,
+        max_pages=config.template.max_pages,
+        suppression=suppression,
+        normalise=config.contacts.normalise_text,
+    )
 
 
 def _journal_outcome(entry: Entry | None, options: RunOptions) -> Outcome | None:

@@ -156,7 +156,7 @@ def test_sandbox_sends_never_count_as_sent_for_real(setup):
 
 
 def test_preflight_refuses_a_campaign_the_credit_cannot_pay(setup):
-    """Before the first send, pages x tariff is compared with RemaindCredit: exit 3, nothing sent."""
+    """Before the first send, pages x tariff is checked against RemaindCredit: exit 3, none sent."""
     campaign, sim = setup
     sim.credit_rials = 9 * 1000  # ten one-page Persian messages at 1000 rials need 10,000
     result = _go(campaign, sim)
