@@ -393,12 +393,15 @@ def test_retry_after_beyond_the_cap_stops_for_now(harness: Harness, server: Sand
     harness.configure(server, concurrency=1, max_attempts=2)
     harness.sim.faults.append(Fault("http_status", http_status=503, retry_after="3600"))
     proc = start_cli(harness.campaign.config)
+    deadline = time.monotonic() + 20
+    while not harness.sim.arrived and time.monotonic() < deadline:
+        time.sleep(0.002)
     try:
-        out, err = proc.communicate(timeout=4)
+        out, err = proc.communicate(timeout=1.5)
     except subprocess.TimeoutExpired:
         proc.send_signal(signal.SIGTERM)  # a clean stop; the run is still waiting out 300 s
         out, err = proc.communicate(timeout=10)
-        pytest.fail(f"still waiting after 4 s instead of stopping for now: {out}{err}")
+        pytest.fail(f"still waiting 1.5 s after the 503 instead of stopping: {out}{err}")
     assert proc.returncode == 3, out + err
     assert {r["status"] for r in harness.campaign.read_report()} == {"pending"}
 
