@@ -94,4 +94,4 @@ class LogProgress:
     def _line(self, done: int, now: float) -> None:
         rate, eta = _rate_eta(done, self._total, now - self._started)
         percent = 100 * done // self._total if self._total else 100
-        self._log(f"sent {done:,}/{self._total:,} ({percent}%), {rate:,.0f} msg/s, ETA {eta}")
+        self._log(f"processed {done:,}/{self._total:,} ({percent}%), {rate:,.0f} msg/s, ETA {eta}")

@@ -172,3 +172,79 @@ def test_requests_carry_raw_token_and_json_body(
     assert sorted(len(r.body["Input"]) for r in sends) == [1, 3, 3]
     assert all(r.body["LineNumber"] == "public" for r in sends)
     assert json.dumps(sends[0].body, ensure_ascii=False)
+
+
+def test_preflight_refusal_against_account_status(
+    campaign: Campaign, server: SandboxServer, simulator: AmootSimulator
+):
+    """Too little credit for the whole run: exit 3 before any SendPeerToPeer, rows pending."""
+    simulator.credit_rials = 2_500  # two one-page Persian messages at 1,000 rials, not three
+    campaign.contacts([(f"0912000{i:04d}", "نام", f"C{i}") for i in range(1, 4)])
+    campaign.write_config(live_provider(server))
+    result = run_cli(campaign.config)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "preflight" in result.stderr and "250 tomans" in result.stderr
+    assert [r.method for r in simulator.requests] == ["AccountStatus"]
+    assert {r["status"] for r in campaign.read_report()} == {"pending"}
+
+
+def test_dry_run_sends_nothing_and_previews(
+    campaign: Campaign, server: SandboxServer, simulator: AmootSimulator
+):
+    """--dry-run makes no request at all, previews messages and writes a `dry_run` report."""
+    campaign.contacts([(f"0912000{i:04d}", "نام", f"C{i}") for i in range(1, 8)])
+    campaign.write_config(live_provider(server))
+    result = run_cli(campaign.config, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert simulator.requests == []
+    assert "row 1 -> 09120000001  (1 page(s), UCS-2)" in result.stdout
+    assert "row 6 ->" not in result.stdout  # a preview of the first five
+    assert {r["status"] for r in campaign.read_report()} == {"dry_run"}
+    assert not campaign.journal.exists()
+
+
+def test_no_progress_bar_without_a_terminal(campaign: Campaign, server: SandboxServer):
+    """Under cron (no terminal) progress is plain lines on stderr, never a redrawn bar."""
+    campaign.contacts([(f"0912000{i:04d}", "نام", f"C{i}") for i in range(1, 8)])
+    campaign.write_config(live_provider(server))
+    result = run_cli(campaign.config)
+    assert result.returncode == 0, result.stderr
+    assert "\r" not in result.stdout + result.stderr
+    assert "[#" not in result.stderr
+    assert "sending 7 messages" in result.stderr
+    assert "processed 7/7 (100%)" in result.stderr
+
+
+def test_progress_bar_on_a_terminal(campaign: Campaign, server: SandboxServer):
+    """On a terminal the progress is one bar redrawn in place."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    campaign.contacts([(f"0912000{i:04d}", "نام", f"C{i}") for i in range(1, 8)])
+    campaign.write_config(live_provider(server))
+    leader, follower = pty.openpty()
+    env = {**os.environ, "AMOOT_TOKEN": TOKEN, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline", str(campaign.config)],
+        stdout=follower,
+        stderr=follower,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    os.close(follower)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(leader)
+    text = output.decode("utf-8", "replace")
+    assert proc.returncode == 0, text
+    assert "\r[" in text and "7/7" in text
