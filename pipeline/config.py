@@ -30,9 +30,23 @@ class _Section(BaseModel):
 
 
 class ContactsConfig(_Section):
-    path: Path
+    path: Path | None = None  # a file; or query + url for a SQL source
+    query: str | None = None  # SQL (SELECT ...) run through SQLAlchemy, `pipeline[sql]`
+    url: str | None = Field(default=None, repr=False)  # may hold a password: never shown
     phone_column: str = Field(default="mobile", min_length=1)
     normalise_text: bool = True  # Arabic ي/ك in contact data become Persian ی/ک before rendering
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ContactsConfig:
+        if self.path is not None and (self.query is not None or self.url is not None):
+            raise ValueError(
+                "give contacts.path (a file) or contacts.query + contacts.url, not both"
+            )
+        if self.path is None and (self.query is None or self.url is None):
+            raise ValueError(
+                "give contacts.path (a file), or contacts.query with contacts.url (a database)"
+            )
+        return self
 
 
 class TemplateConfig(_Section):
@@ -280,7 +294,8 @@ def _explain(exc: ValidationError, lines: dict[str, int], shown: str) -> str:
         else:
             reason = str(error["msg"]).removeprefix("Value error, ")
             got = error.get("input")
-            shown_got = "" if isinstance(got, dict) or "token" in key else f" (got {got!r})"
+            secret = "token" in key or key.endswith(".url")
+            shown_got = "" if isinstance(got, dict) or secret else f" (got {got!r})"
             messages.append(f"{_where(shown, lines, key)}: {key or 'config'}: {reason}{shown_got}")
     # Report in file order, as an operator reads the file top to bottom.
     return "\n".join(sorted(messages, key=_line_of))
@@ -315,7 +330,9 @@ def _resolve(config: Config, path: Path) -> Config:
     return config.model_copy(
         update={
             "suppression": suppression,
-            "contacts": config.contacts.model_copy(update={"path": under(config.contacts.path)}),
+            "contacts": config.contacts.model_copy(
+                update={"path": under(config.contacts.path) if config.contacts.path else None}
+            ),
             "template": template,
             "report": config.report.model_copy(update={"path": report_path}),
             "journal": config.journal.model_copy(update={"path": under(config.journal.path)}),

@@ -23,8 +23,8 @@ BUSY_TIMEOUT = 5.0  # seconds to wait for another program (an sqlite3 shell, a b
 _MAX_PARAMS = 500
 _NUMBER = re.compile(r"09[0-9]{9}")
 
-# _MIGRATIONS[v] turns a version-v journal into version v+1. A later schema appends one step
-# (e.g. `ALTER TABLE messages ADD COLUMN ...` for delivery reports); old journals catch up on open.
+# _MIGRATIONS[v] turns a version-v journal into version v+1. A later schema appends one step;
+# old journals catch up on open (in the same transaction as recovery), read-only ones in memory.
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
@@ -43,10 +43,23 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # Recovery on every open looks only for in-flight rows: cheap even on a million rows.
         "CREATE INDEX messages_inflight ON messages (campaign, number) WHERE state = 'inflight'",
     ),
+    (
+        # Delivery reports of sent rows. Finality is stored rather than derived from the class,
+        # so which rows to ask about again is one indexed query, whatever the table says later.
+        "ALTER TABLE messages ADD COLUMN delivery TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE messages ADD COLUMN delivery_code TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE messages ADD COLUMN delivery_final INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE messages ADD COLUMN delivery_checked_at TEXT NOT NULL DEFAULT ''",
+        "CREATE INDEX messages_awaiting_delivery ON messages (campaign, number) "
+        "WHERE state = 'sent' AND delivery_final = 0",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
-_COLUMNS = "number, state, error, message_id, campaign_id, text, attempts, updated_at"
+_COLUMNS = (
+    "number, state, error, message_id, campaign_id, text, attempts, updated_at, "
+    "delivery, delivery_code"
+)
 
 _MARK = """
 INSERT INTO messages (campaign, number, state, text, attempts, updated_at)
@@ -65,6 +78,12 @@ ON CONFLICT (campaign, number) DO UPDATE SET
     state = excluded.state, error = excluded.error, message_id = excluded.message_id,
     campaign_id = excluded.campaign_id, updated_at = excluded.updated_at
 WHERE messages.state <> 'sent'
+"""
+
+# Only a sent row has a delivery, and a final delivery is the last word: it is never rewritten.
+_DELIVERY = """
+UPDATE messages SET delivery = ?, delivery_code = ?, delivery_final = ?, delivery_checked_at = ?
+WHERE campaign = ? AND number = ? AND state = 'sent' AND delivery_final = 0
 """
 
 # Errors that mean a bug in this code, not a problem with the file: they keep their traceback.
@@ -93,6 +112,8 @@ class Entry:
     text: str  # the text last sent, for the operator only: never part of the key
     attempts: int  # requests that carried this number, over every run
     updated_at: str  # UTC, ISO 8601
+    delivery: str = ""  # the delivery class last reported for a sent row ('' = not yet known)
+    delivery_code: str = ""  # the provider's raw DeliveryType behind `delivery`
 
 
 _STATE_OF = {
@@ -244,6 +265,44 @@ class Journal:
         with _translated(self.path), _transaction(self._conn):
             self._conn.executemany(_RECORD, rows)
 
+    def awaiting_delivery(self) -> list[Entry]:
+        """This campaign's sent rows with a message ID whose delivery is not final, by number."""
+        with _translated(self.path):
+            rows = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM messages "
+                "WHERE campaign = ? AND state = 'sent' AND delivery_final = 0 "
+                "AND message_id <> '' ORDER BY number",
+                (self.campaign,),
+            )
+            return [_entry(row) for row in rows]
+
+    def record_deliveries(self, results: Sequence[tuple[str, str, str, bool]]) -> None:
+        """Commit `(number, delivery, code, final)` for sent rows, in one transaction.
+
+        `state` never changes. Rows that are not `sent`, and rows whose delivery is already
+        final, are left as they are: a final report is the last word, as `sent` is for `record`.
+        """
+        self._check_writable()
+        _checked([number for number, *_ in results])
+        now = _now()
+        rows = [
+            (delivery, code, int(final), now, self.campaign, number)
+            for number, delivery, code, final in results
+        ]
+        with _translated(self.path), _transaction(self._conn):
+            self._conn.executemany(_DELIVERY, rows)
+
+    def delivery_counts(self) -> dict[str, int]:
+        """How many sent rows of this campaign are in each delivery class ('' = not yet known)."""
+        with _translated(self.path):
+            return dict(
+                self._conn.execute(
+                    "SELECT delivery, count(*) FROM messages "
+                    "WHERE campaign = ? AND state = 'sent' GROUP BY delivery",
+                    (self.campaign,),
+                ).fetchall()
+            )
+
     def counts(self) -> dict[State, int]:
         """How many numbers of this campaign are in each state (every state present, maybe 0)."""
         result = dict.fromkeys(State, 0)
@@ -390,9 +449,21 @@ def _checked(numbers: Sequence[str]) -> Sequence[str]:
     return numbers
 
 
-def _entry(row: tuple[str, str, str, str, str, str, int, str]) -> Entry:
-    number, state, error, message_id, campaign_id, text, attempts, updated_at = row
-    return Entry(number, State(state), error, message_id, campaign_id, text, attempts, updated_at)
+def _entry(row: tuple[str, str, str, str, str, str, int, str, str, str]) -> Entry:
+    number, state, error, message_id, campaign_id, text, attempts, updated_at = row[:8]
+    delivery, delivery_code = row[8:]
+    return Entry(
+        number,
+        State(state),
+        error,
+        message_id,
+        campaign_id,
+        text,
+        attempts,
+        updated_at,
+        delivery,
+        delivery_code,
+    )
 
 
 def _now() -> str:

@@ -498,10 +498,15 @@ def _timing(config: Config, clock: Clock) -> schedule.Decision:
 
 
 def _open(config: Config) -> ContactSource:
+    contacts = config.contacts
+    if contacts.path is None:
+        # The config allows no path only together with query and url.
+        assert contacts.query is not None and contacts.url is not None
+        from pipeline.sql_source import open_sql  # noqa: PLC0415 - being written (issue 5)
+
+        return open_sql(contacts.url, contacts.query, contacts.phone_column)
     return open_contacts(
-        config.contacts.path,
-        config.contacts.phone_column,
-        shown_path=_shown(config, config.contacts.path),
+        contacts.path, contacts.phone_column, shown_path=_shown(config, contacts.path)
     )
 
 
@@ -583,7 +588,8 @@ def _shown(config: Config, path: Path) -> str:
 def _client(config: Config, transport: httpx.BaseTransport | None) -> Iterator[httpx.Client]:
     """One client for the run; the sandbox answers in-process, so nothing leaves the machine."""
     if transport is None and config.provider.sandbox:
-        simulator = AmootSimulator(token=config.token, blacklist_zeros=True)
+        # Credit enough for any list: the sandbox is for trying, not for budgeting.
+        simulator = AmootSimulator(token=config.token, blacklist_zeros=True, credit_rials=10**11)
         transport = httpx.MockTransport(simulator.handle)
     limits = httpx.Limits(
         max_connections=config.provider.concurrency,

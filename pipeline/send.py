@@ -8,6 +8,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
+from urllib.parse import urlencode
 
 import httpx
 from tenacity import (
@@ -22,6 +23,7 @@ from tenacity import (
 from pipeline import amoot
 from pipeline.amoot import Kind
 from pipeline.clock import send_datetime
+from pipeline.deliveries import read_deliveries
 from pipeline.errors import ProviderFatal
 from pipeline.models import Message, Outcome, Status
 from pipeline.throttle import Throttle
@@ -202,6 +204,37 @@ class Sender:
             raise _fatal(found.title)
         return found
 
+    def get_deliveries(self, message_ids: Sequence[str]) -> dict[str, int]:
+        """GetDeliveries: DeliveryType by message ID, for the items the provider looked up.
+
+        Retried freely (it changes nothing); a fatal title raises ProviderFatal, and so does a
+        provider that stays unreachable. A top-level per-recipient title (MessageID_Invalid)
+        answers nothing for this batch: its rows are asked about again on the next call.
+        """
+        if not message_ids:
+            return {}
+        body = _form({"ListMessageID": ",".join(message_ids)})
+
+        def attempt() -> dict[str, int] | amoot.SendReply:
+            answer = self._post("GetDeliveries", body, _FORM, idempotent=True)
+            if isinstance(answer, amoot.SendReply):
+                return answer
+            found = read_deliveries(answer.content)
+            if isinstance(found, amoot.SendReply) and found.kind in (Kind.RETRY, Kind.AMBIGUOUS):
+                raise _SafeToRetry(found.title)
+            return found
+
+        try:
+            found = self._retrying(attempt)
+        except _SafeToRetry as exc:
+            raise self._unreachable(exc.reason) from None
+        if isinstance(found, amoot.SendReply):
+            if found.kind is Kind.RECIPIENT:
+                return {}
+            raise _fatal(found.title)
+        asked = set(message_ids)
+        return {message_id: code for message_id, code in found.items() if message_id in asked}
+
     def _retrying(self, attempt: Callable[[], _T]) -> _T:
         """Run `attempt` until it returns, retrying _SafeToRetry with backoff or Retry-After."""
         retrying = Retrying(
@@ -278,6 +311,11 @@ def _fatal(title: str) -> ProviderFatal:
         f"the provider answered {amoot.describe(title)}; nothing more was sent. "
         f"Fix: {amoot.fix_for(title)} Then rerun the same command: it continues where it stopped.",
     )
+
+
+def _form(fields: dict[str, str]) -> bytes:
+    """A form body; commas stay literal, as the provider's samples send `ListMessageID`."""
+    return urlencode(fields, safe=",").encode("ascii")
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -6,7 +6,6 @@ import errno
 import os
 import random
 import signal
-import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -52,11 +51,6 @@ def _wait_for_sends(sim: AmootSimulator, count: int, timeout: float = 20) -> Non
         time.sleep(0.002)
 
 
-def _finish(proc: subprocess.Popen[str], timeout: float = 20) -> tuple[str, str]:
-    out, err = proc.communicate(timeout=timeout)
-    return out, err
-
-
 @pytest.fixture
 def gated() -> Iterator[tuple[GatedSimulator, SandboxServer]]:
     sim = GatedSimulator(token=TOKEN)
@@ -88,7 +82,7 @@ def test_killed_several_times_then_rerun_sends_each_message_once(
         time.sleep(rng.uniform(0, 0.06))
         assert proc.poll() is None, "the run finished before the kill: nothing was tested"
         proc.kill()
-        _finish(proc)
+        proc.communicate(timeout=20)
         assert proc.returncode == -signal.SIGKILL
     accepted_in_killed_runs = len(simulator.accepted)
     assert 0 < accepted_in_killed_runs < len(numbers)
@@ -137,7 +131,7 @@ def test_signal_mid_run_finishes_in_flight_requests_then_stops_with_exit_3(
     proc.send_signal(sig)
     time.sleep(SIGNAL_GRACE)
     sim.gate.set()
-    out, err = _finish(proc)
+    out, err = proc.communicate(timeout=20)
     assert proc.returncode == 3, out + err
     assert "interrupted" in err
     assert "Traceback" not in err
@@ -189,12 +183,12 @@ def test_signal_before_sending_started_exits_3_and_sends_nothing(
     campaign.write_config(live_provider(server))
     template = campaign.folder / "message.j2"
     template.unlink()
-    os.mkfifo(template)  # the run blocks reading its template until this test writes it
+    os.mkfifo(template)  # the run waits reading its template: the write end stays open, empty
     proc = start_cli(campaign.config)
     writer = _open_fifo_writer(template)
     try:
         proc.send_signal(sig)
-        out, err = _finish(proc)
+        out, err = proc.communicate(timeout=20)
     finally:
         os.close(writer)
     assert proc.returncode == 3, (proc.returncode, out + err)
@@ -229,7 +223,7 @@ def test_sigterm_during_a_retry_after_wait_stops_at_once(
     time.sleep(SIGNAL_GRACE)  # the 503 reaches the client, which starts its 30 s wait
     signalled = time.monotonic()
     proc.send_signal(signal.SIGTERM)
-    out, err = _finish(proc)
+    out, err = proc.communicate(timeout=20)
     assert time.monotonic() - signalled < 5
     assert proc.returncode == 3, out + err
     assert len(sends(simulator)) == 1
@@ -271,7 +265,7 @@ def test_second_run_on_a_held_journal_exits_4_and_changes_nothing(
     assert sorted(p.name for p in campaign.report.parent.iterdir()) == reports_before
 
     sim.gate.set()
-    out, err = _finish(first)
+    out, err = first.communicate(timeout=20)
     assert first.returncode == 0, out + err
     report = campaign.read_report()
     assert {r["status"] for r in report} == {"sent"}

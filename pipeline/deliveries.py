@@ -1,0 +1,201 @@
+"""Delivery reports: DeliveryType codes to classes, GetDeliveries answers, the lookup loop.
+
+| DeliveryType                | class          | final | afterwards                        |
+|-----------------------------|----------------|-------|-----------------------------------|
+| 1, 501, 502                 | delivered      | yes   |                                   |
+| 2, 3, 5, 16, 500, 951       | not_delivered  | yes   |                                   |
+| 0, 8, 200, 400, 900         | pending        | no    | asked again on the next call      |
+| 35                          | blacklisted    | yes   | number added to the suppression   |
+| 300                         | filtered       | yes   |                                   |
+| 950, 952                    | wrong_number   | yes   | number added to the suppression   |
+| 100, any code not listed    | unknown        | no    | asked again on the next call      |
+
+Names follow amoot-api.md §4 (from client code: the provider documents only 1, 2 and 35).
+An answer item's `Status` reports the lookup, not the delivery: an item that is not `Success`
+(e.g. MessageID_Invalid just after sending) is not classified and is asked about again later.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from pipeline import amoot
+from pipeline.amoot import Kind
+from pipeline.clock import Clock
+from pipeline.errors import ProviderFatal
+from pipeline.journal import Journal
+from pipeline.suppression import Suppression
+
+BATCH_SIZE = 100  # message IDs per GetDeliveries; the provider documents no maximum (§5.2)
+
+
+class Delivery(StrEnum):
+    """What became of a sent message, as the delivery report tells it."""
+
+    DELIVERED = "delivered"
+    NOT_DELIVERED = "not_delivered"
+    PENDING = "pending"
+    BLACKLISTED = "blacklisted"
+    FILTERED = "filtered"
+    WRONG_NUMBER = "wrong_number"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryType:
+    """One DeliveryType code: its name in client code, its class, and whether it can change."""
+
+    name: str
+    delivery: Delivery
+    final: bool
+
+
+DELIVERY_TYPES: dict[int, DeliveryType] = {
+    0: DeliveryType("SendToTci", Delivery.PENDING, False),
+    1: DeliveryType("RecievedPhone", Delivery.DELIVERED, True),
+    2: DeliveryType("NotRecievedPhone", Delivery.NOT_DELIVERED, True),
+    3: DeliveryType("TciError", Delivery.NOT_DELIVERED, True),
+    5: DeliveryType("UnknownError", Delivery.NOT_DELIVERED, True),
+    # Reached the operator; a handset report may still follow, so it is asked about again.
+    8: DeliveryType("TciReceived", Delivery.PENDING, False),
+    16: DeliveryType("NotTciReceived", Delivery.NOT_DELIVERED, True),
+    35: DeliveryType("BlackList", Delivery.BLACKLISTED, True),
+    100: DeliveryType("Unknown", Delivery.UNKNOWN, False),
+    200: DeliveryType("Sent", Delivery.PENDING, False),
+    300: DeliveryType("Filtered", Delivery.FILTERED, True),
+    400: DeliveryType("SendingList", Delivery.PENDING, False),
+    500: DeliveryType("NoReceipt", Delivery.NOT_DELIVERED, True),  # "not accepted"
+    501: DeliveryType("SendWithAvanak", Delivery.DELIVERED, True),  # as a voice call
+    502: DeliveryType("SendWithBackupVtel", Delivery.DELIVERED, True),  # by the backup line
+    900: DeliveryType("SendingQueue", Delivery.PENDING, False),
+    950: DeliveryType("WrongNumber", Delivery.WRONG_NUMBER, True),
+    951: DeliveryType("EmptyMessage", Delivery.NOT_DELIVERED, True),
+    952: DeliveryType("ShortCodeInvalid", Delivery.WRONG_NUMBER, True),
+}
+SUPPRESS_CODES = frozenset({35, 950, 952})
+FINAL_DELIVERIES = frozenset(t.delivery for t in DELIVERY_TYPES.values() if t.final)
+
+_INTEGER = re.compile(r"-?[0-9]+")
+
+
+def delivery_type(code: int) -> DeliveryType:
+    """The meaning of a DeliveryType; a code the table does not know is unknown, asked again."""
+    return DELIVERY_TYPES.get(code) or DeliveryType(f"code {code}", Delivery.UNKNOWN, False)
+
+
+def read_deliveries(body: bytes) -> dict[str, int] | amoot.SendReply:
+    """A 200 answer to GetDeliveries: DeliveryType by message ID for the items looked up.
+
+    Items whose own Status is not Success, or that carry no usable MessageID or DeliveryType,
+    are left out. A SendReply (kind and title) when the answer as a whole is not a success.
+    """
+    data = amoot.read_json(body)
+    if not isinstance(data, dict) or "Status" not in data:
+        return amoot.SendReply(Kind.AMBIGUOUS, "the answer was not a JSON GetDeliveries reply")
+    title = amoot.title_of(data["Status"])
+    if title != "Success":
+        return amoot.SendReply(amoot.kind_of(title), title)
+    items = data.get("Data")
+    if not isinstance(items, list):
+        return amoot.SendReply(Kind.AMBIGUOUS, "the answer said Success but listed no deliveries")
+    found: dict[str, int] = {}
+    for item in items:
+        if not isinstance(item, dict) or amoot.title_of(item.get("Status", "")) != "Success":
+            continue
+        message_id, code = _integer(item.get("MessageID")), _integer(item.get("DeliveryType"))
+        if message_id is not None and message_id > 0 and code is not None:
+            found[str(message_id)] = code
+    return found
+
+
+@dataclass(slots=True)
+class DeliveryReport:
+    """What one delivery check learnt, and where every sent row of the campaign now stands."""
+
+    checked: int  # rows whose delivery the provider reported in this call
+    counts: Counter[str]  # delivery class -> sent rows of this campaign now in it
+    suppressed_added: int  # numbers this call added to the suppression list
+    stopped: ProviderFatal | None  # why the check stopped early (what it learnt is kept)
+    still_open: int  # sent rows with a message ID whose delivery is not final yet
+
+    @property
+    def rate(self) -> float | None:
+        """Delivered / sent rows with a final delivery; None while none is final."""
+        final = sum(self.counts[d] for d in FINAL_DELIVERIES)
+        return self.counts[Delivery.DELIVERED] / final if final else None
+
+
+def check_deliveries(
+    journal: Journal,
+    lookup: Callable[[Sequence[str]], dict[str, int]],
+    *,
+    batch_size: int = BATCH_SIZE,
+    suppression: Suppression | None,
+    clock: Clock,
+    stop: threading.Event | None = None,
+) -> DeliveryReport:
+    """Ask `lookup` about every sent row whose delivery is not final, `batch_size` IDs at a time.
+
+    `lookup(message_ids)` answers `{message_id: DeliveryType}` for the items it could look up
+    and raises ProviderFatal to stop. Each batch is committed before the next is asked, so a
+    stop (or a crash) loses nothing: the rows not yet answered are asked again next time.
+    Blacklisted and wrong numbers join `suppression` before their row becomes final, so a
+    failed write to the list leaves the row to be asked (and listed) again.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+    waiting = journal.awaiting_delivery()
+    numbers_of: dict[str, list[str]] = {}
+    for entry in waiting:
+        # GetDeliveries refuses the whole list for one ID that is not a positive integer.
+        if entry.message_id.isascii() and entry.message_id.isdigit() and int(entry.message_id):
+            numbers_of.setdefault(entry.message_id, []).append(entry.number)
+    ids = list(numbers_of)
+
+    checked = added = closed = 0
+    stopped: ProviderFatal | None = None
+    for start in range(0, len(ids), batch_size):
+        if stop is not None and stop.is_set():
+            break
+        try:
+            found = lookup(ids[start : start + batch_size])
+        except ProviderFatal as exc:
+            # When the run is being interrupted, the interrupt is the reason, not the provider.
+            stopped = None if stop is not None and stop.is_set() else exc
+            break
+        results: list[tuple[str, str, str, bool]] = []
+        blocked: list[tuple[str, str]] = []
+        for message_id in ids[start : start + batch_size]:
+            code = found.get(message_id)
+            if code is None:
+                continue
+            meaning = delivery_type(code)
+            for number in numbers_of[message_id]:
+                results.append((number, meaning.delivery.value, str(code), meaning.final))
+                if code in SUPPRESS_CODES:
+                    blocked.append((number, f"delivery report {meaning.name} ({code})"))
+        if blocked and suppression is not None:
+            added += suppression.add(blocked, moment=clock())
+        journal.record_deliveries(results)
+        checked += len(results)
+        closed += sum(final for *_, final in results)
+
+    counts = Counter({d: n for d, n in journal.delivery_counts().items() if d})
+    return DeliveryReport(checked, counts, added, stopped, len(waiting) - closed)
+
+
+def _integer(value: Any) -> int | None:
+    """An integer field sent as a number or as digits (the provider does both)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
+        return int(value)
+    return None
