@@ -280,6 +280,8 @@ def fix_for(title: str) -> str:
         return "a demo account cannot send bulk SMS; activate the account in the panel."
     if "LineNumber" in title:
         return "check provider.line_number against the lines listed in your panel (or use public)."
+    if "Retry-After" in title:
+        return "the provider asked to wait before the next request; rerun later (cron will)."
     if title.startswith("HTTP 4"):
         return (
             "check provider.base_url (https://portal.amootsms.com/rest) and any proxy in between."

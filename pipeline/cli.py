@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
@@ -72,7 +73,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    # Until run() installs its clean-stop handler, SIGTERM (a cron timeout, a deploy) must
+    # end like Ctrl-C: exit 3 with a message, not the default silent kill.
+    signal.signal(signal.SIGTERM, _interrupt)
     args = build_parser().parse_args(argv)
     options = RunOptions(
         dry_run=args.dry_run,
@@ -104,7 +112,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("Nothing was sent.", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("interrupted before sending started; nothing was sent.", file=sys.stderr)
+        print(
+            "interrupted before sending started: nothing was sent; rerun the same command.",
+            file=sys.stderr,
+        )
         return 3
     except Exception:
         traceback.print_exc()

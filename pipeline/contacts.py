@@ -30,6 +30,7 @@ DELIMITERS = (",", ";", "\t", "|")
 _SNIFF_CHARS = 64 * 1024
 _MAX_PLAIN_DIGITS = 40
 _VALIDATE_BYTES = 1024 * 1024
+_PARQUET_BUFFER = 1024 * 1024
 _SAVE_AS_UTF8 = (
     'It was probably saved by Excel as plain "CSV" in a Windows code page: open it in Excel '
     'and use File > Save As > "CSV UTF-8 (Comma delimited) (*.csv)", '
@@ -38,14 +39,14 @@ _SAVE_AS_UTF8 = (
 _JSON_AS_UTF8 = "JSON must be UTF-8: save the file again as UTF-8 in a text editor."
 
 # (row number, cells in header order); blank rows included so numbering stays true to the file.
-_Rows = Iterator[tuple[int, Sequence[str]]]
+Rows = Iterator[tuple[int, Sequence[str]]]
 
 
 @dataclass(frozen=True, slots=True)
 class ContactSource:
     """An opened contacts source: its header, checked, and its rows, still to be read."""
 
-    path: Path
+    path: Path | None  # the file; None for a database query (sql_source)
     columns: tuple[str, ...]  # header names, stripped of BOM and whitespace
     batches: Iterator[list[Contact]]  # read lazily; errors found on the way are InputError
 
@@ -92,12 +93,15 @@ def open_contacts(
             f"{shown}: cannot be read ({exc.strerror or exc}). "
             "Check that the file exists and that this user may read it."
         ) from exc
-    columns = _column_names(raw_header, shown)
-    _check_phone_column(phone_column, columns, shown)
-    return ContactSource(path, columns, _batched(rows, columns, batch_size))
+    columns = column_names(raw_header, shown)
+    check_phone_column(phone_column, columns, shown)
+    return ContactSource(path, columns, contact_batches(rows, columns, batch_size))
 
 
-def _batched(rows: _Rows, columns: tuple[str, ...], batch_size: int) -> Iterator[list[Contact]]:
+def contact_batches(
+    rows: Rows, columns: tuple[str, ...], batch_size: int
+) -> Iterator[list[Contact]]:
+    """Rows as Contacts in lists of `batch_size`; a row of blank cells is counted, not yielded."""
     batch: list[Contact] = []
     width = len(columns)
     for row, cells in rows:
@@ -112,7 +116,12 @@ def _batched(rows: _Rows, columns: tuple[str, ...], batch_size: int) -> Iterator
         yield batch
 
 
-def _column_names(raw: Sequence[str], shown: str) -> tuple[str, ...]:
+def column_names(
+    raw: Sequence[str],
+    shown: str,
+    *,
+    rename: str = "Give every column its own name in the header row.",
+) -> tuple[str, ...]:
     """Clean header names; an unnamed column gets "column_N" so its cells are not lost."""
     names = [name.replace("\ufeff", "").strip() for name in raw]
     if not any(names):
@@ -125,13 +134,13 @@ def _column_names(raw: Sequence[str], shown: str) -> tuple[str, ...]:
     if duplicates:
         listed = ", ".join(f"'{name}'" for name in duplicates)
         raise InputError(
-            f"{shown}: the header names {listed} more than once. "
-            "Give every column its own name in the header row."
+            f"{shown}: the header names {listed} more than once. {rename}"
         )
     return tuple(names)
 
 
-def _check_phone_column(phone_column: str, columns: tuple[str, ...], shown: str) -> None:
+def check_phone_column(phone_column: str, columns: tuple[str, ...], shown: str) -> None:
+    """Refuse a source without the phone column, suggesting the closest name it has."""
     if phone_column in columns:
         return
     listed = ", ".join(f"'{name}'" for name in columns)
@@ -227,7 +236,7 @@ def _decimal_text(number: Decimal) -> str:
 # --- CSV / TSV / TXT -------------------------------------------------------------------------
 
 
-def _read_delimited(path: Path, shown: str, batch_size: int) -> tuple[list[str], _Rows]:
+def _read_delimited(path: Path, shown: str, batch_size: int) -> tuple[list[str], Rows]:
     _check_utf8(path, shown)
     with path.open(encoding="utf-8-sig", newline="") as handle:
         head = handle.read(_SNIFF_CHARS)
@@ -264,7 +273,7 @@ def _read_delimited(path: Path, shown: str, batch_size: int) -> tuple[list[str],
 
 def _delimited_rows(
     path: Path, shown: str, options: dict[str, Any], width: int, batch_size: int
-) -> _Rows:
+) -> Rows:
     row = -1  # the header is record 0
     try:
         with pd.read_csv(path, chunksize=batch_size, **options) as reader:
@@ -337,7 +346,7 @@ def _sniff_delimiter(head: str) -> str:
 # --- Excel -------------------------------------------------------------------------------------
 
 
-def _read_xlsx(path: Path, shown: str, batch_size: int) -> tuple[list[str], _Rows]:
+def _read_xlsx(path: Path, shown: str, batch_size: int) -> tuple[list[str], Rows]:
     del batch_size  # openpyxl reads row by row; there is no chunk to size
     with closing(_xlsx_cells(path, shown)) as cells_by_row:
         first = next(cells_by_row, ())
@@ -353,7 +362,7 @@ def _read_xlsx(path: Path, shown: str, batch_size: int) -> tuple[list[str], _Row
     return header, _xlsx_rows(path, shown, len(header))
 
 
-def _xlsx_rows(path: Path, shown: str, width: int) -> _Rows:
+def _xlsx_rows(path: Path, shown: str, width: int) -> Rows:
     with closing(_xlsx_cells(path, shown)) as cells_by_row:
         next(cells_by_row, None)
         for row, cells in enumerate(cells_by_row, 1):
@@ -460,7 +469,7 @@ def _keys_in_order(records: Iterable[dict[str, str]]) -> list[str]:
     return list(dict.fromkeys(key for record in records for key in record))
 
 
-def _read_json(path: Path, shown: str, batch_size: int) -> tuple[list[str], _Rows]:
+def _read_json(path: Path, shown: str, batch_size: int) -> tuple[list[str], Rows]:
     del batch_size  # a JSON array is one value: it is read whole
     _check_utf8(path, shown, _JSON_AS_UTF8)
     text = path.read_text(encoding="utf-8-sig")
@@ -483,7 +492,7 @@ def _read_json(path: Path, shown: str, batch_size: int) -> tuple[list[str], _Row
     return header, _aligned(enumerate(records, 1), header)
 
 
-def _read_jsonl(path: Path, shown: str, batch_size: int) -> tuple[list[str], _Rows]:
+def _read_jsonl(path: Path, shown: str, batch_size: int) -> tuple[list[str], Rows]:
     del batch_size  # read line by line, so memory stays bounded whatever the size
     # One full pass now: the header is every key in the file, and a broken line stops the run
     # before anything is sent rather than halfway through.
@@ -496,7 +505,7 @@ def _read_jsonl(path: Path, shown: str, batch_size: int) -> tuple[list[str], _Ro
     return header, _aligned(_jsonl_records(path, shown), header)
 
 
-def _aligned(records: Iterable[tuple[int, dict[str, str]]], header: list[str]) -> _Rows:
+def _aligned(records: Iterable[tuple[int, dict[str, str]]], header: list[str]) -> Rows:
     for row, record in records:
         yield row, [record.get(key, "") for key in header]
 
@@ -513,7 +522,7 @@ def _jsonl_records(path: Path, shown: str) -> Iterator[tuple[int, dict[str, str]
 # --- Parquet -----------------------------------------------------------------------------------
 
 
-def _read_parquet(path: Path, shown: str, batch_size: int) -> tuple[list[str], _Rows]:
+def _read_parquet(path: Path, shown: str, batch_size: int) -> tuple[list[str], Rows]:
     try:
         # Optional: only a Parquet source needs it, and it is a large install.
         import pyarrow.parquet as pq  # type: ignore[import-not-found, unused-ignore]  # noqa: PLC0415
@@ -533,9 +542,12 @@ def _read_parquet(path: Path, shown: str, batch_size: int) -> tuple[list[str], _
     return names, _parquet_rows(pq, path, batch_size)
 
 
-def _parquet_rows(pq: Any, path: Path, batch_size: int) -> _Rows:
+def _parquet_rows(pq: Any, path: Path, batch_size: int) -> Rows:
     row = 0
-    with pq.ParquetFile(path) as parquet:
+    # pyarrow's defaults read a whole row group's column chunks at once, and a writer may put
+    # the whole list in one group (pyarrow's own default is up to 1Mi rows): unbuffered reads
+    # through a small buffer keep memory flat whatever the group size.
+    with pq.ParquetFile(path, pre_buffer=False, buffer_size=_PARQUET_BUFFER) as parquet:
         for batch in parquet.iter_batches(batch_size=batch_size):
             columns = [batch.column(i).to_pylist() for i in range(batch.num_columns)]
             for cells in zip(*columns, strict=True):
@@ -543,7 +555,7 @@ def _parquet_rows(pq: Any, path: Path, batch_size: int) -> _Rows:
                 yield row, [cell_text(cell) for cell in cells]
 
 
-_READERS: dict[str, Callable[[Path, str, int], tuple[list[str], _Rows]]] = {
+_READERS: dict[str, Callable[[Path, str, int], tuple[list[str], Rows]]] = {
     ".csv": _read_delimited,
     ".tsv": _read_delimited,
     ".txt": _read_delimited,

@@ -51,7 +51,7 @@ class ReportWriter:
     ) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._partial = path.with_name(path.name + ".partial")
+        self._partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
         # utf-8-sig writes the BOM Excel needs to show Persian.
         self._file = self._partial.open("w", encoding="utf-8-sig", newline="")
         self._csv = csv.writer(self._file)
@@ -142,7 +142,7 @@ class _Attention:
         self.path = path
         self.rows = 0
         self._columns = columns
-        self._partial = path.with_name(path.name + ".partial")
+        self._partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
         self._file: TextIO | None = None
         self._csv: Any = None
 

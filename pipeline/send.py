@@ -289,6 +289,12 @@ class Sender:
         http_kind = amoot.classify_http(response.status_code)
         if http_kind is Kind.RETRY:
             retry_after = _retry_after(response.headers.get("Retry-After"))
+            if retry_after is not None and retry_after > MAX_RETRY_AFTER:
+                # Waiting that long inside a run (and a cron slot) helps nobody: stop for now;
+                # nothing was processed, so the rows stay pending for the next run.
+                return amoot.SendReply(
+                    Kind.FATAL, f"HTTP {response.status_code}, Retry-After {retry_after:g}s"
+                )
             # One overrun answer slows every worker down, not only this request.
             self._throttle.pause(retry_after if retry_after is not None else 1.0)
             raise _SafeToRetry(f"HTTP {response.status_code}", retry_after)
@@ -326,7 +332,7 @@ def _retry_after(value: str | None) -> float | None:
         seconds = float(value.strip())
     except ValueError:
         return None
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+    return max(seconds, 0.0)
 
 
 _backoff = wait_exponential_jitter(initial=1, max=60, jitter=1)

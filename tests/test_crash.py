@@ -158,21 +158,7 @@ def test_signal_mid_run_finishes_in_flight_requests_then_stops_with_exit_3(
     assert_journal_agrees(campaign, report)
 
 
-@pytest.mark.parametrize(
-    "sig",
-    [
-        signal.SIGINT,
-        pytest.param(
-            signal.SIGTERM,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="no SIGTERM handler before run() installs one: the default action "
-                "kills the process (-15, no message) instead of exit 3",
-            ),
-        ),
-    ],
-    ids=["SIGINT", "SIGTERM"],
-)
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_signal_before_sending_started_exits_3_and_sends_nothing(
     campaign: Campaign, server: SandboxServer, simulator: AmootSimulator, sig: signal.Signals
 ):

@@ -394,11 +394,6 @@ def test_blacklisted_row_is_retried_only_with_retry_failed(harness: Harness, ser
     assert sorted("0" + a.number for a in harness.sim.accepted) == NUMBERS
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="send.py clamps a Retry-After above MAX_RETRY_AFTER to 300 s and waits, although "
-    "its comment says such an answer is treated as 'stop for now'",
-)
 def test_retry_after_beyond_the_cap_stops_for_now(harness: Harness, server: SandboxServer):
     """A 503 asking for an hour's pause (beyond MAX_RETRY_AFTER) stops the run at once: exit 3,
     rows pending, for cron to rerun later, rather than sleeping in a worker."""

@@ -367,6 +367,189 @@ def test_lookup_of_more_numbers_than_one_query_can_bind(tmp_path: Path) -> None:
     assert sum(e.state is State.SENT for e in found.values()) == 600
 
 
+# The version-1 schema exactly as the first release wrote it (not read from the module, so a
+# change to the first migration step cannot hide a broken upgrade).
+V1_SCHEMA = (
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+    """CREATE TABLE messages (
+        campaign TEXT NOT NULL,
+        number TEXT NOT NULL,
+        state TEXT NOT NULL,
+        error TEXT NOT NULL DEFAULT '',
+        message_id TEXT NOT NULL DEFAULT '',
+        campaign_id TEXT NOT NULL DEFAULT '',
+        text TEXT NOT NULL DEFAULT '',
+        attempts INT NOT NULL DEFAULT 0,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (campaign, number)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX messages_inflight ON messages (campaign, number) WHERE state = 'inflight'",
+)
+V1_STAMP = "2026-03-01T10:00:00.000+00:00"
+
+
+def write_v1_journal(path: Path) -> list[str]:
+    """A version-1 journal with a sent, a failed and an in-flight row of `spring`."""
+    a, b, c = numbers(3)
+    with sqlite3.connect(path) as conn:
+        for statement in V1_SCHEMA:
+            conn.execute(statement)
+        conn.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+        conn.executemany(
+            "INSERT INTO messages VALUES ('spring', ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (a, "sent", "", "9001", "77", "سلام a", 2, V1_STAMP),
+                (b, "failed", "Mobile_Invalid", "", "", "سلام b", 1, V1_STAMP),
+                (c, "inflight", "", "", "", "سلام c", 1, V1_STAMP),
+            ],
+        )
+    conn.close()
+    return [a, b, c]
+
+
+def schema_version(path: Path) -> str:
+    with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as conn:
+        (version,) = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    conn.close()
+    return str(version)
+
+
+def test_version_1_journal_upgrades_in_place(tmp_path: Path) -> None:
+    """A v1 journal opened for writing gains the delivery columns, keeps every row as it was,
+    recovers its in-flight row, and opens again without migrating twice."""
+    assert SCHEMA_VERSION == 2
+    path = tmp_path / "journal.sqlite"
+    a, b, c = write_v1_journal(path)
+    with Journal.open(path, "spring") as journal:
+        assert journal.recovered == 1
+        found = journal.lookup([a, b, c])
+        assert found[a] == Entry(a, State.SENT, "", "9001", "77", "سلام a", 2, V1_STAMP, "", "")
+        assert (found[b].state, found[b].error, found[b].updated_at) == (
+            State.FAILED,
+            "Mobile_Invalid",
+            V1_STAMP,
+        )
+        assert (found[c].state, found[c].error) == (State.UNKNOWN, RECOVERED_ERROR)
+        assert [e.number for e in journal.awaiting_delivery()] == [a]
+        journal.record_deliveries([(a, "delivered", "1", True)])
+    assert schema_version(path) == "2"
+    with sqlite3.connect(path) as conn:
+        columns = {row[1]: (row[2], row[4]) for row in conn.execute("PRAGMA table_info(messages)")}
+        row = conn.execute(
+            "SELECT delivery, delivery_code, delivery_final FROM messages WHERE number = ?", (b,)
+        ).fetchone()
+    conn.close()
+    assert columns["delivery"] == ("TEXT", "''")
+    assert columns["delivery_code"] == ("TEXT", "''")
+    assert columns["delivery_checked_at"] == ("TEXT", "''")
+    assert columns["delivery_final"] == ("INTEGER", "0")
+    assert row == ("", "", 0)
+    with Journal.open(path, "spring") as journal:
+        entry = journal.lookup([a])[a]
+        assert (entry.delivery, entry.delivery_code) == ("delivered", "1")
+        assert journal.awaiting_delivery() == []
+
+
+def test_version_1_journal_reads_read_only_without_being_changed(tmp_path: Path) -> None:
+    """A read-only open of a v1 journal (--dry-run) shows it upgraded, but the file stays v1."""
+    path = tmp_path / "journal.sqlite"
+    a, _, c = write_v1_journal(path)
+    before_bytes = path.read_bytes()
+    with Journal.open(path, "spring", readonly=True) as journal:
+        found = journal.lookup([a, c])
+        assert (found[a].delivery, found[a].delivery_code) == ("", "")
+        assert found[c].state is State.INFLIGHT
+        assert [e.number for e in journal.awaiting_delivery()] == [a]
+        assert journal.delivery_counts() == {"": 1}
+        with pytest.raises(RuntimeError, match="read-only"):
+            journal.record_deliveries([(a, "delivered", "1", True)])
+    assert path.read_bytes() == before_bytes
+    assert schema_version(path) == "1"
+
+
+def sent_rows(journal: Journal, chosen: list[str], ids: list[str]) -> None:
+    journal.mark_inflight([(n, "hi") for n in chosen])
+    outcomes = [Outcome(Status.SENT, message_id=i, campaign_id="7") for i in ids]
+    journal.record(list(zip(chosen, outcomes, strict=True)))
+
+
+def test_deliveries_change_only_sent_rows_and_final_ones_never(tmp_path: Path) -> None:
+    """record_deliveries never changes a row's state, ignores rows that are not sent, updates a
+    non-final delivery and leaves a final one as it is; awaiting_delivery follows."""
+    a, b, c, d = numbers(4)
+    with Journal.open(tmp_path / "j.sqlite", "spring") as journal:
+        sent_rows(journal, [a, b], ["11", "12"])
+        journal.mark_inflight([(c, "hi"), (d, "hi")])
+        journal.record([(c, FAILED), (d, UNKNOWN)])
+        assert [e.number for e in journal.awaiting_delivery()] == [a, b]
+
+        journal.record_deliveries(
+            [
+                (a, "pending", "0", False),
+                (b, "delivered", "1", True),
+                (c, "delivered", "1", True),
+                (d, "blacklisted", "35", True),
+            ]
+        )
+        assert [e.number for e in journal.awaiting_delivery()] == [a]
+        journal.record_deliveries(
+            [(a, "wrong_number", "950", True), (b, "not_delivered", "2", True)]
+        )
+        found = journal.lookup([a, b, c, d])
+        assert [(found[n].delivery, found[n].delivery_code) for n in (a, b, c, d)] == [
+            ("wrong_number", "950"),
+            ("delivered", "1"),
+            ("", ""),
+            ("", ""),
+        ]
+        assert [found[n].state for n in (a, b, c, d)] == [
+            State.SENT,
+            State.SENT,
+            State.FAILED,
+            State.UNKNOWN,
+        ]
+        assert (found[b].message_id, found[b].campaign_id) == ("12", "7")
+        assert journal.awaiting_delivery() == []
+        assert journal.delivery_counts() == {"wrong_number": 1, "delivered": 1}
+
+
+def test_awaiting_delivery_needs_an_id_and_its_own_campaign(tmp_path: Path) -> None:
+    """Only this campaign's sent rows that carry a message ID are awaited, in number order;
+    each recorded delivery is stamped with the UTC time it was checked."""
+    path = tmp_path / "j.sqlite"
+    a, b, c = numbers(3)
+    with Journal.open(path, "autumn") as autumn:
+        sent_rows(autumn, [a], ["99"])
+    with Journal.open(path, "spring") as journal:
+        sent_rows(journal, [c, b, a], ["3", "", "1"])
+        awaited = journal.awaiting_delivery()
+        assert [(e.number, e.message_id) for e in awaited] == [(a, "1"), (c, "3")]
+        journal.record_deliveries([(a, "pending", "8", False)])
+        assert [e.delivery for e in journal.awaiting_delivery()] == ["pending", ""]
+        assert journal.delivery_counts() == {"pending": 1, "": 2}
+    with Journal.open(path, "autumn") as autumn:
+        assert [(e.number, e.delivery) for e in autumn.awaiting_delivery()] == [(a, "")]
+    with sqlite3.connect(path) as conn:
+        stamps = dict(conn.execute("SELECT campaign || number, delivery_checked_at FROM messages"))
+    conn.close()
+    assert stamps[f"autumn{a}"] == "" and stamps[f"spring{c}"] == ""
+    checked = datetime.fromisoformat(stamps[f"spring{a}"])
+    assert checked.utcoffset() == timedelta(0)
+
+
+def test_record_deliveries_is_all_or_nothing(tmp_path: Path) -> None:
+    """One bad number in the batch refuses the whole batch: nothing of it is recorded."""
+    a, b = numbers(2)
+    with Journal.open(tmp_path / "j.sqlite", "spring") as journal:
+        sent_rows(journal, [a, b], ["1", "2"])
+        with pytest.raises(ValueError, match="not a normalised mobile number"):
+            journal.record_deliveries(
+                [(a, "delivered", "1", True), ("912", "delivered", "1", True)]
+            )
+        assert len(journal.awaiting_delivery()) == 2
+        assert journal.delivery_counts() == {"": 2}
+
+
 POOL = numbers(4)
 CAMPAIGNS = ("spring", "autumn")
 STATE_OF = {
