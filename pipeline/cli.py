@@ -80,8 +80,14 @@ def _interrupt(signum: int, _frame: object) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     # Until run() installs its clean-stop handler, SIGTERM (a cron timeout, a deploy) must
     # end like Ctrl-C: exit 3 with a message, not the default silent kill.
-    signal.signal(signal.SIGTERM, _interrupt)
-    args = build_parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return _main(build_parser().parse_args(argv))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main(args: argparse.Namespace) -> int:
     options = RunOptions(
         dry_run=args.dry_run,
         limit=args.limit,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import os
 import subprocess
 import sys
@@ -125,6 +127,32 @@ def run_cli(
         text=True,
         timeout=timeout,
         check=False,
+    )
+
+
+def run_main(
+    config: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`run_cli` in this process: the same `main()`, environment and cwd, in milliseconds.
+
+    For the many fault scenarios whose point is the pipeline's answer to the socket-served
+    fake, not the interpreter starting; signals and kills still use real subprocesses.
+    """
+    from pipeline.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_env, saved_cwd = dict(os.environ), Path.cwd()
+    os.environ.update(_cli_env(env))
+    os.chdir(config.parent.parent)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main([str(config), *args])
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+        os.chdir(saved_cwd)
+    return subprocess.CompletedProcess(
+        ["pipeline", str(config), *args], code, out.getvalue(), err.getvalue()
     )
 
 

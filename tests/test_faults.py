@@ -25,7 +25,7 @@ from tests.conftest import (
     Campaign,
     assert_journal_agrees,
     live_provider,
-    run_cli,
+    run_main,
     start_cli,
 )
 
@@ -79,7 +79,7 @@ class Harness:
         sim = self.sim
         sim.faults.extend(faults)
         seen_requests, seen_accepted = len(sim.requests), len(sim.accepted)
-        result = run_cli(self.campaign.config, *args, env=env)
+        result = run_main(self.campaign.config, *args, env=env)
         assert result.returncode == exit_code, result.stdout + result.stderr
         assert "Traceback" not in result.stderr, result.stderr
         assert TOKEN not in result.stdout + result.stderr
