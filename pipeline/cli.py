@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pipeline import __version__
 from pipeline.config import load_config
+from pipeline.deliveries import DeliveryReport
 from pipeline.errors import PipelineError
 from pipeline.models import Status
 from pipeline.progress import LogProgress, TerminalProgress
@@ -44,10 +45,16 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("config", type=Path, help="the campaign's config.yaml")
-    parser.add_argument(
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
         "--dry-run",
         action="store_true",
         help="render and count pages for every row and write the report; send nothing",
+    )
+    mode.add_argument(
+        "--deliveries",
+        action="store_true",
+        help="look up the delivery reports of this campaign's sent messages (sends nothing)",
     )
     parser.add_argument(
         "--limit", type=_positive, metavar="N", help="send at most N messages in this run"
@@ -93,6 +100,7 @@ def _main(args: argparse.Namespace) -> int:
         limit=args.limit,
         resend_unknown=args.resend_unknown,
         retry_failed=args.retry_failed,
+        deliveries=args.deliveries,
     )
 
     def log(line: str) -> None:
@@ -172,6 +180,8 @@ def summary(campaign: str, result: RunResult, *, quiet: bool = False) -> str:
         lines.append(f"  {'cost':<13}{result.cost_rials / 10:>9,.0f}  tomans, estimated ({scope})")
     if result.credit_rials is not None:
         lines.append(f"  {'credit':<13}{result.credit_rials / 10:>9,.0f}  tomans before this run")
+    if result.deliveries is not None:
+        lines += _delivery_lines(result.deliveries)
     lines.append(f"report: {result.report_path}")
     if result.attention_path is not None:
         lines.append(f"needs attention: {result.attention_path}")
@@ -187,6 +197,19 @@ def _preview(result: RunResult) -> list[str]:
         lines += [f"  | {line}" for line in row.text.splitlines()]
     if lines:
         lines.append("")
+    return lines
+
+
+def _delivery_lines(report: DeliveryReport) -> list[str]:
+    """Where the campaign's sent messages stand, from the delivery reports."""
+    lines = [f"deliveries (looked up {report.checked:,} now):"]
+    lines += [f"  {name:<13}{count:>9,}" for name, count in sorted(report.counts.items()) if count]
+    if report.rate is not None:
+        lines.append(f"  {'rate':<13}{report.rate:>9.1%}  delivered, of those with a final state")
+    if report.still_open:
+        lines.append(
+            f"  {report.still_open:,} not final yet: run --deliveries again later (cron can)."
+        )
     return lines
 
 
@@ -209,8 +232,13 @@ def _next_steps(result: RunResult) -> list[str]:
             f"next: {counts[Status.FAILED]} row(s) `failed` (see the error column); "
             "rerun with --retry-failed once fixed."
         )
-    if result.held:
+    if result.held and result.deliveries is None:
         steps.append(f"held: {result.held}")
+    if result.deliveries is not None and result.deliveries.suppressed_added:
+        steps.append(
+            f"note: {result.deliveries.suppressed_added} blacklisted or wrong number(s) were "
+            "added to the suppression list; the next campaigns skip them."
+        )
     if result.suppressed_added:
         steps.append(
             f"note: {result.suppressed_added} blacklisted number(s) were added to the "

@@ -133,9 +133,7 @@ def column_names(
     duplicates = [name for name, count in Counter(names).items() if count > 1]
     if duplicates:
         listed = ", ".join(f"'{name}'" for name in duplicates)
-        raise InputError(
-            f"{shown}: the header names {listed} more than once. {rename}"
-        )
+        raise InputError(f"{shown}: the header names {listed} more than once. {rename}")
     return tuple(names)
 
 

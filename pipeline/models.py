@@ -84,6 +84,8 @@ class Row:
     message_id: str = ""
     campaign_id: str = ""
     attempts: int = 0
+    delivery: str = ""  # what the delivery reports say (--deliveries), from the journal
+    delivery_code: str = ""  # the raw DeliveryType
 
     def settle(self, outcome: Outcome) -> None:
         """Record a final outcome for this row."""

@@ -23,6 +23,8 @@ COLUMNS = (
     "pages",
     "attempts",
     "text",
+    "delivery",
+    "delivery_code",
 )
 
 # A spreadsheet treats a cell starting with one of these as a formula (CSV injection).
@@ -125,6 +127,8 @@ class ReportWriter:
                 row.pages or "",
                 row.attempts,
                 safe_cell(row.text),
+                row.delivery,
+                row.delivery_code,
             )
         )
         if self._attention is not None and status in ATTENTION:

@@ -20,6 +20,7 @@ from pipeline.amoot import Account
 from pipeline.clock import Clock, tehran, utc_now
 from pipeline.config import Config
 from pipeline.contacts import ContactSource, open_contacts
+from pipeline.deliveries import DeliveryReport, check_deliveries
 from pipeline.errors import Interrupted, PipelineError, ProviderFatal, TemplateError
 from pipeline.journal import Entry, Journal, State
 from pipeline.lock import hold_lock
@@ -42,6 +43,7 @@ class RunOptions:
     limit: int | None = None
     resend_unknown: bool = False
     retry_failed: bool = False
+    deliveries: bool = False  # look up delivery reports of sent rows instead of sending
 
 
 class Progress(Protocol):
@@ -105,6 +107,7 @@ class RunResult:
     held: str = ""  # why sendable rows were held back (outside the window), for the summary
     suppressed_added: int = 0
     preview: list[Row] = field(default_factory=list)
+    deliveries: DeliveryReport | None = None
 
     @property
     def exit_code(self) -> int:
@@ -153,27 +156,12 @@ def run(
             client = stack.enter_context(_client(config, transport))
             sender = _sender(config, client, stop=stop, sleep=sleep, clock=clock, timing=timing)
 
-        sending = not options.dry_run and timing.send
-        account: Account | None = None
-        refused: ProviderFatal | None = None
-        if sending:
-            # First pass: every row prepared (so every template is checked and every input
-            # error found) and the cost known, before the first message leaves.
-            estimate = _estimate(
-                source, _preparer(config, templates, suppression), journal, options
-            )
-            source = _open(config)
-            try:
-                if config.provider.preflight:
-                    account = _preflight(config, sender, estimate)
-            except ProviderFatal as exc:  # nothing sent: every row is reported `pending`
-                refused, sending = exc, False
-            else:
-                progress.start(estimate.messages)
-        elif options.dry_run and sender is not None:
-            account = sender.account_status()  # the in-process sandbox: no network
-        elif timing.stale:
-            refused = Refused("stale", timing.reason)
+        gate = _Gate(
+            config, options, timing=timing, journal=journal, sender=sender, clock=clock, stop=stop
+        )
+        source = gate.decide(source, _preparer(config, templates, suppression), suppression)
+        if gate.sending:
+            progress.start(gate.messages)
 
         report = stack.enter_context(
             ReportWriter(report_path, columns=source.columns, attention=True)
@@ -187,14 +175,12 @@ def run(
             stop=stop,
             log=log,
         )
-        campaign.account, campaign.suppression = account, suppression
+        campaign.account, campaign.suppression = gate.account, suppression
         campaign.clock, campaign.progress, campaign.detail = clock, progress, detail
-        campaign.hold = "" if timing.send else timing.reason
-        if refused is not None:
-            campaign.stopped = refused
-        if timing.send and timing.reason:
-            log(timing.reason)
-        if sending and sender is not None:
+        campaign.hold, campaign.stopped = gate.hold, gate.stopped
+        if gate.sending and sender is not None:
+            if timing.reason:
+                log(timing.reason)
             campaign.dispatcher = Dispatcher(
                 sender,
                 config.provider.concurrency,
@@ -218,13 +204,79 @@ def run(
         recovered=journal.recovered,
         page_mismatches=campaign.page_mismatches,
         stopped=campaign.stopped,
-        cost_rials=campaign.cost if account is not None else None,
-        credit_rials=account.credit if account is not None else None,
+        cost_rials=campaign.cost if gate.account is not None else None,
+        credit_rials=gate.account.credit if gate.account is not None else None,
         attention_path=report.attention_path,
         held=campaign.hold if not timing.stale else "",
         suppressed_added=campaign.suppressed_added,
         preview=campaign.preview,
+        deliveries=gate.deliveries,
     )
+
+
+class _Gate:
+    """The checks between loading and the sending pass: what this run may do, and why not.
+
+    Deliveries are looked up first (--deliveries), then a first pass over every row finds
+    input and template errors and the cost, and the preflight compares it with the credit.
+    Only a gate that stays open lets the sending pass post anything.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        options: RunOptions,
+        *,
+        timing: schedule.Decision,
+        journal: Journal,
+        sender: Sender | None,
+        clock: Clock,
+        stop: threading.Event,
+    ) -> None:
+        self.config, self.options, self.timing = config, options, timing
+        self.journal, self.sender, self.clock, self.stop = journal, sender, clock, stop
+        self.sending = not options.dry_run and not options.deliveries and timing.send
+        self.hold = "" if timing.send else timing.reason
+        self.stopped: PipelineError | None = None
+        self.account: Account | None = None
+        self.deliveries: DeliveryReport | None = None
+        self.messages = 0  # what the sending pass will post (for progress)
+
+    def decide(
+        self, source: ContactSource, preparer: Preparer, suppression: Suppression | None
+    ) -> ContactSource:
+        """Run the checks; returns the source for the main pass (reopened after a first pass)."""
+        options, sender = self.options, self.sender
+        if options.deliveries:
+            self.hold = "not sent: --deliveries only looks up delivery reports"
+            self._deliveries(suppression)
+        elif self.sending:
+            estimate = _estimate(source, preparer, self.journal, options)
+            source = _open(self.config)
+            self.messages = estimate.messages
+            try:
+                if self.config.provider.preflight:
+                    self.account = _preflight(self.config, sender, estimate)
+            except ProviderFatal as exc:  # nothing sent: every row is reported `pending`
+                self.stopped, self.sending = exc, False
+        elif options.dry_run and sender is not None:
+            self.account = sender.account_status()  # the in-process sandbox: no network
+        elif self.timing.stale:
+            self.stopped = Refused("stale", self.timing.reason)
+        return source
+
+    def _deliveries(self, suppression: Suppression | None) -> None:
+        if self.sender is None:
+            return
+        self.deliveries = check_deliveries(
+            self.journal,
+            self.sender.get_deliveries,
+            # Sandbox verdicts are not real: they never touch the real suppression list.
+            suppression=None if self.config.provider.sandbox else suppression,
+            clock=self.clock,
+            stop=self.stop,
+        )
+        self.stopped = self.deliveries.stopped
 
 
 class _Campaign:
@@ -285,6 +337,8 @@ class _Campaign:
     def _decide(self, row: Row, entry: Entry | None) -> None:
         """Skip what the journal says is done; send (or hold back) the rest."""
         skipped = _journal_outcome(entry, self.options)
+        if entry is not None:
+            row.delivery, row.delivery_code = entry.delivery, entry.delivery_code
         if skipped is not None:
             row.settle(skipped)
             return
@@ -364,7 +418,11 @@ class _Campaign:
             recorded.append((m.number, outcome))
             if outcome.status is Status.SENT:
                 self._priced(row)
-            elif outcome.status is Status.FAILED and outcome.error == "Mobile_Invalid":
+            elif (
+                outcome.status is Status.FAILED
+                and outcome.error == "Mobile_Invalid"
+                and not self.config.provider.sandbox  # sandbox verdicts are not real
+            ):
                 blacklisted.append(
                     (m.number, f"Mobile_Invalid (invalid or blacklisted), {self.config.campaign}")
                 )

@@ -1,0 +1,244 @@
+"""Read the contacts from a SQL query (SQLAlchemy, `pipeline[sql]`) as batches of text rows."""
+
+from __future__ import annotations
+
+import re
+import weakref
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipeline.contacts import (
+    ContactSource,
+    Rows,
+    cell_text,
+    check_phone_column,
+    column_names,
+    contact_batches,
+)
+from pipeline.errors import InputError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL, Connection, CursorResult
+
+_QUERY = "contacts.query"
+_URL_FORM = (
+    "Write it as dialect+driver://user:${DB_PASSWORD}@host:port/database, such as "
+    "postgresql+psycopg://app:${DB_PASSWORD}@127.0.0.1:5432/shop or sqlite:////srv/contacts.db."
+)
+# The pip package that brings each driver module SQLAlchemy may ask for.
+_DRIVER_PACKAGES = {
+    "psycopg": "psycopg[binary]",
+    "psycopg2": "psycopg2-binary",
+    "pymysql": "PyMySQL",
+    "MySQLdb": "mysqlclient",
+    "mariadb": "mariadb",
+    "pg8000": "pg8000",
+    "oracledb": "oracledb",
+    "pyodbc": "pyodbc",
+}
+# URL query options that carry credentials (?password=..., ?sslpassword=..., ?token=...).
+_SECRET_OPTION = re.compile(r"pass|pwd|secret|token|key", re.IGNORECASE)
+
+
+def open_sql(url: str, query: str, phone_column: str, *, batch_size: int = 10_000) -> ContactSource:
+    """Run the query now, check its columns, and return its rows as lazy batches.
+
+    The query runs at once so that a bad URL, a refused login, an SQL error or a missing phone
+    column stops the run before anything is sent. Rows then come from a server-side cursor,
+    `batch_size` at a time, so memory does not grow with the list. Every value is text as
+    `cell_text` writes it (ints and Decimals in plain digits, dates ISO, NULL ""); `row` is
+    the 1-based position in the result, and a row of only NULLs and blanks is skipped, as a
+    blank line in a file is. Each call runs the query afresh on its own connection, which is
+    closed (and its transaction rolled back) when the batches are exhausted or dropped.
+
+    No message holds the URL's password: the URL is shown as SQLAlchemy renders it with
+    the password hidden, and the database's own text is scrubbed of it too.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    try:
+        # Optional, and imported only here: a file source never pays for it.
+        import sqlalchemy  # noqa: F401, PLC0415
+    except ImportError as exc:
+        raise InputError(
+            "contacts.url: reading contacts from a database needs SQLAlchemy, "
+            "which is not installed. Install it with: pip install 'pipeline[sql]'"
+        ) from exc
+    from sqlalchemy.exc import DBAPIError  # noqa: PLC0415
+
+    target = _Target.parse(url)
+    connection = _connect(target)
+    try:
+        result = connection.execution_options(
+            stream_results=True,  # a server-side cursor where the driver has one
+            yield_per=batch_size,  # fetched from the server this many rows at a time
+            no_parameters=True,  # the query goes to the driver as written: '%' and ':x' stay
+        ).exec_driver_sql(query)
+    except DBAPIError as exc:
+        connection.close()  # the statement failed: no cursor is left open
+        raise InputError(
+            f"{_QUERY}: the database refused the query "
+            f"({target.scrub(_first_line(exc.orig))}) on {target.where}. "
+            "Fix the SQL in contacts.query: one SELECT statement "
+            "(try it in the database's own client first)."
+        ) from exc
+    except BaseException:
+        connection.close()
+        raise
+    try:
+        columns = _columns(result, phone_column)
+    except BaseException:
+        _release(result, connection)
+        raise
+    batches = contact_batches(_rows(result, connection, target), columns, batch_size)
+    # A generator dropped before its first step never runs its `finally`: release from here too.
+    weakref.finalize(batches, _release, result, connection)
+    return ContactSource(None, columns, batches)
+
+
+class _Target:
+    """The parsed URL, how to show it, and the secrets no message may hold."""
+
+    def __init__(self, url: URL, where: str, secrets: tuple[str, ...]) -> None:
+        self.url, self.where, self.secrets = url, where, secrets
+
+    @classmethod
+    def parse(cls, raw: str) -> _Target:
+        from sqlalchemy.engine import make_url  # noqa: PLC0415
+        from sqlalchemy.exc import ArgumentError  # noqa: PLC0415
+
+        try:
+            url = make_url(raw)
+        except (ArgumentError, ValueError):
+            # from None, and no echo of the text: it is the URL, password and all.
+            raise InputError(
+                f"contacts.url: is not a database URL that SQLAlchemy can read. {_URL_FORM}"
+            ) from None
+        options = dict(url.query)
+        hidden = {key: "***" for key in options if _SECRET_OPTION.search(key)}
+        secrets = [url.password or "", raw]
+        for key in hidden:
+            value = options[key]
+            secrets.extend([value] if isinstance(value, str) else value)
+        masked = url.update_query_dict(hidden).render_as_string(hide_password=True)
+        masked = masked.replace("%2A%2A%2A", "***")  # the URL quoting of the stand-in
+        # Longest first, so a secret that contains another is replaced whole.
+        kept = sorted({secret for secret in secrets if secret}, key=len, reverse=True)
+        return cls(url, f"contacts.url ({masked})", tuple(kept))
+
+    def scrub(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def server(self) -> str:
+        if self.url.get_backend_name() == "sqlite":
+            return f"the SQLite database {self.url.database or '(in memory)'}"
+        port = self.url.port or "its default port"
+        return f"{self.url.host or 'localhost'}:{port}"
+
+
+def _connect(target: _Target) -> Connection:
+    from sqlalchemy import create_engine  # noqa: PLC0415
+    from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError  # noqa: PLC0415
+    from sqlalchemy.pool import NullPool  # noqa: PLC0415
+
+    _check_sqlite_file(target)
+    # Every failure here is raised `from None`: the foreign text can quote the URL.
+    try:
+        # NullPool: closing the connection really closes it; nothing outlives the source.
+        engine = create_engine(target.url, poolclass=NullPool)
+    except ImportError as exc:
+        module = (exc.name or target.url.get_driver_name()).split(".")[0]
+        package = _DRIVER_PACKAGES.get(module, module)
+        raise InputError(
+            f"{target.where}: the database driver '{module}' is not installed. "
+            f"Install it with: pip install '{package}'"
+        ) from None
+    except NoSuchModuleError:  # before ArgumentError, its parent
+        raise InputError(
+            f"{target.where}: SQLAlchemy knows no database kind "
+            f"'{target.url.drivername}'. {_URL_FORM}"
+        ) from None
+    except ArgumentError as exc:
+        raise InputError(f"{target.where}: {target.scrub(_first_line(exc))} {_URL_FORM}") from None
+    try:
+        return engine.connect()
+    except DBAPIError as exc:
+        raise InputError(
+            f"{target.where}: cannot connect to {target.server()} "
+            f"({target.scrub(_one_line(exc.orig))}). Check that the database server is running "
+            "and that the host, port, user, password and database name in contacts.url are "
+            "right (the password comes from the ${VAR} you set in the environment)."
+        ) from None
+
+
+def _check_sqlite_file(target: _Target) -> None:
+    # SQLite creates a missing file on connect: a typo in the path would read an empty database.
+    database = target.url.database
+    if target.url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return
+    if database.startswith("file:") or Path(database).is_file():
+        return
+    raise InputError(
+        f"{target.where}: there is no SQLite file {database}. Check the path in contacts.url: "
+        "sqlite:////srv/contacts.db is absolute, sqlite:///contacts.db is relative to the "
+        "folder the command runs in."
+    )
+
+
+def _columns(result: CursorResult[Any], phone_column: str) -> tuple[str, ...]:
+    if not result.returns_rows:
+        raise InputError(
+            f"{_QUERY}: returns no rows (it is not a SELECT); nothing it changed was kept. "
+            "Write a query such as SELECT mobile, name FROM customers."
+        )
+    keys = list(map(str, result.keys()))  # a result is not a dict: iterating it reads rows
+    if not keys:
+        raise InputError(
+            f"{_QUERY}: returns no columns. Name the columns to read, "
+            "such as SELECT mobile, name FROM customers."
+        )
+    columns = column_names(
+        keys, _QUERY, rename="Give every column its own name with AS in contacts.query."
+    )
+    check_phone_column(phone_column, columns, _QUERY)
+    return columns
+
+
+def _rows(result: CursorResult[Any], connection: Connection, target: _Target) -> Rows:
+    from sqlalchemy.exc import DBAPIError  # noqa: PLC0415
+
+    try:
+        for row, values in enumerate(result, 1):
+            yield row, [cell_text(value) for value in values]
+    except DBAPIError as exc:
+        # A query can fail part-way (a bad cast in some row, a dropped connection); the
+        # preflight pass reads every row, so this too is found before anything is sent.
+        raise InputError(
+            f"{_QUERY}: reading the rows stopped "
+            f"({target.scrub(_first_line(exc.orig))}) on {target.where}. "
+            "Fix the query or the data it reads, then run again."
+        ) from exc
+    finally:
+        _release(result, connection)
+
+
+def _release(result: CursorResult[Any], connection: Connection) -> None:
+    """Close the cursor, then the connection (its transaction rolled back); twice is harmless."""
+    try:
+        result.close()
+    finally:
+        connection.close()
+
+
+def _first_line(error: BaseException | None) -> str:
+    """The database's message without its caret diagram and hints (LINE 1: ... ^)."""
+    text = str(error).strip()
+    return text.splitlines()[0].strip() if text else "no message"
+
+
+def _one_line(error: BaseException | None) -> str:
+    """A connection error on one line: libpq lists one line per address it tried."""
+    lines = [" ".join(line.split()) for line in str(error).splitlines()]
+    return "; ".join(line for line in lines if line) or "no message"
