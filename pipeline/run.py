@@ -647,7 +647,9 @@ def _client(config: Config, transport: httpx.BaseTransport | None) -> Iterator[h
     """One client for the run; the sandbox answers in-process, so nothing leaves the machine."""
     if transport is None and config.provider.sandbox:
         # Credit enough for any list: the sandbox is for trying, not for budgeting.
-        simulator = AmootSimulator(token=config.token, blacklist_zeros=True, credit_rials=10**11)
+        simulator = AmootSimulator(
+            token=config.token, blacklist_zeros=True, credit_rials=10**11, forgotten_delivery=1
+        )
         transport = httpx.MockTransport(simulator.handle)
     limits = httpx.Limits(
         max_connections=config.provider.concurrency,

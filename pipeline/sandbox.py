@@ -132,6 +132,7 @@ class AmootSimulator:
         number_style: NumberStyle = "int",
         line_numbers: Sequence[str] = ("public", "Service", "98"),
         clock: Callable[[], datetime] | None = None,
+        forgotten_delivery: int | None = None,
     ) -> None:
         self.token = token
         self.credit_rials = credit_rials
@@ -145,6 +146,10 @@ class AmootSimulator:
         self.accepted: list[Accepted] = []
         self.requests: list[RecordedRequest] = []
         self.faults: deque[Fault] = deque()
+        # The in-process sandbox lives for one run: a later --deliveries asks about messages
+        # an earlier instance sent. With this set, such IDs answer this DeliveryType instead
+        # of MessageID_Invalid (the real server remembers; this one cannot).
+        self.forgotten_delivery = forgotten_delivery
         self._clock = clock or (lambda: datetime.now(TEHRAN))
         self._lock = threading.Lock()
         self._next_campaign_id = FIRST_CAMPAIGN_ID
@@ -351,12 +356,23 @@ class AmootSimulator:
         ids = [_positive_int(part.strip()) for part in parts]
         if not any(ids) or None in ids:
             return _json_reply(_error("GetDeliveries", "Failed"))
-        data = [
-            {**self._delivery(i), "Status": "Success"} if i in self._sent else _unknown_item(i)
-            for i in ids
-            if i is not None
-        ]
+        data = [self._delivery_item(i) for i in ids if i is not None]
         return _json_reply({"Status": "Success", "Data": data})
+
+    def _delivery_item(self, message_id: int) -> dict[str, Any]:
+        if message_id in self._sent:
+            return {**self._delivery(message_id), "Status": "Success"}
+        if self.forgotten_delivery is not None and message_id >= FIRST_MESSAGE_ID:
+            now = self._clock().strftime("%Y-%m-%dT%H:%M:%S.000")
+            return {
+                "MessageID": message_id,
+                "DeliveryType": self.forgotten_delivery,
+                "Cost": 0,
+                "RegDateTime": now,
+                "SendDateTime": now,
+                "Status": "Success",
+            }
+        return _unknown_item(message_id)
 
     def _get_deliveries_by_campaign(self, request: httpx.Request) -> Reply:
         campaign_id = _positive_int(_form(request).get("CampaignID", ""))

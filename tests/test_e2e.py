@@ -43,6 +43,11 @@ def test_shipped_config_runs_in_the_sandbox(tmp_path):
     assert again.returncode == 0, again.stderr
     assert "already_sent" in again.stdout
 
+    # the in-process sandbox forgets between runs; it reports earlier messages delivered
+    looked = run_cli(tmp_path / "config.yaml", "--deliveries")
+    assert looked.returncode == 0, looked.stderr
+    assert "deliveries (looked up 6 now)" in looked.stdout and "100.0%" in looked.stdout
+
 
 def test_mixed_formats_duplicates_invalid_and_blacklisted(
     campaign: Campaign, server: SandboxServer, simulator: AmootSimulator
