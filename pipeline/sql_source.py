@@ -134,8 +134,8 @@ class _Target:
     def server(self) -> str:
         if self.url.get_backend_name() == "sqlite":
             return f"the SQLite database {self.url.database or '(in memory)'}"
-        port = self.url.port or "its default port"
-        return f"{self.url.host or 'localhost'}:{port}"
+        host = self.url.host or "localhost"
+        return f"{host}:{self.url.port}" if self.url.port else f"{host} (its default port)"
 
 
 def _connect(target: _Target) -> Connection:
