@@ -262,7 +262,7 @@ class Journal:
                     now,
                 )
             )
-        with _translated(self.path), _transaction(self._conn):
+        with _translated(self.path), _relaxed(self._conn), _transaction(self._conn):
             self._conn.executemany(_RECORD, rows)
 
     def awaiting_delivery(self) -> list[Entry]:
@@ -289,7 +289,7 @@ class Journal:
             (delivery, code, int(final), now, self.campaign, number)
             for number, delivery, code, final in results
         ]
-        with _translated(self.path), _transaction(self._conn):
+        with _translated(self.path), _relaxed(self._conn), _transaction(self._conn):
             self._conn.executemany(_DELIVERY, rows)
 
     def delivery_counts(self) -> dict[str, int]:
@@ -395,6 +395,23 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
             "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
             (str(SCHEMA_VERSION),),
         )
+
+
+@contextmanager
+def _relaxed(conn: sqlite3.Connection) -> Iterator[None]:
+    """Commit without an fsync of its own (synchronous=NORMAL), for answers, not marks.
+
+    Safe because of the direction a loss goes: if a power cut undoes a recorded answer, the
+    row is back to `inflight` (its mark was fsynced), which the next open turns into
+    `unknown`, never into a resend. Only `mark_inflight` must reach the disk before the
+    request leaves; the next FULL commit fsyncs the WAL with this one in it. It halves the
+    fsyncs per chunk, which dominated a large run's journal time.
+    """
+    conn.execute("PRAGMA synchronous = NORMAL")
+    try:
+        yield
+    finally:
+        conn.execute("PRAGMA synchronous = FULL")
 
 
 @contextmanager
