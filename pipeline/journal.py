@@ -67,6 +67,7 @@ VALUES (?, ?, 'inflight', ?, 1, ?)
 ON CONFLICT (campaign, number) DO UPDATE SET
     state = 'inflight', error = '', message_id = '', campaign_id = '', text = excluded.text,
     attempts = messages.attempts + 1, updated_at = excluded.updated_at
+WHERE messages.state <> 'sent'
 """
 
 # A number recorded without a mark (a caller bug) is still written, so that a `sent` answer is
@@ -133,9 +134,19 @@ class Journal:
     """
 
     def __init__(
-        self, conn: sqlite3.Connection, path: Path, campaign: str, *, readonly: bool, recovered: int
+        self,
+        conn: sqlite3.Connection,
+        path: Path,
+        campaign: str,
+        *,
+        readonly: bool,
+        recovered: int,
+        answers: sqlite3.Connection | None = None,
     ) -> None:
         self._conn = conn
+        # Answers are committed on a second connection with synchronous=NORMAL (see
+        # _answers_connection); marks stay on the FULL one.
+        self._answers = answers or conn
         self.path = path
         self.campaign = campaign
         self.readonly = readonly
@@ -194,7 +205,13 @@ class Journal:
         except BaseException:
             conn.close()
             raise
-        return cls(conn, path, campaign, readonly=False, recovered=recovered)
+        try:
+            with _translated(path):
+                answers = _answers_connection(path, busy_timeout)
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, path, campaign, readonly=False, recovered=recovered, answers=answers)
 
     def lookup(self, numbers: Sequence[str]) -> dict[str, Entry]:
         """The entries of this campaign for those of `numbers` the journal knows."""
@@ -223,15 +240,17 @@ class Journal:
         numbers = _checked([number for number, _ in items])
         now = _now()
         with _translated(self.path), _transaction(self._conn):
-            sent = [n for n, e in self.lookup(numbers).items() if e.state is State.SENT]
-            if sent:
+            before = self._conn.total_changes
+            self._conn.executemany(
+                _MARK, [(self.campaign, number, text, now) for number, text in items]
+            )
+            # _MARK leaves a sent row alone; fewer changes than items means one was sent.
+            if self._conn.total_changes - before != len(items):
+                sent = [n for n, e in self.lookup(numbers).items() if e.state is State.SENT]
                 raise RuntimeError(
                     f"{self.path}: campaign {self.campaign!r}: {', '.join(sent)} already sent; "
                     "refusing to send again (the caller should have skipped it)"
                 )
-            self._conn.executemany(
-                _MARK, [(self.campaign, number, text, now) for number, text in items]
-            )
 
     def record(self, results: Sequence[tuple[str, Outcome]]) -> None:
         """Commit the provider's answer for each number, in one transaction.
@@ -262,8 +281,8 @@ class Journal:
                     now,
                 )
             )
-        with _translated(self.path), _relaxed(self._conn), _transaction(self._conn):
-            self._conn.executemany(_RECORD, rows)
+        with _translated(self.path), _transaction(self._answers):
+            self._answers.executemany(_RECORD, rows)
 
     def awaiting_delivery(self) -> list[Entry]:
         """This campaign's sent rows with a message ID whose delivery is not final, by number."""
@@ -289,8 +308,8 @@ class Journal:
             (delivery, code, int(final), now, self.campaign, number)
             for number, delivery, code, final in results
         ]
-        with _translated(self.path), _relaxed(self._conn), _transaction(self._conn):
-            self._conn.executemany(_DELIVERY, rows)
+        with _translated(self.path), _transaction(self._answers):
+            self._answers.executemany(_DELIVERY, rows)
 
     def delivery_counts(self) -> dict[str, int]:
         """How many sent rows of this campaign are in each delivery class ('' = not yet known)."""
@@ -316,6 +335,8 @@ class Journal:
 
     def close(self) -> None:
         """Close the connection; everything was committed already."""
+        if self._answers is not self._conn:
+            self._answers.close()
         self._conn.close()
 
     def __enter__(self) -> Self:
@@ -397,21 +418,18 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
         )
 
 
-@contextmanager
-def _relaxed(conn: sqlite3.Connection) -> Iterator[None]:
-    """Commit without an fsync of its own (synchronous=NORMAL), for answers, not marks.
+def _answers_connection(path: Path, busy_timeout: float) -> sqlite3.Connection:
+    """A connection whose commits do not fsync by themselves (synchronous=NORMAL), for answers.
 
     Safe because of the direction a loss goes: if a power cut undoes a recorded answer, the
-    row is back to `inflight` (its mark was fsynced), which the next open turns into
-    `unknown`, never into a resend. Only `mark_inflight` must reach the disk before the
-    request leaves; the next FULL commit fsyncs the WAL with this one in it. It halves the
-    fsyncs per chunk, which dominated a large run's journal time.
+    row is back to `inflight` (its mark was fsynced on the FULL connection), which the next
+    open turns into `unknown`, never into a resend. Only `mark_inflight` must reach the disk
+    before the request leaves; the next FULL commit fsyncs the WAL with these frames in it.
+    It halves the fsyncs per chunk, which dominated a large run's journal time.
     """
+    conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
     conn.execute("PRAGMA synchronous = NORMAL")
-    try:
-        yield
-    finally:
-        conn.execute("PRAGMA synchronous = FULL")
+    return conn
 
 
 @contextmanager

@@ -24,13 +24,14 @@ from pipeline.deliveries import DeliveryReport, check_deliveries
 from pipeline.errors import Interrupted, PipelineError, ProviderFatal, TemplateError
 from pipeline.journal import Entry, Journal, State
 from pipeline.lock import hold_lock
-from pipeline.models import Contact, Message, Outcome, Row, Status
+from pipeline.models import Message, Outcome, Row, Status
 from pipeline.persian import FILTERS, template_globals
 from pipeline.prepare import Preparer, Templates
 from pipeline.render import Renderer
 from pipeline.report import ReportWriter
 from pipeline.sandbox import AmootSimulator
 from pipeline.send import ChunkResult, Dispatcher, Sender, SenderSettings
+from pipeline.spool import Spool
 from pipeline.suppression import Suppression, load_suppression
 from pipeline.throttle import Throttle
 
@@ -159,7 +160,7 @@ def run(
         gate = _Gate(
             config, options, timing=timing, journal=journal, sender=sender, clock=clock, stop=stop
         )
-        source = gate.decide(source, _preparer(config, templates, suppression), suppression)
+        batches = gate.decide(source, _preparer(config, templates, suppression), suppression)
         if gate.sending:
             progress.start(gate.messages)
 
@@ -169,7 +170,6 @@ def run(
         campaign = _Campaign(
             config,
             options,
-            preparer=_preparer(config, templates, suppression),
             journal=journal,
             report=report,
             stop=stop,
@@ -187,8 +187,8 @@ def run(
                 before_post=campaign.before_post,
                 after_answer=campaign.after_answer,
             )
-        for batch in source.batches:
-            campaign.take(batch)
+        for rows in batches:
+            campaign.take(rows)
         campaign.finish()
         progress.finish()
         report.close()
@@ -244,15 +244,17 @@ class _Gate:
 
     def decide(
         self, source: ContactSource, preparer: Preparer, suppression: Suppression | None
-    ) -> ContactSource:
-        """Run the checks; returns the source for the main pass (reopened after a first pass)."""
+    ) -> Iterator[list[Row]]:
+        """Run the checks; returns the prepared batches for the main pass."""
         options, sender = self.options, self.sender
+        batches = _prepared(source, preparer)
         if options.deliveries:
             self.hold = "not sent: --deliveries only looks up delivery reports"
             self._deliveries(suppression)
         elif self.sending:
-            estimate = _estimate(source, preparer, self.journal, options)
-            source = _open(self.config)
+            spool = Spool(self.config.journal.path.parent)
+            estimate = _estimate(source, preparer, self.journal, options, spool)
+            batches = spool.batches()
             self.messages = estimate.messages
             try:
                 if self.config.provider.preflight:
@@ -263,7 +265,7 @@ class _Gate:
             self.account = sender.account_status()  # the in-process sandbox: no network
         elif self.timing.stale:
             self.stopped = Refused("stale", self.timing.reason)
-        return source
+        return batches
 
     def _deliveries(self, suppression: Suppression | None) -> None:
         if self.sender is None:
@@ -287,7 +289,6 @@ class _Campaign:
         config: Config,
         options: RunOptions,
         *,
-        preparer: Preparer,
         journal: Journal,
         report: ReportWriter,
         stop: threading.Event,
@@ -295,7 +296,6 @@ class _Campaign:
     ) -> None:
         self.config = config
         self.options = options
-        self.preparer = preparer
         self.journal = journal
         self.report = report
         self.stop = stop
@@ -323,8 +323,7 @@ class _Campaign:
 
     # -- stages per batch -------------------------------------------------------------
 
-    def take(self, batch: Sequence[Contact]) -> None:
-        rows = [self.preparer.prepare(contact) for contact in batch]
+    def take(self, rows: Sequence[Row]) -> None:
         entries = _lookup(self.journal, rows)
         for row in rows:
             self.report.add(row)
@@ -497,13 +496,21 @@ def _lookup(journal: Journal, rows: Sequence[Row]) -> dict[str, Entry]:
     return journal.lookup(numbers) if numbers else {}
 
 
-def _estimate(
-    source: ContactSource, preparer: Preparer, journal: Journal, options: RunOptions
-) -> Estimate:
-    """The first pass: what this run would send (limit and journal considered), by encoding."""
-    estimate = Estimate()
+def _prepared(source: ContactSource, preparer: Preparer) -> Iterator[list[Row]]:
     for batch in source.batches:
-        rows = [preparer.prepare(contact) for contact in batch]
+        yield [preparer.prepare(contact) for contact in batch]
+
+
+def _estimate(
+    source: ContactSource, preparer: Preparer, journal: Journal, options: RunOptions, spool: Spool
+) -> Estimate:
+    """The first pass: what this run would send (limit and journal considered), by encoding.
+
+    Every prepared batch goes to the spool, for the sending pass to read back.
+    """
+    estimate = Estimate()
+    for rows in _prepared(source, preparer):
+        spool.write(rows)
         entries = _lookup(journal, rows)
         for row in rows:
             if row.status is not None or _journal_outcome(entries.get(row.number), options):

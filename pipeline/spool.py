@@ -1,0 +1,41 @@
+"""Prepared rows kept on disk between the first pass and the sending pass."""
+
+from __future__ import annotations
+
+import pickle
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from pipeline.models import Row
+
+
+class Spool:
+    """Batches of prepared rows written once and read back once, in order.
+
+    The first pass must prepare every row before anything is sent (the preflight needs the
+    cost, and every error must surface first). Reading them back from here instead of
+    preparing again costs a fraction of reading, normalising and rendering twice. The file
+    is anonymous (deleted by the OS when closed, also on a crash) and only this process
+    reads what it wrote, so pickle is safe here.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        # Closed by batches() when read back, and by the OS if the run dies first.
+        self._file = tempfile.TemporaryFile(dir=folder, prefix="pipeline-spool-")  # noqa: SIM115
+
+    def write(self, rows: list[Row]) -> None:
+        pickle.dump(rows, self._file, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def batches(self) -> Iterator[list[Row]]:
+        """Every batch written, in order; the file is closed (and gone) at the end."""
+        self._file.seek(0)
+        try:
+            while True:
+                try:
+                    yield pickle.load(self._file)
+                except EOFError:
+                    return
+        finally:
+            self._file.close()
