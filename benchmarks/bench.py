@@ -19,6 +19,8 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +29,6 @@ import jinja2
 import pandas as pd
 
 from pipeline.clock import send_datetime, utc_now
-from pipeline.sandbox import AmootSimulator, Reply
-from pipeline.sandbox_server import SandboxServer
 
 TOKEN = "bench-token"
 TEMPLATE = "{{ first_name }} عزیز، کد تخفیف ۲۰٪ بهاره شما: {{ code }}\nفروشگاه نمونه"
@@ -53,18 +53,29 @@ BARE = textwrap.dedent(
 )
 
 
-class SlowSimulator(AmootSimulator):
-    """The simulator, answering each request `latency` seconds after deciding it."""
-
-    def __init__(self, latency: float) -> None:
-        super().__init__(token=TOKEN, credit_rials=10**13)
-        self.latency = latency
-
-    def decide(self, request: httpx.Request) -> Reply:
-        reply = super().decide(request)
-        if self.latency:
-            time.sleep(self.latency)  # outside the simulator's lock: requests overlap
-        return reply
+@contextmanager
+def fake_provider(latency: float) -> Iterator[str]:
+    """The simulator on a socket, in its own process (its CPU and memory are not ours)."""
+    command = [
+        sys.executable,
+        "-m",
+        "pipeline.sandbox_server",
+        "--port",
+        "0",
+        "--token",
+        TOKEN,
+        "--credit",
+        str(10**13),
+        "--latency",
+        str(latency),
+    ]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        yield proc.stdout.readline().strip()
+    finally:
+        proc.terminate()
+        proc.wait()
 
 
 @dataclass
@@ -180,20 +191,20 @@ def main(argv: list[str] | None = None) -> int:
 
         bare = timed("bare", args.n, [python, "-c", BARE, str(big), TEMPLATE], "pandas + jinja2")
         results.append(bare)
-        with SandboxServer(SlowSimulator(0.0)) as fast:
-            config = write_config(folder, big, fast.base_url, chunk=100, concurrency=4)
+        with fake_provider(0.0) as fast:
+            config = write_config(folder, big, fast, chunk=100, concurrency=4)
             cmd = [python, "-m", "pipeline", str(config), "-q"]
             results.append(timed("dry run", args.n, [*cmd, "--dry-run"]))
             results.append(timed("send, 0 ms", args.n, cmd, "chunk 100, concurrency 4"))
-            small_config = write_config(folder, small, fast.base_url, chunk=100, concurrency=4)
+            small_config = write_config(folder, small, fast, chunk=100, concurrency=4)
             small_cmd = [python, "-m", "pipeline", str(small_config), "-q"]
             results.append(timed("send, 0 ms, small N", args.n_latency, small_cmd))
-        with SandboxServer(SlowSimulator(args.latency)) as slow:
-            config = write_config(folder, small, slow.base_url, chunk=100, concurrency=8)
+        with fake_provider(args.latency) as slow:
+            config = write_config(folder, small, slow, chunk=100, concurrency=8)
             latency_cmd = [python, "-m", "pipeline", str(config), "-q"]
             note = f"{args.latency * 1000:.0f} ms a request, chunk 100, concurrency 8"
             results.append(timed("send, latency", args.n_latency, latency_cmd, note))
-            results.append(sequential(small, slow.base_url, 100))
+            results.append(sequential(small, slow, 100))
 
     print(table(results, args))
     return 0

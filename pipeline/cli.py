@@ -234,6 +234,11 @@ def _next_steps(result: RunResult) -> list[str]:
         )
     if result.held and result.deliveries is None:
         steps.append(f"held: {result.held}")
+    if result.blacklisted_unlisted:
+        steps.append(
+            f"note: {result.blacklisted_unlisted} number(s) were rejected as invalid or "
+            "blacklisted; set suppression.path to keep them out of the next campaigns."
+        )
     if result.deliveries is not None and result.deliveries.suppressed_added:
         steps.append(
             f"note: {result.deliveries.suppressed_added} blacklisted or wrong number(s) were "

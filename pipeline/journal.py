@@ -20,7 +20,7 @@ RECOVERED_ERROR = "the run stopped while this request was in flight; the provide
 BUSY_TIMEOUT = 5.0  # seconds to wait for another program (an sqlite3 shell, a backup) to let go
 
 # Old SQLite builds cap bound parameters at 999; 500 per statement stays far below any build's cap.
-_MAX_PARAMS = 500
+_MAX_PARAMS = 999  # SQLite before 3.32 allows no more; newer ones allow 32766
 _NUMBER = re.compile(r"09[0-9]{9}")
 
 # _MIGRATIONS[v] turns a version-v journal into version v+1. A later schema appends one step;
@@ -63,7 +63,7 @@ _COLUMNS = (
 
 _MARK = """
 INSERT INTO messages (campaign, number, state, text, attempts, updated_at)
-VALUES (?, ?, 'inflight', ?, 1, ?)
+VALUES {values}
 ON CONFLICT (campaign, number) DO UPDATE SET
     state = 'inflight', error = '', message_id = '', campaign_id = '', text = excluded.text,
     attempts = messages.attempts + 1, updated_at = excluded.updated_at
@@ -74,7 +74,7 @@ WHERE messages.state <> 'sent'
 # never lost; the provider answered about it, so one request did carry it.
 _RECORD = """
 INSERT INTO messages (campaign, number, state, error, message_id, campaign_id, attempts, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, 1, ?)
+VALUES {values}
 ON CONFLICT (campaign, number) DO UPDATE SET
     state = excluded.state, error = excluded.error, message_id = excluded.message_id,
     campaign_id = excluded.campaign_id, updated_at = excluded.updated_at
@@ -241,8 +241,11 @@ class Journal:
         now = _now()
         with _translated(self.path), _transaction(self._conn):
             before = self._conn.total_changes
-            self._conn.executemany(
-                _MARK, [(self.campaign, number, text, now) for number, text in items]
+            _upsert(
+                self._conn,
+                _MARK,
+                "(?, ?, 'inflight', ?, 1, ?)",
+                [(self.campaign, number, text, now) for number, text in items],
             )
             # _MARK leaves a sent row alone; fewer changes than items means one was sent.
             if self._conn.total_changes - before != len(items):
@@ -282,7 +285,7 @@ class Journal:
                 )
             )
         with _translated(self.path), _transaction(self._answers):
-            self._answers.executemany(_RECORD, rows)
+            _upsert(self._answers, _RECORD, "(?, ?, ?, ?, ?, ?, 1, ?)", rows)
 
     def awaiting_delivery(self) -> list[Entry]:
         """This campaign's sent rows with a message ID whose delivery is not final, by number."""
@@ -416,6 +419,22 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
             "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
             (str(SCHEMA_VERSION),),
         )
+
+
+def _upsert(
+    conn: sqlite3.Connection, sql: str, row: str, rows: Sequence[tuple[object, ...]]
+) -> None:
+    """Many rows in one statement per group, not one statement per row (executemany).
+
+    sqlite3 releases the GIL around every statement step; while sender threads are busy,
+    each re-acquisition can wait a whole switch interval, so a 100-row executemany cost
+    ~1.5 ms in a run against ~0.2 ms alone. One multi-row VALUES is one step.
+    """
+    group = max(1, _MAX_PARAMS // max(1, row.count("?")))
+    for start in range(0, len(rows), group):
+        part = rows[start : start + group]
+        values = ", ".join([row] * len(part))
+        conn.execute(sql.format(values=values), [v for r in part for v in r])
 
 
 def _answers_connection(path: Path, busy_timeout: float) -> sqlite3.Connection:

@@ -107,6 +107,7 @@ class RunResult:
     attention_path: Path | None = None
     held: str = ""  # why sendable rows were held back (outside the window), for the summary
     suppressed_added: int = 0
+    blacklisted_unlisted: int = 0  # rejected numbers with no suppression.path to keep them in
     preview: list[Row] = field(default_factory=list)
     deliveries: DeliveryReport | None = None
 
@@ -209,6 +210,7 @@ def run(
         attention_path=report.attention_path,
         held=campaign.hold if not timing.stale else "",
         suppressed_added=campaign.suppressed_added,
+        blacklisted_unlisted=campaign.blacklisted_unlisted,
         preview=campaign.preview,
         deliveries=gate.deliveries,
     )
@@ -319,6 +321,7 @@ class _Campaign:
         self.page_mismatches = 0
         self.cost = 0
         self.suppressed_added = 0
+        self.blacklisted_unlisted = 0
         self.preview: list[Row] = []
 
     # -- stages per batch -------------------------------------------------------------
@@ -444,7 +447,11 @@ class _Campaign:
         self.report.flush_ready()
 
     def _suppress(self, numbers: list[tuple[str, str]]) -> None:
-        if numbers and self.suppression is not None and self.config.suppression.add_blacklisted:
+        if not numbers or not self.config.suppression.add_blacklisted:
+            return
+        if self.suppression is None:
+            self.blacklisted_unlisted += len(numbers)
+        else:
             self.suppressed_added += self.suppression.add(numbers, moment=self.clock())
 
     def _priced(self, row: Row) -> None:
@@ -655,7 +662,11 @@ def _client(config: Config, transport: httpx.BaseTransport | None) -> Iterator[h
     if transport is None and config.provider.sandbox:
         # Credit enough for any list: the sandbox is for trying, not for budgeting.
         simulator = AmootSimulator(
-            token=config.token, blacklist_zeros=True, credit_rials=10**11, forgotten_delivery=1
+            token=config.token,
+            blacklist_zeros=True,
+            credit_rials=10**11,
+            forgotten_delivery=1,
+            remember=False,
         )
         transport = httpx.MockTransport(simulator.handle)
     limits = httpx.Limits(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -133,6 +134,7 @@ class AmootSimulator:
         line_numbers: Sequence[str] = ("public", "Service", "98"),
         clock: Callable[[], datetime] | None = None,
         forgotten_delivery: int | None = None,
+        remember: bool = True,
     ) -> None:
         self.token = token
         self.credit_rials = credit_rials
@@ -150,6 +152,10 @@ class AmootSimulator:
         # an earlier instance sent. With this set, such IDs answer this DeliveryType instead
         # of MessageID_Invalid (the real server remembers; this one cannot).
         self.forgotten_delivery = forgotten_delivery
+        # False: keep no history (requests, accepted messages), only the counters and credit,
+        # so a sandbox run of a million contacts does not hold a million records in memory.
+        self.remember = remember
+        self.latency = 0.0  # seconds each answer is held (benchmarks)
         self._clock = clock or (lambda: datetime.now(TEHRAN))
         self._lock = threading.Lock()
         self._next_campaign_id = FIRST_CAMPAIGN_ID
@@ -192,11 +198,22 @@ class AmootSimulator:
                 return httpx.Response(reply.status, headers=reply.headers, content=reply.body)
 
     def decide(self, request: httpx.Request) -> Reply:
-        """Record `request`, apply the first matching fault and process it as the server would."""
+        """Record `request`, apply the first matching fault and process it as the server would.
+
+        With `latency` set, the answer is held that long after deciding (outside the lock, so
+        concurrent requests overlap as they do on a real server).
+        """
+        reply = self._decide(request)
+        if self.latency:
+            time.sleep(self.latency)
+        return reply
+
+    def _decide(self, request: httpx.Request) -> Reply:
         path = request.url.path
         method = path.rstrip("/").rsplit("/", 1)[-1]
         with self._lock:
-            self.requests.append(_record(method, request))
+            if self.remember:
+                self.requests.append(_record(method, request))
             fault = self._pop_fault(method)
             if fault is None:
                 return self._route(request, path, method)
@@ -314,9 +331,10 @@ class AmootSimulator:
         for number in numbers:
             accepted = Accepted(number, text, self._next_message_id, campaign_id, send_at, line)
             self._next_message_id += 1
-            self.accepted.append(accepted)
-            self._sent[accepted.message_id] = _Sent(accepted, reg, shown_send)
-            self._campaigns.setdefault(campaign_id, []).append(accepted.message_id)
+            if self.remember:
+                self.accepted.append(accepted)
+                self._sent[accepted.message_id] = _Sent(accepted, reg, shown_send)
+                self._campaigns.setdefault(campaign_id, []).append(accepted.message_id)
             entries.append({"ID": accepted.message_id, "Number": self._render_number(number)})
         return _campaign(campaign_id, "Success", text, entries)
 

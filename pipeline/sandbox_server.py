@@ -174,13 +174,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--token", default=SANDBOX_TOKEN, help="token to accept")
     parser.add_argument("--credit", type=int, default=10_000_000, help="credit in rials")
     parser.add_argument("--number-style", choices=get_args(NumberStyle), default="int")
+    parser.add_argument(
+        "--latency", type=float, default=0.0, help="seconds to hold each answer (benchmarks)"
+    )
     args = parser.parse_args(argv)
     sim = AmootSimulator(
         token=args.token,
         credit_rials=args.credit,
         blacklist_zeros=True,
         number_style=args.number_style,
+        remember=False,  # a long-lived server: keep counters, not every message
+        forgotten_delivery=1,
     )
+    sim.latency = max(args.latency, 0.0)
     try:
         with SandboxServer(sim, args.host, args.port) as server:
             print(server.base_url, flush=True)
