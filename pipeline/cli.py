@@ -13,9 +13,9 @@ from pipeline import __version__
 from pipeline.config import load_config
 from pipeline.deliveries import DeliveryReport
 from pipeline.errors import PipelineError
-from pipeline.models import Status
+from pipeline.models import RunOptions, Status
 from pipeline.progress import LogProgress, TerminalProgress
-from pipeline.run import Progress, RunOptions, RunResult, run
+from pipeline.run import Progress, RunResult, run
 
 EPILOG = """\
 exit codes:

@@ -93,3 +93,14 @@ class Row:
         self.error = outcome.error
         self.message_id = outcome.message_id
         self.campaign_id = outcome.campaign_id
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """What the command line asks of one run (see the contract's flags)."""
+
+    dry_run: bool = False
+    limit: int | None = None
+    resend_unknown: bool = False
+    retry_failed: bool = False
+    deliveries: bool = False  # look up delivery reports of sent rows instead of sending

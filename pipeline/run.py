@@ -20,31 +20,21 @@ from pipeline.amoot import Account
 from pipeline.clock import Clock, tehran, utc_now
 from pipeline.config import Config
 from pipeline.contacts import ContactSource, open_contacts
-from pipeline.deliveries import DeliveryReport, check_deliveries
+from pipeline.deliveries import DeliveryReport
 from pipeline.errors import Interrupted, PipelineError, ProviderFatal, TemplateError
-from pipeline.journal import Entry, Journal, State
+from pipeline.gate import Gate, journal_outcome, lookup_entries
+from pipeline.journal import Entry, Journal
 from pipeline.lock import hold_lock
-from pipeline.models import Message, Outcome, Row, Status
+from pipeline.models import Message, Outcome, Row, RunOptions, Status
 from pipeline.persian import FILTERS, template_globals
 from pipeline.prepare import Preparer, Templates
 from pipeline.render import Renderer
 from pipeline.report import ReportWriter
-from pipeline.sandbox import AmootSimulator
-from pipeline.send import ChunkResult, Dispatcher, Sender, SenderSettings
-from pipeline.spool import Spool
+from pipeline.send import ChunkResult, Dispatcher, Sender, SenderSettings, open_client
 from pipeline.suppression import Suppression, load_suppression
 from pipeline.throttle import Throttle
 
 PREVIEW_ROWS = 5
-
-
-@dataclass(frozen=True, slots=True)
-class RunOptions:
-    dry_run: bool = False
-    limit: int | None = None
-    resend_unknown: bool = False
-    retry_failed: bool = False
-    deliveries: bool = False  # look up delivery reports of sent rows instead of sending
 
 
 class Progress(Protocol):
@@ -64,26 +54,6 @@ class _NoProgress:
 
     def finish(self) -> None:
         pass
-
-
-class Refused(ProviderFatal):
-    """The run would not start sending: not enough credit, over max_cost, a stale campaign."""
-
-
-@dataclass(slots=True)
-class Estimate:
-    """What a run is about to send: messages and pages per encoding (GSM-7 / UCS-2)."""
-
-    messages: int = 0
-    pages: Counter[str] = field(default_factory=Counter)
-
-    def add(self, row: Row) -> None:
-        self.messages += 1
-        self.pages[row.encoding] += row.pages
-
-    def cost(self, account: Account, tariff: str) -> int:
-        """Rials: pages x the per-page price of each encoding's script."""
-        return sum(pages * account.page_price(tariff, enc) for enc, pages in self.pages.items())
 
 
 @dataclass(slots=True)
@@ -155,10 +125,10 @@ def run(
             stack.enter_context(_stop_on_signals(stop))
         sender: Sender | None = None
         if not options.dry_run or config.provider.sandbox:
-            client = stack.enter_context(_client(config, transport))
+            client = stack.enter_context(open_client(config, transport))
             sender = _sender(config, client, stop=stop, sleep=sleep, clock=clock, timing=timing)
 
-        gate = _Gate(
+        gate = Gate(
             config, options, timing=timing, journal=journal, sender=sender, clock=clock, stop=stop
         )
         batches = gate.decide(source, _preparer(config, templates, suppression), suppression)
@@ -216,73 +186,6 @@ def run(
     )
 
 
-class _Gate:
-    """The checks between loading and the sending pass: what this run may do, and why not.
-
-    Deliveries are looked up first (--deliveries), then a first pass over every row finds
-    input and template errors and the cost, and the preflight compares it with the credit.
-    Only a gate that stays open lets the sending pass post anything.
-    """
-
-    def __init__(
-        self,
-        config: Config,
-        options: RunOptions,
-        *,
-        timing: schedule.Decision,
-        journal: Journal,
-        sender: Sender | None,
-        clock: Clock,
-        stop: threading.Event,
-    ) -> None:
-        self.config, self.options, self.timing = config, options, timing
-        self.journal, self.sender, self.clock, self.stop = journal, sender, clock, stop
-        self.sending = not options.dry_run and not options.deliveries and timing.send
-        self.hold = "" if timing.send else timing.reason
-        self.stopped: PipelineError | None = None
-        self.account: Account | None = None
-        self.deliveries: DeliveryReport | None = None
-        self.messages = 0  # what the sending pass will post (for progress)
-
-    def decide(
-        self, source: ContactSource, preparer: Preparer, suppression: Suppression | None
-    ) -> Iterator[list[Row]]:
-        """Run the checks; returns the prepared batches for the main pass."""
-        options, sender = self.options, self.sender
-        batches = _prepared(source, preparer)
-        if options.deliveries:
-            self.hold = "not sent: --deliveries only looks up delivery reports"
-            self._deliveries(suppression)
-        elif self.sending:
-            spool = Spool(self.config.journal.path.parent)
-            estimate = _estimate(source, preparer, self.journal, options, spool)
-            batches = spool.batches()
-            self.messages = estimate.messages
-            try:
-                if self.config.provider.preflight:
-                    self.account = _preflight(self.config, sender, estimate)
-            except ProviderFatal as exc:  # nothing sent: every row is reported `pending`
-                self.stopped, self.sending = exc, False
-        elif options.dry_run and sender is not None:
-            self.account = sender.account_status()  # the in-process sandbox: no network
-        elif self.timing.stale:
-            self.stopped = Refused("stale", self.timing.reason)
-        return batches
-
-    def _deliveries(self, suppression: Suppression | None) -> None:
-        if self.sender is None:
-            return
-        self.deliveries = check_deliveries(
-            self.journal,
-            self.sender.get_deliveries,
-            # Sandbox verdicts are not real: they never touch the real suppression list.
-            suppression=None if self.config.provider.sandbox else suppression,
-            clock=self.clock,
-            stop=self.stop,
-        )
-        self.stopped = self.deliveries.stopped
-
-
 class _Campaign:
     """The per-row decisions of one run, fed batch by batch from the contacts source."""
 
@@ -327,7 +230,7 @@ class _Campaign:
     # -- stages per batch -------------------------------------------------------------
 
     def take(self, rows: Sequence[Row]) -> None:
-        entries = _lookup(self.journal, rows)
+        entries = lookup_entries(self.journal, rows)
         for row in rows:
             self.report.add(row)
             if row.status is None:
@@ -338,7 +241,7 @@ class _Campaign:
 
     def _decide(self, row: Row, entry: Entry | None) -> None:
         """Skip what the journal says is done; send (or hold back) the rest."""
-        skipped = _journal_outcome(entry, self.options)
+        skipped = journal_outcome(entry, self.options)
         if entry is not None:
             row.delivery, row.delivery_code = entry.delivery, entry.delivery_code
         if skipped is not None:
@@ -485,77 +388,6 @@ def _preparer(config: Config, templates: Templates, suppression: Suppression | N
     )
 
 
-def _journal_outcome(entry: Entry | None, options: RunOptions) -> Outcome | None:
-    """The final word the journal already has for a row, unless a flag asks to try again."""
-    if entry is None:
-        return None
-    if entry.state is State.SENT:
-        return Outcome(Status.ALREADY_SENT, "", entry.message_id, entry.campaign_id)
-    if entry.state is State.FAILED and not options.retry_failed:
-        return Outcome(Status.FAILED, f"{entry.error} (in an earlier run; --retry-failed)")
-    if entry.state in (State.UNKNOWN, State.INFLIGHT) and not options.resend_unknown:
-        return Outcome(Status.UNKNOWN, entry.error or "outcome unknown from an earlier run")
-    return None
-
-
-def _lookup(journal: Journal, rows: Sequence[Row]) -> dict[str, Entry]:
-    numbers = [row.number for row in rows if row.status is None]
-    return journal.lookup(numbers) if numbers else {}
-
-
-def _prepared(source: ContactSource, preparer: Preparer) -> Iterator[list[Row]]:
-    for batch in source.batches:
-        yield [preparer.prepare(contact) for contact in batch]
-
-
-def _estimate(
-    source: ContactSource, preparer: Preparer, journal: Journal, options: RunOptions, spool: Spool
-) -> Estimate:
-    """The first pass: what this run would send (limit and journal considered), by encoding.
-
-    Every prepared batch goes to the spool, for the sending pass to read back.
-    """
-    estimate = Estimate()
-    for rows in _prepared(source, preparer):
-        spool.write(rows)
-        entries = _lookup(journal, rows)
-        for row in rows:
-            if row.status is not None or _journal_outcome(entries.get(row.number), options):
-                continue
-            if options.limit is not None and estimate.messages >= options.limit:
-                continue
-            estimate.add(row)
-    return estimate
-
-
-def _preflight(config: Config, sender: Sender | None, estimate: Estimate) -> Account | None:
-    """Refuse to start (exit 3, nothing sent) when the campaign would not fit the credit."""
-    if sender is None or estimate.messages == 0:
-        return None
-    account = sender.account_status()
-    cost = estimate.cost(account, config.provider.tariff)
-    pages = sum(estimate.pages.values())
-    need = f"{estimate.messages:,} messages, {pages:,} pages, about {_tomans(cost)}"
-    if cost > account.credit:
-        raise Refused(
-            "CreditNotEnough",
-            f"preflight: this run needs {need}; the account has {_tomans(account.credit)}. "
-            "Nothing was sent. Fix: top up the AmootSMS account, or send part with --limit N.",
-        )
-    max_cost = config.provider.max_cost
-    if max_cost is not None and cost > max_cost * 10:
-        raise Refused(
-            "max_cost",
-            f"preflight: this run needs {need}, more than provider.max_cost "
-            f"({max_cost:,.0f} tomans). Nothing was sent. Fix: raise max_cost, or use --limit N.",
-        )
-    return account
-
-
-def _tomans(rials: int) -> str:
-    return f"{rials / 10:,.0f} tomans"
-
-
 def _timing(config: Config, clock: Clock) -> schedule.Decision:
     settings = config.schedule
     return schedule.decide(
@@ -654,33 +486,6 @@ def _shown(config: Config, path: Path) -> str:
         return str(path.resolve().relative_to(base))
     except ValueError:
         return str(path)
-
-
-@contextmanager
-def _client(config: Config, transport: httpx.BaseTransport | None) -> Iterator[httpx.Client]:
-    """One client for the run; the sandbox answers in-process, so nothing leaves the machine."""
-    if transport is None and config.provider.sandbox:
-        # Credit enough for any list: the sandbox is for trying, not for budgeting.
-        simulator = AmootSimulator(
-            token=config.token,
-            blacklist_zeros=True,
-            credit_rials=10**11,
-            forgotten_delivery=1,
-            remember=False,
-        )
-        transport = httpx.MockTransport(simulator.handle)
-    limits = httpx.Limits(
-        max_connections=config.provider.concurrency,
-        max_keepalive_connections=config.provider.concurrency,
-        keepalive_expiry=5.0,  # shorter than servers' idle close: fewer "dropped" keep-alive races
-    )
-    with httpx.Client(
-        transport=transport or httpx.HTTPTransport(retries=0, limits=limits),
-        limits=limits,
-        timeout=config.provider.timeout,
-        follow_redirects=False,  # a redirect on a POST would resend it: never silently
-    ) as client:
-        yield client
 
 
 @contextmanager

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
@@ -23,9 +24,11 @@ from tenacity import (
 from pipeline import amoot
 from pipeline.amoot import Kind
 from pipeline.clock import send_datetime
+from pipeline.config import Config
 from pipeline.deliveries import read_deliveries
 from pipeline.errors import ProviderFatal
 from pipeline.models import Message, Outcome, Status
+from pipeline.sandbox import AmootSimulator
 from pipeline.throttle import Throttle
 
 MAX_RETRY_AFTER = 300.0  # seconds: a Retry-After longer than this is treated as "stop for now"
@@ -392,3 +395,30 @@ class Dispatcher:
         for future in done:
             messages = self._inflight.pop(future)
             self._after_answer(messages, future.result())
+
+
+@contextmanager
+def open_client(config: Config, transport: httpx.BaseTransport | None) -> Iterator[httpx.Client]:
+    """One client for the run; the sandbox answers in-process, so nothing leaves the machine."""
+    if transport is None and config.provider.sandbox:
+        # Credit enough for any list: the sandbox is for trying, not for budgeting.
+        simulator = AmootSimulator(
+            token=config.token,
+            blacklist_zeros=True,
+            credit_rials=10**11,
+            forgotten_delivery=1,
+            remember=False,
+        )
+        transport = httpx.MockTransport(simulator.handle)
+    limits = httpx.Limits(
+        max_connections=config.provider.concurrency,
+        max_keepalive_connections=config.provider.concurrency,
+        keepalive_expiry=5.0,  # shorter than servers' idle close: fewer "dropped" keep-alive races
+    )
+    with httpx.Client(
+        transport=transport or httpx.HTTPTransport(retries=0, limits=limits),
+        limits=limits,
+        timeout=config.provider.timeout,
+        follow_redirects=False,  # a redirect on a POST would resend it: never silently
+    ) as client:
+        yield client

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.config import load_config
-from pipeline.models import Status
-from pipeline.run import RunOptions, run
+from pipeline.models import RunOptions, Status
+from pipeline.run import run
 from pipeline.sandbox import AmootSimulator
 
 KINDS = st.sampled_from(["ok", "ok", "ok", "dup", "bad", "blank"])

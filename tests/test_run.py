@@ -6,8 +6,8 @@ import httpx
 import pytest
 
 from pipeline.config import load_config
-from pipeline.models import Status
-from pipeline.run import RunOptions, run
+from pipeline.models import RunOptions, Status
+from pipeline.run import run
 from pipeline.sandbox import AmootSimulator, Fault
 from tests.conftest import TOKEN, Campaign
 

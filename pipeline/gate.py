@@ -1,0 +1,180 @@
+"""Between loading and sending: deliveries, the first pass (errors, cost), the preflight."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from pipeline import schedule
+from pipeline.amoot import Account
+from pipeline.clock import Clock
+from pipeline.config import Config
+from pipeline.contacts import ContactSource
+from pipeline.deliveries import DeliveryReport, check_deliveries
+from pipeline.errors import PipelineError, ProviderFatal
+from pipeline.journal import Entry, Journal, State
+from pipeline.models import Outcome, Row, RunOptions, Status
+from pipeline.prepare import Preparer
+from pipeline.send import Sender
+from pipeline.spool import Spool
+from pipeline.suppression import Suppression
+
+
+class Refused(ProviderFatal):
+    """The run would not start sending: not enough credit, over max_cost, a stale campaign."""
+
+
+@dataclass(slots=True)
+class Estimate:
+    """What a run is about to send: messages and pages per encoding (GSM-7 / UCS-2)."""
+
+    messages: int = 0
+    pages: Counter[str] = field(default_factory=Counter)
+
+    def add(self, row: Row) -> None:
+        self.messages += 1
+        self.pages[row.encoding] += row.pages
+
+    def cost(self, account: Account, tariff: str) -> int:
+        """Rials: pages x the per-page price of each encoding's script."""
+        return sum(pages * account.page_price(tariff, enc) for enc, pages in self.pages.items())
+
+
+class Gate:
+    """The checks between loading and the sending pass: what this run may do, and why not.
+
+    Deliveries are looked up first (--deliveries), then a first pass over every row finds
+    input and template errors and the cost, and the preflight compares it with the credit.
+    Only a gate that stays open lets the sending pass post anything.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        options: RunOptions,
+        *,
+        timing: schedule.Decision,
+        journal: Journal,
+        sender: Sender | None,
+        clock: Clock,
+        stop: threading.Event,
+    ) -> None:
+        self.config, self.options, self.timing = config, options, timing
+        self.journal, self.sender, self.clock, self.stop = journal, sender, clock, stop
+        self.sending = not options.dry_run and not options.deliveries and timing.send
+        self.hold = "" if timing.send else timing.reason
+        self.stopped: PipelineError | None = None
+        self.account: Account | None = None
+        self.deliveries: DeliveryReport | None = None
+        self.messages = 0  # what the sending pass will post (for progress)
+
+    def decide(
+        self, source: ContactSource, preparer: Preparer, suppression: Suppression | None
+    ) -> Iterator[list[Row]]:
+        """Run the checks; returns the prepared batches for the main pass."""
+        options, sender = self.options, self.sender
+        batches = prepared(source, preparer)
+        if options.deliveries:
+            self.hold = "not sent: --deliveries only looks up delivery reports"
+            self._deliveries(suppression)
+        elif self.sending:
+            spool = Spool(self.config.journal.path.parent)
+            estimate = estimate_run(source, preparer, self.journal, options, spool)
+            batches = spool.batches()
+            self.messages = estimate.messages
+            try:
+                if self.config.provider.preflight:
+                    self.account = preflight(self.config, sender, estimate)
+            except ProviderFatal as exc:  # nothing sent: every row is reported `pending`
+                self.stopped, self.sending = exc, False
+        elif options.dry_run and sender is not None:
+            self.account = sender.account_status()  # the in-process sandbox: no network
+        elif self.timing.stale:
+            self.stopped = Refused("stale", self.timing.reason)
+        return batches
+
+    def _deliveries(self, suppression: Suppression | None) -> None:
+        if self.sender is None:
+            return
+        self.deliveries = check_deliveries(
+            self.journal,
+            self.sender.get_deliveries,
+            # Sandbox verdicts are not real: they never touch the real suppression list.
+            suppression=None if self.config.provider.sandbox else suppression,
+            clock=self.clock,
+            stop=self.stop,
+        )
+        self.stopped = self.deliveries.stopped
+
+
+def journal_outcome(entry: Entry | None, options: RunOptions) -> Outcome | None:
+    """The final word the journal already has for a row, unless a flag asks to try again."""
+    if entry is None:
+        return None
+    if entry.state is State.SENT:
+        return Outcome(Status.ALREADY_SENT, "", entry.message_id, entry.campaign_id)
+    if entry.state is State.FAILED and not options.retry_failed:
+        return Outcome(Status.FAILED, f"{entry.error} (in an earlier run; --retry-failed)")
+    if entry.state in (State.UNKNOWN, State.INFLIGHT) and not options.resend_unknown:
+        return Outcome(Status.UNKNOWN, entry.error or "outcome unknown from an earlier run")
+    return None
+
+
+def lookup_entries(journal: Journal, rows: Sequence[Row]) -> dict[str, Entry]:
+    numbers = [row.number for row in rows if row.status is None]
+    return journal.lookup(numbers) if numbers else {}
+
+
+def prepared(source: ContactSource, preparer: Preparer) -> Iterator[list[Row]]:
+    for batch in source.batches:
+        yield [preparer.prepare(contact) for contact in batch]
+
+
+def estimate_run(
+    source: ContactSource, preparer: Preparer, journal: Journal, options: RunOptions, spool: Spool
+) -> Estimate:
+    """The first pass: what this run would send (limit and journal considered), by encoding.
+
+    Every prepared batch goes to the spool, for the sending pass to read back.
+    """
+    estimate = Estimate()
+    for rows in prepared(source, preparer):
+        spool.write(rows)
+        entries = lookup_entries(journal, rows)
+        for row in rows:
+            if row.status is not None or journal_outcome(entries.get(row.number), options):
+                continue
+            if options.limit is not None and estimate.messages >= options.limit:
+                continue
+            estimate.add(row)
+    return estimate
+
+
+def preflight(config: Config, sender: Sender | None, estimate: Estimate) -> Account | None:
+    """Refuse to start (exit 3, nothing sent) when the campaign would not fit the credit."""
+    if sender is None or estimate.messages == 0:
+        return None
+    account = sender.account_status()
+    cost = estimate.cost(account, config.provider.tariff)
+    pages = sum(estimate.pages.values())
+    need = f"{estimate.messages:,} messages, {pages:,} pages, about {tomans(cost)}"
+    if cost > account.credit:
+        raise Refused(
+            "CreditNotEnough",
+            f"preflight: this run needs {need}; the account has {tomans(account.credit)}. "
+            "Nothing was sent. Fix: top up the AmootSMS account, or send part with --limit N.",
+        )
+    max_cost = config.provider.max_cost
+    if max_cost is not None and cost > max_cost * 10:
+        raise Refused(
+            "max_cost",
+            f"preflight: this run needs {need}, more than provider.max_cost "
+            f"({max_cost:,.0f} tomans). Nothing was sent. Fix: raise max_cost, or use --limit N.",
+        )
+    return account
+
+
+def tomans(rials: int) -> str:
+    return f"{rials / 10:,.0f} tomans"
