@@ -178,7 +178,7 @@ def summary(campaign: str, result: RunResult, *, quiet: bool = False) -> str:
     lines.append(f"  {'pages':<13}{pages:>9,}  ({scope})")
     if result.cost_rials is not None:
         lines.append(f"  {'cost':<13}{result.cost_rials / 10:>9,.0f}  tomans, estimated ({scope})")
-    if result.credit_rials is not None:
+    if result.credit_rials is not None and not result.sandbox:  # the sandbox's is make-believe
         lines.append(f"  {'credit':<13}{result.credit_rials / 10:>9,.0f}  tomans before this run")
     if result.deliveries is not None:
         lines += _delivery_lines(result.deliveries)
