@@ -324,14 +324,21 @@ def _resolve(config: Config, path: Path) -> Config:
     template = config.template
     if template.path is not None:
         template = template.model_copy(update={"path": under(template.path)})
+    contacts = config.contacts
+    if contacts.url is not None and contacts.url.startswith("sqlite:///"):
+        # sqlite:///shop.db is relative to the working directory; cron's is $HOME.
+        database = contacts.url.removeprefix("sqlite:///")
+        if database and not database.startswith(("/", ":memory:", "file:")):
+            url = f"sqlite:///{base / database}"
+            contacts = contacts.model_copy(update={"url": url})
     suppression = config.suppression
     if suppression.path is not None:
         suppression = suppression.model_copy(update={"path": under(suppression.path)})
     return config.model_copy(
         update={
             "suppression": suppression,
-            "contacts": config.contacts.model_copy(
-                update={"path": under(config.contacts.path) if config.contacts.path else None}
+            "contacts": contacts.model_copy(
+                update={"path": under(contacts.path) if contacts.path else None}
             ),
             "template": template,
             "report": config.report.model_copy(update={"path": report_path}),

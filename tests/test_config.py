@@ -136,3 +136,16 @@ def test_missing_config_file(tmp_path):
     """A wrong path says so."""
     with pytest.raises(ConfigError, match="no such file"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_relative_sqlite_url_is_relative_to_the_config(tmp_path):
+    """sqlite:///shop.db means the file beside config.yaml, not in cron's working directory."""
+    text = BASE.replace(
+        "  path: data/contacts.csv\n", "  query: SELECT 1\n  url: sqlite:///shop.db\n"
+    )
+    config = load_config_ok(tmp_path, text)
+    assert config.contacts.url == f"sqlite:///{tmp_path}/shop.db"
+    text = BASE.replace(
+        "  path: data/contacts.csv\n", "  query: SELECT 1\n  url: sqlite:////srv/x.db\n"
+    )
+    assert load_config_ok(tmp_path, text).contacts.url == "sqlite:////srv/x.db"
