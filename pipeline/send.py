@@ -187,22 +187,7 @@ class Sender:
     def account_status(self) -> amoot.Account:
         """AccountStatus (credit and tariffs), retried freely: it changes nothing."""
 
-        def attempt() -> amoot.Account | amoot.SendReply:
-            answer = self._post("AccountStatus", b"", _FORM, idempotent=True)
-            if isinstance(answer, amoot.SendReply):
-                return answer
-            account = amoot.read_account_status(answer.content)
-            if isinstance(account, amoot.SendReply) and account.kind in (
-                Kind.RETRY,
-                Kind.AMBIGUOUS,
-            ):
-                raise _SafeToRetry(account.title)
-            return account
-
-        try:
-            found = self._retrying(attempt)
-        except _SafeToRetry as exc:
-            raise self._unreachable(exc.reason) from None
+        found = self._query("AccountStatus", b"", amoot.read_account_status)
         if isinstance(found, amoot.SendReply):
             raise _fatal(found.title)
         return found
@@ -218,25 +203,33 @@ class Sender:
             return {}
         body = _form({"ListMessageID": ",".join(message_ids)})
 
-        def attempt() -> dict[str, int] | amoot.SendReply:
-            answer = self._post("GetDeliveries", body, _FORM, idempotent=True)
-            if isinstance(answer, amoot.SendReply):
-                return answer
-            found = read_deliveries(answer.content)
-            if isinstance(found, amoot.SendReply) and found.kind in (Kind.RETRY, Kind.AMBIGUOUS):
-                raise _SafeToRetry(found.title)
-            return found
-
-        try:
-            found = self._retrying(attempt)
-        except _SafeToRetry as exc:
-            raise self._unreachable(exc.reason) from None
+        found = self._query("GetDeliveries", body, read_deliveries)
         if isinstance(found, amoot.SendReply):
             if found.kind is Kind.RECIPIENT:
                 return {}
             raise _fatal(found.title)
         asked = set(message_ids)
         return {message_id: code for message_id, code in found.items() if message_id in asked}
+
+    def _query(
+        self, method: str, body: bytes, read: Callable[[bytes], _T | amoot.SendReply]
+    ) -> _T | amoot.SendReply:
+        """A read-only call, retried freely (it changes nothing): the value read, or the final
+        answer that is not retryable; a provider that stays unreachable raises ProviderFatal."""
+
+        def attempt() -> _T | amoot.SendReply:
+            answer = self._post(method, body, _FORM, idempotent=True)
+            if isinstance(answer, amoot.SendReply):
+                return answer
+            found = read(answer.content)
+            if isinstance(found, amoot.SendReply) and found.kind in (Kind.RETRY, Kind.AMBIGUOUS):
+                raise _SafeToRetry(found.title)
+            return found
+
+        try:
+            return self._retrying(attempt)
+        except _SafeToRetry as exc:
+            raise self._unreachable(exc.reason) from None
 
     def _retrying(self, attempt: Callable[[], _T]) -> _T:
         """Run `attempt` until it returns, retrying _SafeToRetry with backoff or Retry-After."""

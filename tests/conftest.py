@@ -28,6 +28,17 @@ TOKEN = "test-token-5f3a9c"  # the fake's token; tests assert it never leaks int
 CONTACTS_HEADER = "mobile,first_name,code\n"
 
 
+class FakeSleep:
+    """Records requested sleeps instead of sleeping; returns False (not stopped)."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    def __call__(self, seconds: float) -> bool:
+        self.calls.append(seconds)
+        return False
+
+
 @dataclass
 class Campaign:
     """A campaign folder: config.yaml, contacts.csv, a template, reports/ and state/."""

@@ -32,6 +32,7 @@ from pipeline.sandbox import AmootSimulator, Fault
 from pipeline.send import Sender, SenderSettings
 from pipeline.suppression import Suppression, load_suppression
 from pipeline.throttle import Throttle
+from tests.conftest import FakeSleep
 
 TOKEN = "deliveries-token-7c1e"
 MOMENT = datetime(2026, 3, 20, 20, 30, tzinfo=UTC)  # 2026-03-21 00:00 in Tehran
@@ -58,17 +59,6 @@ EXPECTED = {
     951: ("EmptyMessage", "not_delivered", True),
     952: ("ShortCodeInvalid", "wrong_number", True),
 }
-
-
-class FakeSleep:
-    """Records requested sleeps instead of sleeping; returns False (not stopped)."""
-
-    def __init__(self) -> None:
-        self.calls: list[float] = []
-
-    def __call__(self, seconds: float) -> bool:
-        self.calls.append(seconds)
-        return False
 
 
 def make_sender(

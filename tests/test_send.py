@@ -11,19 +11,9 @@ from pipeline.models import Message, Status
 from pipeline.sandbox import AmootSimulator, Fault
 from pipeline.send import Sender, SenderSettings
 from pipeline.throttle import Throttle
+from tests.conftest import FakeSleep
 
 TOKEN = "unit-token"
-
-
-class FakeSleep:
-    """Records requested sleeps instead of sleeping; returns False (not stopped)."""
-
-    def __init__(self) -> None:
-        self.calls: list[float] = []
-
-    def __call__(self, seconds: float) -> bool:
-        self.calls.append(seconds)
-        return False
 
 
 def _sender(sim: AmootSimulator, *, max_attempts: int = 4, stop: threading.Event | None = None):
