@@ -72,6 +72,7 @@ WHERE messages.state <> 'sent'
 
 # A number recorded without a mark (a caller bug) is still written, so that a `sent` answer is
 # never lost; the provider answered about it, so one request did carry it.
+_RECORD_ROW = "(?, ?, ?, ?, ?, ?, 1, ?)"
 _RECORD = """
 INSERT INTO messages (campaign, number, state, error, message_id, campaign_id, attempts, updated_at)
 VALUES {values}
@@ -230,16 +231,28 @@ class Journal:
                     found[row[0]] = _entry(row)
         return found
 
-    def mark_inflight(self, items: Sequence[tuple[str, str]]) -> None:
+    def mark_inflight(
+        self,
+        items: Sequence[tuple[str, str]],
+        answered: Sequence[tuple[str, Outcome]] = (),
+    ) -> None:
         """Commit `(number, text)` pairs as in flight, attempts + 1: call before the request leaves.
 
-        A number already `sent` raises RuntimeError and nothing is marked: sending it would break
-        the promise of one message per recipient, and the caller has not posted anything yet.
+        `answered` outcomes (see `record`) not yet written may ride along in the same
+        transaction: one fsync instead of two per request, the journal's main cost in a large
+        run. Writing an answer late only widens the moment in which a crash leaves its rows
+        `inflight` (later `unknown`), never the other way round.
+
+        A number already `sent` raises RuntimeError and nothing is committed: sending it would
+        break the promise of one message per recipient, and nothing has been posted yet.
         """
         self._check_writable()
         numbers = _checked([number for number, _ in items])
+        rows = self._answer_rows(answered)
         now = _now()
         with _translated(self.path), _transaction(self._conn):
+            if rows:
+                _upsert(self._conn, _RECORD, _RECORD_ROW, rows)
             before = self._conn.total_changes
             _upsert(
                 self._conn,
@@ -263,9 +276,14 @@ class Journal:
         because the promise outranks the bug.
         """
         self._check_writable()
+        rows = self._answer_rows(results)
+        with _translated(self.path), _transaction(self._answers):
+            _upsert(self._answers, _RECORD, _RECORD_ROW, rows)
+
+    def _answer_rows(self, results: Sequence[tuple[str, Outcome]]) -> list[tuple[object, ...]]:
         _checked([number for number, _ in results])
         now = _now()
-        rows = []
+        rows: list[tuple[object, ...]] = []
         for number, outcome in results:
             state = _STATE_OF.get(outcome.status)
             if state is None:
@@ -284,8 +302,7 @@ class Journal:
                     now,
                 )
             )
-        with _translated(self.path), _transaction(self._answers):
-            _upsert(self._answers, _RECORD, "(?, ?, ?, ?, ?, ?, 1, ?)", rows)
+        return rows
 
     def awaiting_delivery(self) -> list[Entry]:
         """This campaign's sent rows with a message ID whose delivery is not final, by number."""

@@ -220,6 +220,7 @@ class _Campaign:
         self.chunk: list[Message] = []
         self.chunk_pages: dict[int, int] = {}
         self.inflight: dict[int, Row] = {}
+        self.unrecorded: list[tuple[str, Outcome]] = []  # answers the journal has not yet
         self.stopped: PipelineError | None = None
         self.page_mismatches = 0
         self.cost = 0
@@ -299,6 +300,9 @@ class _Campaign:
         self._flush_chunk()
         if self.dispatcher is not None:
             self.dispatcher.drain()
+        if self.unrecorded:
+            self.journal.record(self.unrecorded)
+            self.unrecorded = []
         if self.stopped is None and self.stop.is_set():
             self.stopped = Interrupted(
                 "interrupted: the requests in flight finished and were recorded; the rest are "
@@ -308,7 +312,9 @@ class _Campaign:
     # -- journal around each request (main thread only) ---------------------------------
 
     def before_post(self, messages: Sequence[Message]) -> None:
-        self.journal.mark_inflight([(m.number, m.text) for m in messages])
+        # The answers gathered since the last request share this mark's transaction.
+        self.journal.mark_inflight([(m.number, m.text) for m in messages], self.unrecorded)
+        self.unrecorded = []
 
     def after_answer(self, messages: Sequence[Message], result: ChunkResult) -> None:
         recorded = []
@@ -331,7 +337,7 @@ class _Campaign:
                 blacklisted.append(
                     (m.number, f"Mobile_Invalid (invalid or blacklisted), {self.config.campaign}")
                 )
-        self.journal.record(recorded)
+        self.unrecorded.extend(recorded)
         self._suppress(blacklisted)
         self.page_mismatches += result.page_mismatches
         self.done += len(messages)
