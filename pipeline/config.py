@@ -18,9 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pipeline import schedule
 from pipeline.errors import ConfigError
+from pipeline.sandbox import SANDBOX_TOKEN
 
 DEFAULT_BASE_URL = "https://portal.amootsms.com/rest"
-SANDBOX_TOKEN = "sandbox"  # what the built-in simulator accepts; never a real token
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 

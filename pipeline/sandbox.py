@@ -416,9 +416,20 @@ class AmootSimulator:
         }
 
 
-def shipped_sandbox() -> AmootSimulator:
-    """The simulator behind `provider.sandbox: true`: default token, SANDBOX_BLACKLIST_RULE on."""
-    return AmootSimulator(blacklist_zeros=True)
+def shipped_sandbox(token: str = SANDBOX_TOKEN) -> AmootSimulator:
+    """The simulator behind `provider.sandbox: true`, alive for one run.
+
+    SANDBOX_BLACKLIST_RULE on; credit for any list (it is for trying, not budgeting); no
+    history kept (a million-row trial must not hold a million records); messages of earlier
+    runs, which it cannot remember, are reported delivered.
+    """
+    return AmootSimulator(
+        token=token,
+        blacklist_zeros=True,
+        credit_rials=10**11,
+        forgotten_delivery=1,
+        remember=False,
+    )
 
 
 def _normalise(raw: str) -> str | None:

@@ -28,7 +28,7 @@ from pipeline.config import Config
 from pipeline.deliveries import read_deliveries
 from pipeline.errors import ProviderFatal
 from pipeline.models import Message, Outcome, Status
-from pipeline.sandbox import AmootSimulator
+from pipeline.sandbox import shipped_sandbox
 from pipeline.throttle import Throttle
 
 MAX_RETRY_AFTER = 300.0  # seconds: a Retry-After longer than this is treated as "stop for now"
@@ -394,15 +394,7 @@ class Dispatcher:
 def open_client(config: Config, transport: httpx.BaseTransport | None) -> Iterator[httpx.Client]:
     """One client for the run; the sandbox answers in-process, so nothing leaves the machine."""
     if transport is None and config.provider.sandbox:
-        # Credit enough for any list: the sandbox is for trying, not for budgeting.
-        simulator = AmootSimulator(
-            token=config.token,
-            blacklist_zeros=True,
-            credit_rials=10**11,
-            forgotten_delivery=1,
-            remember=False,
-        )
-        transport = httpx.MockTransport(simulator.handle)
+        transport = httpx.MockTransport(shipped_sandbox(config.token).handle)
     limits = httpx.Limits(
         max_connections=config.provider.concurrency,
         max_keepalive_connections=config.provider.concurrency,

@@ -257,7 +257,9 @@ def test_the_shipped_sandbox_blacklists_numbers_ending_in_0000() -> None:
     failed = data.json()["Data"]["Campaigns"][1]
     assert failed["Status"] == "Mobile_Invalid"
     assert [n["Number"] for n in failed["Numbers"]] == [9120000000, 9121230000]
-    assert [a.number for a in sim.accepted] == ["9121230001"]
+    accepted = data.json()["Data"]["Campaigns"][0]
+    assert [n["Number"] for n in accepted["Numbers"]] == [9121230001]
+    assert sim.accepted == []  # it keeps no history: a long sandbox run stays small
     assert "0000" in SANDBOX_BLACKLIST_RULE
     assert not make_sim().blacklist_zeros
 
