@@ -224,6 +224,7 @@ class _Campaign:
         self.stopped: PipelineError | None = None
         self.page_mismatches = 0
         self.cost = 0
+        self._prices: dict[str, int] = {}  # rials per page, by encoding
         self.suppressed_added = 0
         self.blacklisted_unlisted = 0
         self.preview: list[Row] = []
@@ -364,10 +365,14 @@ class _Campaign:
             self.suppressed_added += self.suppression.add(numbers, moment=self.clock())
 
     def _priced(self, row: Row) -> None:
-        if self.account is not None:
-            self.cost += row.pages * self.account.page_price(
+        if self.account is None:
+            return
+        price = self._prices.get(row.encoding)
+        if price is None:  # once per encoding, not per message
+            price = self._prices[row.encoding] = self.account.page_price(
                 self.config.provider.tariff, row.encoding
             )
+        self.cost += row.pages * price
 
     def _why_stopped(self) -> str:
         if isinstance(self.stopped, ProviderFatal):
