@@ -9,6 +9,7 @@ plus `classify_http`; the README shows the same table.
 | connect error / connect timeout / pool timeout      | RETRY      | retried (never reached it)   |
 | request write failed (reset mid-request)            | RETRY      | retried (never had it whole) |
 | HTTP 429, HTTP 503 (honours Retry-After)            | RETRY      | retried                      |
+| ... with a Retry-After over 300 s                   | FATAL      | pending, run stops for now   |
 | read timeout, dropped connection after writing      | AMBIGUOUS  | unknown, never retried       |
 | HTTP 5xx other than 503, other non-200              | AMBIGUOUS  | unknown                      |
 | HTTP 4xx other than 429 (a proxy or wrong base_url) | FATAL      | pending, run stops           |
