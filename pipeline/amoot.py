@@ -169,11 +169,11 @@ def read_json(body: bytes) -> Any:
         return None
     try:
         return json.loads(text)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # JSONDecodeError, or a number too long to parse
         pass
     try:
         return json.loads(_LEADING_ZERO_NUMBER.sub(r'\1"\2"', text))
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):
         return None
 
 
@@ -213,7 +213,12 @@ def read_send_answer(
     title = title_of(data["Status"])
     campaigns = _campaigns(data.get("Data"))
     if title != "Success" and campaigns is None:
-        return SendReply(kind_of(title), title)
+        kind = kind_of(title)
+        if kind is Kind.RECIPIENT and data.get("Data") is not None:
+            # A list-level rejection is "nothing processed" only with Data null; with data we
+            # cannot read, some of it may have gone out: never split and resend it.
+            return SendReply(Kind.AMBIGUOUS, title)
+        return SendReply(kind, title)
     if campaigns is None:
         return SendReply(Kind.AMBIGUOUS, "the answer said Success but listed no campaigns")
 

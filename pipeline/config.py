@@ -127,6 +127,18 @@ class ProviderConfig(_Section):
             raise ValueError("must be an http(s) URL such as https://portal.amootsms.com/rest")
         return value.rstrip("/")
 
+    @field_validator("token")
+    @classmethod
+    def _token_shape(cls, value: str) -> str:
+        # Never echo it; a CR from a CRLF env file or a stray space breaks every request.
+        if value and (value != value.strip() or not value.isascii() or not value.isprintable()):
+            raise ValueError(
+                "the token has spaces, line breaks or non-ASCII characters around or in it; "
+                "copy it again from the panel (an env file saved with Windows line endings "
+                "adds a hidden \\r)"
+            )
+        return value
+
     @model_validator(mode="after")
     def _token_when_real(self) -> ProviderConfig:
         if not self.sandbox and not self.token.strip():

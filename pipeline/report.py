@@ -106,8 +106,21 @@ class ReportWriter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if not self._file.closed:
+        if self._file.closed:
+            return
+        if exc is None:
             self.close()
+            return
+        # The run failed part-way: write what is known, but leave the file under its
+        # `.partial` name (rows not read yet are missing; the journal is the truth).
+        self.flush_ready()
+        for row in self._waiting:
+            if row.status is None:
+                row.status = Status.UNKNOWN
+                row.error = "the run stopped with an error before this row was settled"
+            self._write(row)
+        self._waiting.clear()
+        self._file.close()
 
     def _write(self, row: Row) -> None:
         status = row.status or Status.PENDING

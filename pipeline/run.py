@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import time
@@ -158,9 +159,19 @@ def run(
                 before_post=campaign.before_post,
                 after_answer=campaign.after_answer,
             )
-        for rows in batches:
-            campaign.take(rows)
-        campaign.finish()
+        try:
+            for rows in batches:
+                campaign.take(rows)
+            campaign.finish()
+        except BaseException as exc:
+            campaign.abort()
+            if isinstance(exc, PipelineError) and campaign.posted:
+                raise StoppedMidRun(
+                    f"{exc}\nThe run stopped after sending had started. The journal keeps "
+                    "what was sent; rows that were in flight are `unknown`. Fix the cause, then "
+                    "rerun the same command: it continues where it stopped."
+                ) from exc
+            raise
         progress.finish()
         report.close()
 
@@ -184,6 +195,12 @@ def run(
         preview=campaign.preview,
         deliveries=gate.deliveries,
     )
+
+
+class StoppedMidRun(PipelineError):
+    """An error (journal, disk) after the first request: stop, keep what is known (exit 3)."""
+
+    exit_code = 3
 
 
 class _Campaign:
@@ -221,6 +238,8 @@ class _Campaign:
         self.chunk_pages: dict[int, int] = {}
         self.inflight: dict[int, Row] = {}
         self.unrecorded: list[tuple[str, Outcome]] = []  # answers the journal has not yet
+        self.posted = False  # a request was handed to the sender: errors now are mid-run
+        self.unsent_by_stop = 0  # rows left pending because the run was asked to stop
         self.stopped: PipelineError | None = None
         self.page_mismatches = 0
         self.cost = 0
@@ -260,6 +279,7 @@ class _Campaign:
             return
         if self.stopped is not None or self.stop.is_set():
             row.settle(Outcome(Status.PENDING, self._why_stopped()))
+            self.unsent_by_stop += 1
             return
         if self.options.limit is not None and self.queued >= self.options.limit:
             row.settle(Outcome(Status.PENDING, f"held back by --limit {self.options.limit}"))
@@ -283,6 +303,7 @@ class _Campaign:
             )
         if self.hold or self.stopped is not None or self.stop.is_set():
             reason = self.hold or self._why_stopped()
+            self.unsent_by_stop += 0 if self.hold else len(chunk)
             for m in chunk:
                 self.inflight.pop(m.row).settle(Outcome(Status.PENDING, reason))
             return
@@ -304,15 +325,30 @@ class _Campaign:
         if self.unrecorded:
             self.journal.record(self.unrecorded)
             self.unrecorded = []
-        if self.stopped is None and self.stop.is_set():
+        # A signal that came when nothing was left to send changes nothing.
+        if self.stopped is None and self.stop.is_set() and self.unsent_by_stop:
             self.stopped = Interrupted(
                 "interrupted: the requests in flight finished and were recorded; the rest are "
                 "`pending`. Fix: rerun the same command to continue."
             )
 
+    def abort(self) -> None:
+        """After an unexpected error: keep what is known, call in-flight rows `unknown`."""
+        reason = "the run stopped with an error while this was in flight; it may have gone out"
+        for row in self.inflight.values():
+            if row.status is None:
+                row.settle(Outcome(Status.UNKNOWN, reason))
+        self.inflight.clear()
+        if self.unrecorded:
+            # If the journal itself failed, its rows stay in flight: `unknown` next run.
+            with contextlib.suppress(PipelineError):
+                self.journal.record(self.unrecorded)
+            self.unrecorded = []
+
     # -- journal around each request (main thread only) ---------------------------------
 
     def before_post(self, messages: Sequence[Message]) -> None:
+        self.posted = True
         # The answers gathered since the last request share this mark's transaction.
         self.journal.mark_inflight([(m.number, m.text) for m in messages], self.unrecorded)
         self.unrecorded = []
@@ -330,6 +366,8 @@ class _Campaign:
             recorded.append((m.number, outcome))
             if outcome.status is Status.SENT:
                 self._priced(row)
+            elif outcome.status is Status.PENDING:
+                self.unsent_by_stop += 1
             elif (
                 outcome.status is Status.FAILED
                 and outcome.error == "Mobile_Invalid"
@@ -350,6 +388,9 @@ class _Campaign:
                 f"rows {first}-{last}: "
                 + ", ".join(f"{n} {status}" for status, n in sorted(tally.items()))
             )
+        if result.internal is not None and self.stopped is None:
+            self.stopped = result.internal
+            self.stop.set()
         if result.stop is not None and self.stopped is None:
             self.stopped = result.stop
             self.stop.set()
@@ -361,8 +402,12 @@ class _Campaign:
             return
         if self.suppression is None:
             self.blacklisted_unlisted += len(numbers)
-        else:
+            return
+        try:
             self.suppressed_added += self.suppression.add(numbers, moment=self.clock())
+        except PipelineError as exc:  # a list we cannot write must not stop a run mid-way
+            self.blacklisted_unlisted += len(numbers)
+            self.log(f"warning: {exc}")
 
     def _priced(self, row: Row) -> None:
         if self.account is None:

@@ -26,7 +26,7 @@ from pipeline.amoot import Kind
 from pipeline.clock import send_datetime
 from pipeline.config import Config
 from pipeline.deliveries import read_deliveries
-from pipeline.errors import ProviderFatal
+from pipeline.errors import PipelineError, ProviderFatal
 from pipeline.models import Message, Outcome, Status
 from pipeline.sandbox import shipped_sandbox
 from pipeline.throttle import Throttle
@@ -42,6 +42,7 @@ class ChunkResult:
     attempts: dict[int, int] = field(default_factory=dict)  # requests that carried each row
     stop: ProviderFatal | None = None
     page_mismatches: int = 0
+    internal: PipelineError | None = None  # a sender thread crashed (see Dispatcher._settle)
 
 
 class _SafeToRetry(Exception):
@@ -276,8 +277,13 @@ class Sender:
             return amoot.SendReply(
                 Kind.AMBIGUOUS, f"HTTP: no answer within {self._settings.timeout:g}s"
             )
-        except httpx.TransportError as exc:
-            reason = f"HTTP: connection dropped after sending ({type(exc).__name__})"
+        except (httpx.LocalProtocolError, httpx.UnsupportedProtocol) as exc:
+            # Refused by our own side before a byte left (a malformed header, a bad URL).
+            return amoot.SendReply(Kind.FATAL, f"HTTP: the request could not be sent ({exc})")
+        except httpx.HTTPError as exc:
+            # A dropped connection, or an answer that could not be decoded (a broken gzip
+            # from a proxy): either way the request may have been processed.
+            reason = f"HTTP: no usable answer after sending ({type(exc).__name__})"
             if idempotent:
                 raise _SafeToRetry(reason) from exc
             return amoot.SendReply(Kind.AMBIGUOUS, reason)
@@ -387,7 +393,30 @@ class Dispatcher:
         done, _ = wait(self._inflight, timeout=None if block else 0, return_when=FIRST_COMPLETED)
         for future in done:
             messages = self._inflight.pop(future)
-            self._after_answer(messages, future.result())
+            try:
+                result = future.result()
+            except Exception as exc:  # a bug in a sender thread: its rows may have gone out
+                result = _crashed(messages, exc)
+            self._after_answer(messages, result)
+
+
+class InternalFailure(PipelineError):
+    """A sender thread failed unexpectedly (a bug); the run stops with what it has recorded."""
+
+    exit_code = 1
+
+
+def _crashed(messages: Sequence[Message], exc: Exception) -> ChunkResult:
+    reason = f"an internal error while sending ({type(exc).__name__}): it may have gone out"
+    result = ChunkResult(
+        outcomes={m.row: Outcome(Status.UNKNOWN, reason) for m in messages},
+        stop=None,
+    )
+    result.internal = InternalFailure(
+        f"internal error in a sender thread ({type(exc).__name__}: {exc}); the rows of that "
+        "request are `unknown`, nothing else was lost. Please report this bug."
+    )
+    return result
 
 
 @contextmanager

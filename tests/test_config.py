@@ -149,3 +149,14 @@ def test_relative_sqlite_url_is_relative_to_the_config(tmp_path):
         "  path: data/contacts.csv\n", "  query: SELECT 1\n  url: sqlite:////srv/x.db\n"
     )
     assert load_config_ok(tmp_path, text).contacts.url == "sqlite:////srv/x.db"
+
+
+def test_a_token_with_a_carriage_return_is_refused_without_echoing_it(tmp_path, monkeypatch):
+    """An env file with Windows line endings adds a hidden \\r to the token: exit 2, not a run
+    whose every request fails."""
+    monkeypatch.setenv("AMOOT_TOKEN_X", "secret-value\r")
+    message = _error(
+        tmp_path, BASE.replace("sandbox: true", "sandbox: false\n  token: ${AMOOT_TOKEN_X}")
+    )
+    assert "provider.token" in message and "line break" in message
+    assert "secret-value" not in message

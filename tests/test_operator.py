@@ -185,3 +185,23 @@ def test_attention_file_holds_original_columns_of_rows_to_fix(go, campaign):
     assert lines[0] == "mobile,first_name,code,status,error"
     assert lines[1].startswith("0212,b,C2,invalid,")
     assert len(lines) == 2
+
+
+def test_an_unwritable_suppression_list_warns_and_the_run_goes_on(campaign, monkeypatch):
+    """A blacklisted number that cannot be added to the list is a warning, not a stop."""
+    monkeypatch.setenv("AMOOT_TOKEN", TOKEN)
+    # A list that reads fine but refuses writes, even to root: /proc/version.
+    (campaign.folder / "optout").symlink_to("/proc/version")
+    campaign.contacts([("09120000005", "x", "y"), ("09120000006", "z", "w")])
+    campaign.write_config(PROVIDER, extra="suppression:\n  path: optout\n")
+    sim = AmootSimulator(token=TOKEN, blacklist=["09120000005"])
+    lines: list[str] = []
+    result = run(
+        load_config(campaign.config),
+        RunOptions(),
+        transport=httpx.MockTransport(sim.handle),
+        log=lines.append,
+    )
+    assert result.exit_code == 0
+    assert result.counts[Status.FAILED] == 1 and result.counts[Status.SENT] == 1
+    assert any(line.startswith("warning:") for line in lines)

@@ -176,3 +176,97 @@ def test_preflight_refuses_above_max_cost(setup):
     result = _go(campaign, sim)
     assert result.exit_code == 3 and "max_cost" in str(result.stopped)
     assert sim.accepted == []
+
+
+def _scripted(sim: AmootSimulator, misbehave):
+    """A transport that answers like `sim`, except where `misbehave(request, n)` answers."""
+    calls = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("SendPeerToPeer"):
+            calls.append(request)
+            answer = misbehave(request, len(calls))
+            if answer is not None:
+                return answer
+        return sim.handle(request)
+
+    return httpx.MockTransport(handle)
+
+
+def test_an_undecodable_answer_is_unknown_not_a_crash(setup):
+    """A 200 whose body cannot be decoded (a proxy's broken gzip) may hide a processed request:
+    its rows are `unknown` (exit 5), the rest are sent, nothing crashes."""
+    campaign, sim = setup
+
+    def broken_gzip(request, n):
+        if n == 2:
+            sim.handle(request)  # the provider did process it
+            return httpx.Response(200, headers={"Content-Encoding": "gzip"}, content=b"not gzip")
+        return None
+
+    config = load_config(campaign.config)
+    result = run(config, RunOptions(), transport=_scripted(sim, broken_gzip))
+    assert result.exit_code == 5
+    assert result.counts[Status.UNKNOWN] == 3 and result.counts[Status.SENT] == 7
+    assert len({a.number for a in sim.accepted}) == len(sim.accepted) == 10
+
+
+def test_list_level_invalid_with_data_is_never_split_and_resent(setup):
+    """Mobiles_Invalid is "nothing processed" only with Data null; with data, the rows are
+    `unknown` and not one of them is posted again."""
+    campaign, sim = setup
+
+    def with_data(request, n):
+        if n == 1:
+            sim.handle(request)
+            body = {"Status": "Mobiles_Invalid", "Data": {"CampaignsCreated": 1}}
+            return httpx.Response(200, json=body)
+        return None
+
+    result = run(load_config(campaign.config), RunOptions(), transport=_scripted(sim, with_data))
+    assert result.counts[Status.UNKNOWN] == 3
+    assert len({a.number for a in sim.accepted}) == len(sim.accepted) == 10
+
+
+def test_a_crash_in_a_sender_thread_keeps_every_row(setup):
+    """An unexpected exception in a sender thread (a bug): its rows are `unknown`, the run
+    stops with exit 1, the report still has every row, and a rerun sends no row twice."""
+    campaign, sim = setup
+
+    def explode(request, n):
+        if n == 2:
+            raise RuntimeError("boom")
+
+    config = load_config(campaign.config)
+    config = config.model_copy(
+        update={"provider": config.provider.model_copy(update={"concurrency": 1})}
+    )
+    result = run(config, RunOptions(), transport=_scripted(sim, explode))
+    assert result.exit_code == 1
+    report = campaign.read_report()
+    assert len(report) == 10
+    assert [r["status"] for r in report[3:6]] == ["unknown"] * 3
+    assert {r["status"] for r in report[:3]} == {"sent"}
+    rerun = run(config, RunOptions(), transport=httpx.MockTransport(sim.handle))
+    assert rerun.counts[Status.UNKNOWN] == 3
+    assert len({a.number for a in sim.accepted}) == len(sim.accepted)
+
+
+def test_a_signal_after_the_last_request_changes_nothing(setup):
+    """SIGTERM while the last request is in flight: everything was sent, so exit 0."""
+    import os
+    import signal as signals
+
+    campaign, sim = setup
+    config = load_config(campaign.config)
+    config = config.model_copy(
+        update={"provider": config.provider.model_copy(update={"concurrency": 1})}
+    )
+
+    def signal_on_last(request, n):
+        if n == 4:  # 10 rows in chunks of 3: the fourth request is the last
+            os.kill(os.getpid(), signals.SIGTERM)
+
+    result = run(config, RunOptions(), transport=_scripted(sim, signal_on_last))
+    assert result.counts[Status.SENT] == 10
+    assert result.exit_code == 0
