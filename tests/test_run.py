@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 import pytest
 
@@ -178,7 +180,9 @@ def test_preflight_refuses_above_max_cost(setup):
     assert sim.accepted == []
 
 
-def _scripted(sim: AmootSimulator, misbehave):
+def _scripted(
+    sim: AmootSimulator, misbehave: Callable[[httpx.Request, int], httpx.Response | None]
+) -> httpx.MockTransport:
     """A transport that answers like `sim`, except where `misbehave(request, n)` answers."""
     calls = []
 
