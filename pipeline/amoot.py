@@ -190,6 +190,7 @@ class SendReply:
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     page_mismatches: int = 0  # campaigns whose SMSPagesCount differs from our count
     fatal_title: str = ""  # a campaign-level fatal title inside a Success answer
+    unknown_title: bool = False  # a Status this tool does not know: the run must stop
 
 
 def classify_http(status_code: int) -> Kind | None:
@@ -218,7 +219,7 @@ def read_send_answer(
             # A list-level rejection is "nothing processed" only with Data null; with data we
             # cannot read, some of it may have gone out: never split and resend it.
             return SendReply(Kind.AMBIGUOUS, title)
-        return SendReply(kind, title)
+        return SendReply(kind, title, unknown_title=title not in TITLES)
     if campaigns is None:
         return SendReply(Kind.AMBIGUOUS, "the answer said Success but listed no campaigns")
 

@@ -284,7 +284,7 @@ def _expand(value: Any, key: str, lines: dict[str, int], shown: str) -> Any:
 
 def _explain(exc: ValidationError, lines: dict[str, int], shown: str) -> str:
     """One line per problem: where, which key, what is wrong, the fix."""
-    messages = []
+    messages: list[tuple[int, str]] = []  # (line, message): reported in file order
     for error in exc.errors():
         loc = [str(part) for part in error["loc"]]
         key = ".".join(loc)
@@ -297,25 +297,26 @@ def _explain(exc: ValidationError, lines: dict[str, int], shown: str) -> str:
             allowed = [name for name in allowed if name != "source"]
             close = difflib.get_close_matches(loc[-1], allowed, n=1)
             hint = f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(allowed)}"
-            messages.append(f"{_where(shown, lines, key)}: {key}: unknown key; {hint}")
-        elif kind == "missing":
             messages.append(
-                f"{_where(shown, lines, '.'.join(loc[:-1]))}: {key}: required. "
-                "Fix: add it (see the commented config.yaml in the repository)."
+                (lines.get(key, 0), f"{_where(shown, lines, key)}: {key}: unknown key; {hint}")
+            )
+        elif kind == "missing":
+            parent = ".".join(loc[:-1])
+            messages.append(
+                (
+                    lines.get(parent, 0),
+                    f"{_where(shown, lines, parent)}: {key}: required. "
+                    "Fix: add it (see the commented config.yaml in the repository).",
+                )
             )
         else:
             reason = str(error["msg"]).removeprefix("Value error, ")
             got = error.get("input")
             secret = "token" in key or key.endswith(".url")
             shown_got = "" if isinstance(got, dict) or secret else f" (got {got!r})"
-            messages.append(f"{_where(shown, lines, key)}: {key or 'config'}: {reason}{shown_got}")
-    # Report in file order, as an operator reads the file top to bottom.
-    return "\n".join(sorted(messages, key=_line_of))
-
-
-def _line_of(message: str) -> int:
-    match = re.match(r"[^\n]*?:(\d+): ", message)
-    return int(match.group(1)) if match else 0
+            where = _where(shown, lines, key)
+            messages.append((lines.get(key, 0), f"{where}: {key or 'config'}: {reason}{shown_got}"))
+    return "\n".join(message for _, message in sorted(messages))
 
 
 def _where(shown: str, lines: dict[str, int], key: str) -> str:

@@ -58,7 +58,6 @@ class ReportWriter:
         self._file = self._partial.open("w", encoding="utf-8-sig", newline="")
         self._csv = csv.writer(self._file)
         self._csv.writerow(COLUMNS)
-        self._columns = columns
         self._attention: _Attention | None = (
             _Attention(path.with_name(f"{path.stem}-attention{path.suffix}"), columns)
             if attention
@@ -80,13 +79,7 @@ class ReportWriter:
 
     def close(self) -> None:
         """Write what is left (all settled by now) and put the file in place."""
-        self.flush_ready()
-        if self._waiting:  # pragma: no cover - a bug upstream; never lose a row over it
-            for row in self._waiting:
-                row.status = Status.PENDING
-                row.error = row.error or "not settled when the report was written"
-                self._write(row)
-            self._waiting.clear()
+        self._write_remaining()  # all settled by now, unless a bug: never lose a row over it
         self._file.close()
         os.replace(self._partial, self.path)
         if self._attention is not None:
@@ -113,14 +106,17 @@ class ReportWriter:
             return
         # The run failed part-way: write what is known, but leave the file under its
         # `.partial` name (rows not read yet are missing; the journal is the truth).
-        self.flush_ready()
+        self._write_remaining()
+        self._file.close()
+
+    def _write_remaining(self) -> None:
+        """Every row still waiting, in order; one never settled may have gone out: unknown."""
         for row in self._waiting:
             if row.status is None:
                 row.status = Status.UNKNOWN
                 row.error = "the run stopped with an error before this row was settled"
             self._write(row)
         self._waiting.clear()
-        self._file.close()
 
     def _write(self, row: Row) -> None:
         status = row.status or Status.PENDING

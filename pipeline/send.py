@@ -147,7 +147,7 @@ class Sender:
         else:  # AMBIGUOUS: it may have gone out; never send it again automatically
             for m in messages:
                 result.outcomes[m.row] = Outcome(Status.UNKNOWN, reply.title)
-            if reply.title not in amoot.TITLES and not reply.title.startswith(_HTTP_PREFIXES):
+            if reply.unknown_title:
                 result.stop = ProviderFatal(
                     reply.title,
                     f"the provider answered {amoot.describe(reply.title)}; the run stopped. "
@@ -310,7 +310,6 @@ class Sender:
 _T = TypeVar("_T")
 _JSON = "application/json; charset=utf-8"
 _FORM = "application/x-www-form-urlencoded"
-_HTTP_PREFIXES = ("HTTP", "the answer")
 
 
 def _fatal(title: str) -> ProviderFatal:

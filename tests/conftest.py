@@ -12,6 +12,7 @@ import textwrap
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ import pytest
 from pipeline.journal import Entry, Journal, State
 from pipeline.sandbox import AmootSimulator, RecordedRequest, Reply
 from pipeline.sandbox_server import SandboxServer
+from pipeline.send import Sender, SenderSettings
+from pipeline.throttle import Throttle
 
 REPO = Path(__file__).resolve().parent.parent
 TOKEN = "test-token-5f3a9c"  # the fake's token; tests assert it never leaks into output
@@ -37,6 +40,44 @@ class FakeSleep:
     def __call__(self, seconds: float) -> bool:
         self.calls.append(seconds)
         return False
+
+
+# 2026-03-20 20:30 UTC is 2026-03-21 00:00 in Tehran: a SendDateTime tests can assert exactly.
+SEND_MOMENT = datetime(2026, 3, 20, 20, 30, tzinfo=UTC)
+
+
+def make_sender(
+    sim: AmootSimulator,
+    *,
+    token: str,
+    max_attempts: int = 4,
+    stop: threading.Event | None = None,
+    raw: list[httpx.Request] | None = None,
+) -> tuple[Sender, FakeSleep]:
+    """A real Sender against the in-process simulator, with a fake sleep (no real waiting)."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if raw is not None:
+            raw.append(request)
+        return sim.handle(request)
+
+    sleep = FakeSleep()
+    settings = SenderSettings(
+        base_url="https://portal.amootsms.com/rest",
+        token=token,
+        line_number="public",
+        timeout=5,
+        max_attempts=max_attempts,
+    )
+    sender = Sender(
+        httpx.Client(transport=httpx.MockTransport(handle)),
+        settings,
+        throttle=Throttle(None, sleep=sleep),
+        stop=stop or threading.Event(),
+        sleep=sleep,
+        send_at=lambda: SEND_MOMENT,
+    )
+    return sender, sleep
 
 
 @dataclass

@@ -6,8 +6,8 @@ import json
 import threading
 from collections import Counter
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -29,13 +29,13 @@ from pipeline.errors import InputError, ProviderFatal
 from pipeline.journal import Journal, State
 from pipeline.models import Message, Outcome, Status
 from pipeline.sandbox import AmootSimulator, Fault
-from pipeline.send import Sender, SenderSettings
+from pipeline.send import Sender
 from pipeline.suppression import Suppression, load_suppression
-from pipeline.throttle import Throttle
+from tests.conftest import SEND_MOMENT as MOMENT
 from tests.conftest import FakeSleep
+from tests.conftest import make_sender as shared_sender
 
 TOKEN = "deliveries-token-7c1e"
-MOMENT = datetime(2026, 3, 20, 20, 30, tzinfo=UTC)  # 2026-03-21 00:00 in Tehran
 
 # amoot-api.md §4, written out again so that a change to the module's table shows up here.
 EXPECTED = {
@@ -61,37 +61,8 @@ EXPECTED = {
 }
 
 
-def make_sender(
-    sim: AmootSimulator,
-    *,
-    max_attempts: int = 3,
-    stop: threading.Event | None = None,
-    raw: list[httpx.Request] | None = None,
-) -> tuple[Sender, FakeSleep]:
-    """A real Sender against the in-process simulator, with a fake sleep."""
-
-    def handle(request: httpx.Request) -> httpx.Response:
-        if raw is not None:
-            raw.append(request)
-        return sim.handle(request)
-
-    sleep = FakeSleep()
-    settings_ = SenderSettings(
-        base_url="https://portal.amootsms.com/rest",
-        token=TOKEN,
-        line_number="public",
-        timeout=5,
-        max_attempts=max_attempts,
-    )
-    sender = Sender(
-        httpx.Client(transport=httpx.MockTransport(handle)),
-        settings_,
-        throttle=Throttle(None, sleep=sleep),
-        stop=stop or threading.Event(),
-        sleep=sleep,
-        send_at=lambda: MOMENT,
-    )
-    return sender, sleep
+def make_sender(sim: AmootSimulator, **kwargs: Any) -> tuple[Sender, FakeSleep]:
+    return shared_sender(sim, token=TOKEN, **kwargs)
 
 
 def numbers(count: int) -> list[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import shutil
 from datetime import UTC, datetime, timedelta
 
@@ -171,12 +170,23 @@ def test_requests_carry_raw_token_and_json_body(
     """Each chunk is one SendPeerToPeer POST: raw token header, JSON Input of at most chunk_size."""
     campaign.contacts([(f"0912000{i:04d}", "نام", f"C{i}") for i in range(1, 8)])
     campaign.write_config(live_provider(server, chunk_size=3))
+    authorizations = []
+    decide = simulator.decide
+
+    def record_authorization(request):  # the fake's log leaves the token out on purpose
+        authorizations.append(request.headers.get("Authorization"))
+        return decide(request)
+
+    simulator.decide = record_authorization  # type: ignore[method-assign]
     result = run_cli(campaign.config)
     assert result.returncode == 0, result.stderr
+    assert set(authorizations) == {TOKEN}  # the raw token: no "Bearer " prefix
     sends = [r for r in simulator.requests if r.method == "SendPeerToPeer"]
     assert sorted(len(r.body["Input"]) for r in sends) == [1, 3, 3]
     assert all(r.body["LineNumber"] == "public" for r in sends)
-    assert json.dumps(sends[0].body, ensure_ascii=False)
+    assert all(r.headers["content-type"].startswith("application/json") for r in sends)
+    posted = sorted(item["Number"] for r in sends for item in r.body["Input"])
+    assert posted == [f"0912000{i:04d}" for i in range(1, 8)]
 
 
 def test_preflight_refusal_against_account_status(

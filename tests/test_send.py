@@ -3,41 +3,20 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
-import httpx
 import pytest
 
 from pipeline.models import Message, Status
 from pipeline.sandbox import AmootSimulator, Fault
-from pipeline.send import Sender, SenderSettings
-from pipeline.throttle import Throttle
-from tests.conftest import FakeSleep
+from pipeline.send import Sender
+from tests.conftest import FakeSleep, make_sender
 
 TOKEN = "unit-token"
 
 
-def _sender(sim: AmootSimulator, *, max_attempts: int = 4, stop: threading.Event | None = None):
-    sleep = FakeSleep()
-    stop = stop or threading.Event()
-    client = httpx.Client(transport=httpx.MockTransport(sim.handle))
-    settings = SenderSettings(
-        base_url="https://portal.amootsms.com/rest",
-        token=TOKEN,
-        line_number="public",
-        timeout=5,
-        max_attempts=max_attempts,
-    )
-    from datetime import UTC, datetime
-
-    sender = Sender(
-        client,
-        settings,
-        throttle=Throttle(None, sleep=sleep),
-        stop=stop,
-        sleep=sleep,
-        send_at=lambda: datetime(2026, 3, 20, 20, 30, tzinfo=UTC),
-    )
-    return sender, sleep
+def _sender(sim: AmootSimulator, **kwargs: Any) -> tuple[Sender, FakeSleep]:
+    return make_sender(sim, token=TOKEN, **kwargs)
 
 
 def _messages(n: int) -> list[Message]:
