@@ -17,9 +17,7 @@ from functools import singledispatch
 from pathlib import Path
 from typing import Any
 
-import openpyxl
 import pandas as pd
-from openpyxl.utils import get_column_letter
 
 from pipeline.errors import InputError
 from pipeline.models import Contact
@@ -31,6 +29,8 @@ _SNIFF_CHARS = 64 * 1024
 _MAX_PLAIN_DIGITS = 40
 _VALIDATE_BYTES = 1024 * 1024
 _PARQUET_BUFFER = 1024 * 1024
+_CENSUS_CHUNK = 100_000
+_READ_ROWS = 10_000
 _SAVE_AS_UTF8 = (
     'It was probably saved by Excel as plain "CSV" in a Windows code page: open it in Excel '
     'and use File > Save As > "CSV UTF-8 (Comma delimited) (*.csv)", '
@@ -43,19 +43,45 @@ Rows = Iterator[tuple[int, Sequence[str]]]
 
 
 @dataclass(frozen=True, slots=True)
+class Census:
+    """A whole source read once at C speed, before anything is sent.
+
+    It meets every error the real read would meet (so a broken row stops the run before the
+    first request, not halfway) and counts the rows, which bounds what the run can cost. That
+    lets the sending pass prepare rows as it streams them, instead of a first pass preparing
+    every row in Python and keeping them on disk until the preflight has run.
+    """
+
+    rows: int  # data rows not blank (whitespace-only ones may be counted): an upper bound
+    values: frozenset[str]  # the stripped, distinct values of the column asked for
+
+
+# Census of the column at this header position (None: only count); None when this source
+# cannot be counted without preparing every row in Python (the gate then does its first pass).
+CensusReader = Callable[[int | None], Census | None]
+# What a reader returns: the raw header, the rows, and the census of the same source.
+Opened = tuple[list[str], Rows, CensusReader]
+
+
+def _no_census(_column: int | None) -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
 class ContactSource:
     """An opened contacts source: its header, checked, and its rows, still to be read."""
 
     path: Path | None  # the file; None for a database query (sql_source)
     columns: tuple[str, ...]  # header names, stripped of BOM and whitespace
     batches: Iterator[list[Contact]]  # read lazily; errors found on the way are InputError
+    census: CensusReader = _no_census
 
 
 def open_contacts(
     path: Path,
     phone_column: str,
     *,
-    batch_size: int = 10_000,
+    batch_size: int = 1_000,
     shown_path: str | None = None,
 ) -> ContactSource:
     """Open a contacts file, check its header now, and return its rows as lazy batches.
@@ -87,7 +113,10 @@ def open_contacts(
             "(a relative path starts from the config file's folder)."
         )
     try:
-        raw_header, rows = reader(path, shown, batch_size)
+        # Files are read in large chunks (pandas' cost per chunk is real) but handed on in
+        # small batches: a run prepares a batch before sending any of it, so a small one
+        # keeps requests leaving while the next rows are prepared.
+        raw_header, rows, census = reader(path, shown, max(batch_size, _READ_ROWS))
     except OSError as exc:
         raise InputError(
             f"{shown}: cannot be read ({exc.strerror or exc}). "
@@ -95,7 +124,7 @@ def open_contacts(
         ) from exc
     columns = column_names(raw_header, shown)
     check_phone_column(phone_column, columns, shown)
-    return ContactSource(path, columns, contact_batches(rows, columns, batch_size))
+    return ContactSource(path, columns, contact_batches(rows, columns, batch_size), census)
 
 
 def contact_batches(
@@ -234,7 +263,7 @@ def _decimal_text(number: Decimal) -> str:
 # --- CSV / TSV / TXT -------------------------------------------------------------------------
 
 
-def _read_delimited(path: Path, shown: str, batch_size: int) -> tuple[list[str], Rows]:
+def _read_delimited(path: Path, shown: str, batch_size: int) -> Opened:
     _check_utf8(path, shown)
     with path.open(encoding="utf-8-sig", newline="") as handle:
         head = handle.read(_SNIFF_CHARS)
@@ -266,7 +295,33 @@ def _read_delimited(path: Path, shown: str, batch_size: int) -> tuple[list[str],
     except pd.errors.ParserError as exc:
         raise InputError(_ragged_message(str(exc), shown, 0, delimiter)) from exc
     header = [cell_text(cell) for cell in first.iloc[0]]
-    return header, _delimited_rows(path, shown, options, len(header), batch_size)
+    width = len(header)
+
+    def census(column: int | None) -> Census:
+        return _delimited_census(path, shown, options, width, column)
+
+    return header, _delimited_rows(path, shown, options, width, batch_size), census
+
+
+def _delimited_census(
+    path: Path, shown: str, options: dict[str, Any], width: int, column: int | None
+) -> Census:
+    """Every record parsed with the very options of the real read (so the same errors), kept
+    only as counts. Reading only some columns (usecols) would be faster but lets a row with an
+    extra cell through, which the real read refuses."""
+    rows = 0
+    values: set[str] = set()
+    try:
+        with pd.read_csv(path, chunksize=_CENSUS_CHUNK, **options) as reader:
+            for number, records in enumerate(reader):
+                chunk = records.iloc[1:] if number == 0 else records  # record 0: the header
+                filled = (chunk != "").any(axis=1)  # blank rows are counted, never sent
+                rows += int(filled.sum())
+                if column is not None and column < chunk.shape[1]:
+                    values.update(chunk.iloc[:, column][filled].str.strip().unique())
+    except pd.errors.ParserError as exc:
+        raise InputError(_ragged_message(str(exc), shown, width, options["sep"])) from exc
+    return Census(rows, frozenset(values))
 
 
 def _delimited_rows(
@@ -344,7 +399,7 @@ def _sniff_delimiter(head: str) -> str:
 # --- Excel -------------------------------------------------------------------------------------
 
 
-def _read_xlsx(path: Path, shown: str, batch_size: int) -> tuple[list[str], Rows]:
+def _read_xlsx(path: Path, shown: str, batch_size: int) -> Opened:
     del batch_size  # openpyxl reads row by row; there is no chunk to size
     with closing(_xlsx_cells(path, shown)) as cells_by_row:
         first = next(cells_by_row, ())
@@ -357,7 +412,7 @@ def _read_xlsx(path: Path, shown: str, batch_size: int) -> tuple[list[str], Rows
             f"{shown}: the first sheet is empty or its first row is empty. "
             "Put the header row (column names such as mobile) in row 1 of the first sheet."
         )
-    return header, _xlsx_rows(path, shown, len(header))
+    return header, _xlsx_rows(path, shown, len(header)), _no_census
 
 
 def _xlsx_rows(path: Path, shown: str, width: int) -> Rows:
@@ -367,6 +422,8 @@ def _xlsx_rows(path: Path, shown: str, width: int) -> Rows:
             texts = [cell_text(cell) for cell in cells]
             extra = [i for i, text in enumerate(texts[width:], width + 1) if text.strip()]
             if extra:
+                from openpyxl.utils import get_column_letter  # noqa: PLC0415 - see _xlsx_cells
+
                 raise InputError(
                     f"{shown}: row {row} (sheet row {row + 1}) has a value in column "
                     f"{get_column_letter(extra[0])}, which has no name in the header row. "
@@ -376,6 +433,9 @@ def _xlsx_rows(path: Path, shown: str, width: int) -> Rows:
 
 
 def _xlsx_cells(path: Path, shown: str) -> Generator[tuple[object, ...]]:
+    # Imported here: openpyxl costs 0.15 s at start-up, paid only by runs that read Excel.
+    import openpyxl  # noqa: PLC0415
+
     try:
         book = openpyxl.load_workbook(path, read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises zip, XML and key errors for a damaged file
@@ -467,7 +527,7 @@ def _keys_in_order(records: Iterable[dict[str, str]]) -> list[str]:
     return list(dict.fromkeys(key for record in records for key in record))
 
 
-def _read_json(path: Path, shown: str, batch_size: int) -> tuple[list[str], Rows]:
+def _read_json(path: Path, shown: str, batch_size: int) -> Opened:
     del batch_size  # a JSON array is one value: it is read whole
     _check_utf8(path, shown, _JSON_AS_UTF8)
     text = path.read_text(encoding="utf-8-sig")
@@ -487,10 +547,17 @@ def _read_json(path: Path, shown: str, batch_size: int) -> tuple[list[str], Rows
         raise InputError(
             f"{shown}: no contact has any field. Write the contacts as [{_EXAMPLE_OBJECT}, ...]."
         )
-    return header, _aligned(enumerate(records, 1), header)
+
+    def census(column: int | None) -> Census:
+        key = header[column] if column is not None else None
+        filled = [r for r in records if "".join(r.values()).strip()]
+        values = {r.get(key, "").strip() for r in filled} if key is not None else set()
+        return Census(len(filled), frozenset(values))
+
+    return header, _aligned(enumerate(records, 1), header), census
 
 
-def _read_jsonl(path: Path, shown: str, batch_size: int) -> tuple[list[str], Rows]:
+def _read_jsonl(path: Path, shown: str, batch_size: int) -> Opened:
     del batch_size  # read line by line, so memory stays bounded whatever the size
     # One full pass now: the header is every key in the file, and a broken line stops the run
     # before anything is sent rather than halfway through.
@@ -500,7 +567,8 @@ def _read_jsonl(path: Path, shown: str, batch_size: int) -> tuple[list[str], Row
         raise InputError(
             f"{shown}: the file has no contacts. Write one object per line, like {_EXAMPLE_OBJECT}."
         )
-    return header, _aligned(_jsonl_records(path, shown), header)
+    # Its rows are counted only by parsing every line again in Python: the gate's first pass.
+    return header, _aligned(_jsonl_records(path, shown), header), _no_census
 
 
 def _aligned(records: Iterable[tuple[int, dict[str, str]]], header: list[str]) -> Rows:
@@ -520,7 +588,7 @@ def _jsonl_records(path: Path, shown: str) -> Iterator[tuple[int, dict[str, str]
 # --- Parquet -----------------------------------------------------------------------------------
 
 
-def _read_parquet(path: Path, shown: str, batch_size: int) -> tuple[list[str], Rows]:
+def _read_parquet(path: Path, shown: str, batch_size: int) -> Opened:
     try:
         # Optional: only a Parquet source needs it, and it is a large install.
         import pyarrow.parquet as pq  # type: ignore[import-not-found, unused-ignore]  # noqa: PLC0415
@@ -537,7 +605,39 @@ def _read_parquet(path: Path, shown: str, batch_size: int) -> tuple[list[str], R
             f"{shown}: cannot be read as a Parquet file ({exc}). "
             "Write it again, or save the contacts as .csv."
         ) from exc
-    return names, _parquet_rows(pq, path, batch_size)
+
+    def census(column: int | None) -> Census:
+        return _parquet_census(pq, path, shown, column)
+
+    return names, _parquet_rows(pq, path, batch_size), census
+
+
+def _parquet_census(pq: Any, path: Path, shown: str, column: int | None) -> Census:
+    """Every batch decoded by pyarrow (a damaged page fails now), counted without Python rows."""
+    import pyarrow.compute as pc  # type: ignore[import-not-found, unused-ignore]  # noqa: PLC0415
+
+    rows = 0
+    values: set[str] = set()
+    try:
+        with pq.ParquetFile(path, pre_buffer=False, buffer_size=_PARQUET_BUFFER) as parquet:
+            for batch in parquet.iter_batches(batch_size=_CENSUS_CHUNK):
+                # A row with every cell null is blank, as an empty CSV row is.
+                filled = None
+                for i in range(batch.num_columns):
+                    valid = pc.is_valid(batch.column(i))
+                    filled = valid if filled is None else pc.or_(filled, valid)
+                if filled is None:
+                    continue
+                rows += pc.sum(filled).as_py() or 0
+                if column is not None:
+                    cells = pc.filter(batch.column(column), filled).unique().to_pylist()
+                    values.update(cell_text(cell).strip() for cell in cells)
+    except (OSError, ValueError) as exc:
+        raise InputError(
+            f"{shown}: cannot be read as a Parquet file ({exc}). "
+            "Write it again, or save the contacts as .csv."
+        ) from exc
+    return Census(rows, frozenset(values))
 
 
 def _parquet_rows(pq: Any, path: Path, batch_size: int) -> Rows:
@@ -553,7 +653,7 @@ def _parquet_rows(pq: Any, path: Path, batch_size: int) -> Rows:
                 yield row, [cell_text(cell) for cell in cells]
 
 
-_READERS: dict[str, Callable[[Path, str, int], tuple[list[str], Rows]]] = {
+_READERS: dict[str, Callable[[Path, str, int], Opened]] = {
     ".csv": _read_delimited,
     ".tsv": _read_delimited,
     ".txt": _read_delimited,

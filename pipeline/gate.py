@@ -21,6 +21,8 @@ from pipeline.send import Sender
 from pipeline.spool import Spool
 from pipeline.suppression import Suppression
 
+ENCODINGS = ("GSM-7", "UCS-2")
+
 
 class Refused(ProviderFatal):
     """The run would not start sending: not enough credit, over max_cost, a stale campaign."""
@@ -32,6 +34,7 @@ class Estimate:
 
     messages: int = 0
     pages: Counter[str] = field(default_factory=Counter)
+    rows: int = 0  # every row read, sent or not
 
     def add(self, row: Row) -> None:
         self.messages += 1
@@ -45,8 +48,17 @@ class Estimate:
 class Gate:
     """The checks between loading and the sending pass: what this run may do, and why not.
 
-    Deliveries are looked up first (--deliveries), then a first pass over every row finds
-    input and template errors and the cost, and the preflight compares it with the credit.
+    Deliveries are looked up first (--deliveries). Before sending, every input and template
+    error must be found and the cost must fit the credit. Two ways lead there:
+
+    - streamed: the source's census (a C-speed read of the whole file) finds the input errors
+      and counts the rows, every template the rows name is compiled and checked, and the
+      preflight proves that even rows x max_pages x the dearer page price fits. The sending
+      pass then prepares each row as it streams it: one pass, sending from the first chunk.
+    - first pass: when the source has no census (Excel, JSON Lines, SQL) or the bound does not
+      fit, every row is prepared before anything is sent, written to a spool, and the exact
+      cost goes to the preflight; the sending pass reads the spool back.
+
     Only a gate that stays open lets the sending pass post anything.
     """
 
@@ -68,7 +80,8 @@ class Gate:
         self.stopped: PipelineError | None = None
         self.account: Account | None = None
         self.deliveries: DeliveryReport | None = None
-        self.messages = 0  # what the sending pass will post (for progress)
+        self.rows = 0  # the rows the sending pass will report (for progress; may overshoot)
+        self.streamed = False  # prepared while sending (see the class docstring)
 
     def decide(
         self, source: ContactSource, preparer: Preparer, suppression: Suppression | None
@@ -80,20 +93,54 @@ class Gate:
             self.hold = "not sent: --deliveries only looks up delivery reports"
             self._deliveries(suppression)
         elif self.sending:
-            spool = Spool(self.config.journal.path.parent)
-            estimate = estimate_run(source, preparer, self.journal, options, spool)
-            batches = spool.batches()
-            self.messages = estimate.messages
             try:
-                if self.config.provider.preflight:
-                    self.account = preflight(self.config, sender, estimate)
-            except ProviderFatal as exc:  # nothing sent: every row is reported `pending`
+                batches = self._before_sending(source, preparer, batches)
+            except ProviderFatal as exc:  # before any row was read: all reported `pending`
                 self.stopped, self.sending = exc, False
         elif options.dry_run and sender is not None:
             self.account = sender.account_status()  # the in-process sandbox: no network
         elif self.timing.stale:
             self.stopped = Refused("stale", self.timing.reason)
         return batches
+
+    def _before_sending(
+        self, source: ContactSource, preparer: Preparer, streamed: Iterator[list[Row]]
+    ) -> Iterator[list[Row]]:
+        """The checks of a sending run; the batches the sending pass is to read."""
+        check_credit = self.config.provider.preflight and self.sender is not None
+        column = self.config.template.column
+        census = source.census(source.columns.index(column) if column is not None else None)
+        if census is not None:
+            preparer.templates.load_named(census.values)  # TemplateError: exit 2, nothing sent
+            self.rows = census.rows
+            if not check_credit or census.rows == 0:
+                self.streamed = True
+                return streamed
+            assert self.sender is not None
+            self.account = self.sender.account_status()
+            if fits(self.config, self.account, self._most(census.rows, self.account)) is None:
+                self.streamed = True
+                return streamed
+        spool = Spool(self.config.journal.path.parent)
+        estimate = estimate_run(source, preparer, self.journal, self.options, spool)
+        self.rows = estimate.rows
+        if check_credit and estimate.messages:
+            assert self.sender is not None
+            try:
+                self.account = self.account or self.sender.account_status()
+                refused: ProviderFatal | None = fits(self.config, self.account, estimate)
+            except ProviderFatal as exc:
+                refused = exc
+            if refused is not None:  # nothing sent: the spooled rows are reported `pending`
+                self.stopped, self.sending = refused, False
+        return spool.batches()
+
+    def _most(self, rows: int, account: Account) -> Estimate:
+        """The dearest run `rows` rows could make: every one sent, at max_pages, dearer script."""
+        messages = rows if self.options.limit is None else min(rows, self.options.limit)
+        price = {enc: account.page_price(self.config.provider.tariff, enc) for enc in ENCODINGS}
+        dearer = max(price, key=price.__getitem__)
+        return Estimate(messages, Counter({dearer: messages * self.config.template.max_pages}))
 
     def _deliveries(self, suppression: Suppression | None) -> None:
         if self.sender is None:
@@ -142,6 +189,7 @@ def estimate_run(
     estimate = Estimate()
     for rows in prepared(source, preparer):
         spool.write(rows)
+        estimate.rows += len(rows)
         entries = lookup_entries(journal, rows)
         for row in rows:
             if row.status is not None or journal_outcome(entries.get(row.number), options):
@@ -152,28 +200,25 @@ def estimate_run(
     return estimate
 
 
-def preflight(config: Config, sender: Sender | None, estimate: Estimate) -> Account | None:
-    """Refuse to start (exit 3, nothing sent) when the campaign would not fit the credit."""
-    if sender is None or estimate.messages == 0:
-        return None
-    account = sender.account_status()
+def fits(config: Config, account: Account, estimate: Estimate) -> Refused | None:
+    """Why a run of `estimate` must not start (exit 3, nothing sent), or None when it fits."""
     cost = estimate.cost(account, config.provider.tariff)
     pages = sum(estimate.pages.values())
     need = f"{estimate.messages:,} messages, {pages:,} pages, about {tomans(cost)}"
     if cost > account.credit:
-        raise Refused(
+        return Refused(
             "CreditNotEnough",
             f"preflight: this run needs {need}; the account has {tomans(account.credit)}. "
             "Nothing was sent. Fix: top up the AmootSMS account, or send part with --limit N.",
         )
     max_cost = config.provider.max_cost
     if max_cost is not None and cost > max_cost * 10:
-        raise Refused(
+        return Refused(
             "max_cost",
             f"preflight: this run needs {need}, more than provider.max_cost "
             f"({max_cost:,.0f} tomans). Nothing was sent. Fix: raise max_cost, or use --limit N.",
         )
-    return account
+    return None
 
 
 def tomans(rials: int) -> str:

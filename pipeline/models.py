@@ -1,9 +1,15 @@
-"""The values that flow between stages: contacts, rows, messages, outcomes."""
+"""The values that flow between stages: contacts, rows, messages, outcomes.
+
+The immutable values made once per message (Contact, Pages, Message, Outcome) are NamedTuples:
+as immutable as a frozen dataclass, and about three times cheaper to create, which counts a
+million times in a large run.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class Status(StrEnum):
@@ -27,8 +33,7 @@ class InvalidNumber:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class Pages:
+class Pages(NamedTuple):
     """How an SMS text is encoded and how many pages (segments) it costs."""
 
     encoding: str  # "GSM-7" or "UCS-2"
@@ -36,16 +41,14 @@ class Pages:
     pages: int
 
 
-@dataclass(frozen=True, slots=True)
-class Contact:
+class Contact(NamedTuple):
     """One non-empty data row of the contacts source, every cell as text."""
 
     row: int  # 1-based data row number in the source (blank rows count, the header does not)
     values: dict[str, str]
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(NamedTuple):
     """One SMS ready to post: the row it came from, the normalised number and the text."""
 
     row: int
@@ -53,8 +56,7 @@ class Message:
     text: str
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):
     """What became of one message: a status and, when sent, the provider's IDs."""
 
     status: Status

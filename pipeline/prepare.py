@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,20 @@ class Templates:
             found = self._named[name] = self._load(name)
         return found
 
+    def load_named(self, names: Iterable[str]) -> None:
+        """Compile and check every template these column values name, now.
+
+        Called with the census of the template column before a streamed run sends anything,
+        so a template with a wrong variable still stops the run (exit 2) before the first
+        request, as the first pass would. A missing file is not an error here: its rows are
+        reported `invalid` with the reason.
+        """
+        if self.column is None:
+            return
+        for name in names:
+            if name:
+                self.for_row({self.column: name})
+
     def _load(self, name: str) -> Renderer | str:
         path = (self.folder / name).resolve()
         if not path.is_relative_to(self.folder.resolve()):
@@ -103,12 +117,7 @@ class Preparer:
         renderer = self.templates.for_row(contact.values)
         if isinstance(renderer, str):
             return _settled(row, Status.INVALID, renderer)
-        values = (
-            {k: normalise_text(v) for k, v in contact.values.items()}
-            if self.normalise
-            else contact.values
-        )
-        text = renderer.render(values)
+        text = renderer.render(self._normalised(contact.values, renderer))
         if isinstance(text, RenderFailure):
             return _settled(row, Status.INVALID, text.reason)
         if self.footer:
@@ -126,6 +135,18 @@ class Preparer:
         # number cannot be rendered, the next row with it still gets the message.
         self.seen[number] = row.row
         return row
+
+    def _normalised(self, values: dict[str, str], renderer: Renderer) -> Mapping[str, str]:
+        """The values the template reads, with Arabic letters as Persian (see normalise_text).
+
+        Only the columns the template names are normalised (unless it reads `row`, which can
+        reach any column): the others never reach the text, and this runs once per message.
+        """
+        if not self.normalise:
+            return values
+        if renderer.reads_row:
+            return {k: normalise_text(v) for k, v in values.items()}
+        return values | {k: normalise_text(values[k]) for k in renderer.variables if k in values}
 
 
 def _settled(row: Row, status: Status, error: str) -> Row:

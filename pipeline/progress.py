@@ -24,7 +24,11 @@ def _rate_eta(done: int, total: int, elapsed: float) -> tuple[float, str]:
 
 
 class TerminalProgress:
-    """`[#########---------------]  1,200/10,000  85 msg/s  ETA 1m43s`, redrawn in place."""
+    """`[#########---------------]  1,200/10,000 rows  85 rows/s  ETA 1m43s`, redrawn in place.
+
+    It counts rows written to the report (sent, skipped or refused alike), out of the rows
+    the source holds, so the bar ends at the end of the report, not at the last request.
+    """
 
     def __init__(self, stream: TextIO, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._stream = stream
@@ -45,7 +49,7 @@ class TerminalProgress:
         rate, eta = _rate_eta(done, self._total, self._clock() - self._started)
         filled = BAR_WIDTH * done // self._total
         bar = "#" * filled + "-" * (BAR_WIDTH - filled)
-        line = f"[{bar}] {done:,}/{self._total:,}  {rate:,.0f} msg/s  ETA {eta}"
+        line = f"[{bar}] {done:,}/{self._total:,} rows  {rate:,.0f} rows/s  ETA {eta}"
         self._stream.write(f"\r{line}\x1b[K")
         self._stream.flush()
         self._drawn = True
@@ -78,7 +82,7 @@ class LogProgress:
         self._total = total
         self._started = self._last = self._clock()
         if total:
-            self._log(f"sending {total:,} messages")
+            self._log(f"sending: {total:,} rows to go through")
 
     def update(self, done: int) -> None:
         self._done = done
@@ -94,4 +98,6 @@ class LogProgress:
     def _line(self, done: int, now: float) -> None:
         rate, eta = _rate_eta(done, self._total, now - self._started)
         percent = 100 * done // self._total if self._total else 100
-        self._log(f"processed {done:,}/{self._total:,} ({percent}%), {rate:,.0f} msg/s, ETA {eta}")
+        self._log(
+            f"processed {done:,}/{self._total:,} rows ({percent}%), {rate:,.0f} rows/s, ETA {eta}"
+        )

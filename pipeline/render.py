@@ -67,6 +67,8 @@ class Renderer:
             environment, code, environment.make_globals(None)
         )
         self.variables: frozenset[str] = _columns_used(tree, set(environment.globals))
+        # Whether the template may read any column through `row` (then every value matters).
+        self.reads_row = ROW in meta.find_undeclared_variables(tree) - set(environment.globals)
         self._globals = dict(environment.globals)
 
     def check_columns(self, columns: Sequence[str]) -> None:

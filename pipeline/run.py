@@ -81,6 +81,7 @@ class RunResult:
     blacklisted_unlisted: int = 0  # rejected numbers with no suppression.path to keep them in
     preview: list[Row] = field(default_factory=list)
     deliveries: DeliveryReport | None = None
+    streamed: bool = False  # sent while reading, without a first pass (see gate.Gate)
 
     @property
     def exit_code(self) -> int:
@@ -134,7 +135,7 @@ def run(
         )
         batches = gate.decide(source, _preparer(config, templates, suppression), suppression)
         if gate.sending:
-            progress.start(gate.messages)
+            progress.start(gate.rows)
 
         report = stack.enter_context(
             ReportWriter(report_path, columns=source.columns, attention=True)
@@ -194,6 +195,7 @@ def run(
         blacklisted_unlisted=campaign.blacklisted_unlisted,
         preview=campaign.preview,
         deliveries=gate.deliveries,
+        streamed=gate.streamed,
     )
 
 
@@ -233,7 +235,6 @@ class _Campaign:
         )
         self.hold = ""  # a reason to hold every sendable row back (outside the window)
         self.queued = 0  # messages handed to the sender this run (for --limit)
-        self.done = 0  # messages answered this run (for progress)
         self.chunk: list[Message] = []
         self.chunk_pages: dict[int, int] = {}
         self.inflight: dict[int, Row] = {}
@@ -258,7 +259,12 @@ class _Campaign:
                 self._decide(row, entries.get(row.number))
         if self.dispatcher is not None:
             self.dispatcher.poll()
+        self._flush_report()
+
+    def _flush_report(self) -> None:
+        """Write the rows settled so far; the progress counts rows in the report."""
         self.report.flush_ready()
+        self.progress.update(sum(self.report.counts.values()))
 
     def _decide(self, row: Row, entry: Entry | None) -> None:
         """Skip what the journal says is done; send (or hold back) the rest."""
@@ -379,8 +385,6 @@ class _Campaign:
         self.unrecorded.extend(recorded)
         self._suppress(blacklisted)
         self.page_mismatches += result.page_mismatches
-        self.done += len(messages)
-        self.progress.update(self.done)
         if self.detail is not None:
             tally = Counter(outcome.status.value for _, outcome in recorded)
             first, last = messages[0].row, messages[-1].row
@@ -395,7 +399,7 @@ class _Campaign:
             self.stopped = result.stop
             self.stop.set()
             self.log(f"stopping: {result.stop}")
-        self.report.flush_ready()
+        self._flush_report()
 
     def _suppress(self, numbers: list[tuple[str, str]]) -> None:
         if not numbers or not self.config.suppression.add_blacklisted:

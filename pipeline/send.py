@@ -82,6 +82,22 @@ class Sender:
         self._stop = stop
         self._sleep = sleep
         self._send_at = send_at
+        # Runs an attempt until it returns, retrying _SafeToRetry with backoff or Retry-After.
+        # One for every call: tenacity keeps a call's state in a RetryCallState and a
+        # threading.local, so the sender threads can share it (none calls it nested).
+        self._retrying = Retrying(
+            stop=stop_after_attempt(settings.max_attempts) | stop_when_event_set(stop),
+            wait=_wait_retry_after,
+            retry=retry_if_exception_type(_SafeToRetry),
+            sleep=self._nap,
+            reraise=True,
+        )
+        # Built once, not per request (httpx parses a str URL again on every call).
+        self._urls: dict[str, httpx.URL] = {}
+        self._timeout = httpx.Timeout(settings.timeout)
+        self._headers = {
+            kind: {"Authorization": settings.token, "Content-Type": kind} for kind in (_JSON, _FORM)
+        }
 
     def send(self, messages: Sequence[Message], pages: dict[int, int]) -> ChunkResult:
         """Post `messages`, retrying only what is safe; every message gets an outcome."""
@@ -98,8 +114,9 @@ class Sender:
                     Status.PENDING, "the run stopped before this was sent"
                 )
             return
+        by_key = {amoot.last10(m.number): m for m in messages}  # as answers name them
         try:
-            reply = self._post_with_retries(messages, pages, result)
+            reply = self._post_with_retries(messages, by_key, pages, result)
         except _SafeToRetry as exc:
             reason = exc.reason
             if self._stop.is_set():
@@ -111,18 +128,18 @@ class Sender:
             result.stop = self._unreachable(reason)
             return
 
-        self._apply(reply, messages, pages, result)
+        self._apply(reply, messages, by_key, pages, result)
 
     def _apply(
         self,
         reply: amoot.SendReply,
         messages: list[Message],
+        by_key: dict[str, Message],
         pages: dict[int, int],
         result: ChunkResult,
     ) -> None:
         """Turn one answered request into row outcomes (and a stop, when the run must stop)."""
         if reply.kind is Kind.SUCCESS:
-            by_key = {amoot.last10(m.number): m for m in messages}
             for key, outcome in reply.outcomes.items():
                 result.outcomes[by_key[key].row] = outcome
             result.page_mismatches += reply.page_mismatches
@@ -160,9 +177,14 @@ class Sender:
         self._sleep(seconds)
 
     def _post_with_retries(
-        self, messages: list[Message], pages: dict[int, int], result: ChunkResult
+        self,
+        messages: list[Message],
+        by_key: dict[str, Message],
+        pages: dict[int, int],
+        result: ChunkResult,
     ) -> amoot.SendReply:
         failed_seen = 0
+        local_pages = {key: pages.get(m.row, 0) for key, m in by_key.items()}
 
         def attempt() -> amoot.SendReply:
             nonlocal failed_seen
@@ -174,7 +196,6 @@ class Sender:
             answer = self._post("SendPeerToPeer", body, _JSON, idempotent=False)
             if isinstance(answer, amoot.SendReply):
                 return answer
-            local_pages = {amoot.last10(m.number): pages.get(m.row, 0) for m in messages}
             reply = amoot.read_send_answer(answer.content, messages, local_pages)
             if reply.kind is Kind.RETRY:
                 failed_seen += reply.title == "Failed"
@@ -232,16 +253,11 @@ class Sender:
         except _SafeToRetry as exc:
             raise self._unreachable(exc.reason) from None
 
-    def _retrying(self, attempt: Callable[[], _T]) -> _T:
-        """Run `attempt` until it returns, retrying _SafeToRetry with backoff or Retry-After."""
-        retrying = Retrying(
-            stop=stop_after_attempt(self._settings.max_attempts) | stop_when_event_set(self._stop),
-            wait=_wait_retry_after,
-            retry=retry_if_exception_type(_SafeToRetry),
-            sleep=self._nap,
-            reraise=True,
-        )
-        return retrying(attempt)
+    def _url(self, method: str) -> httpx.URL:
+        url = self._urls.get(method)
+        if url is None:  # parsed at first use, so a URL httpx refuses fails where it did
+            url = self._urls[method] = httpx.URL(f"{self._settings.base_url}/{method}")
+        return url
 
     def _unreachable(self, reason: str) -> ProviderFatal:
         return ProviderFatal(
@@ -261,10 +277,10 @@ class Sender:
             raise _SafeToRetry("the run was interrupted")
         try:
             response = self._client.post(
-                f"{self._settings.base_url}/{method}",
+                self._url(method),
                 content=body,
-                headers={"Authorization": self._settings.token, "Content-Type": content_type},
-                timeout=self._settings.timeout,
+                headers=self._headers[content_type],
+                timeout=self._timeout,
             )
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise _SafeToRetry(f"cannot connect: {type(exc).__name__}") from exc

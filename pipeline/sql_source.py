@@ -40,7 +40,7 @@ _DRIVER_PACKAGES = {
 _SECRET_OPTION = re.compile(r"pass|pwd|secret|token|key", re.IGNORECASE)
 
 
-def open_sql(url: str, query: str, phone_column: str, *, batch_size: int = 10_000) -> ContactSource:
+def open_sql(url: str, query: str, phone_column: str, *, batch_size: int = 1_000) -> ContactSource:
     """Run the query now, check its columns, and return its rows as lazy batches.
 
     The query runs at once so that a bad URL, a refused login, an SQL error or a missing phone

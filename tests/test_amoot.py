@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline import amoot
 from pipeline.amoot import Kind
@@ -137,6 +139,25 @@ def test_send_body_shape():
             {"Number": "09122222222", "MessageText": "ب"},
         ],
     }
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    texts=st.lists(st.text(), min_size=1, max_size=5),
+    send_at=st.text(),
+    line_number=st.text(),
+)
+def test_send_body_is_what_json_writes(texts, send_at, line_number):
+    """Any text (quotes, backslashes, control characters, Persian, emoji) gives the same
+    bytes as json.dumps writes them: valid JSON, keys in the documented order, UTF-8."""
+    messages = [Message(i, f"0912{i:07d}", text) for i, text in enumerate(texts)]
+    expected = {
+        "SendDateTime": send_at,
+        "LineNumber": line_number,
+        "Input": [{"Number": m.number, "MessageText": m.text} for m in messages],
+    }
+    body = amoot.build_send_body(messages, send_at, line_number)
+    assert body == json.dumps(expected, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def test_page_mismatch_is_counted():

@@ -226,8 +226,8 @@ def test_no_progress_bar_without_a_terminal(campaign: Campaign, server: SandboxS
     assert result.returncode == 0, result.stderr
     assert "\r" not in result.stdout + result.stderr
     assert "[#" not in result.stderr
-    assert "sending 7 messages" in result.stderr
-    assert "processed 7/7 (100%)" in result.stderr
+    assert "sending: 7 rows to go through" in result.stderr
+    assert "processed 7/7 rows (100%)" in result.stderr
 
 
 def test_progress_bar_on_a_terminal(campaign: Campaign, server: SandboxServer):

@@ -10,11 +10,12 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from hypothesis import settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
@@ -323,6 +324,83 @@ def test_keys_must_be_normalised_numbers(tmp_path: Path, bad: str) -> None:
             with pytest.raises(ValueError, match="not a normalised mobile number"):
                 call()
         assert journal.counts() == dict.fromkeys(State, 0)
+
+
+VALID = st.from_regex(r"09[0-9]{9}", fullmatch=True)
+BAD = st.one_of(
+    st.sampled_from(
+        [
+            "09120000001\n09120000002",  # two good numbers in one key
+            "09120000001\n",
+            "0912000000",  # one digit short ...
+            "091200000011",  # ... and one too many: together the right length
+            "۰۹۱۲۰۰۰۰۰۰۱",
+            "09120000001 ",
+        ]
+    ),
+    st.text(max_size=14).filter(lambda s: re.fullmatch(r"09[0-9]{9}", s) is None),
+)
+
+
+@pytest.fixture(scope="module")
+def empty_journal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Journal]:
+    """One journal for many examples: a refused call writes nothing, so it stays empty."""
+    with Journal.open(tmp_path_factory.mktemp("refusals") / "j.sqlite", "spring") as journal:
+        yield journal
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    good=st.lists(VALID, max_size=30),
+    bad=st.lists(BAD, min_size=1, max_size=3),
+    where=st.integers(min_value=0),
+)
+def test_one_bad_key_among_many_is_refused(
+    empty_journal: Journal, good: list[str], bad: list[str], where: int
+) -> None:
+    """Numbers are checked as a batch: one key not in 09XXXXXXXXX form, anywhere among good
+    ones, is refused by lookup, mark and record; the good ones alone pass."""
+    keys = good[:]
+    for value in bad:
+        keys.insert(where % (len(keys) + 1), value)
+    journal = empty_journal
+    for call in (
+        lambda: journal.lookup(keys),
+        lambda: journal.mark_inflight([(k, "hi") for k in keys]),
+        lambda: journal.record([(k, SENT) for k in keys]),
+    ):
+        with pytest.raises(ValueError, match="not a normalised mobile number"):
+            call()
+    assert journal.counts() == dict.fromkeys(State, 0)
+    assert journal.lookup(good) == {}
+
+
+def test_answers_riding_along_keep_their_own_values(tmp_path: Path) -> None:
+    """Answers written with the next mark (more than one statement holds) each keep their own
+    state and IDs, under the journal's campaign, and the new marks are in flight."""
+    first, second = numbers(300), numbers(300, start=300)
+    answers = [
+        (n, SENT if i % 3 else Outcome(Status.FAILED, error=f"bad {n}"))
+        for i, n in enumerate(first)
+    ]
+    answers = [
+        (n, Outcome(Status.SENT, message_id=f"m{n}", campaign_id=f"c{n}") if o is SENT else o)
+        for n, o in answers
+    ]
+    with Journal.open(tmp_path / "j.sqlite", "spring") as journal:
+        journal.mark_inflight([(n, f"text {n}") for n in first])
+        journal.mark_inflight([(n, f"text {n}") for n in second], answers)
+        found = journal.lookup(first + second)
+    with Journal.open(tmp_path / "j.sqlite", "autumn") as other:
+        assert other.lookup(first + second) == {}
+    for number, outcome in answers:
+        entry = found[number]
+        assert (entry.state.value, entry.error) == (outcome.status.value, outcome.error)
+        assert (entry.message_id, entry.campaign_id) == (outcome.message_id, outcome.campaign_id)
+        assert (entry.text, entry.attempts) == (f"text {number}", 1)
+    for number in second:
+        assert (found[number].state, found[number].text) == (State.INFLIGHT, f"text {number}")
+    assert len({e.updated_at for n, e in found.items() if n in second}) == 1
 
 
 def test_lookup_sees_only_its_own_campaign(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from pipeline.config import load_config
+from pipeline.errors import InputError, TemplateError
 from pipeline.models import RunOptions, Status
 from pipeline.run import run
 from pipeline.sandbox import AmootSimulator, Fault
@@ -274,3 +275,48 @@ def test_a_signal_after_the_last_request_changes_nothing(setup):
     result = run(config, RunOptions(), transport=_scripted(sim, signal_on_last))
     assert result.counts[Status.SENT] == 10
     assert result.exit_code == 0
+
+
+def test_a_run_whose_dearest_bound_fits_streams_without_a_first_pass(setup):
+    """With credit for rows x max_pages at the dearer price, rows are prepared while sending."""
+    campaign, sim = setup
+    sim.credit_rials = 10 * 3 * 5000  # ten rows, max_pages 3, 5000 rials a GSM-7 page: exactly
+    result = _go(campaign, sim)
+    assert result.streamed
+    assert result.exit_code == 0 and result.counts[Status.SENT] == 10
+    assert [r.method for r in sim.requests][:2] == ["AccountStatus", "SendPeerToPeer"]
+
+
+def test_when_only_the_exact_cost_fits_a_first_pass_decides(setup):
+    """Credit under the bound but over the exact cost: a first pass prices every row; all go."""
+    campaign, sim = setup
+    sim.credit_rials = 10 * 1000  # ten one-page messages exactly; the bound would be 30,000
+    result = _go(campaign, sim)
+    assert not result.streamed
+    assert result.exit_code == 0 and result.counts[Status.SENT] == 10
+    assert [r.method for r in sim.requests].count("AccountStatus") == 1
+
+
+def test_a_broken_last_row_stops_a_streamed_run_before_any_request(setup):
+    """The census reads the whole file first: a ragged row at the end means exit 2, nothing sent."""
+    campaign, sim = setup
+    path = campaign.folder / "contacts.csv"
+    path.write_text(path.read_text("utf-8") + "09129999999,x,C99,extra\n", "utf-8")
+    with pytest.raises(InputError, match=r"row 11 has 4 cells but the header has 3"):
+        _go(campaign, sim)
+    assert sim.requests == []
+
+
+def test_a_template_named_only_by_the_last_row_is_checked_before_any_request(setup):
+    """A per-row template with an unknown variable stops the run (exit 2) before the first send."""
+    campaign, sim = setup
+    (campaign.folder / "bad.j2").write_text("{{ no_such_column }}", "utf-8")
+    rows = [(f"0912000{i:04d}", f"n{i}", "") for i in range(1, 10)]
+    campaign.contacts([*rows, ("09120000010", "n10", "bad.j2")])
+    text = campaign.config.read_text("utf-8")
+    campaign.config.write_text(
+        text.replace("  path: message.j2\n", "  path: message.j2\n  column: code\n"), "utf-8"
+    )
+    with pytest.raises(TemplateError, match="no_such_column"):
+        _go(campaign, sim)
+    assert sim.requests == []

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import httpx
 import pytest
 
 from pipeline.models import Message, Status
-from pipeline.sandbox import AmootSimulator, Fault
+from pipeline.sandbox import AmootSimulator, Fault, Reply
 from pipeline.send import Sender
 from tests.conftest import FakeSleep, make_sender
 
@@ -147,3 +149,44 @@ def test_stop_event_holds_back_everything_not_posted(sim):
     result = sender.send(_messages(2), _pages(_messages(2)))
     assert {o.status for o in result.outcomes.values()} == {Status.PENDING}
     assert sim.requests == []
+
+
+class _MeetingSimulator(AmootSimulator):
+    """The fake that answers none of the first `parties` sends until all have been decided."""
+
+    def __init__(self, parties: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._meeting = threading.Barrier(parties)
+        self._arrivals = 0
+        self._count = threading.Lock()
+
+    def decide(self, request: httpx.Request) -> Reply:
+        reply = super().decide(request)
+        if request.url.path.endswith("/SendPeerToPeer"):
+            with self._count:
+                self._arrivals += 1
+                first = self._arrivals <= self._meeting.parties
+            if first:
+                self._meeting.wait(timeout=10)  # a bound, so a failing test cannot hang
+        return reply
+
+
+def test_concurrent_sends_keep_their_own_retry_count():
+    """Two chunks in flight on one Sender, each answered 503 once: each retries on its own
+    count (max_attempts=2 leaves no room for the other's attempt), and both are sent."""
+    sim = _MeetingSimulator(2, token=TOKEN)
+    sim.faults.extend(
+        [
+            Fault(kind="http_status", http_status=503, retry_after="7"),
+            Fault(kind="http_status", http_status=503, retry_after="7"),
+        ]
+    )
+    sender, _ = _sender(sim, max_attempts=2)
+    chunks = [_messages(4)[:2], _messages(4)[2:]]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(lambda chunk: sender.send(chunk, _pages(chunk)), chunks))
+    for result in results:
+        assert result.stop is None
+        assert {o.status for o in result.outcomes.values()} == {Status.SENT}
+        assert set(result.attempts.values()) == {2}
+    assert sorted(a.number for a in sim.accepted) == [f"912000{i:04d}" for i in range(1, 5)]

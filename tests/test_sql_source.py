@@ -369,7 +369,10 @@ def test_pg_streams_25000_rows_in_batches_of_10000(pg: Postgres):
     )
     application = f"stream-{pg.table}"
     source = open_sql(
-        pg.url_named(application), f"SELECT mobile FROM {pg.table} ORDER BY id", "mobile"
+        pg.url_named(application),
+        f"SELECT mobile FROM {pg.table} ORDER BY id",
+        "mobile",
+        batch_size=10_000,
     )
     sizes = []
     for batch in source.batches:
@@ -437,6 +440,7 @@ def test_pg_error_part_way_is_an_input_error(pg: Postgres):
         pg.url_named(application),
         "SELECT g::text AS mobile, 1 / (g - 15000) AS x FROM generate_series(1, 20000) AS g",
         "mobile",
+        batch_size=10_000,
     )
     batches = iter(source.batches)
     assert len(next(batches)) == 10_000
