@@ -37,9 +37,11 @@ _DECIMAL = "٫"  # U+066B ARABIC DECIMAL SEPARATOR
 # Arabic keyboards and old Windows-1256 data give Arabic yeh and kaf; they look alike but
 # break search, sorting and de-duplication against text typed on a Persian keyboard.
 _PERSIAN_LETTERS = str.maketrans({"ي": "ی", "ى": "ی", "ك": "ک"})
+_ARABIC_LETTER = re.compile("[يىك]")
 # Invisible marks that spreadsheets and copy-paste leave around a value. Inside a word ZWNJ
 # is spelling (می‌خواهم), so only the ends are cleaned.
 _INVISIBLE = "\u061c\u200b\u200c\u200d\u200e\u200f\u2060\ufeff"
+_TRIMMED = _INVISIBLE + " \t\r\n\f\v\u00a0"
 
 # A date as contacts hold it: 2026-03-21, 2026/3/21, 1405/01/01, with an optional time
 # (T or space, seconds and fraction optional) and an optional UTC offset.
@@ -65,7 +67,11 @@ def normalise_text(value: str) -> str:
     Digits, other letters (ة, ئ, ...) and marks inside the text are left as they are. Ordinary
     whitespace at the ends is trimmed along with the invisible marks, since they come mixed.
     """
-    return value.translate(_PERSIAN_LETTERS).strip(_INVISIBLE + " \t\r\n\f\v\u00a0")
+    # translate() looks every character up in a dict; most values hold no Arabic letter, and
+    # one regex search says so several times faster (this runs per value, per message).
+    if _ARABIC_LETTER.search(value):
+        value = value.translate(_PERSIAN_LETTERS)
+    return value.strip(_TRIMMED)
 
 
 def fa_digits(value: object) -> str:

@@ -146,7 +146,12 @@ class Preparer:
             return values
         if renderer.reads_row:
             return {k: normalise_text(v) for k, v in values.items()}
-        return values | {k: normalise_text(values[k]) for k in renderer.variables if k in values}
+        changed: dict[str, str] = {}
+        for key in renderer.variables:
+            value = values.get(key)
+            if value is not None and (clean := normalise_text(value)) != value:
+                changed[key] = clean
+        return values | changed if changed else values  # most rows need no copy
 
 
 def _settled(row: Row, status: Status, error: str) -> Row:

