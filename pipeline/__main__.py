@@ -2,4 +2,5 @@
 
 from pipeline.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # not when multiprocessing imports it in the sender process
+    raise SystemExit(main())
