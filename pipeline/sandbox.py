@@ -60,6 +60,7 @@ _GSM_BASIC = frozenset(
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
 _GSM_EXTENSION = frozenset("\f^{}\\[~]|€")
+_GSM_ALL = _GSM_BASIC | _GSM_EXTENSION
 _SEND_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
 _MOBILE = re.compile(r"9[0-9]{9}")
 _LIST_METHODS = frozenset({"GetDeliveries", "GetDeliveriesByCampaignID"})
@@ -447,14 +448,22 @@ def _normalise(raw: str) -> str | None:
 
 def _pages(text: str) -> int:
     """Pages (segments) of `text`: GSM-7 160/153, else UCS-2 70/67, pairs never split."""
+    # A one-page text is counted without a per-character loop (the benchmark serves a million
+    # messages from this fake, on the same cores as the pipeline it measures).
+    if _is_gsm7(text):
+        units = len(text) + sum(text.count(c) for c in _GSM_EXTENSION)
+        single = 160
+    else:
+        units = len(text.encode("utf-16-le")) // 2
+        single = 70
+    if units <= single:
+        return 1 if units else 0
     if _is_gsm7(text):
         sizes = [2 if c in _GSM_EXTENSION else 1 for c in text]
-        single, multi = 160, 153
+        multi = 153
     else:
         sizes = [2 if ord(c) > 0xFFFF else 1 for c in text]
-        single, multi = 70, 67
-    if sum(sizes) <= single:
-        return 1 if sizes else 0
+        multi = 67
     pages, used = 1, 0
     for size in sizes:
         if used + size > multi:
@@ -464,7 +473,7 @@ def _pages(text: str) -> int:
 
 
 def _is_gsm7(text: str) -> bool:
-    return all(c in _GSM_BASIC or c in _GSM_EXTENSION for c in text)
+    return _GSM_ALL.issuperset(text)
 
 
 def _record(method: str, request: httpx.Request) -> RecordedRequest:

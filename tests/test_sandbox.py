@@ -27,7 +27,9 @@ from pipeline.sandbox import (
     Fault,
     shipped_sandbox,
 )
+from pipeline.sandbox import _pages as fake_pages
 from pipeline.sandbox_server import SandboxServer
+from pipeline.segments import count_pages
 
 SEND_AT = "2025-10-21 15:10:00"
 PERSIAN = "س"  # one UCS-2 unit
@@ -794,3 +796,16 @@ def test_the_command_line_server_prints_its_base_url_and_serves() -> None:
         proc.terminate()
         _, err = proc.communicate(timeout=10)
     assert err == ""
+
+
+@settings(max_examples=300)
+@given(
+    st.text(
+        alphabet=st.sampled_from([*"aZ09 @€^{}[]~|\\\n", "س", "ی", "ک", "😀", "۲"]),
+        max_size=400,
+    )
+)
+def test_fake_counts_pages_as_the_pipeline_does(text: str) -> None:
+    """The fake's own page count (kept apart from pipeline.segments on purpose, so each checks
+    the other) agrees with the pipeline's for any mix of GSM-7, extension, Persian and emoji."""
+    assert fake_pages(text) == count_pages(text).pages
