@@ -33,6 +33,7 @@ from pipeline.clock import send_datetime, utc_now
 TOKEN = "bench-token"
 TEMPLATE = "{{ first_name }} عزیز، کد تخفیف ۲۰٪ بهاره شما: {{ code }}\nفروشگاه نمونه"
 NAMES = ("سارا", "علی", "مریم", "رضا", "زهرا", "حسین", "فاطمه", "محمد", "نرگس", "امیر")
+PREFIXES = ("12", "13", "19", "35", "36", "01", "02", "03", "90", "21")
 CITIES = ("تهران", "مشهد", "اصفهان", "شیراز", "تبریز", "کرج", "قم", "اهواز")
 
 BARE = textwrap.dedent(
@@ -96,14 +97,24 @@ class Measure:
         return self.n / self.seconds
 
 
-def write_contacts(path: Path, n: int) -> None:
+def write_contacts(path: Path, n: int, *, shuffled: bool = False) -> None:
+    """N contacts; numbers nearly in order (as generated ids are), or `shuffled` across the
+    mobile ranges, as a real export sorted by customer holds them."""
     rng = random.Random(1405)
+    numbers = (
+        [
+            f"09{prefix}{tail:07d}"
+            for prefix, tail in zip(
+                rng.choices(PREFIXES, k=n), rng.sample(range(10**7), n), strict=True
+            )
+        ]
+        if shuffled
+        else [f"09{rng.choice('0123')}{i:08d}" for i in range(n)]
+    )
     with path.open("w", encoding="utf-8") as f:
         f.write("mobile,first_name,code,city\n")
-        for i in range(n):
-            f.write(
-                f"09{rng.choice('0123')}{i:08d},{rng.choice(NAMES)},C{i:07d},{rng.choice(CITIES)}\n"
-            )
+        for i, number in enumerate(numbers):
+            f.write(f"{number},{rng.choice(NAMES)},C{i:07d},{rng.choice(CITIES)}\n")
 
 
 def write_config(
@@ -208,6 +219,12 @@ def main(argv: list[str] | None = None) -> int:
             small_config = write_config(folder, small, fast, chunk=100, concurrency=4)
             small_cmd = [python, "-m", "pipeline", str(small_config), "-q"]
             results.append(timed("send, 0 ms, small N", args.n_latency, small_cmd))
+            shuffled = folder / f"s{args.n_latency}.csv"
+            write_contacts(shuffled, args.n_latency, shuffled=True)
+            shuffled_config = write_config(folder, shuffled, fast, chunk=100, concurrency=4)
+            shuffled_cmd = [python, "-m", "pipeline", str(shuffled_config), "-q"]
+            note = "numbers in random order"
+            results.append(timed("send, 0 ms, shuffled", args.n_latency, shuffled_cmd, note))
         with fake_provider(args.latency) as slow:
             config = write_config(folder, small, slow, chunk=100, concurrency=8)
             latency_cmd = [python, "-m", "pipeline", str(config), "-q"]
@@ -241,6 +258,8 @@ def table(results: list[Measure], args: argparse.Namespace) -> str:
         f"peak MB of send at N={args.n:,}  {send.peak_mb:6.0f}  (target <= 350)",
         f"peak MB ratio, N={args.n:,} / {args.n_latency:,}  "
         f"{send.peak_mb / small.peak_mb:5.2f}  (target <= 1.6)",
+        f"shuffled / in-order numbers    {by['send, 0 ms, shuffled'].seconds / small.seconds:6.2f}"
+        "  (no target: what random keys cost the journal)",
     ]
     return "\n".join(lines)
 
