@@ -315,7 +315,8 @@ def _delimited_census(
         with pd.read_csv(path, chunksize=_CENSUS_CHUNK, **options) as reader:
             for number, records in enumerate(reader):
                 chunk = records.iloc[1:] if number == 0 else records  # record 0: the header
-                filled = (chunk != "").any(axis=1)  # blank rows are counted, never sent
+                # Rows of blank cells are skipped by the real read: not counted here either.
+                filled = chunk.apply(lambda cells: cells.str.strip() != "").any(axis=1)
                 rows += int(filled.sum())
                 if column is not None and column < chunk.shape[1]:
                     values.update(chunk.iloc[:, column][filled].str.strip().unique())
@@ -609,7 +610,7 @@ def _read_parquet(path: Path, shown: str, batch_size: int) -> Opened:
     def census(column: int | None) -> Census:
         return _parquet_census(pq, path, shown, column)
 
-    return names, _parquet_rows(pq, path, batch_size), census
+    return names, _parquet_rows(pq, path, shown, batch_size), census
 
 
 def _parquet_census(pq: Any, path: Path, shown: str, column: int | None) -> Census:
@@ -624,6 +625,9 @@ def _parquet_census(pq: Any, path: Path, shown: str, column: int | None) -> Cens
                 # A row with every cell null is blank, as an empty CSV row is.
                 filled = None
                 for i in range(batch.num_columns):
+                    # Converted as the real read converts them, so a value Python cannot hold
+                    # (a timestamp beyond year 9999) fails now, before anything is sent.
+                    batch.column(i).to_pylist()
                     valid = pc.is_valid(batch.column(i))
                     filled = valid if filled is None else pc.or_(filled, valid)
                 if filled is None:
@@ -632,15 +636,26 @@ def _parquet_census(pq: Any, path: Path, shown: str, column: int | None) -> Cens
                 if column is not None:
                     cells = pc.filter(batch.column(column), filled).unique().to_pylist()
                     values.update(cell_text(cell).strip() for cell in cells)
-    except (OSError, ValueError) as exc:
-        raise InputError(
-            f"{shown}: cannot be read as a Parquet file ({exc}). "
-            "Write it again, or save the contacts as .csv."
-        ) from exc
+    except (OSError, ValueError, OverflowError) as exc:
+        raise InputError(_parquet_unreadable(shown, exc)) from exc
     return Census(rows, frozenset(values))
 
 
-def _parquet_rows(pq: Any, path: Path, batch_size: int) -> Rows:
+def _parquet_unreadable(shown: str, exc: Exception) -> str:
+    return (
+        f"{shown}: cannot be read as a Parquet file ({type(exc).__name__}: {exc}). "
+        "Write it again, or save the contacts as .csv."
+    )
+
+
+def _parquet_rows(pq: Any, path: Path, shown: str, batch_size: int) -> Rows:
+    try:
+        yield from _parquet_cells(pq, path, batch_size)
+    except (OSError, ValueError, OverflowError) as exc:
+        raise InputError(_parquet_unreadable(shown, exc)) from exc
+
+
+def _parquet_cells(pq: Any, path: Path, batch_size: int) -> Rows:
     row = 0
     # pyarrow's defaults read a whole row group's column chunks at once, and a writer may put
     # the whole list in one group (pyarrow's own default is up to 1Mi rows): unbuffered reads

@@ -6,6 +6,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pipeline import schedule
 from pipeline.amoot import Account
@@ -13,7 +14,7 @@ from pipeline.clock import Clock
 from pipeline.config import Config
 from pipeline.contacts import ContactSource
 from pipeline.deliveries import DeliveryReport, check_deliveries
-from pipeline.errors import PipelineError, ProviderFatal
+from pipeline.errors import InputError, PipelineError, ProviderFatal
 from pipeline.journal import Entry, Journal, State
 from pipeline.models import Outcome, Row, RunOptions, Status
 from pipeline.prepare import Preparer
@@ -109,10 +110,12 @@ class Gate:
         """The checks of a sending run; the batches the sending pass is to read."""
         check_credit = self.config.provider.preflight and self.sender is not None
         column = self.config.template.column
+        stamp = _stamp(source.path)
         census = source.census(source.columns.index(column) if column is not None else None)
         if census is not None:
             preparer.templates.load_named(census.values)  # TemplateError: exit 2, nothing sent
             self.rows = census.rows
+            streamed = _as_counted(streamed, source.path, stamp, census.rows)
             if not check_credit or census.rows == 0:
                 self.streamed = True
                 return streamed
@@ -154,6 +157,35 @@ class Gate:
             stop=self.stop,
         )
         self.stopped = self.deliveries.stopped
+
+
+def _stamp(path: Path | None) -> tuple[int, int, int] | None:
+    """What tells a file apart from a changed one: size, modification time, inode."""
+    if path is None:
+        return None
+    info = path.stat()
+    return info.st_size, info.st_mtime_ns, info.st_ino
+
+
+def _as_counted(
+    batches: Iterator[list[Row]], path: Path | None, stamp: tuple[int, int, int] | None, rows: int
+) -> Iterator[list[Row]]:
+    """The streamed batches, stopped if the file is not the one the census read.
+
+    The census's checks (no broken row, rows x max_pages within the credit) hold only for the
+    file it read: an export still being written, or replaced, must not send more than was
+    checked. Looked at before the first batch and after each one (a stat per 1,000 rows).
+    """
+    seen = 0
+    for batch in batches:
+        seen += len(batch)
+        if seen > rows or _stamp(path) != stamp:
+            raise InputError(
+                f"{path}: the file changed while the run was reading it (an export still being "
+                "written, or replaced). What was sent is in the journal. Fix: let the export "
+                "finish, then rerun the same command: it continues where it stopped."
+            )
+        yield batch
 
 
 def journal_outcome(entry: Entry | None, options: RunOptions) -> Outcome | None:

@@ -85,6 +85,8 @@ class LogProgress:
             self._log(f"sending: {total:,} rows to go through")
 
     def update(self, done: int) -> None:
+        if not self._total:  # not a sending run (dry run, held, refused): nothing to show
+            return
         self._done = done
         now = self._clock()
         if now - self._last >= self._every:

@@ -117,6 +117,8 @@ class ReportWriter:
         # `.partial` name (rows not read yet are missing; the journal is the truth).
         self._write_remaining()
         self._file.close()
+        if self._attention is not None:
+            self._attention.close(complete=False)
 
     def _write_remaining(self) -> None:
         """Every row still waiting, in order; one never settled may have gone out: unknown."""
@@ -211,10 +213,12 @@ class _Attention:
         )
         self.rows += len(rows)
 
-    def close(self) -> None:
+    def close(self, *, complete: bool = True) -> None:
+        """Close the file; put it in place only when the run is complete."""
         if self._file is not None:
             self._file.close()
-            os.replace(self._partial, self.path)
+            if complete:
+                os.replace(self._partial, self.path)
 
 
 def _csv_cell(value: str) -> str:

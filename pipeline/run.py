@@ -339,6 +339,7 @@ class _Campaign:
                 "interrupted: the requests in flight finished and were recorded; the rest are "
                 "`pending`. Fix: rerun the same command to continue."
             )
+        self._flush_report()  # rows settled in the last partial chunk count too
 
     def abort(self) -> None:
         """After an unexpected error: keep what is known, call in-flight rows `unknown`."""

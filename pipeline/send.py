@@ -103,7 +103,11 @@ class Sender:
     def send(self, messages: Sequence[Message], pages: dict[int, int]) -> ChunkResult:
         """Post `messages`, retrying only what is safe; every message gets an outcome."""
         result = ChunkResult()
-        self._send_part(list(messages), pages, result)
+        try:
+            self._send_part(list(messages), pages, result)
+        except BaseException:
+            self._halted.set()  # a bug: the main thread will stop the run; start nothing more
+            raise
         if result.stop is not None:
             # Chunks queued behind this one must not start: the main thread learns of the stop
             # only when it settles this result.

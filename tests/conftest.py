@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 
 from pipeline.journal import Entry, Journal, State
 from pipeline.sandbox import AmootSimulator, RecordedRequest, Reply
@@ -26,9 +26,9 @@ from pipeline.sandbox_server import SandboxServer
 from pipeline.send import Sender, SenderSettings
 from pipeline.throttle import Throttle
 
-# No per-example deadline: on a shared, loaded CI machine a property test's 200 ms default
-# turns a slow moment into a failure that says nothing about the code.
-settings.register_profile("pipeline", deadline=None)
+# No per-example deadline and no "too slow" health check: on a shared, loaded CI machine they
+# turn a slow moment into a failure that says nothing about the code.
+settings.register_profile("pipeline", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("pipeline")
 
 REPO = Path(__file__).resolve().parent.parent

@@ -231,8 +231,13 @@ def test_second_run_on_a_held_journal_exits_4_and_changes_nothing(
     campaign.write_config(live_provider(server, chunk_size=3, concurrency=1))
     first = start_cli(campaign.config)
     sim.wait_for_arrivals(1)  # the first run holds the lock, one request in flight
+    # ... and, a moment later, the second chunk marked and queued behind it: a stable journal.
+    deadline = time.monotonic() + 10
     journal_before = journal_snapshot(campaign, numbers)
-    assert journal_before[1][State.INFLIGHT] == 6  # the chunk posted and the one queued
+    while journal_before[1][State.INFLIGHT] < 6 and time.monotonic() < deadline:
+        time.sleep(0.01)
+        journal_before = journal_snapshot(campaign, numbers)
+    assert journal_before[1][State.INFLIGHT] == 6
     lock = lock_path(campaign.journal)
     lock_before = lock.read_text()
     reports_before = sorted(p.name for p in campaign.report.parent.iterdir())

@@ -10,7 +10,7 @@ import pytest
 from pipeline.config import load_config
 from pipeline.errors import InputError, TemplateError
 from pipeline.models import RunOptions, Status
-from pipeline.run import run
+from pipeline.run import StoppedMidRun, run
 from pipeline.sandbox import AmootSimulator, Fault
 from tests.conftest import TOKEN, Campaign
 
@@ -290,7 +290,7 @@ def test_a_run_whose_dearest_bound_fits_streams_without_a_first_pass(setup):
 def test_when_only_the_exact_cost_fits_a_first_pass_decides(setup):
     """Credit under the bound but over the exact cost: a first pass prices every row; all go."""
     campaign, sim = setup
-    sim.credit_rials = 10 * 1000  # ten one-page messages exactly; the bound would be 30,000
+    sim.credit_rials = 10 * 1000  # ten one-page messages exactly; the bound is 150,000
     result = _go(campaign, sim)
     assert not result.streamed
     assert result.exit_code == 0 and result.counts[Status.SENT] == 10
@@ -298,11 +298,13 @@ def test_when_only_the_exact_cost_fits_a_first_pass_decides(setup):
 
 
 def test_a_broken_last_row_stops_a_streamed_run_before_any_request(setup):
-    """The census reads the whole file first: a ragged row at the end means exit 2, nothing sent."""
+    """The census reads the whole file first: a ragged row past the first 10,000 (which the
+    sending pass would have sent before meeting it) means exit 2 and nothing sent."""
     campaign, sim = setup
+    campaign.contacts([(f"0912{i:07d}", f"n{i}", f"C{i}") for i in range(1, 10_501)])
     path = campaign.folder / "contacts.csv"
     path.write_text(path.read_text("utf-8") + "09129999999,x,C99,extra\n", "utf-8")
-    with pytest.raises(InputError, match=r"row 11 has 4 cells but the header has 3"):
+    with pytest.raises(InputError, match=r"row 10501 has 4 cells but the header has 3"):
         _go(campaign, sim)
     assert sim.requests == []
 
@@ -311,8 +313,8 @@ def test_a_template_named_only_by_the_last_row_is_checked_before_any_request(set
     """A per-row template with an unknown variable stops the run (exit 2) before the first send."""
     campaign, sim = setup
     (campaign.folder / "bad.j2").write_text("{{ no_such_column }}", "utf-8")
-    rows = [(f"0912000{i:04d}", f"n{i}", "") for i in range(1, 10)]
-    campaign.contacts([*rows, ("09120000010", "n10", "bad.j2")])
+    rows = [(f"0912{i:07d}", f"n{i}", "") for i in range(1, 10_500)]
+    campaign.contacts([*rows, ("09129999999", "last", "bad.j2")])  # past the first 10,000
     text = campaign.config.read_text("utf-8")
     campaign.config.write_text(
         text.replace("  path: message.j2\n", "  path: message.j2\n  column: code\n"), "utf-8"
@@ -320,3 +322,24 @@ def test_a_template_named_only_by_the_last_row_is_checked_before_any_request(set
     with pytest.raises(TemplateError, match="no_such_column"):
         _go(campaign, sim)
     assert sim.requests == []
+
+
+def test_a_file_that_grows_while_streamed_stops_the_run(setup):
+    """An export still being written: once the file differs from what the census read, the run
+    stops (exit 3) instead of sending rows the checks never saw."""
+    campaign, sim = setup
+    sim.credit_rials = 10**12  # the bound fits: a streamed run
+    campaign.contacts([(f"0912{i:07d}", f"n{i}", f"C{i}") for i in range(1, 3_001)])
+    path = campaign.folder / "contacts.csv"
+
+    def grow(request: httpx.Request, n: int) -> httpx.Response | None:
+        if n == 1:
+            with path.open("a", encoding="utf-8") as f:
+                f.write("".join(f"0913{i:07d},late,C{i}\n" for i in range(500)))
+        return None
+
+    config = load_config(campaign.config)
+    with pytest.raises(StoppedMidRun, match="the file changed while the run was reading it"):
+        run(config, RunOptions(), transport=_scripted(sim, grow), sleep=lambda _s: False)
+    assert 0 < len(sim.accepted) < 3_000
+    assert not any(a.number.startswith("913") for a in sim.accepted)

@@ -218,3 +218,31 @@ def test_dispatcher_queues_a_chunk_behind_each_thread_and_halt_cancels_it():
     dispatcher.drain()
     assert answered == [[Status.SENT, Status.SENT]]
     assert sim.arrivals == 1 and {a.number for a in sim.accepted} == {"9120000001", "9120000002"}
+
+
+def test_a_sender_crash_keeps_queued_chunks_from_starting():
+    """A bug in a sender thread (not an HTTP error) halts the Sender: the chunk queued behind
+    the crashed one is answered `pending` without a request, as after a fatal answer."""
+    sim = AmootSimulator(token=TOKEN)
+    raw: list[httpx.Request] = []
+
+    def broken(request: httpx.Request) -> httpx.Response:
+        raw.append(request)
+        raise RuntimeError("a bug")
+
+    sender, _ = make_sender(sim, token=TOKEN)
+    sender._client = httpx.Client(transport=httpx.MockTransport(broken))
+    answered: list[list[Status]] = []
+    dispatcher = Dispatcher(
+        sender,
+        1,
+        before_post=lambda _ms: None,
+        after_answer=lambda ms, result: answered.append(
+            [result.outcomes[m.row].status for m in ms]
+        ),
+    )
+    dispatcher.submit([Message(1, "09120000001", "a")], {})
+    dispatcher.submit([Message(2, "09120000002", "b")], {})
+    dispatcher.drain()
+    assert len(raw) == 1  # the second chunk never went out
+    assert answered == [[Status.UNKNOWN], [Status.PENDING]]
