@@ -54,6 +54,7 @@ class Census:
 
     rows: int  # data rows not blank (whitespace-only ones may be counted): an upper bound
     values: frozenset[str]  # the stripped, distinct values of the column asked for
+    rereads: bool = True  # the sending pass reads the file again (not a JSON array in memory)
 
 
 # Census of the column at this header position (None: only count); None when this source
@@ -553,7 +554,7 @@ def _read_json(path: Path, shown: str, batch_size: int) -> Opened:
         key = header[column] if column is not None else None
         filled = [r for r in records if "".join(r.values()).strip()]
         values = {r.get(key, "").strip() for r in filled} if key is not None else set()
-        return Census(len(filled), frozenset(values))
+        return Census(len(filled), frozenset(values), rereads=False)
 
     return header, _aligned(enumerate(records, 1), header), census
 

@@ -1,4 +1,4 @@
-"""Between loading and sending: deliveries, the first pass (errors, cost), the preflight."""
+"""Between loading and sending: deliveries, the census or first pass (errors, cost), preflight."""
 
 from __future__ import annotations
 
@@ -18,11 +18,10 @@ from pipeline.errors import InputError, PipelineError, ProviderFatal
 from pipeline.journal import Entry, Journal, State
 from pipeline.models import Outcome, Row, RunOptions, Status
 from pipeline.prepare import Preparer
+from pipeline.segments import ENCODINGS
 from pipeline.send import Sender
 from pipeline.spool import Spool
 from pipeline.suppression import Suppression
-
-ENCODINGS = ("GSM-7", "UCS-2")
 
 
 class Refused(ProviderFatal):
@@ -115,7 +114,8 @@ class Gate:
         if census is not None:
             preparer.templates.load_named(census.values)  # TemplateError: exit 2, nothing sent
             self.rows = census.rows
-            streamed = _as_counted(streamed, source.path, stamp, census.rows)
+            if census.rereads:  # what is sent must be the file the census read
+                streamed = _as_counted(streamed, source.path, stamp, census.rows)
             if not check_credit or census.rows == 0:
                 self.streamed = True
                 return streamed

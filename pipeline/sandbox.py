@@ -454,7 +454,7 @@ def _pages(text: str) -> int:
         units = len(text) + sum(text.count(c) for c in _GSM_EXTENSION)
         single = 160
     else:
-        units = len(text.encode("utf-16-le")) // 2
+        units = len(text.encode("utf-16-le", "surrogatepass")) // 2  # a lone surrogate: 1 unit
         single = 70
     if units <= single:
         return 1 if units else 0

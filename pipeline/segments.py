@@ -19,6 +19,8 @@ GSM_EXTENSION = "\f^{}\\[~]|€"
 
 GSM_SINGLE, GSM_MULTI = 160, 153  # septets: 7 of each 160 go to the concatenation header
 UCS2_SINGLE, UCS2_MULTI = 70, 67  # UTF-16 code units, same header
+GSM7, UCS2 = "GSM-7", "UCS-2"
+ENCODINGS = (GSM7, UCS2)  # what Pages.encoding can be
 
 _NON_GSM = re.compile(f"[^{re.escape(GSM_BASIC + GSM_EXTENSION)}]")
 _EXTENSION = re.compile(f"[{re.escape(GSM_EXTENSION)}]")
@@ -39,14 +41,14 @@ def count_pages(text: str) -> Pages:
         extension = len(_EXTENSION.findall(text))
         units = len(text) + extension
         pages = _pages(text, units, _EXTENSION if extension else None, GSM_SINGLE, GSM_MULTI)
-        return Pages("GSM-7", units, pages)
+        return Pages(GSM7, units, pages)
     # Each astral character is a surrogate pair: two code units. Counting them beats
     # encoding to UTF-16, and a lone surrogate (possible in a Python str) stays one unit
     # instead of raising.
     astral = len(_ASTRAL.findall(text))
     units = len(text) + astral
     pages = _pages(text, units, _ASTRAL if astral else None, UCS2_SINGLE, UCS2_MULTI)
-    return Pages("UCS-2", units, pages)
+    return Pages(UCS2, units, pages)
 
 
 def _pages(text: str, units: int, pair: re.Pattern[str] | None, single: int, multi: int) -> int:

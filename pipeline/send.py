@@ -80,11 +80,11 @@ class Sender:
         self._settings = settings
         self._throttle = throttle
         self._stop = stop
-        self._halted = threading.Event()  # a fatal answer came: start no other chunk
+        self._halted = threading.Event()  # a fatal answer or a crash: start no other chunk
         self._sleep = sleep
         self._send_at = send_at
         # Runs an attempt until it returns, retrying _SafeToRetry with backoff or Retry-After.
-        # One for every call: tenacity keeps a call's state in a RetryCallState and a
+        # One shared by every call: tenacity keeps a call's state in a RetryCallState and a
         # threading.local, so the sender threads can share it (none calls it nested).
         self._retrying = Retrying(
             stop=stop_after_attempt(settings.max_attempts) | stop_when_event_set(stop),
@@ -379,7 +379,8 @@ def _wait_retry_after(state: RetryCallState) -> float:
 
 
 class Dispatcher:
-    """Keeps up to `concurrency` chunks in flight; journals before posting and after answers.
+    """Keeps `concurrency` chunks in flight and as many queued behind them; journals each
+    chunk before it is handed over and settles its answer.
 
     Every callback runs on the calling (main) thread, so the journal has one writer.
     """

@@ -614,6 +614,7 @@ def test_csv_census_counts_non_blank_rows_and_collects_a_column(tmp_path: Path) 
     census = source.census(2)
     assert census is not None
     assert census.rows == len(read_all(source)) == 3
+    assert census.rereads
     assert census.values == {"vip.j2", ""}
     only_counted = source.census(None)
     assert only_counted is not None and only_counted.values == frozenset()
@@ -655,6 +656,7 @@ def test_json_census_and_the_sources_without_one(tmp_path: Path) -> None:
     )
     census = open_contacts(array, "mobile").census(1)
     assert census is not None and census.rows == 1 and census.values == {"a.j2"}
+    assert not census.rereads  # held in memory: a later change to the file sends nothing new
     lines = tmp_path / "c.jsonl"
     lines.write_text('{"mobile": "09120000001"}\n', "utf-8")
     assert open_contacts(lines, "mobile").census(None) is None
