@@ -36,6 +36,12 @@ _DRIVER_PACKAGES = {
     "oracledb": "oracledb",
     "pyodbc": "pyodbc",
 }
+# Seconds to wait for the database to answer a connection: a server that takes the TCP
+# connection and then says nothing (hung, overloaded, a firewall that swallows packets) would
+# otherwise hold a cron run, and its lock, forever. `?connect_timeout=N` in the URL overrides.
+CONNECT_TIMEOUT = 30
+# The drivers that take a `connect_timeout` keyword (seconds); others keep their own defaults.
+_TIMEOUT_DRIVERS = frozenset({"psycopg", "psycopg2", "pymysql", "mysqldb"})
 # URL query options that carry credentials (?password=..., ?sslpassword=..., ?token=...).
 _SECRET_OPTION = re.compile(r"pass|pwd|secret|token|key", re.IGNORECASE)
 
@@ -147,7 +153,7 @@ def _connect(target: _Target) -> Connection:
     # Every failure here is raised `from None`: the foreign text can quote the URL.
     try:
         # NullPool: closing the connection really closes it; nothing outlives the source.
-        engine = create_engine(target.url, poolclass=NullPool)
+        engine = create_engine(target.url, poolclass=NullPool, connect_args=_timeout(target))
     except ImportError as exc:
         module = (exc.name or target.url.get_driver_name()).split(".")[0]
         package = _DRIVER_PACKAGES.get(module, module)
@@ -171,6 +177,14 @@ def _connect(target: _Target) -> Connection:
             "and that the host, port, user, password and database name in contacts.url are "
             "right (the password comes from the ${VAR} you set in the environment)."
         ) from None
+
+
+def _timeout(target: _Target) -> dict[str, int]:
+    """`connect_timeout` for a driver that takes one, unless the URL sets it."""
+    driver = target.url.get_driver_name().lower()
+    if driver not in _TIMEOUT_DRIVERS or "connect_timeout" in target.url.query:
+        return {}
+    return {"connect_timeout": CONNECT_TIMEOUT}
 
 
 def _check_sqlite_file(target: _Target) -> None:

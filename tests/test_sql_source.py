@@ -6,8 +6,10 @@ import csv
 import gc
 import importlib.util
 import os
+import socket
 import sqlite3
 import sys
+import time
 import traceback
 import uuid
 from collections.abc import Iterator
@@ -19,6 +21,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import NullPool
 
+from pipeline import sql_source
 from pipeline.contacts import ContactSource
 from pipeline.errors import InputError
 from pipeline.models import Contact
@@ -237,6 +240,34 @@ def test_cannot_connect_names_host_and_port():
     assert message.startswith("contacts.url (postgresql+psycopg://app:***@127.0.0.1:9/shop")
     assert "cannot connect to 127.0.0.1:9" in message and "refused" in message
     assert_hidden(error, SECRET)
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A port that takes TCP connections and never says a word (a hung database server)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)  # never accepted: the kernel completes the handshake regardless
+        yield listener.getsockname()[1]
+
+
+def test_a_server_that_never_answers_fails_after_the_connect_timeout(
+    silent_server: int, monkeypatch: pytest.MonkeyPatch
+):
+    """Without a timeout a hung server would hold a cron run, and the journal's lock, forever."""
+    monkeypatch.setattr(sql_source, "CONNECT_TIMEOUT", 2)  # libpq's smallest
+    started = time.monotonic()
+    error = refusal(f"postgresql+psycopg://app:{SECRET}@127.0.0.1:{silent_server}/shop")
+    assert time.monotonic() - started < 20
+    message = str(error)
+    assert f"cannot connect to 127.0.0.1:{silent_server}" in message and "timeout" in message
+    assert_hidden(error, SECRET)
+
+
+def test_connect_timeout_in_the_url_wins(silent_server: int, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(sql_source, "CONNECT_TIMEOUT", 3600)  # would hang the test
+    url = f"postgresql+psycopg://app:{SECRET}@127.0.0.1:{silent_server}/shop?connect_timeout=2"
+    assert "timeout" in str(refusal(url))
 
 
 def test_password_in_url_options_is_masked_too():
