@@ -1,6 +1,6 @@
 """Measure the pipeline side by side with the floor a hand-written script pays.
 
-    .venv/bin/python -m benchmarks.bench              # N = 1,000,000 (about 15 minutes)
+    .venv/bin/python -m benchmarks.bench              # N = 1,000,000 (about 16 minutes)
     .venv/bin/python -m benchmarks.bench --n 100000   # a quicker look
 
 Every measurement is a fresh `python` process (imports included, as cron pays them), timed
