@@ -2,5 +2,5 @@
 
 from pipeline.cli import main
 
-if __name__ == "__main__":  # not when multiprocessing imports it in the sender process
+if __name__ == "__main__":  # not when something merely imports the module
     raise SystemExit(main())

@@ -36,6 +36,7 @@ from json.encoder import encode_basestring as _json_string
 from typing import Any
 
 from pipeline.models import Message, Outcome, Status
+from pipeline.segments import UCS2
 
 
 class Kind(Enum):
@@ -315,7 +316,7 @@ class Account:
 
     def page_price(self, tariff: str, encoding: str) -> int:
         """Rials per page for a tariff (base, service, ads) and an encoding (UCS-2 = Persian)."""
-        script = "Persian" if encoding == "UCS-2" else "English"
+        script = "Persian" if encoding == UCS2 else "English"
         return self.prices.get(f"{tariff.capitalize()}SMS_{script}Price", 0)
 
 

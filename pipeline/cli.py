@@ -237,7 +237,8 @@ def _next_steps(result: RunResult) -> list[str]:
     if result.blacklisted_unlisted:
         steps.append(
             f"note: {result.blacklisted_unlisted} number(s) were rejected as invalid or "
-            "blacklisted; set suppression.path to keep them out of the next campaigns."
+            "blacklisted but are on no suppression list; set suppression.path to keep them out "
+            "of the next campaigns (if it is set, the warning above says why it was not written)."
         )
     if result.deliveries is not None and result.deliveries.suppressed_added:
         steps.append(

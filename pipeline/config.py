@@ -324,6 +324,10 @@ def _where(shown: str, lines: dict[str, int], key: str) -> str:
     return f"{shown}:{line}" if line else shown
 
 
+# sqlite:///..., also with a driver named: sqlite+pysqlite:///...
+_SQLITE_URL = re.compile(r"sqlite(?:\+\w+)?:///")
+
+
 def _resolve(config: Config, path: Path) -> Config:
     """Make relative paths relative to the config file's folder (cron starts in $HOME)."""
     base = path.resolve().parent
@@ -338,11 +342,12 @@ def _resolve(config: Config, path: Path) -> Config:
     if template.path is not None:
         template = template.model_copy(update={"path": under(template.path)})
     contacts = config.contacts
-    if contacts.url is not None and contacts.url.startswith("sqlite:///"):
+    sqlite = _SQLITE_URL.match(contacts.url or "")
+    if sqlite is not None:
         # sqlite:///shop.db is relative to the working directory; cron's is $HOME.
-        database = contacts.url.removeprefix("sqlite:///")
+        database = (contacts.url or "")[sqlite.end() :]
         if database and not database.startswith(("/", ":memory:", "file:")):
-            url = f"sqlite:///{base / database}"
+            url = f"{sqlite.group(0)}{base / database}"
             contacts = contacts.model_copy(update={"url": url})
     suppression = config.suppression
     if suppression.path is not None:

@@ -615,7 +615,9 @@ def _read_parquet(path: Path, shown: str, batch_size: int) -> Opened:
 
 
 def _parquet_census(pq: Any, path: Path, shown: str, column: int | None) -> Census:
-    """Every batch decoded by pyarrow (a damaged page fails now), counted without Python rows."""
+    """Every batch decoded by pyarrow (a damaged page fails now) and converted to Python
+    values as the real read converts them (a value Python cannot hold fails now), counted by
+    pyarrow."""
     import pyarrow.compute as pc  # type: ignore[import-not-found, unused-ignore]  # noqa: PLC0415
 
     rows = 0

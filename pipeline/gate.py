@@ -163,7 +163,10 @@ def _stamp(path: Path | None) -> tuple[int, int, int] | None:
     """What tells a file apart from a changed one: size, modification time, inode."""
     if path is None:
         return None
-    info = path.stat()
+    try:
+        info = path.stat()
+    except OSError:  # moved away or deleted: not the file the census read
+        return -1, -1, -1
     return info.st_size, info.st_mtime_ns, info.st_ino
 
 
@@ -182,8 +185,9 @@ def _as_counted(
         if seen > rows or _stamp(path) != stamp:
             raise InputError(
                 f"{path}: the file changed while the run was reading it (an export still being "
-                "written, or replaced). What was sent is in the journal. Fix: let the export "
-                "finish, then rerun the same command: it continues where it stopped."
+                "written, replaced, moved or deleted). What was sent is in the journal. Fix: "
+                "let the export finish, then rerun the same command: it continues where it "
+                "stopped."
             )
         yield batch
 

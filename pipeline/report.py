@@ -95,6 +95,18 @@ class ReportWriter:
             self._attention.close()
 
     @property
+    def partial_path(self) -> Path:
+        """Where the report is written until it is complete (and left, if the run fails)."""
+        return self._partial
+
+    def discard(self) -> None:
+        """Close and remove the unfinished files (a run that stopped before any request)."""
+        self._file.close()
+        self._partial.unlink(missing_ok=True)
+        if self._attention is not None:
+            self._attention.discard()
+
+    @property
     def attention_path(self) -> Path | None:
         """The file of rows that need attention, when there were any."""
         return self._attention.path if self._attention and self._attention.rows else None
@@ -212,6 +224,11 @@ class _Attention:
             ]
         )
         self.rows += len(rows)
+
+    def discard(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._partial.unlink(missing_ok=True)
 
     def close(self, *, complete: bool = True) -> None:
         """Close the file; put it in place only when the run is complete."""

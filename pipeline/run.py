@@ -32,7 +32,14 @@ from pipeline.persian import FILTERS, template_globals
 from pipeline.prepare import Preparer, Templates
 from pipeline.render import Renderer
 from pipeline.report import ReportWriter
-from pipeline.send import ChunkResult, Dispatcher, Sender, SenderSettings, open_client
+from pipeline.send import (
+    ChunkResult,
+    Dispatcher,
+    InternalFailure,
+    Sender,
+    SenderSettings,
+    open_client,
+)
 from pipeline.suppression import Suppression, load_suppression
 from pipeline.throttle import Throttle
 
@@ -135,12 +142,17 @@ def run(
             config, options, timing=timing, journal=journal, sender=sender, clock=clock, stop=stop
         )
         batches = gate.decide(source, _preparer(config, templates, suppression), suppression)
+
+        try:
+            writer = ReportWriter(report_path, columns=source.columns, attention=True)
+        except OSError as exc:
+            raise DiskTrouble(
+                f"report.path: cannot write {_described(exc)}. Make the folder writable by this "
+                "user, or point report.path somewhere else"
+            ) from exc
+        report = stack.enter_context(writer)
         if gate.sending:
             progress.start(gate.rows)
-
-        report = stack.enter_context(
-            ReportWriter(report_path, columns=source.columns, attention=True)
-        )
         campaign = _Campaign(
             config,
             options,
@@ -168,12 +180,18 @@ def run(
             campaign.finish()
         except BaseException as exc:
             campaign.abort()
-            if isinstance(exc, PipelineError) and campaign.posted:
+            if not campaign.posted:
+                report.discard()  # nothing happened: no half report to wonder about
+            if isinstance(exc, (PipelineError, OSError)) and campaign.posted:
                 raise StoppedMidRun(
-                    f"{exc}\nThe run stopped after sending had started. The journal keeps "
-                    "what was sent; rows that were in flight are `unknown`. Fix the cause, then "
-                    "rerun the same command: it continues where it stopped."
+                    f"{_described(exc)}\nThe run stopped after sending had started. The journal "
+                    "keeps what was sent; rows whose request may have gone out are `unknown`. "
+                    f"The rows read so far are in {report.partial_path}. Fix the cause, then "
+                    "rerun the same command: it continues where it stopped (and writes a whole "
+                    "report)."
                 ) from exc
+            if isinstance(exc, OSError):  # a disk or a folder, before any request left
+                raise DiskTrouble(f"{_described(exc)}; fix it and run again") from exc
             raise
         progress.finish()
         report.close()
@@ -199,6 +217,20 @@ def run(
         deliveries=gate.deliveries,
         streamed=gate.streamed,
     )
+
+
+class DiskTrouble(PipelineError):
+    """A file or folder the run writes failed before any request left (exit 2)."""
+
+    exit_code = 2
+
+
+def _described(exc: BaseException) -> str:
+    """A PipelineError's own message; an OSError as `path: what went wrong`."""
+    if isinstance(exc, OSError) and not isinstance(exc, PipelineError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror or exc}"
+    return str(exc)
 
 
 class StoppedMidRun(PipelineError):
@@ -250,6 +282,7 @@ class _Campaign:
         self.suppressed_added = 0
         self.blacklisted_unlisted = 0
         self.preview: list[Row] = []
+        self.submitting: list[Message] = []  # the chunk being handed to the dispatcher
 
     # -- stages per batch -------------------------------------------------------------
 
@@ -316,7 +349,11 @@ class _Campaign:
                 self.inflight.pop(m.row).settle(Outcome(Status.PENDING, reason))
             return
         assert self.dispatcher is not None  # only a sending run queues messages
+        # Until submit returns, no request carries this chunk: an error in it (waiting for a
+        # slot, or the journal refusing the mark) leaves the chunk unposted (see abort).
+        self.submitting = chunk
         self.dispatcher.submit(chunk, pages)
+        self.submitting = []
 
     def _window_closed(self) -> bool:
         """A long run that reaches the window's end stops sending (outside_window: wait)."""
@@ -342,14 +379,28 @@ class _Campaign:
         self._flush_report()  # rows settled in the last partial chunk count too
 
     def abort(self) -> None:
-        """After an unexpected error: keep what is known, call in-flight rows `unknown`."""
-        reason = "the run stopped with an error while this was in flight; it may have gone out"
+        """After an unexpected error: start nothing more, wait for the requests already on
+        their way and keep their answers; rows no request carried are `pending`, rows whose
+        request's fate is not known are `unknown`."""
+        unposted = Outcome(Status.PENDING, "not sent: the run stopped with an error")
         if self.dispatcher is not None:
+            self.stop.set()  # a chunk waiting to retry gives up instead
             # Queued chunks never start: no request carried their rows (the journal hears so).
             for m in self.dispatcher.halt():
-                outcome = Outcome(Status.PENDING, "not sent: the run stopped with an error")
-                self.inflight.pop(m.row).settle(outcome)
-                self.unrecorded.append((m.number, outcome))
+                self.inflight.pop(m.row).settle(unposted)
+                self.unrecorded.append((m.number, unposted))
+            # Requests already posting end within provider.timeout. Their answers are recorded
+            # while this run still holds the lock, instead of being left `inflight` (`unknown`
+            # next run) while an overlapping run could already be sending.
+            with contextlib.suppress(Exception):  # e.g. the report cannot be written
+                self.dispatcher.drain()
+        # Never handed to a request, and never marked: `pending`, and the journal has no row.
+        for m in [*self.chunk, *self.submitting]:
+            row = self.inflight.pop(m.row, None)
+            if row is not None and row.status is None:
+                row.settle(unposted)
+        self.chunk, self.submitting = [], []
+        reason = "the run stopped with an error while this was in flight; it may have gone out"
         for row in self.inflight.values():
             if row.status is None:
                 row.settle(Outcome(Status.UNKNOWN, reason))
@@ -435,6 +486,8 @@ class _Campaign:
     def _why_stopped(self) -> str:
         if isinstance(self.stopped, ProviderFatal):
             return f"not sent: the run stopped on {self.stopped.title}"
+        if isinstance(self.stopped, InternalFailure):
+            return "not sent: the run stopped on an internal error"
         return "not sent: the run was interrupted"
 
 

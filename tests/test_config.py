@@ -149,6 +149,10 @@ def test_relative_sqlite_url_is_relative_to_the_config(tmp_path):
         "  path: data/contacts.csv\n", "  query: SELECT 1\n  url: sqlite:////srv/x.db\n"
     )
     assert load_config_ok(tmp_path, text).contacts.url == "sqlite:////srv/x.db"
+    text = BASE.replace(
+        "  path: data/contacts.csv\n", "  query: SELECT 1\n  url: sqlite+pysqlite:///shop.db\n"
+    )
+    assert load_config_ok(tmp_path, text).contacts.url == f"sqlite+pysqlite:///{tmp_path}/shop.db"
 
 
 def test_a_token_with_a_carriage_return_is_refused_without_echoing_it(tmp_path, monkeypatch):

@@ -398,7 +398,7 @@ def test_ragged_row_names_the_row_and_the_fix() -> None:
         DATA / "ragged.csv", "mobile", shown_path="data/ragged.csv", batch_size=1
     )
     with pytest.raises(InputError) as caught:
-        list(source.batches)
+        next(iter(source.batches))  # the first batch of one row is never handed on
     message = str(caught.value)
     assert message.startswith("data/ragged.csv:4: row 3 has 3 cells but the header has 2.")
     assert "in double quotes" in message

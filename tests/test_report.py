@@ -187,3 +187,16 @@ def test_rows_wait_for_an_earlier_row_still_in_flight(tmp_path: Path) -> None:
         ["2", "09120000002", "09120000002", "failed"],
         ["3", "09120000003", "09120000003", "sent"],
     ]
+
+
+def test_discard_leaves_no_file_behind(tmp_path: Path) -> None:
+    """A run that stops before any request leaves no half report (nor attention file)."""
+    path = tmp_path / "report.csv"
+    row = Row(1, "0912", values={"mobile": "0912"})
+    row.status, row.error = Status.INVALID, "too short"
+    with ReportWriter(path, columns=("mobile",), attention=True) as writer:
+        writer.add(row)
+        writer.flush_ready()
+        assert writer.partial_path.exists() and writer.attention_path is not None
+        writer.discard()
+    assert list(tmp_path.iterdir()) == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import time
 from collections.abc import Callable
 
 import httpx
@@ -9,10 +11,11 @@ import pytest
 
 from pipeline.config import load_config
 from pipeline.errors import InputError, TemplateError
+from pipeline.journal import State
 from pipeline.models import RunOptions, Status
-from pipeline.run import StoppedMidRun, run
+from pipeline.run import DiskTrouble, StoppedMidRun, run
 from pipeline.sandbox import AmootSimulator, Fault
-from tests.conftest import TOKEN, Campaign
+from tests.conftest import TOKEN, Campaign, journal_snapshot
 
 
 def _go(campaign: Campaign, sim: AmootSimulator, **options: object):
@@ -324,22 +327,83 @@ def test_a_template_named_only_by_the_last_row_is_checked_before_any_request(set
     assert sim.requests == []
 
 
-def test_a_file_that_grows_while_streamed_stops_the_run(setup):
-    """An export still being written: once the file differs from what the census read, the run
-    stops (exit 3) instead of sending rows the checks never saw."""
-    campaign, sim = setup
+def _stopped_by_a_changed_file(
+    campaign: Campaign, sim: AmootSimulator, change: Callable[[], None]
+) -> StoppedMidRun:
+    """3,000 rows, chunks of 30 on 2 threads; the file changes during the first request and
+    later answers are slow, so chunks are still on their way when the main thread stops."""
     sim.credit_rials = 10**12  # the bound fits: a streamed run
     campaign.contacts([(f"0912{i:07d}", f"n{i}", f"C{i}") for i in range(1, 3_001)])
-    path = campaign.folder / "contacts.csv"
+    campaign.write_config(
+        "sandbox: false\nbase_url: https://portal.amootsms.com/rest\n"
+        "token: ${AMOOT_TOKEN}\nchunk_size: 30\nconcurrency: 2"
+    )
 
-    def grow(request: httpx.Request, n: int) -> httpx.Response | None:
+    def misbehave(request: httpx.Request, n: int) -> httpx.Response | None:
         if n == 1:
-            with path.open("a", encoding="utf-8") as f:
-                f.write("".join(f"0913{i:07d},late,C{i}\n" for i in range(500)))
+            change()
+        else:
+            time.sleep(0.2)
         return None
 
     config = load_config(campaign.config)
-    with pytest.raises(StoppedMidRun, match="the file changed while the run was reading it"):
-        run(config, RunOptions(), transport=_scripted(sim, grow), sleep=lambda _s: False)
-    assert 0 < len(sim.accepted) < 3_000
+    with pytest.raises(StoppedMidRun, match="the file changed while the run was reading it") as e:
+        run(config, RunOptions(), transport=_scripted(sim, misbehave), sleep=lambda _s: False)
+    return e.value
+
+
+def _assert_answers_kept(campaign: Campaign, sim: AmootSimulator, error: StoppedMidRun) -> None:
+    """Every request that left was waited for: its numbers are `sent` in the journal (none left
+    in flight), and the rows read so far are in the partial report the message names."""
+    accepted = sorted(f"0{a.number}" for a in sim.accepted)
+    assert 0 < len(accepted) < 3_000
+    entries, counts = journal_snapshot(campaign, accepted)
+    assert counts[State.INFLIGHT] == 0 and counts[State.UNKNOWN] == 0
+    assert {entries[n].state for n in accepted} == {State.SENT}
+    partial = next((campaign.folder / "reports").glob("*.partial"))
+    assert str(partial) in str(error)
+    rows = list(csv.DictReader(partial.read_text("utf-8-sig").splitlines()))
+    sent = sorted(r["number"] for r in rows if r["status"] == "sent")
+    assert sent == accepted
+    assert {r["status"] for r in rows} == {"sent", "pending"}  # read but never carried: pending
+
+
+def test_a_file_that_grows_while_streamed_stops_the_run(setup):
+    """An export still being written: once the file differs from what the census read, the run
+    stops (exit 3) instead of sending rows the checks never saw, keeping every answer."""
+    campaign, sim = setup
+    path = campaign.folder / "contacts.csv"
+
+    def grow() -> None:
+        with path.open("a", encoding="utf-8") as f:
+            f.write("".join(f"0913{i:07d},late,C{i}\n" for i in range(500)))
+
+    error = _stopped_by_a_changed_file(campaign, sim, grow)
     assert not any(a.number.startswith("913") for a in sim.accepted)
+    _assert_answers_kept(campaign, sim, error)
+
+
+def test_a_file_moved_away_while_streamed_stops_the_run_with_a_message(setup):
+    """A stat that fails (the export moved or deleted) is a changed file, not a traceback."""
+    campaign, sim = setup
+    path = campaign.folder / "contacts.csv"
+    error = _stopped_by_a_changed_file(
+        campaign, sim, lambda: path.replace(path.with_suffix(".old"))
+    )
+    assert "moved or deleted" in str(error)
+    _assert_answers_kept(campaign, sim, error)
+
+
+def test_a_report_folder_that_cannot_be_made_is_exit_2_before_any_request(setup, tmp_path):
+    """Not a traceback: the message names the folder and the fix, and nothing is sent."""
+    campaign, sim = setup
+    blocker = tmp_path / "a-file"
+    blocker.write_text("", "utf-8")
+    text = campaign.config.read_text("utf-8")
+    campaign.config.write_text(
+        text.replace("path: reports/report.csv", f"path: {blocker}/reports/report.csv"), "utf-8"
+    )
+    with pytest.raises(DiskTrouble, match=r"report\.path: cannot write .*a-file") as caught:
+        _go(campaign, sim)
+    assert caught.value.exit_code == 2
+    assert not sim.accepted
