@@ -528,7 +528,7 @@ def _open(config: Config) -> ContactSource:
     if contacts.path is None:
         # The config allows no path only together with query and url.
         assert contacts.query is not None and contacts.url is not None
-        from pipeline.sql_source import open_sql  # noqa: PLC0415 - being written (issue 5)
+        from pipeline.sql_source import open_sql  # noqa: PLC0415 - SQLAlchemy is an extra
 
         return open_sql(contacts.url, contacts.query, contacts.phone_column)
     return open_contacts(

@@ -15,7 +15,7 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, get_args
@@ -32,11 +32,27 @@ from pipeline.sandbox import (
 
 
 class SandboxServer:
-    """A context manager that serves `sim` on a ThreadingHTTPServer in a daemon thread."""
+    """A context manager that serves `sim` on a ThreadingHTTPServer in a daemon thread.
 
-    def __init__(self, sim: AmootSimulator, host: str = "127.0.0.1", port: int = 0) -> None:
+    `latency` (benchmarks): each answer leaves that many seconds after its request arrived,
+    the simulator's own processing included. (Holding the whole latency after processing made
+    every request slower than it claims, by this fake's CPU time on the cores it shares with
+    the pipeline it measures.)
+    """
+
+    def __init__(
+        self,
+        sim: AmootSimulator,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        latency: float = 0.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.sim = sim
         self._server = _Server((host, port), sim)
+        self._server.latency = max(latency, 0.0)
+        self._server.monotonic = monotonic
         self.base_url = f"http://{host}:{self._server.server_address[1]}/rest"
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
@@ -73,6 +89,8 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], sim: AmootSimulator) -> None:
         super().__init__(address, _Handler)
         self.sim = sim
+        self.latency = 0.0
+        self.monotonic: Callable[[], float] = time.monotonic
         self.stopping = threading.Event()
         self._connections: set[socket.socket] = set()
         self._aborted: set[socket.socket] = set()
@@ -131,6 +149,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve()  # answered 405: the docs say only POST is supported
 
     def _serve(self) -> None:
+        arrived = self.server.monotonic()  # the request line and headers are in
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         host, port = self.server.server_address[:2]
@@ -141,6 +160,9 @@ class _Handler(BaseHTTPRequestHandler):
             content=body,
         )
         reply = self.server.sim.decide(request)
+        if self.server.latency:
+            held = self.server.latency - (self.server.monotonic() - arrived)
+            self.server.stopping.wait(max(held, 0.0))
         match reply.action:
             case "drop_before" | "drop_after":
                 self.server.abort(self.connection)
@@ -175,7 +197,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--credit", type=int, default=10_000_000, help="credit in rials")
     parser.add_argument("--number-style", choices=get_args(NumberStyle), default="int")
     parser.add_argument(
-        "--latency", type=float, default=0.0, help="seconds to hold each answer (benchmarks)"
+        "--latency",
+        type=float,
+        default=0.0,
+        help="seconds from each request's arrival to its answer (benchmarks)",
     )
     args = parser.parse_args(argv)
     sim = AmootSimulator(
@@ -186,9 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         remember=False,  # a long-lived server: keep counters, not every message
         forgotten_delivery=1,
     )
-    sim.latency = max(args.latency, 0.0)
     try:
-        with SandboxServer(sim, args.host, args.port) as server:
+        with SandboxServer(sim, args.host, args.port, latency=args.latency) as server:
             print(server.base_url, flush=True)
             print(f"token: {args.token}; {SANDBOX_BLACKLIST_RULE}; Ctrl-C stops.", flush=True)
             while True:

@@ -809,3 +809,45 @@ def test_fake_counts_pages_as_the_pipeline_does(text: str) -> None:
     """The fake's own page count (kept apart from pipeline.segments on purpose, so each checks
     the other) agrees with the pipeline's for any mix of GSM-7, extension, Persian and emoji."""
     assert fake_pages(text) == count_pages(text).pages
+
+
+# --- latency (benchmarks) and the long-lived server's memory -------------------------------
+
+
+def test_latency_counts_from_the_requests_arrival_its_processing_included() -> None:
+    """--latency 1 means the answer leaves 1 s after the request came in: the fake's own
+    processing (on the cores it shares with the pipeline it measures) is part of it."""
+    # Arrival at 10.0; the processing "took" 0.9 s, then 1.5 s (longer than the latency).
+    ticks = iter([10.0, 10.9, 20.0, 21.5])
+    server = SandboxServer(make_sim(), latency=1.0, monotonic=lambda: next(ticks))
+    held = []
+    with server, httpx.Client(base_url=server.base_url, timeout=10) as http:
+        for _ in range(2):
+            start = time.perf_counter()
+            answer = http.post(
+                "/SendPeerToPeer",
+                json=p2p([("09120000001", PERSIAN)]),
+                headers={"Authorization": SANDBOX_TOKEN},
+            )
+            held.append(time.perf_counter() - start)
+            assert answer.json()["Status"] == "Success"
+    assert 0.1 <= held[0] < 0.6  # the 0.1 s left of the latency, not the whole second
+    assert held[1] < 0.5  # nothing left to wait
+
+
+def test_latency_holds_each_answer_that_long() -> None:
+    server = SandboxServer(make_sim(), latency=0.3)
+    with server, httpx.Client(base_url=server.base_url, timeout=10) as http:
+        start = time.perf_counter()
+        http.post("/AccountStatus", headers={"Authorization": SANDBOX_TOKEN})
+        assert time.perf_counter() - start >= 0.3
+
+
+def test_without_history_the_answers_are_the_same() -> None:
+    """The socket server keeps no history (remember=False); its answers must not change."""
+    items = [("09120000001", "a"), ("9120000002", "b"), ("+989120000003", "a"), ("0912", "c")]
+    remembering, forgetful = make_sim(), make_sim(remember=False)
+    with client(remembering) as left, client(forgetful) as right:
+        for _ in range(2):  # IDs keep counting across requests in both
+            assert send(left, items).content == send(right, items).content
+    assert len(remembering.accepted) == 6 and not forgetful.accepted
