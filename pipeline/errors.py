@@ -55,6 +55,10 @@ class ProviderFatal(PipelineError):
         super().__init__(message)
         self.title = title
 
+    def __reduce__(self) -> tuple[type[ProviderFatal], tuple[str, str]]:
+        # Pickled with both arguments: it travels back from the sending process.
+        return (type(self), (self.title, str(self)))
+
 
 class Interrupted(PipelineError):
     """A signal asked the run to stop; what was in flight was recorded."""

@@ -40,6 +40,7 @@ from pipeline.send import (
     SenderSettings,
     open_client,
 )
+from pipeline.sender_process import ProcessDispatcher, SenderProcess, Start, WorkerFailed
 from pipeline.suppression import Suppression, load_suppression
 from pipeline.throttle import Throttle
 
@@ -134,23 +135,23 @@ def run(
         if not options.dry_run:
             stack.enter_context(_stop_on_signals(stop))
         sender: Sender | None = None
+        worker: SenderProcess | None = None
         if not options.dry_run or config.provider.sandbox:
             client = stack.enter_context(open_client(config, transport))
             sender = _sender(config, client, stop=stop, sleep=sleep, clock=clock, timing=timing)
+            # Over real HTTP, requests are posted from a child process, started now so that
+            # its imports overlap the census. Injected transports, clocks and sleeps (tests)
+            # and the in-process sandbox keep the sender threads in this process.
+            sends = not (options.dry_run or options.deliveries)
+            if sends and transport is None and sleep is None and clock is utc_now:
+                worker = _start_worker(stack, config, timing, log)
 
         gate = Gate(
             config, options, timing=timing, journal=journal, sender=sender, clock=clock, stop=stop
         )
         batches = gate.decide(source, _preparer(config, templates, suppression), suppression)
 
-        try:
-            writer = ReportWriter(report_path, columns=source.columns, attention=True)
-        except OSError as exc:
-            raise DiskTrouble(
-                f"report.path: cannot write {_described(exc)}. Make the folder writable by this "
-                "user, or point report.path somewhere else"
-            ) from exc
-        report = stack.enter_context(writer)
+        report = stack.enter_context(_report_writer(report_path, source.columns))
         if gate.sending:
             progress.start(gate.rows)
         campaign = _Campaign(
@@ -168,11 +169,8 @@ def run(
             if timing.reason:
                 log(timing.reason)
             stack.enter_context(_quick_thread_switches())
-            campaign.dispatcher = Dispatcher(
-                sender,
-                config.provider.concurrency,
-                before_post=campaign.before_post,
-                after_answer=campaign.after_answer,
+            campaign.dispatcher = _dispatcher(
+                config, sender, worker=worker, campaign=campaign, stop=stop, log=log
             )
         try:
             for rows in batches:
@@ -219,6 +217,16 @@ def run(
     )
 
 
+def _report_writer(path: Path, columns: tuple[str, ...]) -> ReportWriter:
+    try:
+        return ReportWriter(path, columns=columns, attention=True)
+    except OSError as exc:
+        raise DiskTrouble(
+            f"report.path: cannot write {_described(exc)}. Make the folder writable by this "
+            "user, or point report.path somewhere else"
+        ) from exc
+
+
 class DiskTrouble(PipelineError):
     """A file or folder the run writes failed before any request left (exit 2)."""
 
@@ -258,7 +266,7 @@ class _Campaign:
         self.report = report
         self.stop = stop
         self.log = log
-        self.dispatcher: Dispatcher | None = None
+        self.dispatcher: Dispatcher | ProcessDispatcher | None = None
         self.account: Account | None = None
         self.suppression: Suppression | None = None
         self.clock: Clock = utc_now
@@ -575,6 +583,66 @@ def _suppression(config: Config) -> Suppression | None:
     return load_suppression(path, _shown(config, path)) if path is not None else None
 
 
+def _start_worker(
+    stack: ExitStack, config: Config, timing: schedule.Decision, log: Log
+) -> SenderProcess | None:
+    if config.provider.sandbox:
+        return None
+    start = Start(
+        _sender_settings(config),
+        config.provider.concurrency,
+        config.provider.rate_limit,
+        timing.send_at,
+    )
+    try:
+        return stack.enter_context(SenderProcess(start))
+    except WorkerFailed as exc:
+        log(f"warning: {exc}; sending from threads in this process instead")
+        return None
+
+
+def _dispatcher(
+    config: Config,
+    sender: Sender,
+    *,
+    worker: SenderProcess | None,
+    campaign: _Campaign,
+    stop: threading.Event,
+    log: Log,
+) -> Dispatcher | ProcessDispatcher:
+    """The child process's dispatcher once it is ready (nothing is marked before), else threads."""
+    concurrency = config.provider.concurrency
+    if worker is not None:
+        try:
+            worker.wait_ready()
+        except WorkerFailed as exc:
+            log(f"warning: {exc}; sending from threads in this process instead")
+        else:
+            return ProcessDispatcher(
+                worker,
+                concurrency,
+                stop=stop,
+                before_post=campaign.before_post,
+                after_answer=campaign.after_answer,
+            )
+    return Dispatcher(
+        sender,
+        concurrency,
+        before_post=campaign.before_post,
+        after_answer=campaign.after_answer,
+    )
+
+
+def _sender_settings(config: Config) -> SenderSettings:
+    return SenderSettings(
+        base_url=config.provider.base_url,
+        token=config.token,
+        line_number=config.provider.line_number,
+        timeout=config.provider.timeout,
+        max_attempts=config.provider.max_attempts,
+    )
+
+
 def _sender(
     config: Config,
     client: httpx.Client,
@@ -587,13 +655,7 @@ def _sender(
     fixed = timing.send_at
     return Sender(
         client,
-        SenderSettings(
-            base_url=config.provider.base_url,
-            token=config.token,
-            line_number=config.provider.line_number,
-            timeout=config.provider.timeout,
-            max_attempts=config.provider.max_attempts,
-        ),
+        _sender_settings(config),
         throttle=Throttle(config.provider.rate_limit, sleep=stop.wait),
         stop=stop,
         sleep=sleep or stop.wait,

@@ -464,15 +464,22 @@ def open_client(config: Config, transport: httpx.BaseTransport | None) -> Iterat
     """One client for the run; the sandbox answers in-process, so nothing leaves the machine."""
     if transport is None and config.provider.sandbox:
         transport = httpx.MockTransport(shipped_sandbox(config.token).handle)
+    with http_client(config.provider.concurrency, config.provider.timeout, transport) as client:
+        yield client
+
+
+def http_client(
+    concurrency: int, timeout: float, transport: httpx.BaseTransport | None = None
+) -> httpx.Client:
+    """The run's HTTP client: `concurrency` connections, no automatic retries or redirects."""
     limits = httpx.Limits(
-        max_connections=config.provider.concurrency,
-        max_keepalive_connections=config.provider.concurrency,
+        max_connections=concurrency,
+        max_keepalive_connections=concurrency,
         keepalive_expiry=5.0,  # shorter than servers' idle close: fewer "dropped" keep-alive races
     )
-    with httpx.Client(
+    return httpx.Client(
         transport=transport or httpx.HTTPTransport(retries=0, limits=limits),
         limits=limits,
-        timeout=config.provider.timeout,
+        timeout=timeout,
         follow_redirects=False,  # a redirect on a POST would resend it: never silently
-    ) as client:
-        yield client
+    )

@@ -1,0 +1,389 @@
+"""Post the chunks from a child process: the same Sender, with an interpreter lock of its own.
+
+A run prepares, journals and reports rows on its main thread, and sender threads read and parse
+the provider's answers. In one process they share one interpreter lock: each answer waited for
+the main thread, and the main thread for the answers (see README, "Speed and memory"). Here the
+Sender and its threads live in a child (`python -m pipeline.sender_process`) and the run's
+process keeps only what must stay in it: the journal mark before a chunk leaves, the answers
+into the journal and the report.
+
+The contract is the Dispatcher's (pipeline.send): every callback runs on the main thread, a chunk
+is marked in the journal before it is written to the child, every chunk gets a ChunkResult.
+
+Frames: a 4-byte big-endian length, then a pickle, over the child's stdin and stdout.
+    parent -> child  Start, then ("chunk", id, messages, pages), ("stop",), ("halt",), ("finish",)
+    child -> parent  ("ready",), ("result", id, ChunkResult), ("crash", id, text), ("halted", ids)
+End of the parent's frames without "finish" means the run died: the child starts nothing more.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import pickle
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+from pipeline.clock import utc_now
+from pipeline.models import Message, Outcome, Status
+from pipeline.send import ChunkResult, InternalFailure, Sender, SenderSettings, http_client
+from pipeline.throttle import Throttle
+
+READY_TIMEOUT = 60.0  # seconds for the child to import and report ready (normally ~0.3 s)
+STOP_CHECK = 0.1  # seconds between looks at the run's stop event while waiting for answers
+_LENGTH = 4
+_STDERR_KEPT = 4000  # characters of the child's stderr kept for the message if it dies
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """What the child needs to build the Sender the run would have built."""
+
+    settings: SenderSettings
+    concurrency: int
+    rate_limit: float | None
+    send_at: datetime | None  # a fixed schedule.send_at; None: the moment of each request
+
+
+class WorkerFailed(Exception):
+    """The child could not be started or did not get ready: the run sends from threads."""
+
+
+# -- framing ----------------------------------------------------------------------------------
+
+
+def write_frame(stream: IO[bytes], frame: object) -> None:
+    data = pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(len(data).to_bytes(_LENGTH, "big") + data)
+    stream.flush()
+
+
+def read_frame(stream: IO[bytes]) -> Any:
+    """The next frame, or None at the end of the stream (also after a partial frame)."""
+    head = stream.read(_LENGTH)
+    if len(head) < _LENGTH:
+        return None
+    size = int.from_bytes(head, "big")
+    data = stream.read(size)
+    if len(data) < size:
+        return None
+    return pickle.loads(data)  # our own child, over its own pipes
+
+
+# -- the run's side ---------------------------------------------------------------------------
+
+
+class SenderProcess:
+    """The child, started early (its imports overlap the run's census), ended on close."""
+
+    def __init__(self, start: Start) -> None:
+        self._start = start
+        env = dict(os.environ)
+        # The child imports this package wherever the run found it (an installed copy or a
+        # source checkout started with `python -m pipeline` from its folder).
+        package_root = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "pipeline.sender_process"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+            )
+        except OSError as exc:
+            raise WorkerFailed(f"cannot start the sending process: {exc}") from exc
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        self._stdin, self._stdout = self._proc.stdin, self._proc.stdout
+        self.frames: queue.Queue[Any] = queue.Queue()
+        self._stderr: deque[str] = deque()
+        self._stderr_size = 0
+        self._ready = threading.Event()  # set on "ready", or when the child's output ends
+        self.ready = False
+        self._reader = threading.Thread(target=self._read, name="sender-process", daemon=True)
+        self._errors = threading.Thread(target=self._read_stderr, daemon=True)
+        self._write_lock = threading.Lock()
+        with contextlib.suppress(OSError):  # the child is already gone: wait_ready says so
+            self.send(start)
+        self._reader.start()
+        self._errors.start()
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
+        """Block until the child reports ready; WorkerFailed if it ended or took too long."""
+        if self._ready.wait(timeout) and self.ready:
+            return
+        self.close(wait=0)
+        raise WorkerFailed(f"the sending process did not start: {self.exit_text()}")
+
+    def send(self, frame: object) -> None:
+        """Write one frame to the child; OSError when it is gone."""
+        with self._write_lock:
+            write_frame(self._stdin, frame)
+
+    def exit_text(self) -> str:
+        code = self._proc.poll()
+        said = "".join(self._stderr).strip().splitlines()
+        last = f": {said[-1]}" if said else ""
+        return f"exit code {code}{last}" if code is not None else f"still running{last}"
+
+    def close(self, wait: float = 5.0) -> None:
+        """End the child: no more frames; it finishes what it holds, or is killed after `wait`."""
+        with contextlib.suppress(OSError), self._write_lock:
+            self._stdin.close()
+        try:
+            self._proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self._reader.join(timeout=5)
+        self._errors.join(timeout=5)
+        self._stdout.close()
+        assert self._proc.stderr is not None
+        self._proc.stderr.close()
+
+    def __enter__(self) -> SenderProcess:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        # Normally drained already (Dispatcher.drain); otherwise the requests it still holds
+        # end within the provider's timeout.
+        self.close(wait=self._start.settings.timeout + 5)
+
+    def _read(self) -> None:
+        while True:
+            try:
+                frame = read_frame(self._stdout)
+            except (OSError, ValueError, pickle.UnpicklingError, EOFError):
+                frame = None
+            if frame is None:
+                self._ready.set()  # wake a waiter: the child is gone, not ready
+                self.frames.put(None)
+                return
+            if frame == ("ready",):
+                self.ready = True
+                self._ready.set()
+                continue
+            self.frames.put(frame)
+
+    def _read_stderr(self) -> None:
+        assert self._proc.stderr is not None
+        for line in iter(self._proc.stderr.readline, b""):
+            text = line.decode("utf-8", "replace")
+            self._stderr.append(text)
+            self._stderr_size += len(text)
+            while self._stderr_size > _STDERR_KEPT and len(self._stderr) > 1:
+                self._stderr_size -= len(self._stderr.popleft())
+
+
+class ProcessDispatcher:
+    """pipeline.send.Dispatcher's contract, with the requests posted by a SenderProcess."""
+
+    def __init__(
+        self,
+        worker: SenderProcess,
+        concurrency: int,
+        *,
+        stop: threading.Event,
+        before_post: Callable[[Sequence[Message]], None],
+        after_answer: Callable[[Sequence[Message], ChunkResult], None],
+    ) -> None:
+        self._worker = worker
+        self._stop = stop
+        self._stop_sent = False
+        self._limit = concurrency * 2  # as the threaded Dispatcher: posting and queued
+        self._before_post = before_post
+        self._after_answer = after_answer
+        self._inflight: dict[int, Sequence[Message]] = {}
+        self._ids = itertools.count()
+        self._held: deque[Any] = deque()  # frames read while waiting for "halted"
+        self._ended = False  # the child's output ended: what it held has no answer
+        self._finished = False
+
+    def submit(self, messages: Sequence[Message], pages: dict[int, int]) -> None:
+        """Post a chunk once a slot is free (settling finished chunks meanwhile)."""
+        while len(self._inflight) >= self._limit:
+            self._settle(block=True)
+        self._forward_stop()
+        self._before_post(messages)
+        chunk_id = next(self._ids)
+        self._inflight[chunk_id] = messages
+        # If the child is gone, the chunk is settled (`unknown`, and the run stops) once its
+        # output ends; the journal has it in flight.
+        with contextlib.suppress(OSError):
+            self._worker.send(("chunk", chunk_id, list(messages), pages))
+
+    def halt(self) -> list[Message]:
+        """Start no chunk that is still queued; the messages of the chunks never posted."""
+        if self._ended:
+            return []
+        try:
+            self._worker.send(("halt",))
+        except OSError:
+            return []
+        while True:
+            frame = self._worker.frames.get()
+            if frame is None:
+                self._held.append(frame)
+                return []
+            if frame[0] == "halted":
+                return [m for chunk_id in frame[1] for m in self._inflight.pop(chunk_id, ())]
+            self._held.append(frame)
+
+    def poll(self) -> None:
+        """Settle whatever has finished, without waiting."""
+        self._forward_stop()
+        if self._inflight:
+            self._settle(block=False)
+
+    def drain(self) -> None:
+        """Wait for every chunk in flight and settle it; the child then ends."""
+        if not self._finished:
+            self._finished = True
+            with contextlib.suppress(OSError):
+                self._worker.send(("finish",))
+        while self._inflight:
+            self._settle(block=True)
+
+    def _forward_stop(self) -> None:
+        if self._stop.is_set() and not self._stop_sent:
+            self._stop_sent = True
+            with contextlib.suppress(OSError):
+                self._worker.send(("stop",))
+
+    def _settle(self, *, block: bool) -> None:
+        """Settle the frames that have arrived; with `block`, wait for at least one."""
+        frame = self._next(block=block)
+        while frame is not _NOTHING:
+            self._handle(frame)
+            frame = self._next(block=False)
+
+    def _next(self, *, block: bool) -> Any:
+        if self._held:
+            return self._held.popleft()
+        if self._ended:
+            return None if self._inflight else _NOTHING
+        while True:
+            try:
+                return self._worker.frames.get(timeout=STOP_CHECK if block else None, block=block)
+            except queue.Empty:
+                if not block:
+                    return _NOTHING
+                self._forward_stop()  # a signal came while waiting for answers
+
+    def _handle(self, frame: Any) -> None:
+        if frame is None:  # the child ended: the chunks it held may have gone out
+            self._ended = True
+            reason = f"the sending process ended unexpectedly ({self._worker.exit_text()})"
+            for chunk_id in list(self._inflight):
+                messages = self._inflight.pop(chunk_id)
+                self._after_answer(messages, _unanswered(messages, reason))
+            return
+        kind = frame[0]
+        if kind == "result":
+            self._after_answer(self._inflight.pop(frame[1]), frame[2])
+        elif kind == "crash":
+            messages = self._inflight.pop(frame[1])
+            reason = f"an internal error in the sending process ({frame[2]})"
+            self._after_answer(messages, _unanswered(messages, reason))
+
+
+_NOTHING = object()
+
+
+def _unanswered(messages: Sequence[Message], reason: str) -> ChunkResult:
+    """A chunk whose request may have gone out, with no answer: `unknown`, and the run stops."""
+    outcome = Outcome(Status.UNKNOWN, f"{reason}: it may have gone out")
+    result = ChunkResult(outcomes={m.row: outcome for m in messages})
+    result.internal = InternalFailure(
+        f"{reason}; the rows of the requests it held are `unknown`, nothing else was lost. "
+        "Please report this bug."
+    )
+    return result
+
+
+# -- the child's side -------------------------------------------------------------------------
+
+
+def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
+    """Post the chunks read from `stdin`, answering on `stdout`, until "finish" or the end."""
+    start = read_frame(stdin)
+    if not isinstance(start, Start):
+        return
+    stop = threading.Event()
+    write_lock = threading.Lock()
+    gone = threading.Event()  # the parent stopped reading: answers have nowhere to go
+
+    def answer(frame: object) -> None:
+        if gone.is_set():
+            return
+        try:
+            with write_lock:
+                write_frame(stdout, frame)
+        except OSError:
+            gone.set()
+            stop.set()
+
+    fixed = start.send_at
+    with http_client(start.concurrency, start.settings.timeout) as client:
+        sender = Sender(
+            client,
+            start.settings,
+            throttle=Throttle(start.rate_limit, sleep=stop.wait),
+            stop=stop,
+            sleep=stop.wait,
+            send_at=(lambda: fixed) if fixed is not None else utc_now,
+        )
+
+        def post(chunk_id: int, messages: list[Message], pages: dict[int, int]) -> None:
+            try:
+                result = sender.send(messages, pages)
+            except Exception as exc:  # a bug: the parent stops the run, rows `unknown`
+                answer(("crash", chunk_id, f"{type(exc).__name__}: {exc}"))
+                return
+            answer(("result", chunk_id, result))
+
+        answer(("ready",))
+        queued: dict[int, Future[None]] = {}
+        with ThreadPoolExecutor(start.concurrency, thread_name_prefix="send") as pool:
+            while True:
+                frame = read_frame(stdin)
+                if frame is None:  # the run died: post nothing more
+                    stop.set()
+                    break
+                kind = frame[0]
+                if kind == "chunk":
+                    _, chunk_id, messages, pages = frame
+                    queued = {k: f for k, f in queued.items() if not f.done()}
+                    queued[chunk_id] = pool.submit(post, chunk_id, messages, pages)
+                elif kind == "stop":
+                    stop.set()
+                elif kind == "halt":
+                    sender.halt()
+                    cancelled = [k for k, f in queued.items() if f.cancel()]
+                    answer(("halted", cancelled))
+                elif kind == "finish":
+                    break
+
+
+def main() -> int:
+    # Ctrl-C reaches every process of the terminal's group: the run decides how to stop and
+    # tells this process ("stop"), so the requests in flight still finish and are recorded.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    serve(sys.stdin.buffer, sys.stdout.buffer)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
