@@ -157,14 +157,53 @@ def write_config(
 # Children start from a small go-between process, which times them and reads their peak RSS.
 # Linux carries a process's peak RSS over fork and exec: a child started from this process
 # (which holds the generated contacts, ~180 MB) would report at least this process's peak,
-# and a small run's own peak would never be seen.
+# and a small run's own peak would never be seen. A run sends from a process of its own
+# (pipeline.sender_process), whose memory counts too: the go-between adds the peak of every
+# other process under the child (VmHWM, polled), as if all peaks fell at the same moment.
 _GO_BETWEEN = """
 import json, os, subprocess, sys, time
+
+def descendants(root):
+    parents = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    parents[int(name)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    found, todo = set(), [root]
+    while todo:
+        parent = todo.pop()
+        for pid, ppid in parents.items():
+            if ppid == parent and pid not in found:
+                found.add(pid)
+                todo.append(pid)
+    return found
+
+def peak_kb(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
 start = time.perf_counter()
 proc = subprocess.Popen(sys.argv[1:])
-_, status, usage = os.wait4(proc.pid, 0)
+others = {}
+while True:
+    pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+    if pid:
+        break
+    for other in descendants(proc.pid):
+        others[other] = max(others.get(other, 0), peak_kb(other))
+    time.sleep(0.05)
 seconds = time.perf_counter() - start
-print(json.dumps([seconds, usage.ru_maxrss, os.waitstatus_to_exitcode(status)]))
+code = os.waitstatus_to_exitcode(status)
+print(json.dumps([seconds, usage.ru_maxrss + sum(others.values()), code]))
 """
 
 

@@ -3,7 +3,7 @@
 A run prepares, journals and reports rows on its main thread, and sender threads read and parse
 the provider's answers. In one process they share one interpreter lock: each answer waited for
 the main thread, and the main thread for the answers (see README, "Speed and memory"). Here the
-Sender and its threads live in a child (`python -m pipeline.sender_process`) and the run's
+Sender and its threads live in a child process (`main` below) and the run's
 process keeps only what must stay in it: the journal mark before a chunk leaves, the answers
 into the journal and the report.
 
@@ -43,6 +43,7 @@ from pipeline.throttle import Throttle
 READY_TIMEOUT = 60.0  # seconds for the child to import and report ready (normally ~0.3 s)
 STOP_CHECK = 0.1  # seconds between looks at the run's stop event while waiting for answers
 _LENGTH = 4
+_CHILD = "from pipeline.sender_process import main; raise SystemExit(main())"
 _STDERR_KEPT = 4000  # characters of the child's stderr kept for the message if it dies
 
 
@@ -96,7 +97,9 @@ class SenderProcess:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "pipeline.sender_process"],
+                # Not `-m pipeline.sender_process`: as __main__, its classes would be a second
+                # copy, and the frames (pickles of pipeline.sender_process.Start...) no match.
+                [sys.executable, "-c", _CHILD],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -215,7 +218,7 @@ class ProcessDispatcher:
         while len(self._inflight) >= self._limit:
             self._settle(block=True)
         self._forward_stop()
-        self._before_post(messages)
+        self._before_post(messages)  # the journal's mark, committed before the chunk leaves
         chunk_id = next(self._ids)
         self._inflight[chunk_id] = messages
         # If the child is gone, the chunk is settled (`unknown`, and the run stops) once its
@@ -383,7 +386,3 @@ def main() -> int:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     serve(sys.stdin.buffer, sys.stdout.buffer)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
