@@ -11,9 +11,10 @@ The contract is the Dispatcher's (pipeline.send): every callback runs on the mai
 is marked in the journal before it is written to the child, every chunk gets a ChunkResult.
 
 Frames: a 4-byte big-endian length, then a pickle, over the child's stdin and stdout.
-    parent -> child  Start, then ("chunk", id, messages, pages), ("stop",), ("halt",), ("finish",)
+    parent -> child  Start, then ("chunk", id, messages, pages), ("stop",), ("halt",)
     child -> parent  ("ready",), ("result", id, ChunkResult), ("crash", id, text), ("halted", ids)
-End of the parent's frames without "finish" means the run died: the child starts nothing more.
+The end of the parent's frames (it closed the pipe once every chunk was answered, or it died)
+makes the child start nothing more and end after the requests in flight.
 """
 
 from __future__ import annotations
@@ -211,7 +212,6 @@ class ProcessDispatcher:
         self._ids = itertools.count()
         self._held: deque[Any] = deque()  # frames read while waiting for "halted"
         self._ended = False  # the child's output ended: what it held has no answer
-        self._finished = False
 
     def submit(self, messages: Sequence[Message], pages: dict[int, int]) -> None:
         """Post a chunk once a slot is free (settling finished chunks meanwhile)."""
@@ -251,10 +251,6 @@ class ProcessDispatcher:
 
     def drain(self) -> None:
         """Wait for every chunk in flight and settle it; the child then ends."""
-        if not self._finished:
-            self._finished = True
-            with contextlib.suppress(OSError):
-                self._worker.send(("finish",))
         while self._inflight:
             self._settle(block=True)
 
@@ -319,7 +315,7 @@ def _unanswered(messages: Sequence[Message], reason: str) -> ChunkResult:
 
 
 def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
-    """Post the chunks read from `stdin`, answering on `stdout`, until "finish" or the end."""
+    """Post the chunks read from `stdin`, answering on `stdout`, until `stdin` ends."""
     start = read_frame(stdin)
     if not isinstance(start, Start):
         return
@@ -361,7 +357,9 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
         with ThreadPoolExecutor(start.concurrency, thread_name_prefix="send") as pool:
             while True:
                 frame = read_frame(stdin)
-                if frame is None:  # the run died: post nothing more
+                if frame is None:
+                    # The run closed the pipe: after its last answer, or because it died (then
+                    # what is queued is not posted, and the requests in flight end).
                     stop.set()
                     break
                 kind = frame[0]
@@ -375,8 +373,6 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
                     sender.halt()
                     cancelled = [k for k, f in queued.items() if f.cancel()]
                     answer(("halted", cancelled))
-                elif kind == "finish":
-                    break
 
 
 def main() -> int:
