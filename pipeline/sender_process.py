@@ -218,13 +218,19 @@ class ProcessDispatcher:
         while len(self._inflight) >= self._limit:
             self._settle(block=True)
         self._forward_stop()
-        self._before_post(messages)  # the journal's mark, committed before the chunk leaves
-        chunk_id = next(self._ids)
-        self._inflight[chunk_id] = messages
-        # If the child is gone, the chunk is settled (`unknown`, and the run stops) once its
-        # output ends; the journal has it in flight.
-        with contextlib.suppress(OSError):
-            self._worker.send(("chunk", chunk_id, list(messages), pages))
+        if not self._ended:
+            self._before_post(messages)  # the journal's mark, committed before it leaves
+            try:
+                self._worker.send(("chunk", chunk_id := next(self._ids), list(messages), pages))
+            except OSError:
+                pass  # the child is gone (its end is settled when read): it never had this
+            else:
+                self._inflight[chunk_id] = messages
+                return
+        # No process to post it: never sent, and safe to send again.
+        reason = f"not sent: the sending process ended ({self._worker.exit_text()})"
+        outcome = Outcome(Status.PENDING, reason)
+        self._after_answer(messages, ChunkResult(outcomes={m.row: outcome for m in messages}))
 
     def halt(self) -> list[Message]:
         """Start no chunk that is still queued; the messages of the chunks never posted."""

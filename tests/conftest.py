@@ -167,7 +167,7 @@ def live_provider(server: SandboxServer, **overrides: object) -> str:
     return "\n".join(f"{key}: {value}" for key, value in settings.items())
 
 
-def _cli_env(env: dict[str, str] | None) -> dict[str, str]:
+def cli_env(env: dict[str, str] | None = None) -> dict[str, str]:
     full_env = {**os.environ, "TZ": "UTC", "AMOOT_TOKEN": TOKEN, "PYTHONPATH": str(REPO)}
     full_env.update(env or {})
     return full_env
@@ -180,7 +180,7 @@ def run_cli(
     return subprocess.run(
         [sys.executable, "-m", "pipeline", str(config), *args],
         cwd=config.parent.parent,  # not the config's folder: relative paths must still resolve
-        env=_cli_env(env),
+        env=cli_env(env),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -200,7 +200,7 @@ def run_main(
 
     out, err = io.StringIO(), io.StringIO()
     saved_env, saved_cwd = dict(os.environ), Path.cwd()
-    os.environ.update(_cli_env(env))
+    os.environ.update(cli_env(env))
     os.chdir(config.parent.parent)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -219,7 +219,7 @@ def start_cli(config: Path, *args: str, env: dict[str, str] | None = None) -> su
     return subprocess.Popen(
         [sys.executable, "-m", "pipeline", str(config), *args],
         cwd=config.parent.parent,
-        env=_cli_env(env),
+        env=cli_env(env),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

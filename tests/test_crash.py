@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import random
 import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -22,6 +25,7 @@ from tests.conftest import (
     Campaign,
     GatedSimulator,
     assert_journal_agrees,
+    cli_env,
     journal_snapshot,
     live_provider,
     run_cli,
@@ -263,3 +267,81 @@ def test_second_run_on_a_held_journal_exits_4_and_changes_nothing(
     assert {r["status"] for r in report} == {"sent"}
     assert sorted("0" + a.number for a in sim.accepted) == numbers
     assert_journal_agrees(campaign, report)
+
+
+def _sending_process(run_pid: int, timeout: float = 10) -> int:
+    """The pid of the run's sending process (pipeline.sender_process), once it exists."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for pid in Path(f"/proc/{run_pid}/task/{run_pid}/children").read_text().split():
+            with contextlib.suppress(OSError):
+                if b"pipeline.sender_process" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    return int(pid)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no sending process under {run_pid}")
+        time.sleep(0.01)
+
+
+def test_ctrl_c_reaches_both_processes_and_the_requests_in_flight_are_recorded(
+    campaign: Campaign, gated: tuple[GatedSimulator, SandboxServer]
+):
+    """Ctrl-C in a terminal signals the whole process group, the sending process included:
+    that one ignores it and lets the run decide, so the requests in flight still finish and
+    are recorded, as when only the run is signalled."""
+    sim, server = gated
+    numbers = _numbers("0913", 8)
+    _write_contacts(campaign, numbers)
+    campaign.write_config(live_provider(server, chunk_size=2, concurrency=2))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", str(campaign.config)],
+        cwd=campaign.folder.parent,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # a group of its own, as a terminal's foreground job
+    )
+    sim.wait_for_arrivals(2)
+    os.killpg(proc.pid, signal.SIGINT)
+    time.sleep(SIGNAL_GRACE)
+    sim.gate.set()
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 3, out + err
+    assert "interrupted" in err and "Traceback" not in err
+    report = campaign.read_report()
+    sent = {r["number"] for r in report if r["status"] == "sent"}
+    assert len(sent) == 4 and sent == {"0" + a.number for a in sim.accepted}
+    assert {r["status"] for r in report if r["number"] not in sent} == {"pending"}
+    assert_journal_agrees(campaign, report)
+
+
+def test_a_sending_process_killed_mid_run_leaves_its_requests_unknown_never_resent(
+    campaign: Campaign, gated: tuple[GatedSimulator, SandboxServer]
+):
+    """The sending process dies (the OOM killer, a bug) while a request is at the provider:
+    the run stops with exit 1 and a message, that request's rows are `unknown` (it may have
+    gone out), no row is lost, and a rerun does not send them again."""
+    sim, server = gated
+    numbers = _numbers("0914", 6)
+    _write_contacts(campaign, numbers)
+    campaign.write_config(live_provider(server, chunk_size=2, concurrency=1))
+    proc = start_cli(campaign.config)
+    sim.wait_for_arrivals(1)
+    os.kill(_sending_process(proc.pid), signal.SIGKILL)
+    out, err = proc.communicate(timeout=20)
+    sim.gate.set()
+    assert proc.returncode == 1, out + err
+    assert "sending process ended unexpectedly" in err and "Traceback" not in err
+    report = campaign.read_report()
+    assert [r["row"] for r in report] == [str(i) for i in range(1, 7)]
+    in_flight = {item["Number"] for r in sends(sim) for item in r.body["Input"]}
+    unknown = {r["number"] for r in report if r["status"] == "unknown"}
+    assert unknown >= in_flight  # and the chunk queued in the dead process: it may have posted it
+    assert {r["number"] for r in report if r["status"] == "pending"} == set(numbers) - unknown
+    assert_journal_agrees(campaign, report)
+
+    again = run_cli(campaign.config)
+    assert again.returncode == 5, again.stdout + again.stderr  # the unknown rows remain
+    posted = Counter(item["Number"] for r in sends(sim) for item in r.body["Input"])
+    assert set(posted) == set(numbers) - unknown | in_flight  # the pending ones, now
+    assert set(posted.values()) == {1}  # and each number once, ever

@@ -161,14 +161,15 @@ def test_a_child_that_dies_leaves_its_chunks_unknown_and_stops_the_run(
         sim.wait_for_arrivals(1)  # the first request reached the provider: it may be sent
         worker._proc.kill()
         dispatcher.drain()
-        dispatcher.submit(_chunk(5, 1), {})  # too late: it is settled as well, never lost
-        dispatcher.drain()
-    results = dict((tuple(rows), r) for rows, r in recorder.answered)
+        dispatcher.submit(_chunk(5, 1), {})  # after the end: never posted, and said so
+    results = {tuple(rows): r for rows, r in recorder.answered}
     assert set(results) == {(1, 2), (3, 4), (5,)}
-    for rows, result in results.items():
+    for rows in ((1, 2), (3, 4)):  # the request at the provider, and the one queued behind
+        result = results[rows]
         assert {result.outcomes[row].status for row in rows} == {Status.UNKNOWN}
-        assert result.internal is not None
         assert "sending process ended unexpectedly" in str(result.internal)
+    assert results[(5,)].outcomes[5].status is Status.PENDING
+    assert recorder.marked == [[1, 2], [3, 4]]  # the last one was never marked in flight
 
 
 def test_a_child_that_cannot_start_is_reported_before_anything_is_marked(
