@@ -161,24 +161,16 @@ def write_config(
 # (pipeline.sender_process), whose memory counts too: the go-between adds the peak of every
 # other process under the child (VmHWM, polled), as if all peaks fell at the same moment.
 _GO_BETWEEN = """
-import json, os, subprocess, sys, time
+import json, os, subprocess, sys, threading, time
 
-def descendants(root):
-    parents = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/stat") as f:
-                    parents[int(name)] = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                pass
-    found, todo = set(), [root]
-    while todo:
-        parent = todo.pop()
-        for pid, ppid in parents.items():
-            if ppid == parent and pid not in found:
-                found.add(pid)
-                todo.append(pid)
+def children(pid):
+    found = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                found += [int(c) for c in f.read().split()]
+    except OSError:
+        pass
     return found
 
 def peak_kb(pid):
@@ -191,19 +183,29 @@ def peak_kb(pid):
         pass
     return 0
 
+def watch():
+    while not done.wait(0.2):
+        peaks[proc.pid] = max(peaks.get(proc.pid, 0), peak_kb(proc.pid))
+        todo = children(proc.pid)
+        while todo:
+            pid = todo.pop()
+            peaks[pid] = max(peaks.get(pid, 0), peak_kb(pid))
+            todo += children(pid)
+
 start = time.perf_counter()
 proc = subprocess.Popen(sys.argv[1:])
-others = {}
-while True:
-    pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-    if pid:
-        break
-    for other in descendants(proc.pid):
-        others[other] = max(others.get(other, 0), peak_kb(other))
-    time.sleep(0.05)
+peaks, done = {}, threading.Event()
+watcher = threading.Thread(target=watch, daemon=True)
+watcher.start()
+_, status, usage = os.wait4(proc.pid, 0)
 seconds = time.perf_counter() - start
-code = os.waitstatus_to_exitcode(status)
-print(json.dumps([seconds, usage.ru_maxrss + sum(others.values()), code]))
+done.set()
+watcher.join()
+others = [kb for pid, kb in peaks.items() if pid != proc.pid]
+# wait4 reports the larger of the run's own peak and its children's: it is the run's own
+# only when no child peaked higher; else the last polled high-water mark stands in.
+own = usage.ru_maxrss if usage.ru_maxrss > max(others, default=0) else peaks.get(proc.pid, 0)
+print(json.dumps([seconds, own + sum(others), os.waitstatus_to_exitcode(status)]))
 """
 
 

@@ -624,6 +624,7 @@ def _dispatcher(
                 stop=stop,
                 before_post=campaign.before_post,
                 after_answer=campaign.after_answer,
+                not_before=sender.throttle.next_start(),  # after this run's AccountStatus
             )
     return Dispatcher(
         sender,

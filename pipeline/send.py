@@ -114,6 +114,11 @@ class Sender:
             self._halted.set()
         return result
 
+    @property
+    def throttle(self) -> Throttle:
+        """The pace every request of this Sender keeps (shared by its threads)."""
+        return self._throttle
+
     def halt(self) -> None:
         """Start no other chunk (a chunk already posting finishes)."""
         self._halted.set()

@@ -12,7 +12,9 @@ is marked in the journal before it is written to the child, every chunk gets a C
 
 Frames: a 4-byte big-endian length, then a pickle, over the child's stdin and stdout.
     parent -> child  Start, then ("chunk", id, messages, pages), ("stop",), ("halt",)
-    child -> parent  ("ready",), ("result", id, ChunkResult), ("crash", id, text), ("halted", ids)
+    parent -> child  ("pace", monotonic): no request before then (the run's own rate limit)
+    child -> parent  ("ready",), ("posting", id) before a chunk's first request,
+                     ("result", id, ChunkResult), ("crash", id, text), ("halted", ids)
 The end of the parent's frames (it closed the pipe once every chunk was answered, or it died)
 makes the child start nothing more and end after the requests in flight.
 """
@@ -44,7 +46,12 @@ from pipeline.throttle import Throttle
 READY_TIMEOUT = 60.0  # seconds for the child to import and report ready (normally ~0.3 s)
 STOP_CHECK = 0.1  # seconds between looks at the run's stop event while waiting for answers
 _LENGTH = 4
-_CHILD = "from pipeline.sender_process import main; raise SystemExit(main())"
+# The frames leave on a copy of stdout; stdout itself then points at stderr, so that nothing
+# printed (a warning from an import, say) can land in the middle of a frame.
+_CHILD = (
+    "import os, sys; frames = os.dup(1); os.dup2(2, 1); sys.stdout = sys.stderr; "
+    "from pipeline.sender_process import main; raise SystemExit(main(frames))"
+)
 _STDERR_KEPT = 4000  # characters of the child's stderr kept for the message if it dies
 
 
@@ -86,25 +93,35 @@ def read_frame(stream: IO[bytes]) -> Any:
 # -- the run's side ---------------------------------------------------------------------------
 
 
+def _child_env() -> dict[str, str]:
+    """The run's environment; PYTHONPATH names this package's folder only when the child would
+    not find it otherwise (a source checkout run as `python -m pipeline` from its folder).
+    An installed package is found where the run found it, after the standard library."""
+    env = dict(os.environ)
+    package_root = str(Path(__file__).resolve().parent.parent)
+    if package_root not in sys.path[1:]:  # sys.path[0]: the run's own current folder
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    return env
+
+
 class SenderProcess:
     """The child, started early (its imports overlap the run's census), ended on close."""
 
     def __init__(self, start: Start) -> None:
         self._start = start
-        env = dict(os.environ)
-        # The child imports this package wherever the run found it (an installed copy or a
-        # source checkout started with `python -m pipeline` from its folder).
-        package_root = str(Path(__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
         try:
             self._proc = subprocess.Popen(
                 # Not `-m pipeline.sender_process`: as __main__, its classes would be a second
                 # copy, and the frames (pickles of pipeline.sender_process.Start...) no match.
-                [sys.executable, "-c", _CHILD],
+                # -P: the current folder (cron's $HOME, anywhere) is not searched for modules.
+                [sys.executable, "-P", "-c", _CHILD],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                env=env,
+                env=_child_env(),
+                # A group of its own: Ctrl-C in a terminal reaches only the run, which tells
+                # this process to stop (even while it is still importing).
+                process_group=0,
             )
         except OSError as exc:
             raise WorkerFailed(f"cannot start the sending process: {exc}") from exc
@@ -136,6 +153,9 @@ class SenderProcess:
             write_frame(self._stdin, frame)
 
     def exit_text(self) -> str:
+        """How the child ended (its last stderr line too), for messages."""
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._proc.wait(timeout=2)  # its output can end a moment before it can be reaped
         code = self._proc.poll()
         said = "".join(self._stderr).strip().splitlines()
         last = f": {said[-1]}" if said else ""
@@ -168,9 +188,11 @@ class SenderProcess:
         while True:
             try:
                 frame = read_frame(self._stdout)
-            except (OSError, ValueError, pickle.UnpicklingError, EOFError):
+            except Exception:  # a frame that cannot be read: the channel is broken
                 frame = None
             if frame is None:
+                if self._proc.poll() is None:
+                    self._proc.kill()  # nothing it says can be understood any more
                 self._ready.set()  # wake a waiter: the child is gone, not ready
                 self.frames.put(None)
                 return
@@ -201,7 +223,10 @@ class ProcessDispatcher:
         stop: threading.Event,
         before_post: Callable[[Sequence[Message]], None],
         after_answer: Callable[[Sequence[Message], ChunkResult], None],
+        not_before: float = 0.0,
     ) -> None:
+        """`not_before`: the time.monotonic() before which no request may start (the pace the
+        run's own requests, such as AccountStatus, left for `provider.rate_limit`)."""
         self._worker = worker
         self._stop = stop
         self._stop_sent = False
@@ -209,28 +234,31 @@ class ProcessDispatcher:
         self._before_post = before_post
         self._after_answer = after_answer
         self._inflight: dict[int, Sequence[Message]] = {}
+        self._started: set[int] = set()  # chunks the child began to post ("posting")
         self._ids = itertools.count()
         self._held: deque[Any] = deque()  # frames read while waiting for "halted"
-        self._ended = False  # the child's output ended: what it held has no answer
+        self._ended = ""  # how the child ended, once its output has ended
+        if not_before:
+            with contextlib.suppress(OSError):
+                self._worker.send(("pace", not_before))
 
     def submit(self, messages: Sequence[Message], pages: dict[int, int]) -> None:
         """Post a chunk once a slot is free (settling finished chunks meanwhile)."""
+        self._settle(block=False)  # also learns of a child that ended with nothing in flight
         while len(self._inflight) >= self._limit:
             self._settle(block=True)
-        self._forward_stop()
         if not self._ended:
             self._before_post(messages)  # the journal's mark, committed before it leaves
             try:
                 self._worker.send(("chunk", chunk_id := next(self._ids), list(messages), pages))
             except OSError:
-                pass  # the child is gone (its end is settled when read): it never had this
+                pass  # the child is gone (its end is read next): it never had this chunk
             else:
                 self._inflight[chunk_id] = messages
                 return
-        # No process to post it: never sent, and safe to send again.
-        reason = f"not sent: the sending process ended ({self._worker.exit_text()})"
-        outcome = Outcome(Status.PENDING, reason)
-        self._after_answer(messages, ChunkResult(outcomes={m.row: outcome for m in messages}))
+            while not self._ended:  # read up to its end, which says why
+                self._settle(block=True)
+        self._after_answer(messages, _unposted(messages, self._ended))
 
     def halt(self) -> list[Message]:
         """Start no chunk that is still queued; the messages of the chunks never posted."""
@@ -251,9 +279,7 @@ class ProcessDispatcher:
 
     def poll(self) -> None:
         """Settle whatever has finished, without waiting."""
-        self._forward_stop()
-        if self._inflight:
-            self._settle(block=False)
+        self._settle(block=False)
 
     def drain(self) -> None:
         """Wait for every chunk in flight and settle it; the child then ends."""
@@ -268,6 +294,7 @@ class ProcessDispatcher:
 
     def _settle(self, *, block: bool) -> None:
         """Settle the frames that have arrived; with `block`, wait for at least one."""
+        self._forward_stop()  # before anything else: queued chunks must not start after it
         frame = self._next(block=block)
         while frame is not _NOTHING:
             self._handle(frame)
@@ -277,7 +304,7 @@ class ProcessDispatcher:
         if self._held:
             return self._held.popleft()
         if self._ended:
-            return None if self._inflight else _NOTHING
+            return _NOTHING
         while True:
             try:
                 return self._worker.frames.get(timeout=STOP_CHECK if block else None, block=block)
@@ -287,17 +314,23 @@ class ProcessDispatcher:
                 self._forward_stop()  # a signal came while waiting for answers
 
     def _handle(self, frame: Any) -> None:
-        if frame is None:  # the child ended: the chunks it held may have gone out
-            self._ended = True
-            reason = f"the sending process ended unexpectedly ({self._worker.exit_text()})"
+        if frame is None:  # the child ended
+            self._ended = f"the sending process ended unexpectedly ({self._worker.exit_text()})"
             for chunk_id in list(self._inflight):
                 messages = self._inflight.pop(chunk_id)
-                self._after_answer(messages, _unanswered(messages, reason))
+                if chunk_id in self._started:  # its request may have gone out
+                    self._after_answer(messages, _unanswered(messages, self._ended))
+                else:  # it never left the child's queue
+                    self._after_answer(messages, _unposted(messages, self._ended))
             return
         kind = frame[0]
-        if kind == "result":
+        if kind == "posting":
+            self._started.add(frame[1])
+        elif kind == "result":
+            self._started.discard(frame[1])
             self._after_answer(self._inflight.pop(frame[1]), frame[2])
         elif kind == "crash":
+            self._started.discard(frame[1])
             messages = self._inflight.pop(frame[1])
             reason = f"an internal error in the sending process ({frame[2]})"
             self._after_answer(messages, _unanswered(messages, reason))
@@ -310,11 +343,23 @@ def _unanswered(messages: Sequence[Message], reason: str) -> ChunkResult:
     """A chunk whose request may have gone out, with no answer: `unknown`, and the run stops."""
     outcome = Outcome(Status.UNKNOWN, f"{reason}: it may have gone out")
     result = ChunkResult(outcomes={m.row: outcome for m in messages})
-    result.internal = InternalFailure(
-        f"{reason}; the rows of the requests it held are `unknown`, nothing else was lost. "
-        "Please report this bug."
-    )
+    result.internal = _failure(reason)
     return result
+
+
+def _unposted(messages: Sequence[Message], reason: str) -> ChunkResult:
+    """A chunk no request carried (the child was gone first): `pending`, and the run stops."""
+    outcome = Outcome(Status.PENDING, f"not sent: {reason}")
+    result = ChunkResult(outcomes={m.row: outcome for m in messages})
+    result.internal = _failure(reason)
+    return result
+
+
+def _failure(reason: str) -> InternalFailure:
+    return InternalFailure(
+        f"{reason}; the rows of the requests it had started are `unknown`, the rest `pending`: "
+        "nothing else was lost. Rerun to send the pending rows. Please report this bug."
+    )
 
 
 # -- the child's side -------------------------------------------------------------------------
@@ -340,17 +385,21 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
             stop.set()
 
     fixed = start.send_at
+    throttle = Throttle(start.rate_limit, sleep=stop.wait)
     with http_client(start.concurrency, start.settings.timeout) as client:
         sender = Sender(
             client,
             start.settings,
-            throttle=Throttle(start.rate_limit, sleep=stop.wait),
+            throttle=throttle,
             stop=stop,
             sleep=stop.wait,
             send_at=(lambda: fixed) if fixed is not None else utc_now,
         )
 
         def post(chunk_id: int, messages: list[Message], pages: dict[int, int]) -> None:
+            # Before any request: if this process dies later, the run knows this chunk may
+            # have gone out (`unknown`), while those never begun stay `pending`.
+            answer(("posting", chunk_id))
             try:
                 result = sender.send(messages, pages)
             except Exception as exc:  # a bug: the parent stops the run, rows `unknown`
@@ -375,16 +424,20 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
                     queued[chunk_id] = pool.submit(post, chunk_id, messages, pages)
                 elif kind == "stop":
                     stop.set()
+                elif kind == "pace":
+                    throttle.not_before(frame[1])
                 elif kind == "halt":
                     sender.halt()
                     cancelled = [k for k, f in queued.items() if f.cancel()]
                     answer(("halted", cancelled))
 
 
-def main() -> int:
-    # Ctrl-C reaches every process of the terminal's group: the run decides how to stop and
-    # tells this process ("stop"), so the requests in flight still finish and are recorded.
+def main(frames_fd: int) -> int:
+    """The child: frames go out on `frames_fd` (the original stdout; see _CHILD)."""
+    # The run decides how to stop and tells this process ("stop"), so the requests in flight
+    # still finish and are recorded (a SIGTERM to every process, from systemd, say, too).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    serve(sys.stdin.buffer, sys.stdout.buffer)
+    with os.fdopen(frames_fd, "wb") as frames:
+        serve(sys.stdin.buffer, frames)
     return 0

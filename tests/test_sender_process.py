@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import pickle
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 
 from pipeline.errors import ProviderFatal
 from pipeline.models import Message, Status
+from pipeline.sandbox import AmootSimulator
 from pipeline.sandbox_server import SandboxServer
 from pipeline.send import ChunkResult, SenderSettings
 from pipeline.sender_process import (
@@ -39,6 +41,10 @@ def _start(server: SandboxServer, concurrency: int = 2) -> Start:
         base_url=server.base_url, token=TOKEN, line_number="public", timeout=10, max_attempts=3
     )
     return Start(settings, concurrency, None, None)
+
+
+def make_simulator() -> AmootSimulator:
+    return AmootSimulator(token=TOKEN)
 
 
 def _chunk(first: int, count: int) -> list[Message]:
@@ -149,7 +155,7 @@ def test_a_stop_reaches_the_child_and_queued_chunks_come_back_pending(
     assert sim.arrivals == 1
 
 
-def test_a_child_that_dies_leaves_its_chunks_unknown_and_stops_the_run(
+def test_a_child_that_dies_leaves_the_started_request_unknown_the_rest_pending(
     gated: tuple[GatedSimulator, SandboxServer],
 ) -> None:
     sim, server = gated
@@ -157,19 +163,118 @@ def test_a_child_that_dies_leaves_its_chunks_unknown_and_stops_the_run(
     with SenderProcess(_start(server, concurrency=1)) as worker:
         dispatcher = _dispatcher(worker, recorder, 1, threading.Event())
         dispatcher.submit(_chunk(1, 2), {})
-        dispatcher.submit(_chunk(3, 2), {})
+        dispatcher.submit(_chunk(3, 2), {})  # queued behind it in the child: never begun
         sim.wait_for_arrivals(1)  # the first request reached the provider: it may be sent
         worker._proc.kill()
         dispatcher.drain()
-        dispatcher.submit(_chunk(5, 1), {})  # after the end: never posted, and said so
+        dispatcher.submit(_chunk(5, 1), {})  # after the end: never marked, never posted
     results = {tuple(rows): r for rows, r in recorder.answered}
     assert set(results) == {(1, 2), (3, 4), (5,)}
-    for rows in ((1, 2), (3, 4)):  # the request at the provider, and the one queued behind
-        result = results[rows]
-        assert {result.outcomes[row].status for row in rows} == {Status.UNKNOWN}
-        assert "sending process ended unexpectedly" in str(result.internal)
-    assert results[(5,)].outcomes[5].status is Status.PENDING
-    assert recorder.marked == [[1, 2], [3, 4]]  # the last one was never marked in flight
+    statuses = {row: r.outcomes[row].status for rows, r in results.items() for row in rows}
+    assert statuses == {
+        1: Status.UNKNOWN,
+        2: Status.UNKNOWN,
+        3: Status.PENDING,
+        4: Status.PENDING,
+        5: Status.PENDING,
+    }
+    for result in results.values():  # each stops the run (exit 1), with the reason
+        assert "sending process ended unexpectedly (exit code -9)" in str(result.internal)
+    assert recorder.marked == [[1, 2], [3, 4]]
+
+
+def test_a_child_that_died_with_nothing_in_flight_stops_the_run_at_the_next_chunk(
+    server: SandboxServer,
+) -> None:
+    """Between chunks (or before the first), nothing is in flight: the next chunk learns of
+    the end, is not marked, comes back `pending` and stops the run (it used to go on)."""
+    recorder = _Recorder()
+    with SenderProcess(_start(server)) as worker:
+        dispatcher = _dispatcher(worker, recorder, 2, threading.Event())
+        worker._proc.kill()
+        worker._proc.wait()
+        dispatcher.submit(_chunk(1, 2), {})
+    assert recorder.marked == []
+    [(rows, result)] = recorder.answered
+    assert {result.outcomes[row].status for row in rows} == {Status.PENDING}
+    assert result.internal is not None  # the run stops: exit 1, not 0
+    assert sends(server.sim) == []
+
+
+def test_marks_come_before_the_request_leaves(server: SandboxServer) -> None:
+    """At each mark, the provider has not seen any number of that chunk yet."""
+    seen_at_mark: list[set[str]] = []
+
+    class Marking(_Recorder):
+        def before_post(self, messages: Sequence[Message]) -> None:
+            posted = {item["Number"] for r in sends(server.sim) for item in r.body["Input"]}
+            seen_at_mark.append(posted & {m.number for m in messages})
+            super().before_post(messages)
+
+    recorder = Marking()
+    with SenderProcess(_start(server)) as worker:
+        dispatcher = _dispatcher(worker, recorder, 2, threading.Event())
+        for first in range(1, 40, 3):
+            dispatcher.submit(_chunk(first, 3), {})
+        dispatcher.drain()
+    assert len(seen_at_mark) == 13 and all(not seen for seen in seen_at_mark)
+    assert len(sends(server.sim)) == 13
+
+
+def test_a_stop_reaches_the_child_at_once_even_while_answers_keep_coming() -> None:
+    """Ctrl-C during drain, with answers arriving faster than the stop check's timeout:
+    the queued chunks must not start (they did, before the stop was passed on first)."""
+    sim = make_simulator()
+    with SandboxServer(sim, latency=0.05) as server:
+        recorder, stop = _Recorder(), threading.Event()
+        with SenderProcess(_start(server, concurrency=4)) as worker:
+            dispatcher = _dispatcher(worker, recorder, 4, stop)
+            for first in range(1, 17, 2):
+                dispatcher.submit(_chunk(first, 2), {})  # 4 posting, 4 queued in the child
+            stop.set()
+            dispatcher.drain()
+    statuses = [r.outcomes[row].status for rows, r in recorder.answered for row in rows]
+    assert len(statuses) == 16
+    assert len(sends(sim)) <= 4  # only the requests already on their way
+    assert statuses.count(Status.PENDING) >= 8
+
+
+def test_the_child_keeps_the_pace_the_run_left(server: SandboxServer) -> None:
+    """With a rate limit, the run's own AccountStatus counts: the child's first request waits
+    for the moment the run's pace allows."""
+    recorder = _Recorder()
+    start = time.monotonic()
+    with SenderProcess(_start(server)) as worker:
+        worker.wait_ready()
+        dispatcher = ProcessDispatcher(
+            worker,
+            2,
+            stop=threading.Event(),
+            before_post=recorder.before_post,
+            after_answer=recorder.after_answer,
+            not_before=start + 0.5,
+        )
+        dispatcher.submit(_chunk(1, 1), {})
+        dispatcher.drain()
+    assert time.monotonic() - start >= 0.5
+    assert len(recorder.answered) == 1
+
+
+def test_modules_in_the_current_folder_are_not_imported_by_the_child(
+    campaign: Campaign, server: SandboxServer
+) -> None:
+    """Cron runs in $HOME: a stray queue.py there must not replace the standard library's."""
+    marker = campaign.folder.parent / "imported"
+    (campaign.folder.parent / "queue.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\nfrom _queue import *\n"
+    )
+    numbers = [f"0912{i:07d}" for i in range(1, 4)]
+    campaign.contacts([(n, "نام", f"C{i}") for i, n in enumerate(numbers)])
+    campaign.write_config(live_provider(server))
+    done = run_main(campaign.config)  # its current folder: the one holding queue.py
+    assert done.returncode == 0, done.stderr
+    assert "warning" not in done.stderr
+    assert not marker.exists()
 
 
 def test_a_child_that_cannot_start_is_reported_before_anything_is_marked(
