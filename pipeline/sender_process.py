@@ -98,9 +98,15 @@ def _child_env() -> dict[str, str]:
     not find it otherwise (a source checkout run as `python -m pipeline` from its folder).
     An installed package is found where the run found it, after the standard library."""
     env = dict(os.environ)
-    package_root = str(Path(__file__).resolve().parent.parent)
-    if package_root not in sys.path[1:]:  # sys.path[0]: the run's own current folder
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    package_root = Path(__file__).resolve().parent.parent
+    # sys.path[0] is the folder `python -m` started in ('' with -c): the only place the run
+    # searched that the child (-P) does not. Installed copies, editable ones included, are
+    # found by the same site setup in both.
+    started_in = Path(sys.path[0] or os.getcwd()).resolve() if sys.path else None
+    if started_in == package_root:
+        env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(package_root), env.get("PYTHONPATH")])
+        )
     return env
 
 
@@ -132,6 +138,7 @@ class SenderProcess:
         self._stderr_size = 0
         self._ready = threading.Event()  # set on "ready", or when the child's output ends
         self.ready = False
+        self.broken = False  # a frame could not be read: what followed it is unknown
         self._reader = threading.Thread(target=self._read, name="sender-process", daemon=True)
         self._errors = threading.Thread(target=self._read_stderr, daemon=True)
         self._write_lock = threading.Lock()
@@ -156,6 +163,7 @@ class SenderProcess:
         """How the child ended (its last stderr line too), for messages."""
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._proc.wait(timeout=2)  # its output can end a moment before it can be reaped
+        self._errors.join(timeout=1)  # and its last words be still unread
         code = self._proc.poll()
         said = "".join(self._stderr).strip().splitlines()
         last = f": {said[-1]}" if said else ""
@@ -188,11 +196,11 @@ class SenderProcess:
         while True:
             try:
                 frame = read_frame(self._stdout)
-            except Exception:  # a frame that cannot be read: the channel is broken
+            except Exception:  # a frame that cannot be read: nothing after it can be trusted
+                self.broken = True
+                self._proc.kill()
                 frame = None
             if frame is None:
-                if self._proc.poll() is None:
-                    self._proc.kill()  # nothing it says can be understood any more
                 self._ready.set()  # wake a waiter: the child is gone, not ready
                 self.frames.put(None)
                 return
@@ -238,6 +246,11 @@ class ProcessDispatcher:
         self._ids = itertools.count()
         self._held: deque[Any] = deque()  # frames read while waiting for "halted"
         self._ended = ""  # how the child ended, once its output has ended
+        # Ctrl-C must reach the child at once, not when the main thread next comes by (it may
+        # be rendering a batch while a child thread starts a queued chunk).
+        self._finished = threading.Event()
+        self._stop_lock = threading.Lock()
+        threading.Thread(target=self._watch_stop, name="stop-forward", daemon=True).start()
         if not_before:
             with contextlib.suppress(OSError):
                 self._worker.send(("pace", not_before))
@@ -285,12 +298,20 @@ class ProcessDispatcher:
         """Wait for every chunk in flight and settle it; the child then ends."""
         while self._inflight:
             self._settle(block=True)
+        self._finished.set()
 
     def _forward_stop(self) -> None:
-        if self._stop.is_set() and not self._stop_sent:
-            self._stop_sent = True
-            with contextlib.suppress(OSError):
-                self._worker.send(("stop",))
+        with self._stop_lock:
+            if self._stop.is_set() and not self._stop_sent:
+                self._stop_sent = True
+                with contextlib.suppress(OSError):
+                    self._worker.send(("stop",))
+
+    def _watch_stop(self) -> None:
+        while not self._finished.is_set():
+            if self._stop.wait(STOP_CHECK):
+                self._forward_stop()
+                return
 
     def _settle(self, *, block: bool) -> None:
         """Settle the frames that have arrived; with `block`, wait for at least one."""
@@ -303,8 +324,8 @@ class ProcessDispatcher:
     def _next(self, *, block: bool) -> Any:
         if self._held:
             return self._held.popleft()
-        if self._ended:
-            return _NOTHING
+        if self._ended:  # chunks left by an error while settling the end: settle them now
+            return None if self._inflight else _NOTHING
         while True:
             try:
                 return self._worker.frames.get(timeout=STOP_CHECK if block else None, block=block)
@@ -318,7 +339,7 @@ class ProcessDispatcher:
             self._ended = f"the sending process ended unexpectedly ({self._worker.exit_text()})"
             for chunk_id in list(self._inflight):
                 messages = self._inflight.pop(chunk_id)
-                if chunk_id in self._started:  # its request may have gone out
+                if chunk_id in self._started or self._worker.broken:  # may have gone out
                     self._after_answer(messages, _unanswered(messages, self._ended))
                 else:  # it never left the child's queue
                     self._after_answer(messages, _unposted(messages, self._ended))
@@ -401,11 +422,11 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
             # have gone out (`unknown`), while those never begun stay `pending`.
             answer(("posting", chunk_id))
             try:
-                result = sender.send(messages, pages)
-            except Exception as exc:  # a bug: the parent stops the run, rows `unknown`
+                answer(("result", chunk_id, sender.send(messages, pages)))
+            except BaseException as exc:  # a bug: the parent stops the run, rows `unknown`
                 answer(("crash", chunk_id, f"{type(exc).__name__}: {exc}"))
-                return
-            answer(("result", chunk_id, result))
+                if not isinstance(exc, Exception):
+                    raise
 
         answer(("ready",))
         queued: dict[int, Future[None]] = {}

@@ -326,3 +326,73 @@ def test_a_live_run_sends_from_its_sending_process(
     assert "warning" not in err
     assert {r["status"] for r in campaign.read_report()} == {"sent"}
     assert sorted("0" + a.number for a in sim.accepted) == numbers
+
+
+def test_an_error_while_settling_the_end_leaves_nothing_unsettled(
+    gated: tuple[GatedSimulator, SandboxServer],
+) -> None:
+    """If recording one chunk fails (a full disk) as the child's end is settled, the run's
+    abort still settles the others: drain() neither spins nor loses them."""
+    sim, server = gated
+    recorder = _Recorder()
+    failed: list[bool] = []
+
+    def after_answer(messages: Sequence[Message], result: ChunkResult) -> None:
+        if not failed:
+            failed.append(True)
+            raise OSError(28, "No space left on device")
+        recorder.after_answer(messages, result)
+
+    with SenderProcess(_start(server, concurrency=1)) as worker:
+        worker.wait_ready()
+        dispatcher = ProcessDispatcher(
+            worker,
+            1,
+            stop=threading.Event(),
+            before_post=recorder.before_post,
+            after_answer=after_answer,
+        )
+        dispatcher.submit(_chunk(1, 2), {})
+        dispatcher.submit(_chunk(3, 2), {})
+        sim.wait_for_arrivals(1)
+        worker._proc.kill()
+        with pytest.raises(OSError):
+            dispatcher.drain()
+        assert dispatcher.halt() == []
+        dispatcher.drain()  # returns: the second chunk is settled
+    assert [rows for rows, _ in recorder.answered] == [[3, 4]]
+
+
+def test_a_stop_reaches_the_child_while_the_run_is_busy_elsewhere(
+    gated: tuple[GatedSimulator, SandboxServer],
+) -> None:
+    """Ctrl-C while the main thread renders rows (no call into the dispatcher): the queued
+    chunk must not start when the request before it is answered."""
+    sim, server = gated
+    recorder, stop = _Recorder(), threading.Event()
+    with SenderProcess(_start(server, concurrency=1)) as worker:
+        dispatcher = _dispatcher(worker, recorder, 1, stop)
+        dispatcher.submit(_chunk(1, 2), {})
+        dispatcher.submit(_chunk(3, 2), {})
+        sim.wait_for_arrivals(1)
+        stop.set()  # the signal handler
+        time.sleep(0.3)  # the main thread busy elsewhere
+        sim.gate.set()  # the first answer comes back; the child is free for the next chunk
+        time.sleep(0.3)
+        dispatcher.drain()
+    statuses = {row: r.outcomes[row].status for rows, r in recorder.answered for row in rows}
+    assert statuses == {1: Status.SENT, 2: Status.SENT, 3: Status.PENDING, 4: Status.PENDING}
+    assert sim.arrivals == 1
+
+
+def test_a_child_that_fails_says_how(server: SandboxServer) -> None:
+    """A bug in the child (here a malformed frame) ends it with its own exit code and last
+    words in the run's message, not a kill by the run."""
+    recorder = _Recorder()
+    with SenderProcess(_start(server)) as worker:
+        dispatcher = _dispatcher(worker, recorder, 2, threading.Event())
+        worker.send(("chunk",))  # cannot be unpacked
+        worker._proc.wait(timeout=10)
+        dispatcher.submit(_chunk(1, 1), {})
+    [(_, result)] = recorder.answered
+    assert "exit code 1: ValueError" in str(result.internal)
