@@ -3,9 +3,9 @@
 A run prepares, journals and reports rows on its main thread, and sender threads read and parse
 the provider's answers. In one process they share one interpreter lock: each answer waited for
 the main thread, and the main thread for the answers (see README, "Speed and memory"). Here the
-Sender and its threads live in a child process (`main` below) and the run's
-process keeps only what must stay in it: the journal mark before a chunk leaves, the answers
-into the journal and the report.
+Sender and its threads live in a child process (`main` below), and the run's process keeps only
+what must stay in it: the journal mark before a chunk leaves, the answers into the journal and
+the report.
 
 The contract is the Dispatcher's (pipeline.send): every callback runs on the main thread, a chunk
 is marked in the journal before it is written to the child, every chunk gets a ChunkResult.
@@ -118,7 +118,8 @@ class SenderProcess:
         try:
             self._proc = subprocess.Popen(
                 # Not `-m pipeline.sender_process`: as __main__, its classes would be a second
-                # copy, and the frames (pickles of pipeline.sender_process.Start...) no match.
+                # copy, and the frames (pickles of pipeline.sender_process.Start...) would not
+                # match it.
                 # -P: the current folder (cron's $HOME, anywhere) is not searched for modules.
                 [sys.executable, "-P", "-c", _CHILD],
                 stdin=subprocess.PIPE,

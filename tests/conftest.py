@@ -226,6 +226,17 @@ def start_cli(config: Path, *args: str, env: dict[str, str] | None = None) -> su
     )
 
 
+@pytest.fixture
+def gated() -> Iterator[tuple[GatedSimulator, SandboxServer]]:
+    """A socket-served fake that holds every SendPeerToPeer answer until `gate` is set."""
+    sim = GatedSimulator(token=TOKEN)
+    with SandboxServer(sim) as server:
+        try:
+            yield sim, server
+        finally:
+            sim.gate.set()  # let held answers go, so closing the server does not wait
+
+
 def sends(simulator: AmootSimulator) -> list[RecordedRequest]:
     """The SendPeerToPeer requests the fake received (other methods, such as a credit check
     with AccountStatus, change nothing)."""

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,6 @@ from pipeline.lock import lock_path
 from pipeline.sandbox import AmootSimulator, Fault
 from pipeline.sandbox_server import SandboxServer
 from tests.conftest import (
-    TOKEN,
     Campaign,
     GatedSimulator,
     assert_journal_agrees,
@@ -53,16 +51,6 @@ def _wait_for_sends(sim: AmootSimulator, count: int, timeout: float = 20) -> Non
         if time.monotonic() > deadline:
             raise AssertionError(f"the fake saw {len(sends(sim))} send(s), not {count}")
         time.sleep(0.002)
-
-
-@pytest.fixture
-def gated() -> Iterator[tuple[GatedSimulator, SandboxServer]]:
-    sim = GatedSimulator(token=TOKEN)
-    with SandboxServer(sim) as server:
-        try:
-            yield sim, server
-        finally:
-            sim.gate.set()  # let held answers go, so closing the server does not wait
 
 
 def test_killed_several_times_then_rerun_sends_each_message_once(

@@ -8,6 +8,7 @@ import pickle
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -65,16 +66,6 @@ class _Recorder:
         self.answered.append(([m.row for m in messages], result))
 
 
-@pytest.fixture
-def gated() -> Iterator[tuple[GatedSimulator, SandboxServer]]:
-    sim = GatedSimulator(token=TOKEN)
-    with SandboxServer(sim) as server:
-        try:
-            yield sim, server
-        finally:
-            sim.gate.set()
-
-
 def _dispatcher(
     worker: SenderProcess, recorder: _Recorder, concurrency: int, stop: threading.Event
 ) -> ProcessDispatcher:
@@ -86,6 +77,20 @@ def _dispatcher(
         before_post=recorder.before_post,
         after_answer=recorder.after_answer,
     )
+
+
+@contextmanager
+def one_held_one_queued(
+    gated: tuple[GatedSimulator, SandboxServer], recorder: _Recorder, stop: threading.Event
+) -> Iterator[tuple[SenderProcess, ProcessDispatcher]]:
+    """One request at the provider (its answer held), one chunk queued in the child."""
+    sim, server = gated
+    with SenderProcess(_start(server, concurrency=1)) as worker:
+        dispatcher = _dispatcher(worker, recorder, 1, stop)
+        dispatcher.submit(_chunk(1, 2), {})
+        dispatcher.submit(_chunk(3, 2), {})
+        sim.wait_for_arrivals(1)
+        yield worker, dispatcher
 
 
 def test_frames_round_trip_and_a_cut_frame_reads_as_the_end() -> None:
@@ -122,13 +127,9 @@ def test_chunks_are_marked_before_posting_and_every_one_is_answered(
 def test_halt_hands_back_the_queued_chunks_and_never_posts_them(
     gated: tuple[GatedSimulator, SandboxServer],
 ) -> None:
-    sim, server = gated
+    sim, _ = gated
     recorder = _Recorder()
-    with SenderProcess(_start(server, concurrency=1)) as worker:
-        dispatcher = _dispatcher(worker, recorder, 1, threading.Event())
-        dispatcher.submit(_chunk(1, 2), {})
-        dispatcher.submit(_chunk(3, 2), {})  # queued in the child behind the first
-        sim.wait_for_arrivals(1)
+    with one_held_one_queued(gated, recorder, threading.Event()) as (_, dispatcher):
         assert dispatcher.halt() == _chunk(3, 2)
         sim.gate.set()
         dispatcher.drain()
@@ -136,35 +137,12 @@ def test_halt_hands_back_the_queued_chunks_and_never_posts_them(
     assert sim.arrivals == 1
 
 
-def test_a_stop_reaches_the_child_and_queued_chunks_come_back_pending(
-    gated: tuple[GatedSimulator, SandboxServer],
-) -> None:
-    sim, server = gated
-    recorder, stop = _Recorder(), threading.Event()
-    with SenderProcess(_start(server, concurrency=1)) as worker:
-        dispatcher = _dispatcher(worker, recorder, 1, stop)
-        dispatcher.submit(_chunk(1, 2), {})
-        dispatcher.submit(_chunk(3, 2), {})
-        sim.wait_for_arrivals(1)
-        stop.set()  # as the signal handler does
-        dispatcher.poll()  # forwards it
-        sim.gate.set()
-        dispatcher.drain()
-    statuses = {row: r.outcomes[row].status for rows, r in recorder.answered for row in rows}
-    assert statuses == {1: Status.SENT, 2: Status.SENT, 3: Status.PENDING, 4: Status.PENDING}
-    assert sim.arrivals == 1
-
-
 def test_a_child_that_dies_leaves_the_started_request_unknown_the_rest_pending(
     gated: tuple[GatedSimulator, SandboxServer],
 ) -> None:
-    sim, server = gated
     recorder = _Recorder()
-    with SenderProcess(_start(server, concurrency=1)) as worker:
-        dispatcher = _dispatcher(worker, recorder, 1, threading.Event())
-        dispatcher.submit(_chunk(1, 2), {})
-        dispatcher.submit(_chunk(3, 2), {})  # queued behind it in the child: never begun
-        sim.wait_for_arrivals(1)  # the first request reached the provider: it may be sent
+    with one_held_one_queued(gated, recorder, threading.Event()) as (worker, dispatcher):
+        # The first request reached the provider: it may be sent; the second never began.
         worker._proc.kill()
         dispatcher.drain()
         dispatcher.submit(_chunk(5, 1), {})  # after the end: never marked, never posted
@@ -370,13 +348,9 @@ def test_a_stop_reaches_the_child_while_the_run_is_busy_elsewhere(
 ) -> None:
     """Ctrl-C while the main thread renders rows (no call into the dispatcher): the queued
     chunk must not start when the request before it is answered."""
-    sim, server = gated
+    sim, _ = gated
     recorder, stop = _Recorder(), threading.Event()
-    with SenderProcess(_start(server, concurrency=1)) as worker:
-        dispatcher = _dispatcher(worker, recorder, 1, stop)
-        dispatcher.submit(_chunk(1, 2), {})
-        dispatcher.submit(_chunk(3, 2), {})
-        sim.wait_for_arrivals(1)
+    with one_held_one_queued(gated, recorder, stop) as (_, dispatcher):
         stop.set()  # the signal handler
         time.sleep(0.3)  # the main thread busy elsewhere
         sim.gate.set()  # the first answer comes back; the child is free for the next chunk
