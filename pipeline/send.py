@@ -452,15 +452,23 @@ class InternalFailure(PipelineError):
 
 
 def _crashed(messages: Sequence[Message], exc: Exception) -> ChunkResult:
-    reason = f"an internal error while sending ({type(exc).__name__}): it may have gone out"
-    result = ChunkResult(
-        outcomes={m.row: Outcome(Status.UNKNOWN, reason) for m in messages},
-        stop=None,
-    )
-    result.internal = InternalFailure(
+    return unanswered(
+        messages,
+        Status.UNKNOWN,
+        f"an internal error while sending ({type(exc).__name__}): it may have gone out",
         f"internal error in a sender thread ({type(exc).__name__}: {exc}); the rows of that "
-        "request are `unknown`, nothing else was lost. Please report this bug."
+        "request are `unknown`, nothing else was lost. Please report this bug.",
     )
+
+
+def unanswered(
+    messages: Sequence[Message], status: Status, error: str, failure: str
+) -> ChunkResult:
+    """A chunk settled without the provider's answer (a crash): every row `status` with
+    `error`, and the run stops with InternalFailure(`failure`)."""
+    outcome = Outcome(status, error)
+    result = ChunkResult(outcomes={m.row: outcome for m in messages})
+    result.internal = InternalFailure(failure)
     return result
 
 

@@ -39,8 +39,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from pipeline.clock import utc_now
-from pipeline.models import Message, Outcome, Status
-from pipeline.send import ChunkResult, InternalFailure, Sender, SenderSettings, http_client
+from pipeline.models import Message, Status
+from pipeline.send import ChunkResult, Sender, SenderSettings, http_client, unanswered
 from pipeline.throttle import Throttle
 
 READY_TIMEOUT = 60.0  # seconds for the child to import and report ready (normally ~0.3 s)
@@ -102,8 +102,7 @@ def _child_env() -> dict[str, str]:
     # sys.path[0] is the folder `python -m` started in ('' with -c): the only place the run
     # searched that the child (-P) does not. Installed copies, editable ones included, are
     # found by the same site setup in both.
-    started_in = Path(sys.path[0] or os.getcwd()).resolve() if sys.path else None
-    if started_in == package_root:
+    if Path(sys.path[0] or os.getcwd()).resolve() == package_root:
         env["PYTHONPATH"] = os.pathsep.join(
             filter(None, [str(package_root), env.get("PYTHONPATH")])
         )
@@ -363,22 +362,16 @@ _NOTHING = object()
 
 def _unanswered(messages: Sequence[Message], reason: str) -> ChunkResult:
     """A chunk whose request may have gone out, with no answer: `unknown`, and the run stops."""
-    outcome = Outcome(Status.UNKNOWN, f"{reason}: it may have gone out")
-    result = ChunkResult(outcomes={m.row: outcome for m in messages})
-    result.internal = _failure(reason)
-    return result
+    return unanswered(messages, Status.UNKNOWN, f"{reason}: it may have gone out", _failure(reason))
 
 
 def _unposted(messages: Sequence[Message], reason: str) -> ChunkResult:
     """A chunk no request carried (the child was gone first): `pending`, and the run stops."""
-    outcome = Outcome(Status.PENDING, f"not sent: {reason}")
-    result = ChunkResult(outcomes={m.row: outcome for m in messages})
-    result.internal = _failure(reason)
-    return result
+    return unanswered(messages, Status.PENDING, f"not sent: {reason}", _failure(reason))
 
 
-def _failure(reason: str) -> InternalFailure:
-    return InternalFailure(
+def _failure(reason: str) -> str:
+    return (
         f"{reason}; the rows of the requests it had started are `unknown`, the rest `pending`: "
         "nothing else was lost. Rerun to send the pending rows. Please report this bug."
     )

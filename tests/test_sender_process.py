@@ -107,7 +107,7 @@ def test_a_fatal_answer_survives_the_trip_back_with_its_title() -> None:
     assert (fatal.title, str(fatal)) == ("Token_Expired", "the token has expired")
 
 
-def test_chunks_are_marked_before_posting_and_every_one_is_answered(
+def test_every_chunk_is_marked_posted_once_and_answered(
     server: SandboxServer,
 ) -> None:
     recorder = _Recorder()
