@@ -1,4 +1,4 @@
-"""The AmootSMS protocol: build SendPeerToPeer requests, read answers, classify every outcome.
+"""The AmootSMS protocol: build SendPeerToPeer requests, read the answers, classify every outcome.
 
 The provider has no idempotency key, so each outcome is sorted by one question: could the
 server have processed this request? The whole classification is the table below (`TITLES`)
@@ -109,6 +109,7 @@ TITLES: dict[str, Title] = {
 }
 _BY_CODE = {title.code: name for name, title in TITLES.items()}
 _INTEGER = re.compile(r"-?\d+")
+_ASCII_INTEGER = re.compile(r"-?[0-9]+")  # a MessageID or DeliveryType
 _NON_DIGIT = re.compile(r"\D")
 
 FAILED_ATTEMPTS = 2  # the most times a chunk answered "Failed" is sent (see TITLES["Failed"])
@@ -277,6 +278,42 @@ def _read_campaign(
         else:
             # ServerError or an unknown title for one campaign: it may or may not go out.
             reply.outcomes[key] = Outcome(Status.UNKNOWN, describe(title))
+
+
+def read_deliveries(body: bytes) -> dict[str, int] | SendReply:
+    """A 200 answer to GetDeliveries: DeliveryType by message ID for the items looked up.
+
+    Items whose own Status is not Success, or that carry no usable MessageID or DeliveryType,
+    are left out. A SendReply (kind and title) when the answer as a whole is not a success.
+    """
+    data = read_json(body)
+    if not isinstance(data, dict) or "Status" not in data:
+        return SendReply(Kind.AMBIGUOUS, "the answer was not a JSON GetDeliveries reply")
+    title = title_of(data["Status"])
+    if title != "Success":
+        return SendReply(kind_of(title), title)
+    items = data.get("Data")
+    if not isinstance(items, list):
+        return SendReply(Kind.AMBIGUOUS, "the answer said Success but listed no deliveries")
+    found: dict[str, int] = {}
+    for item in items:
+        if not isinstance(item, dict) or title_of(item.get("Status", "")) != "Success":
+            continue
+        message_id, code = _integer(item.get("MessageID")), _integer(item.get("DeliveryType"))
+        if message_id is not None and message_id > 0 and code is not None:
+            found[str(message_id)] = code
+    return found
+
+
+def _integer(value: Any) -> int | None:
+    """An integer field sent as a number or as digits (the provider does both)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and _ASCII_INTEGER.fullmatch(value.strip()):
+        return int(value)
+    return None
 
 
 def fix_for(title: str) -> str:

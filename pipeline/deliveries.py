@@ -1,4 +1,4 @@
-"""Delivery reports: DeliveryType codes to classes, GetDeliveries answers, the lookup loop.
+"""Delivery reports: DeliveryType codes to classes and the lookup loop (answers: amoot.py).
 
 | DeliveryType                | class          | final | afterwards                        |
 |-----------------------------|----------------|-------|-----------------------------------|
@@ -17,16 +17,12 @@ An answer item's `Status` reports the lookup, not the delivery: an item that is 
 
 from __future__ import annotations
 
-import re
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
-from pipeline import amoot
-from pipeline.amoot import Kind
 from pipeline.clock import Clock
 from pipeline.errors import ProviderFatal
 from pipeline.journal import Journal
@@ -81,37 +77,10 @@ DELIVERY_TYPES: dict[int, DeliveryType] = {
 SUPPRESS_CODES = frozenset({35, 950, 952})
 FINAL_DELIVERIES = frozenset(t.delivery for t in DELIVERY_TYPES.values() if t.final)
 
-_INTEGER = re.compile(r"-?[0-9]+")
-
 
 def delivery_type(code: int) -> DeliveryType:
     """The meaning of a DeliveryType; a code the table does not know is unknown, asked again."""
     return DELIVERY_TYPES.get(code) or DeliveryType(f"code {code}", Delivery.UNKNOWN, False)
-
-
-def read_deliveries(body: bytes) -> dict[str, int] | amoot.SendReply:
-    """A 200 answer to GetDeliveries: DeliveryType by message ID for the items looked up.
-
-    Items whose own Status is not Success, or that carry no usable MessageID or DeliveryType,
-    are left out. A SendReply (kind and title) when the answer as a whole is not a success.
-    """
-    data = amoot.read_json(body)
-    if not isinstance(data, dict) or "Status" not in data:
-        return amoot.SendReply(Kind.AMBIGUOUS, "the answer was not a JSON GetDeliveries reply")
-    title = amoot.title_of(data["Status"])
-    if title != "Success":
-        return amoot.SendReply(amoot.kind_of(title), title)
-    items = data.get("Data")
-    if not isinstance(items, list):
-        return amoot.SendReply(Kind.AMBIGUOUS, "the answer said Success but listed no deliveries")
-    found: dict[str, int] = {}
-    for item in items:
-        if not isinstance(item, dict) or amoot.title_of(item.get("Status", "")) != "Success":
-            continue
-        message_id, code = _integer(item.get("MessageID")), _integer(item.get("DeliveryType"))
-        if message_id is not None and message_id > 0 and code is not None:
-            found[str(message_id)] = code
-    return found
 
 
 @dataclass(slots=True)
@@ -188,14 +157,3 @@ def check_deliveries(
 
     counts = Counter({d: n for d, n in journal.delivery_counts().items() if d})
     return DeliveryReport(checked, counts, added, stopped, len(waiting) - closed)
-
-
-def _integer(value: Any) -> int | None:
-    """An integer field sent as a number or as digits (the provider does both)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
-        return int(value)
-    return None

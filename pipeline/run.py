@@ -32,13 +32,14 @@ from pipeline.persian import FILTERS, template_globals
 from pipeline.prepare import Preparer, Templates
 from pipeline.render import Renderer
 from pipeline.report import ReportWriter
+from pipeline.sandbox import shipped_sandbox
 from pipeline.send import (
     ChunkResult,
     Dispatcher,
     InternalFailure,
     Sender,
     SenderSettings,
-    open_client,
+    http_client,
 )
 from pipeline.sender_process import ProcessDispatcher, SenderProcess, Start, WorkerFailed
 from pipeline.suppression import Suppression, load_suppression
@@ -137,7 +138,7 @@ def run(
         sender: Sender | None = None
         worker: SenderProcess | None = None
         if not options.dry_run or config.provider.sandbox:
-            client = stack.enter_context(open_client(config, transport))
+            client = stack.enter_context(_open_client(config, transport))
             sender = _sender(config, client, stop=stop, sleep=sleep, clock=clock, timing=timing)
             # Over real HTTP, requests are posted from a child process, started now so that
             # its imports overlap the census. Injected transports, clocks and sleeps (tests)
@@ -671,6 +672,15 @@ def _shown(config: Config, path: Path) -> str:
         return str(path.resolve().relative_to(base))
     except ValueError:
         return str(path)
+
+
+@contextmanager
+def _open_client(config: Config, transport: httpx.BaseTransport | None) -> Iterator[httpx.Client]:
+    """One client for the run; the sandbox answers in-process, so nothing leaves the machine."""
+    if transport is None and config.provider.sandbox:
+        transport = httpx.MockTransport(shipped_sandbox(config.token).handle)
+    with http_client(config.provider.concurrency, config.provider.timeout, transport) as client:
+        yield client
 
 
 # Seconds a thread may hold the interpreter lock while another waits (Python's default: 0.005).

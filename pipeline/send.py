@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
@@ -24,11 +23,8 @@ from tenacity import (
 from pipeline import amoot
 from pipeline.amoot import Kind
 from pipeline.clock import send_datetime
-from pipeline.config import Config
-from pipeline.deliveries import read_deliveries
 from pipeline.errors import PipelineError, ProviderFatal
 from pipeline.models import Message, Outcome, Status
-from pipeline.sandbox import shipped_sandbox
 from pipeline.throttle import Throttle
 
 MAX_RETRY_AFTER = 300.0  # seconds: a Retry-After longer than this is treated as "stop for now"
@@ -243,7 +239,7 @@ class Sender:
             return {}
         body = _form({"ListMessageID": ",".join(message_ids)})
 
-        found = self._query("GetDeliveries", body, read_deliveries)
+        found = self._query("GetDeliveries", body, amoot.read_deliveries)
         if isinstance(found, amoot.SendReply):
             if found.kind is Kind.RECIPIENT:
                 return {}
@@ -470,15 +466,6 @@ def unanswered(
     result = ChunkResult(outcomes={m.row: outcome for m in messages})
     result.internal = InternalFailure(failure)
     return result
-
-
-@contextmanager
-def open_client(config: Config, transport: httpx.BaseTransport | None) -> Iterator[httpx.Client]:
-    """One client for the run; the sandbox answers in-process, so nothing leaves the machine."""
-    if transport is None and config.provider.sandbox:
-        transport = httpx.MockTransport(shipped_sandbox(config.token).handle)
-    with http_client(config.provider.concurrency, config.provider.timeout, transport) as client:
-        yield client
 
 
 def http_client(

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.amoot import Kind, SendReply
+from pipeline.amoot import Kind, SendReply, read_deliveries
 from pipeline.deliveries import (
     DELIVERY_TYPES,
     FINAL_DELIVERIES,
@@ -23,7 +23,6 @@ from pipeline.deliveries import (
     DeliveryReport,
     check_deliveries,
     delivery_type,
-    read_deliveries,
 )
 from pipeline.errors import InputError, ProviderFatal
 from pipeline.journal import Journal, State
@@ -255,6 +254,16 @@ def test_reader_tolerates_a_byte_order_mark():
     """A UTF-8 BOM before the JSON does not make the answer unreadable."""
     raw = b"\xef\xbb\xbf" + body({"Status": "Success", "Data": [item(5, 8)]})
     assert read_deliveries(raw) == {"5": 8}
+
+
+def test_reader_leaves_out_ids_and_codes_written_in_other_digits():
+    """Arabic-Indic or Persian digits are no MessageID or DeliveryType: read as ASCII, "١٢"
+    would tie a report to message 12."""
+    answer = {
+        "Status": "Success",
+        "Data": [item("١٢", 1), item(13, "۱"), item("۱۴", "۲"), item(15, "1")],
+    }
+    assert read_deliveries(body(answer)) == {"15": 1}
 
 
 # --- Sender.get_deliveries ---------------------------------------------------------------------

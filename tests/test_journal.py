@@ -545,6 +545,70 @@ def test_version_1_journal_reads_read_only_without_being_changed(tmp_path: Path)
     assert schema_version(path) == "1"
 
 
+# What the second release added (v2), exactly as it wrote it.
+V2_STEP = (
+    "ALTER TABLE messages ADD COLUMN delivery TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE messages ADD COLUMN delivery_code TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE messages ADD COLUMN delivery_final INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE messages ADD COLUMN delivery_checked_at TEXT NOT NULL DEFAULT ''",
+    "CREATE INDEX messages_awaiting_delivery ON messages (campaign, number) "
+    "WHERE state = 'sent' AND delivery_final = 0",
+)
+
+
+def write_v2_journal(path: Path) -> list[str]:
+    """A version-2 journal: the v1 rows, then the delivery columns and their index."""
+    written = write_v1_journal(path)
+    with sqlite3.connect(path) as conn:
+        for statement in V2_STEP:
+            conn.execute(statement)
+        conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    conn.close()
+    return written
+
+
+def indexes(path: Path) -> set[str]:
+    with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as conn:
+        found = {
+            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+        }
+    conn.close()
+    return found
+
+
+def test_the_awaiting_delivery_index_of_earlier_journals_is_dropped_version_kept(
+    tmp_path: Path,
+) -> None:
+    """A journal written before the index was dropped: a read-only open (--dry-run) reads the
+    file itself and changes nothing; an open for writing drops the index and keeps the schema
+    version (so an older pipeline still opens it), every row, and the same answers."""
+    path = tmp_path / "journal.sqlite"
+    a, _, c = write_v2_journal(path)
+    before_bytes = path.read_bytes()
+    with Journal.open(path, "spring", readonly=True) as journal:
+        (_, _, file), *_ = journal._conn.execute("PRAGMA database_list").fetchall()
+        assert file == str(path.resolve())  # an in-memory copy names no file
+        assert [e.number for e in journal.awaiting_delivery()] == [a]
+        assert journal.lookup([c])[c].state is State.INFLIGHT
+    assert path.read_bytes() == before_bytes
+    assert "messages_awaiting_delivery" in indexes(path)
+
+    with Journal.open(path, "spring") as journal:
+        assert journal.recovered == 1
+        assert [e.number for e in journal.awaiting_delivery()] == [a]
+        journal.record_deliveries([(a, "delivered", "1", True)])
+        assert journal.awaiting_delivery() == []
+    assert schema_version(path) == "2"
+    assert "messages_awaiting_delivery" not in indexes(path)
+    assert "messages_inflight" in indexes(path)
+
+
+def test_a_new_journal_has_no_awaiting_delivery_index(tmp_path: Path) -> None:
+    with Journal.open(tmp_path / "j.sqlite", "spring"):
+        pass
+    assert "messages_awaiting_delivery" not in indexes(tmp_path / "j.sqlite")
+
+
 def sent_rows(journal: Journal, chosen: list[str], ids: list[str]) -> None:
     journal.mark_inflight([(n, "hi") for n in chosen])
     outcomes = [Outcome(Status.SENT, message_id=i, campaign_id="7") for i in ids]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import pickle
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -23,6 +25,7 @@ from pipeline.sender_process import (
     SenderProcess,
     Start,
     WorkerFailed,
+    _child_env,
     read_frame,
     write_frame,
 )
@@ -255,6 +258,41 @@ def test_modules_in_the_current_folder_are_not_imported_by_the_child(
     assert done.returncode == 0, done.stderr
     assert "warning" not in done.stderr
     assert not marker.exists()
+
+
+# What the run needs and the child must not import: the config (pydantic, YAML), the data
+# stack, the number rules, the templates, the journal and the simulator.
+HEAVY_FOR_THE_CHILD = (
+    "pandas",
+    "pydantic",
+    "yaml",
+    "phonenumbers",
+    "jinja2",
+    "pipeline.config",
+    "pipeline.deliveries",
+    "pipeline.journal",
+    "pipeline.sandbox",
+)
+
+
+def test_the_child_imports_only_what_posting_needs() -> None:
+    """The child's imports are the wait before the first request: what only the run needs
+    stays in the run."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-P",
+            "-c",
+            "import sys, pipeline.sender_process; "
+            "print(sorted(set(sys.argv[1:]) & set(sys.modules)))",
+            *HEAVY_FOR_THE_CHILD,
+        ],
+        env=_child_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == "[]"
 
 
 def test_a_child_that_cannot_start_is_reported_before_anything_is_marked(
