@@ -155,8 +155,12 @@ class SenderProcess:
         raise WorkerFailed(f"the sending process did not start: {self.exit_text()}")
 
     def send(self, frame: object) -> None:
-        """Write one frame to the child; OSError when it is gone."""
+        """Write one frame to the child; OSError when it is gone, or closed by the run."""
         with self._write_lock:
+            # After close() (the run's end), the stop watcher can still wake and forward a
+            # stop: a closed pipe is a gone child, not a ValueError in a daemon thread.
+            if self._stdin.closed:
+                raise BrokenPipeError("the sending process's input is closed")
             write_frame(self._stdin, frame)
 
     def exit_text(self) -> str:

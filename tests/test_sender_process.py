@@ -21,6 +21,7 @@ from pipeline.sandbox import AmootSimulator
 from pipeline.sandbox_server import SandboxServer
 from pipeline.send import ChunkResult, SenderSettings
 from pipeline.sender_process import (
+    STOP_CHECK,
     ProcessDispatcher,
     SenderProcess,
     Start,
@@ -94,6 +95,20 @@ def one_held_one_queued(
         dispatcher.submit(_chunk(3, 2), {})
         sim.wait_for_arrivals(1)
         yield worker, dispatcher
+
+
+def test_a_stop_after_the_child_was_closed_is_quiet(server: SandboxServer) -> None:
+    """A stop that comes as the run ends (a fatal answer, a signal) reaches the watcher thread
+    after the child's pipe is closed: it finds the child gone, as a dead one, and no thread
+    fails with a traceback (pytest reports an exception in any thread as a failure)."""
+    stop = threading.Event()
+    with SenderProcess(_start(server)) as worker:
+        dispatcher = _dispatcher(worker, _Recorder(), 2, stop)
+    with pytest.raises(OSError):
+        worker.send(("stop",))
+    stop.set()
+    dispatcher.poll()  # forwards the stop on this thread too
+    time.sleep(3 * STOP_CHECK)  # and the watcher thread wakes on it
 
 
 def test_frames_round_trip_and_a_cut_frame_reads_as_the_end() -> None:
