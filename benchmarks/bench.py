@@ -5,7 +5,8 @@
 
 Every pipeline and bare run is a fresh `python` process (imports included, as cron pays
 them), timed from the outside; the floor and the sample approach run in this process. Peak
-memory is the child's own ru_maxrss, read by a small go-between process (see _GO_BETWEEN).
+memory is the run's own peak plus that of every process it starts (the sending process),
+read by a small go-between process (see _GO_BETWEEN).
 Each measurement runs --repeat times (3; the slow sample approach once) and the median time is
 shown: one run on a shared machine can be 25 % off its median. The fake provider is the
 project's simulator served on 127.0.0.1 in its own process, with a per-request latency.
