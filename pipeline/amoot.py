@@ -280,18 +280,26 @@ def _read_campaign(
             reply.outcomes[key] = Outcome(Status.UNKNOWN, describe(title))
 
 
+def _success(body: bytes, method: str) -> dict[str, Any] | SendReply:
+    """A flat answer's JSON object when its Status is Success; else a SendReply (kind, title)."""
+    data = read_json(body)
+    if not isinstance(data, dict) or "Status" not in data:
+        return SendReply(Kind.AMBIGUOUS, f"the answer was not a JSON {method} reply")
+    title = title_of(data["Status"])
+    if title != "Success":
+        return SendReply(kind_of(title), title)
+    return data
+
+
 def read_deliveries(body: bytes) -> dict[str, int] | SendReply:
     """A 200 answer to GetDeliveries: DeliveryType by message ID for the items looked up.
 
     Items whose own Status is not Success, or that carry no usable MessageID or DeliveryType,
     are left out. A SendReply (kind and title) when the answer as a whole is not a success.
     """
-    data = read_json(body)
-    if not isinstance(data, dict) or "Status" not in data:
-        return SendReply(Kind.AMBIGUOUS, "the answer was not a JSON GetDeliveries reply")
-    title = title_of(data["Status"])
-    if title != "Success":
-        return SendReply(kind_of(title), title)
+    data = _success(body, "GetDeliveries")
+    if isinstance(data, SendReply):
+        return data
     items = data.get("Data")
     if not isinstance(items, list):
         return SendReply(Kind.AMBIGUOUS, "the answer said Success but listed no deliveries")
@@ -359,12 +367,9 @@ class Account:
 
 def read_account_status(body: bytes) -> Account | SendReply:
     """The flat AccountStatus answer; a SendReply (kind and title) when it is not a success."""
-    data = read_json(body)
-    if not isinstance(data, dict) or "Status" not in data:
-        return SendReply(Kind.AMBIGUOUS, "the answer was not a JSON AccountStatus reply")
-    title = title_of(data["Status"])
-    if title != "Success":
-        return SendReply(kind_of(title), title)
+    data = _success(body, "AccountStatus")
+    if isinstance(data, SendReply):
+        return data
     prices = {
         key: int(value)
         for key, value in data.items()
