@@ -110,6 +110,38 @@ def test_unreadable_answer_is_ambiguous(body):
     assert amoot.read_send_answer(body, MESSAGES).kind is Kind.AMBIGUOUS
 
 
+def test_account_status_is_read_with_credit_prices_and_lines():
+    body = json.dumps(
+        {
+            "Status": "Success",
+            "RemaindCredit": 1250000.0,
+            "BaseSMS_PersianPrice": 1080,
+            "BaseSMS_EnglishPrice": 2340,
+            "ListLineNumbers": ["public", 50001234],
+        }
+    ).encode()
+    assert amoot.read_account_status(body) == amoot.Account(
+        credit=1_250_000,
+        prices={"BaseSMS_PersianPrice": 1080, "BaseSMS_EnglishPrice": 2340},
+        lines=("public", "50001234"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "kind", "title"),
+    [
+        (b"", Kind.AMBIGUOUS, "the answer was not a JSON AccountStatus reply"),
+        (b"[]", Kind.AMBIGUOUS, "the answer was not a JSON AccountStatus reply"),
+        (b'{"Status": "Token_Expired"}', Kind.FATAL, "Token_Expired"),
+        (b'{"Status": "Failed"}', Kind.RETRY, "Failed"),
+        (b'{"Status": "Success"}', Kind.AMBIGUOUS, "AccountStatus gave no RemaindCredit"),
+    ],
+)
+def test_account_status_that_is_not_a_success_says_why(body, kind, title):
+    """A fatal title stops the run as it is (not as a missing credit, retried as unreachable)."""
+    assert amoot.read_account_status(body) == amoot.SendReply(kind, title)
+
+
 @pytest.mark.parametrize(
     ("code", "kind"),
     [

@@ -102,13 +102,15 @@ def test_a_stop_after_the_child_was_closed_is_quiet(server: SandboxServer) -> No
     after the child's pipe is closed: it finds the child gone, as a dead one, and no thread
     fails with a traceback (pytest reports an exception in any thread as a failure)."""
     stop = threading.Event()
+    before = set(threading.enumerate())
     with SenderProcess(_start(server)) as worker:
-        dispatcher = _dispatcher(worker, _Recorder(), 2, stop)
+        _dispatcher(worker, _Recorder(), 2, stop)
+        (watcher,) = [t for t in set(threading.enumerate()) - before if t.name == "stop-forward"]
     with pytest.raises(OSError):
         worker.send(("stop",))
-    stop.set()
-    dispatcher.poll()  # forwards the stop on this thread too
-    time.sleep(3 * STOP_CHECK)  # and the watcher thread wakes on it
+    stop.set()  # the watcher, and only it, forwards this stop to the closed pipe
+    watcher.join(10 * STOP_CHECK)
+    assert not watcher.is_alive()
 
 
 def test_frames_round_trip_and_a_cut_frame_reads_as_the_end() -> None:
