@@ -598,8 +598,12 @@ def _start_worker(
     try:
         return stack.enter_context(SenderProcess(start))
     except WorkerFailed as exc:
-        log(f"warning: {exc}; sending from threads in this process instead")
+        _warn_threads(log, exc)
         return None
+
+
+def _warn_threads(log: Log, exc: WorkerFailed) -> None:
+    log(f"warning: {exc}; sending from threads in this process instead")
 
 
 def _dispatcher(
@@ -617,7 +621,7 @@ def _dispatcher(
         try:
             worker.wait_ready()
         except WorkerFailed as exc:
-            log(f"warning: {exc}; sending from threads in this process instead")
+            _warn_threads(log, exc)
         else:
             return ProcessDispatcher(
                 worker,

@@ -43,7 +43,7 @@ from pipeline.models import Message, Status
 from pipeline.send import ChunkResult, Sender, SenderSettings, http_client, unanswered
 from pipeline.throttle import Throttle
 
-READY_TIMEOUT = 60.0  # seconds for the child to import and report ready (normally ~0.3 s)
+READY_TIMEOUT = 60.0  # seconds for the child to import and report ready (normally ~0.2 s)
 STOP_CHECK = 0.1  # seconds between looks at the run's stop event while waiting for answers
 _LENGTH = 4
 # The frames leave on a copy of stdout; stdout itself then points at stderr, so that nothing
