@@ -1,0 +1,56 @@
+"""Files and folders that hold customers' numbers and names: their owner's alone (0600 / 0700).
+
+The modes are set explicitly after creation, not left to the umask: a cron job or a shared
+server often runs with umask 022, which would make every report readable by every user.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import IO, Any
+
+FILE_MODE = 0o600
+FOLDER_MODE = 0o700
+
+
+def private_folder(path: Path) -> None:
+    """Create `path` and the parents it lacks as 0700; an existing folder is left as it is."""
+    missing = []
+    current = path
+    while not current.exists():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=FOLDER_MODE)
+        except FileExistsError:  # made by another run meanwhile
+            continue
+        os.chmod(folder, FOLDER_MODE)  # mkdir's mode is filtered by the umask
+
+
+def create_private(path: Path) -> None:
+    """Make sure `path` exists; a file this call creates is 0600 (an existing one is untouched)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    except FileExistsError:
+        return
+    try:
+        os.fchmod(fd, FILE_MODE)
+    finally:
+        os.close(fd)
+
+
+def open_private(path: Path, mode: str = "w", **kwargs: Any) -> IO[Any]:
+    """`path.open(mode, ...)` for writing, the file 0600 whether it is new or replaced."""
+    flags = os.O_WRONLY | os.O_CREAT
+    flags |= os.O_APPEND if "a" in mode else os.O_TRUNC
+    fd = os.open(path, flags, FILE_MODE)
+    try:
+        os.fchmod(fd, FILE_MODE)
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, mode, **kwargs)
