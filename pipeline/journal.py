@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import sqlite3
+import stat
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,6 +21,7 @@ from typing import Self
 
 from pipeline.errors import JournalError
 from pipeline.models import Outcome, Status
+from pipeline.private import FILE_MODE, private_folder
 
 RECOVERED_ERROR = "the run stopped while this request was in flight; the provider may have sent it"
 WAL_CHECKPOINT_PAGES = 10_000  # the WAL grows to about 40 MB before it is folded into the file
@@ -187,18 +192,30 @@ class Journal:
         `recovered` counts those of `campaign`. With `readonly`, nothing on disk is created or
         changed and nothing is recovered: a missing file reads as an empty journal (--dry-run).
         SQLite may still leave its empty `-wal`/`-shm` companions beside an existing file.
+
+        Refused with a JournalError, before anything is changed: an empty (0-byte) file, and a
+        schema version or a row state of `campaign` that this version does not know.
+        A journal this creates is 0600 (its -wal and -shm too), in folders it creates 0700.
         """
         if readonly:
-            return cls(
-                _open_readonly(path, busy_timeout), path, campaign, readonly=True, recovered=0
-            )
+            conn = _open_readonly(path, busy_timeout)
+            try:
+                with _translated(path):
+                    _check_states(conn, path, campaign)
+            except BaseException:
+                conn.close()
+                raise
+            return cls(conn, path, campaign, readonly=True, recovered=0)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_folder(path.parent)
         except OSError as exc:
             raise JournalError(
                 f"{path}: cannot create the folder {path.parent} ({exc.strerror}); "
                 "create it, or point journal.path at a writable folder"
             ) from exc
+        _refuse_empty(path)
+        if not path.exists():
+            _create(path)
         with _translated(path):
             conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
         try:
@@ -217,6 +234,7 @@ class Journal:
                 conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
                 with _transaction(conn):
                     _migrate(conn, path)
+                    _check_states(conn, path, campaign)  # before anything is recovered
                     for statement in _TIDY:
                         conn.execute(statement)
                     recovered = conn.execute(
@@ -365,9 +383,20 @@ class Journal:
         return result
 
     def close(self) -> None:
-        """Close the connection; everything was committed already."""
+        """Close the connections; everything was committed already.
+
+        A writable journal first folds its WAL into the file and empties it, so that the file
+        alone is a whole copy after a run. SQLite does so by itself only when the last
+        connection to the journal closes: an sqlite3 shell or a dry run left open on it kept
+        the rows in the -wal, where a backup of `journal.sqlite` alone missed them.
+        """
         if self._answers is not self._conn:
             self._answers.close()
+        if not self.readonly:
+            # A fold that fails (a reader mid-query past busy_timeout, a full disk) loses
+            # nothing: the rows stay in the -wal, and the next open reads them from there.
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._conn.close()
 
     def __enter__(self) -> Self:
@@ -392,18 +421,14 @@ def _open_readonly(path: Path, busy_timeout: float) -> sqlite3.Connection:
         memory = sqlite3.connect(":memory:", isolation_level=None)
         _migrate(memory, path)
         return memory
+    _refuse_empty(path)
     with _translated(path):
-        conn = sqlite3.connect(
-            f"{path.resolve().as_uri()}?mode=ro",
-            uri=True,
-            timeout=busy_timeout,
-            isolation_level=None,
-        )
+        conn = _reader(path, busy_timeout)
     try:
         with _translated(path):
             if _schema_version(conn, path) == SCHEMA_VERSION:
                 return conn
-            # An empty or older file: bring a private copy up to date, never the file itself.
+            # An older file: bring a private copy up to date, never the file itself.
             memory = sqlite3.connect(":memory:", isolation_level=None)
             conn.backup(memory)
     except BaseException:
@@ -414,8 +439,137 @@ def _open_readonly(path: Path, busy_timeout: float) -> sqlite3.Connection:
     return memory
 
 
+def _reader(path: Path, busy_timeout: float) -> sqlite3.Connection:
+    """A read-only connection to the journal; an in-memory copy if its folder is read-only.
+
+    Reading a WAL journal takes its -shm file, which SQLite creates beside the journal when
+    it is missing (after every clean close): in a folder this user cannot write, even a
+    read-only open fails. Then the file alone is the whole journal, because a WAL is deleted
+    only once folded in, and it is copied at once with `immutable` (no -shm needed). That is
+    right even if a run starts sending meanwhile: it writes only to a new -wal, and folds into
+    the file only at its end or 40 MB later. Holding an immutable connection for the whole
+    dry run instead would read pages that run may fold in under it.
+    While a run is sending, its -wal and -shm exist, and the plain open reads its commits.
+    """
+    uri = path.resolve().as_uri()
+    shm, wal = path.with_name(f"{path.name}-shm"), path.with_name(f"{path.name}-wal")
+    conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=busy_timeout, isolation_level=None)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # takes the -shm
+        return conn
+    except sqlite3.OperationalError as exc:
+        conn.close()
+        # What SQLite says when it cannot create the -shm: READONLY_DIRECTORY, or CANTOPEN
+        # when a -wal is there. With a -shm there, a run may be writing: never `immutable`.
+        name = getattr(exc, "sqlite_errorname", "")
+        if name not in ("SQLITE_READONLY_DIRECTORY", "SQLITE_CANTOPEN") or shm.exists():
+            raise
+    with contextlib.suppress(FileNotFoundError):
+        if wal.stat().st_size > 0:
+            raise JournalError(
+                f"{path}: the journal's folder is read-only, and {wal.name} holds changes not "
+                f"yet folded into the journal, which SQLite cannot read without creating "
+                f"{shm.name} beside it. Fix: make the folder writable by this user, or point "
+                "journal.path at a writable copy."
+            )
+    frozen = sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, isolation_level=None)
+    try:
+        memory = sqlite3.connect(":memory:", isolation_level=None)
+        frozen.backup(memory)
+    finally:
+        frozen.close()
+    return memory
+
+
+def _refuse_empty(path: Path) -> None:
+    """Refuse a journal file of 0 bytes: what a failed restore or a full disk leaves.
+
+    Taken for a new journal, it would let every number of its campaigns be sent again. The
+    pipeline never leaves one behind (see _create), so an empty file is always such a loss.
+    """
+    try:
+        info = path.stat()
+    except OSError:  # missing (a new journal), or unreachable: opening it says why
+        return
+    if stat.S_ISREG(info.st_mode) and info.st_size == 0:
+        raise JournalError(
+            f"{path}: the journal is empty (0 bytes), as a failed restore or a copy onto a "
+            "full disk leaves it; taken for a new journal, it would let every message of its "
+            "campaigns be sent again. Fix: restore it from a backup; only if no run has ever "
+            "sent with it, delete it."
+        )
+
+
+def _create(path: Path) -> None:
+    """Create the journal with its schema in one step: a journal that exists has its schema.
+
+    The schema is committed (and fsynced) in a temporary file, which is then linked under the
+    journal's name. A run killed half-way leaves at most a stray `<name>.new-*` file, never
+    the 0-byte journal that _refuse_empty refuses. A link, not a rename: it never replaces a
+    journal another process created meanwhile. The file is 0600, and SQLite gives its -wal
+    and -shm the mode of the database file.
+    """
+    try:
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.new-")
+    except OSError as exc:
+        raise JournalError(
+            f"{path}: cannot create the journal ({exc.strerror}); "
+            "make its folder writable by this user, or point journal.path elsewhere"
+        ) from exc
+    temp = Path(name)
+    try:
+        os.fchmod(fd, FILE_MODE)  # mkstemp's 0600 is still filtered by the umask
+        os.close(fd)
+        with _translated(path):
+            conn = sqlite3.connect(temp, isolation_level=None)
+            try:
+                with _transaction(conn):  # a rollback journal, synchronous=FULL: fsynced
+                    _migrate(conn, path)
+            finally:
+                conn.close()
+        try:
+            os.link(temp, path)
+        except FileExistsError:
+            return  # created by another process meanwhile: that one is the journal
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)  # the new name survives a power cut
+        finally:
+            os.close(folder)
+    except OSError as exc:
+        raise JournalError(
+            f"{path}: cannot create the journal ({exc.strerror}); "
+            "make its folder writable by this user, or point journal.path elsewhere"
+        ) from exc
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def _check_states(conn: sqlite3.Connection, path: Path, campaign: str) -> None:
+    """Refuse rows of `campaign` in a state this version does not know (newer, or hand-edited).
+
+    Read as any state, such a row would be sent again or crash the run half-way. A scan of
+    the campaign's rows: about 0.3 s a million, against minutes to send them.
+    """
+    unknown = conn.execute(
+        "SELECT state, count(*) FROM messages "
+        f"WHERE campaign = ? AND state NOT IN ({', '.join('?' * len(State))}) "
+        "GROUP BY state ORDER BY state",
+        (campaign, *_STATE),
+    ).fetchall()
+    if unknown:
+        found = ", ".join(
+            f"{count} row{'s' if count > 1 else ''} in state {state!r}" for state, count in unknown
+        )
+        raise JournalError(
+            f"{path}: campaign {campaign!r} has {found}, which this version of the pipeline "
+            "does not know (a newer version or a hand edit wrote it). "
+            "Fix: upgrade the pipeline, or restore the journal from a backup."
+        )
+
+
 def _schema_version(conn: sqlite3.Connection, path: Path) -> int:
-    """The file's schema version, 0 when empty; refuses other databases and newer versions."""
+    """The file's schema version, 0 with no tables; refuses other databases, unknown versions."""
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     if not tables:
         return 0
@@ -427,7 +581,15 @@ def _schema_version(conn: sqlite3.Connection, path: Path) -> int:
             f"{path}: this SQLite file is not a pipeline journal; "
             "point journal.path at a new file (it is created on the first run)"
         )
-    version = int(row[0])
+    value = row[0]
+    # Every version is written as digits; anything else (a hand edit, damage) is no version.
+    is_number = isinstance(value, str) and value.isascii() and value.isdecimal()
+    version = int(value) if is_number else 0
+    if version < 1:
+        raise JournalError(
+            f"{path}: the journal's schema_version is {value!r}, which no version of the "
+            "pipeline writes. Fix: restore the journal from a backup, or upgrade the pipeline."
+        )
     if version > SCHEMA_VERSION:
         raise JournalError(
             f"{path}: the journal has schema version {version}, newer than this pipeline "

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pipeline.errors import JournalError, LockHeld
+from pipeline.private import create_private, private_folder
 
 
 def lock_path(journal_path: Path) -> Path:
@@ -28,8 +29,9 @@ def hold_lock(journal_path: Path) -> Iterator[None]:
     """
     path = lock_path(journal_path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        private_folder(path.parent)
+        create_private(path)  # 0600, as every file the pipeline makes beside the journal
+        fd = os.open(path, os.O_RDWR)
     except OSError as exc:
         raise JournalError(
             f"{path}: cannot create the journal's lock file ({exc.strerror}); "

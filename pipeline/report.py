@@ -8,9 +8,10 @@ import re
 from collections import Counter, deque
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from pipeline.models import Row, Status
+from pipeline.private import open_private, private_folder
 
 COLUMNS = (
     "row",
@@ -60,7 +61,7 @@ class ReportWriter:
         self, path: Path, *, columns: tuple[str, ...] = (), attention: bool = False
     ) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_folder(path.parent)
         self._partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
         self._file = _open_csv(self._partial)
         self._file.write(",".join(COLUMNS) + "\r\n")
@@ -260,6 +261,7 @@ def _open_csv(path: Path) -> TextIO:
     The same bytes as encoding="utf-8-sig", which encodes every write through a Python-level
     codec; plain utf-8 stays on the text layer's C fast path.
     """
-    file = path.open("w", encoding="utf-8", newline="")
+    # 0600: customers' numbers. Opened in text mode, so the IO it returns is a TextIO.
+    file = cast(TextIO, open_private(path, "w", encoding="utf-8", newline=""))
     file.write("\ufeff")
     return file

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pipeline.models import Row
+from pipeline.private import private_folder
 
 
 class Spool:
@@ -21,8 +22,9 @@ class Spool:
     """
 
     def __init__(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        # Closed by batches() when read back, and by the OS if the run dies first.
+        private_folder(folder)
+        # Closed by batches() when read back, and by the OS if the run dies first. The file
+        # is 0600 (tempfile's own mode): it holds every prepared row, numbers and texts.
         self._file = tempfile.TemporaryFile(dir=folder, prefix="pipeline-spool-")  # noqa: SIM115
 
     def write(self, rows: list[Row]) -> None:

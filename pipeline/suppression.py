@@ -11,6 +11,7 @@ from pipeline.clock import tehran
 from pipeline.errors import InputError
 from pipeline.models import InvalidNumber
 from pipeline.phones import normalise_mobile
+from pipeline.private import create_private, private_folder
 
 HEADER = (
     "# Numbers that must never be messaged, one per line, in any format "
@@ -39,7 +40,8 @@ class Suppression:
         stamp = tehran(moment).strftime("%Y-%m-%d %H:%M")
         new_file = not self.path.exists()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_folder(self.path.parent)
+            create_private(self.path)  # a new list is 0600; an existing one keeps its mode
             with self.path.open("a", encoding="utf-8") as f:
                 if new_file:
                     f.write(HEADER)

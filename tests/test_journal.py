@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import signal
@@ -10,9 +11,10 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -22,6 +24,9 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from pipeline.errors import JournalError
 from pipeline.journal import RECOVERED_ERROR, SCHEMA_VERSION, Entry, Journal, State
 from pipeline.models import Outcome, Status
+from pipeline.sandbox import AmootSimulator
+from pipeline.sandbox_server import SandboxServer
+from tests.conftest import Campaign, cli_env, live_provider, run_main, sends
 
 REPO = Path(__file__).resolve().parents[1]
 SENT = Outcome(Status.SENT, message_id="9001", campaign_id="77")
@@ -186,13 +191,23 @@ def test_readonly_changes_nothing(tmp_path: Path) -> None:
         assert journal.recovered == 2  # still there for the first writer to recover
 
 
-def test_readonly_empty_file_reads_as_empty_journal(tmp_path: Path) -> None:
-    """An existing empty file opens read-only as an empty journal and stays zero bytes."""
-    path = tmp_path / "journal.sqlite"
+def test_an_empty_journal_file_is_refused_not_taken_for_a_new_one(tmp_path: Path) -> None:
+    """A 0-byte journal (a failed restore, a copy onto a full disk) is refused, read-only too:
+    taken for a new journal, it would send every number of its campaigns again."""
+    path = tmp_path / "state" / "journal.sqlite"
+    path.parent.mkdir()
     path.touch()
-    with Journal.open(path, "spring", readonly=True) as journal:
-        assert journal.lookup(numbers(2)) == {}
+    for readonly in (False, True):
+        with pytest.raises(JournalError) as caught:
+            Journal.open(path, "spring", readonly=readonly)
+        message = str(caught.value)
+        assert message.startswith(f"{path}: the journal is empty (0 bytes)")
+        assert message.endswith(
+            "Fix: restore it from a backup; only if no run has ever sent with it, delete it."
+        )
+        assert caught.value.exit_code == 2
     assert path.read_bytes() == b""
+    assert sorted(p.name for p in path.parent.iterdir()) == ["journal.sqlite"]
 
 
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
@@ -543,6 +558,282 @@ def test_version_1_journal_reads_read_only_without_being_changed(tmp_path: Path)
             journal.record_deliveries([(a, "delivered", "1", True)])
     assert path.read_bytes() == before_bytes
     assert schema_version(path) == "1"
+
+
+KILLED_WHILE_CREATING = """
+import os, signal, sys
+from pathlib import Path
+
+path = Path(sys.argv[1])
+dying = False
+
+
+def die_once_the_name_exists(event, args):
+    # Every audited step (open, connect, link...) checks: the first moment the journal's name
+    # exists is the worst one to die in, before anything is written into it.
+    global dying
+    if not dying and os.path.lexists(path):
+        dying = True
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+sys.addaudithook(die_once_the_name_exists)
+from pipeline.journal import Journal
+
+Journal.open(path, "spring")
+"""
+
+
+def test_a_run_killed_while_creating_the_journal_leaves_none_that_is_refused(
+    tmp_path: Path,
+) -> None:
+    """The journal's name appears only with its schema in it: a run killed the moment the file
+    appears leaves a whole (empty) journal, never the 0-byte file that is refused as a loss."""
+    path = tmp_path / "journal.sqlite"
+    killed = run_python(KILLED_WHILE_CREATING, str(path))
+    assert killed.returncode == -signal.SIGKILL, killed.stderr  # it did die in that moment
+    assert path.stat().st_size > 0
+    assert schema_version(path) == str(SCHEMA_VERSION)
+    with Journal.open(path, "spring") as journal:
+        assert journal.counts() == dict.fromkeys(State, 0)
+
+
+@pytest.mark.parametrize("state", ["queued", "", "SENT"])
+def test_a_state_this_version_does_not_know_is_refused(tmp_path: Path, state: str) -> None:
+    """A row in a state this version does not know (a newer version, a hand edit) is refused
+    at open, read-only too, naming the journal, the campaign and the value; nothing changes."""
+    path = tmp_path / "journal.sqlite"
+    a, b, c = numbers(3)
+    with Journal.open(path, "spring") as journal:
+        journal.mark_inflight([(a, "hi"), (b, "hi"), (c, "hi")])
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE messages SET state = ? WHERE number IN (?, ?)", (state, b, c))
+    conn.close()
+    before = snapshot(path)
+    for readonly in (False, True):
+        with pytest.raises(JournalError) as caught:
+            Journal.open(path, "spring", readonly=readonly)
+        message = str(caught.value)
+        assert message.startswith(
+            f"{path}: campaign 'spring' has 2 rows in state {state!r}, which this version"
+        ), message
+        assert message.endswith("Fix: upgrade the pipeline, or restore the journal from a backup.")
+        assert caught.value.exit_code == 2
+    assert snapshot(path) == before  # not even the in-flight row was recovered
+    with Journal.open(path, "autumn", readonly=True) as autumn:  # another campaign's rows
+        assert autumn.counts() == dict.fromkeys(State, 0)
+
+
+@pytest.mark.parametrize("value", ["two", "", "-1", "0", "1.5", "٢"])
+def test_a_schema_version_that_is_no_version_is_refused(tmp_path: Path, value: str) -> None:
+    """A schema_version that is not a version number (a hand edit, a damaged file) is refused,
+    read-only too, naming the journal and the value; the file is not touched."""
+    path = tmp_path / "journal.sqlite"
+    Journal.open(path, "spring").close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (value,))
+    conn.close()
+    for readonly in (False, True):
+        with pytest.raises(JournalError) as caught:
+            Journal.open(path, "spring", readonly=readonly)
+        message = str(caught.value)
+        assert message.startswith(f"{path}: the journal's schema_version is {value!r}, ")
+        assert message.endswith("Fix: restore the journal from a backup, or upgrade the pipeline.")
+        assert caught.value.exit_code == 2
+    assert schema_version(path) == value
+
+
+def test_close_folds_the_wal_into_the_file_even_while_another_program_reads(
+    tmp_path: Path,
+) -> None:
+    """After close, journal.sqlite alone holds every row: copied without its -wal it is whole.
+
+    SQLite folds the WAL in by itself only when the last connection closes; an sqlite3 shell or
+    a dashboard left open on the journal kept every row of the run in the -wal file."""
+    path = tmp_path / "journal.sqlite"
+    Journal.open(path, "spring").close()
+    reader = sqlite3.connect(path)
+    try:
+        assert reader.execute("SELECT count(*) FROM messages").fetchone() == (0,)
+        with Journal.open(path, "spring") as journal:
+            journal.mark_inflight([(n, "hi") for n in numbers(50)])
+            journal.record([(n, SENT) for n in numbers(50)])
+            rows = snapshot(path)
+        assert reader.execute("SELECT count(*) FROM messages").fetchone() == (50,)
+        wal = path.with_name(path.name + "-wal")
+        assert not wal.exists() or wal.stat().st_size == 0
+        copy = tmp_path / "copy" / "journal.sqlite"
+        copy.parent.mkdir()
+        copy.write_bytes(path.read_bytes())  # the file alone, as a plain backup copies it
+    finally:
+        reader.close()
+    assert snapshot(copy) == rows
+    assert len(rows) == 50
+
+
+# -- a read-only journal folder (--dry-run) ------------------------------------------------------
+
+PR_CAPBSET_DROP = 24  # <linux/prctl.h>
+CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH = 1, 2  # <linux/capability.h>
+
+
+def _obey_permissions() -> None:
+    """In the child, before exec: give up root's right to ignore permission bits.
+
+    CI runs the suite as root, which writes into a 0555 folder as if it were 0755. Dropped from
+    the bounding set, the two capabilities are not regained by exec, so the child is bound by
+    the bits like any user (`setpriv --bounding-set=-dac_override,-dac_read_search`).
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH):
+        if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def run_bound_by_permissions(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """`argv` in a child that obeys permission bits even when the tests run as root."""
+    preexec = _obey_permissions if os.geteuid() == 0 else None
+    return subprocess.run(
+        argv, preexec_fn=preexec, capture_output=True, text=True, timeout=60, check=False, **kwargs
+    )
+
+
+@pytest.fixture
+def read_only(tmp_path: Path) -> Iterator[Callable[[Path], None]]:
+    """Makes folders 0555 for the test, then writable again; skips (saying why) where a child
+    could still write into one (root without the capability to give up its override)."""
+    folders: list[Path] = []
+
+    def make(folder: Path) -> None:
+        folder.chmod(0o555)
+        folders.append(folder)
+        probe = run_bound_by_permissions(
+            [sys.executable, "-c", "import sys; open(sys.argv[1], 'w')", str(folder / "probe")]
+        )
+        if probe.returncode == 0:
+            (folder / "probe").unlink()
+            pytest.skip(f"cannot make {folder} read-only for a child process here (root?)")
+
+    yield make
+    for folder in folders:
+        folder.chmod(0o755)
+
+
+READ_COUNTS = """
+import sys
+from pathlib import Path
+from pipeline.errors import JournalError
+from pipeline.journal import Journal
+
+try:
+    with Journal.open(Path(sys.argv[1]), "spring", readonly=True) as journal:
+        counts = journal.counts()
+        print(" ".join(f"{state}={counts[state]}" for state in counts if counts[state]))
+except JournalError as exc:
+    print(exc, file=sys.stderr)
+    sys.exit(exc.exit_code)
+"""
+
+
+def read_counts(path: Path) -> subprocess.CompletedProcess[str]:
+    return run_bound_by_permissions(
+        [sys.executable, "-c", READ_COUNTS, str(path)], env={**os.environ, "PYTHONPATH": str(REPO)}
+    )
+
+
+def test_a_read_only_folder_is_read_read_only(tmp_path: Path, read_only: Any) -> None:
+    """A journal in a folder this user cannot write reads as it is: SQLite cannot create the
+    -shm file it wants beside the file, so the rows are read from a private copy instead."""
+    path = tmp_path / "state" / "journal.sqlite"
+    with Journal.open(path, "spring") as journal:
+        journal.mark_inflight([(n, "hi") for n in numbers(3)])
+        journal.record([(numbers(1)[0], SENT)])
+    before = path.read_bytes()
+    read_only(path.parent)
+    seen = read_counts(path)
+    assert (seen.returncode, seen.stdout, seen.stderr) == (0, "inflight=2 sent=1\n", "")
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in path.parent.iterdir()) == ["journal.sqlite"]
+
+
+def test_a_read_only_folder_shows_what_a_running_writer_committed(
+    tmp_path: Path, read_only: Any
+) -> None:
+    """While a run that may write there is sending, the reader sees its committed rows (in the
+    -wal it keeps open), not the older state of the file alone (SQLite's `immutable` would)."""
+    path = tmp_path / "state" / "journal.sqlite"
+    with Journal.open(path, "spring") as writer:
+        writer.mark_inflight([(n, "hi") for n in numbers(3)])
+        read_only(path.parent)
+        writer.record([(n, SENT) for n in numbers(2)])
+        seen = read_counts(path)
+    assert (seen.returncode, seen.stdout, seen.stderr) == (0, "inflight=1 sent=2\n", "")
+
+
+def test_a_read_only_folder_with_rows_left_in_the_wal_alone_is_refused(
+    tmp_path: Path, read_only: Any
+) -> None:
+    """A -wal still holding rows, in a folder where SQLite cannot make the -shm that reading it
+    needs, is refused (exit 2) rather than read without those rows."""
+    path = tmp_path / "state" / "journal.sqlite"
+    copy = tmp_path / "copy" / "journal.sqlite"
+    copy.parent.mkdir()
+    with Journal.open(path, "spring") as journal:
+        journal.mark_inflight([(n, "hi") for n in numbers(3)])
+        for name in ("journal.sqlite", "journal.sqlite-wal"):  # as a copy taken mid-run has them
+            (copy.parent / name).write_bytes((path.parent / name).read_bytes())
+    read_only(copy.parent)
+    seen = read_counts(copy)
+    assert seen.returncode == 2, seen.stderr
+    assert seen.stderr.startswith(f"{copy}: the journal's folder is read-only, and ")
+    assert seen.stderr.rstrip().endswith(
+        "Fix: make the folder writable by this user, or point journal.path at a writable copy."
+    )
+
+
+def test_dry_run_works_when_the_journal_folder_is_read_only(
+    campaign: Campaign, server: SandboxServer, simulator: AmootSimulator, read_only: Any
+) -> None:
+    """`--dry-run` with a journal folder this user cannot write: exit 0, the journal's word on
+    every row, and not a byte changed in the folder (it was exit 2, "cannot be opened")."""
+    campaign.contacts([(f"0912000{i:04d}", f"نام{i}", f"C{i}") for i in range(1, 6)])
+    campaign.write_config(live_provider(server))
+    first = run_main(campaign.config, "--limit", "3")
+    assert first.returncode == 0, first.stderr
+    state = campaign.journal.parent
+    before = {p.name: p.read_bytes() for p in state.iterdir()}
+    read_only(state)
+    dry = run_bound_by_permissions(
+        [sys.executable, "-m", "pipeline", str(campaign.config), "--dry-run"],
+        cwd=campaign.folder.parent,
+        env=cli_env(),
+    )
+    assert dry.returncode == 0, dry.stderr
+    assert [r["status"] for r in campaign.read_report()] == ["already_sent"] * 3 + ["dry_run"] * 2
+    assert {p.name: p.read_bytes() for p in state.iterdir()} == before
+    assert len(sends(simulator)) == 1  # the first run's one request of 3
+
+
+def test_a_run_refuses_a_journal_row_in_an_unknown_state_and_sends_nothing(
+    campaign: Campaign, server: SandboxServer, simulator: AmootSimulator
+) -> None:
+    """A sending run and a dry run both stop with exit 2 and the message (it was exit 1, a
+    ValueError traceback); no request leaves."""
+    campaign.contacts([(f"0912000{i:04d}", f"نام{i}", f"C{i}") for i in range(1, 6)])
+    campaign.write_config(live_provider(server))
+    assert run_main(campaign.config, "--limit", "3").returncode == 0
+    with sqlite3.connect(campaign.journal) as conn:
+        conn.execute("UPDATE messages SET state = 'queued' WHERE number = '09120000002'")
+    conn.close()
+    for args in ((), ("--dry-run",)):
+        again = run_main(campaign.config, *args)
+        assert again.returncode == 2, again.stderr
+        assert again.stderr.startswith(
+            f"error: {campaign.journal}: campaign 'test-campaign' has 1 row in state 'queued'"
+        ), again.stderr
+        assert "Nothing was sent." in again.stderr
+        assert "Traceback" not in again.stderr
+    assert len(sends(simulator)) == 1
 
 
 # What the second release added (v2), exactly as it wrote it.

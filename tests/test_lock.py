@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -121,3 +122,18 @@ def test_lock_file_that_cannot_be_created(tmp_path: Path) -> None:
     with pytest.raises(JournalError, match=expected) as caught, hold_lock(journal):
         pass
     assert caught.value.exit_code == 2
+
+
+def test_the_lock_file_and_its_folder_are_the_owners_alone(tmp_path: Path) -> None:
+    """Made under umask 000, the lock file is 0600 and the folders made for it 0700 (the
+    lock sits beside the journal, in the folder of customers' numbers)."""
+    journal = tmp_path / "state" / "deep" / "journal.sqlite"
+    before = os.umask(0)
+    try:
+        with hold_lock(journal):
+            pass
+    finally:
+        os.umask(before)
+    modes = [stat.S_IMODE(p.stat().st_mode) for p in (lock_path(journal), journal.parent)]
+    assert modes == [0o600, 0o700]
+    assert stat.S_IMODE((tmp_path / "state").stat().st_mode) == 0o700
