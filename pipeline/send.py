@@ -26,6 +26,7 @@ from pipeline.clock import send_datetime
 from pipeline.errors import PipelineError, ProviderFatal
 from pipeline.models import Message, Outcome, Status
 from pipeline.throttle import Throttle
+from pipeline.transport import DeadlineTransport
 
 MAX_RETRY_AFTER = 300.0  # seconds: a Retry-After longer than this is treated as "stop for now"
 
@@ -302,11 +303,12 @@ class Sender:
             # The server never received the whole request, so it cannot have acted on it.
             raise _SafeToRetry(f"connection lost while sending: {type(exc).__name__}") from exc
         except httpx.TimeoutException as exc:
+            # The transport's timeout is for the whole request (pipeline.transport): an
+            # answer still trickling in at the end counts as none.
+            late = f"no complete answer within {self._settings.timeout:g}s"
             if idempotent:
-                raise _SafeToRetry(f"no answer within {self._settings.timeout:g}s") from exc
-            return amoot.SendReply(
-                Kind.AMBIGUOUS, f"HTTP: no answer within {self._settings.timeout:g}s"
-            )
+                raise _SafeToRetry(late) from exc
+            return amoot.SendReply(Kind.AMBIGUOUS, f"HTTP: {late}")
         except (httpx.LocalProtocolError, httpx.UnsupportedProtocol) as exc:
             # Refused by our own side before a byte left (a malformed header, a bad URL).
             return amoot.SendReply(Kind.FATAL, f"HTTP: the request could not be sent ({exc})")
@@ -471,14 +473,15 @@ def unanswered(
 def http_client(
     concurrency: int, timeout: float, transport: httpx.BaseTransport | None = None
 ) -> httpx.Client:
-    """The run's HTTP client: `concurrency` connections, no automatic retries or redirects."""
+    """The run's HTTP client: `concurrency` connections, no automatic retries or redirects,
+    each request (connect to the answer's last byte) ending within `timeout` seconds."""
     limits = httpx.Limits(
         max_connections=concurrency,
         max_keepalive_connections=concurrency,
         keepalive_expiry=5.0,  # shorter than servers' idle close: fewer "dropped" keep-alive races
     )
     return httpx.Client(
-        transport=transport or httpx.HTTPTransport(retries=0, limits=limits),
+        transport=transport or DeadlineTransport(limits, whole=timeout),
         limits=limits,
         timeout=timeout,
         follow_redirects=False,  # a redirect on a POST would resend it: never silently
