@@ -10,8 +10,10 @@ plus `classify_http`; the README shows the same table.
 | request write failed (reset mid-request)            | RETRY      | retried (never had it whole) |
 | HTTP 429, HTTP 503 (honours Retry-After)            | RETRY      | retried                      |
 | ... with a Retry-After over 300 s                   | FATAL      | pending, run stops for now   |
-| read timeout, dropped connection after writing      | AMBIGUOUS  | unknown, never retried       |
-| HTTP 5xx other than 503, other non-200              | AMBIGUOUS  | unknown                      |
+| read timeout (the whole answer not in by timeout),  | AMBIGUOUS  | unknown, never retried       |
+| dropped connection after writing                    |            |                              |
+| HTTP 5xx other than 503, other non-200, 3xx too (a  | AMBIGUOUS  | unknown                      |
+| redirect is never followed: it would post again)    |            |                              |
 | HTTP 4xx other than 429 (a proxy or wrong base_url) | FATAL      | pending, run stops           |
 | HTTP 200 but the body is not a JSON answer          | AMBIGUOUS  | unknown                      |
 | title Success                                       | SUCCESS    | per campaign, below          |
@@ -20,6 +22,8 @@ plus `classify_http`; the README shows the same table.
 | a RECIPIENT title at the top level, Data null       | RECIPIENT  | nothing processed: split the |
 |                                                     |            | request to find the bad one  |
 | ServerError, or a title this table does not know    | AMBIGUOUS  | unknown (unknown title: stop)|
+| send.STORM ambiguous answers in a row               | -          | the run stops (exit 5), the  |
+|                                                     |            | rest pending                 |
 | campaign Status Success                             | -          | sent, with IDs               |
 | campaign Status a RECIPIENT title                   | -          | failed, error = the title    |
 | a number the answer does not mention                | -          | unknown                      |

@@ -6,6 +6,7 @@
     ├── TemplateError             exit 2  the template does not compile or needs a missing column
     ├── JournalError              exit 2  the journal file cannot be opened, read or written
     ├── ProviderFatal             exit 3  the provider said stop (token, user, line, credit, ...)
+    │   └── AmbiguousStorm        exit 5  answers in a row whose outcome is unknown: stopped
     ├── Interrupted               exit 3  SIGINT / SIGTERM: in-flight requests done, rest pending
     └── LockHeld                  exit 4  another run holds the journal
 
@@ -58,6 +59,17 @@ class ProviderFatal(PipelineError):
     def __reduce__(self) -> tuple[type[ProviderFatal], tuple[str, str]]:
         # Pickled with both arguments: it travels back from the sending process.
         return (type(self), (self.title, str(self)))
+
+
+class AmbiguousStorm(ProviderFatal):
+    """Several requests in a row got no clear answer: the run stopped, the rest `pending`.
+
+    Exit 5, not 3: the rows of those requests are `unknown` (they always are, that is what
+    stopped the run), and they need the operator, which is what 5 says; a rerun continues
+    with the `pending` rows and leaves the `unknown` ones alone, as after any exit 5.
+    """
+
+    exit_code = 5
 
 
 class Interrupted(PipelineError):

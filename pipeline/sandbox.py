@@ -51,8 +51,10 @@ TARIFFS = {
 AVANAK_SECOND_PRICE = 23
 
 NumberStyle = Literal["int", "string", "leading_zero_literal", "with_98"]
-FaultKind = Literal["http_status", "drop_before", "drop_after", "slow_after", "title", "html"]
-Action = Literal["answer", "drop_before", "drop_after", "slow_after"]
+FaultKind = Literal[
+    "http_status", "drop_before", "drop_after", "slow_after", "trickle", "title", "html"
+]
+Action = Literal["answer", "drop_before", "drop_after", "slow_after", "trickle"]
 
 _GSM_BASIC = frozenset(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
@@ -63,6 +65,7 @@ _GSM_ALL = _GSM_BASIC | _GSM_EXTENSION
 _SEND_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
 _MOBILE = re.compile(r"9[0-9]{9}")
 _LIST_METHODS = frozenset({"GetDeliveries", "GetDeliveriesByCampaignID"})
+MOVED = "/moved"  # where a scripted 3xx points (see Fault.http_status)
 _NEVER = "0001-01-01T00:00:00"  # .NET's default DateTime, what the server shows for "no time"
 
 
@@ -93,11 +96,13 @@ class Fault:
 
     kind: FaultKind
     method: str = "SendPeerToPeer"
-    http_status: int = 503  # for http_status (429/503/500/502...)
+    http_status: int = 503  # for http_status (429/503/500/502...; a 3xx carries a Location)
     retry_after: str | None = None  # Retry-After header value for http_status
     title: str = "ServerError"  # for kind="title": top-level Status answered
     process: bool = False  # title/html/http_status: accept the messages first, then answer badly
-    delay: float = 0.0  # slow_after: seconds the socket server waits before answering
+    # slow_after: seconds the socket server waits before answering; trickle: seconds between
+    # the bytes of the answer, which it writes one at a time (status line and headers too)
+    delay: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +113,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
     action: Action = "answer"
-    delay: float = 0.0  # slow_after only
+    delay: float = 0.0  # slow_after and trickle only
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +196,9 @@ class AmootSimulator:
                 raise httpx.RemoteProtocolError(
                     "Server disconnected without sending a response.", request=request
                 )
-            case "slow_after":
+            case "slow_after" | "trickle":
+                # In-process there is no clock to trickle against: an answer that did not
+                # arrive whole in time, as the socket server's client sees it.
                 raise httpx.ReadTimeout("The read operation timed out", request=request)
             case "answer":
                 return httpx.Response(reply.status, headers=reply.headers, content=reply.body)
@@ -209,7 +216,7 @@ class AmootSimulator:
             fault = self._pop_fault(method)
             if fault is None:
                 return self._route(request, path, method)
-            breaks_after = fault.kind in ("drop_after", "slow_after")
+            breaks_after = fault.kind in ("drop_after", "slow_after", "trickle")
             reply = Reply()
             if breaks_after or (fault.process and fault.kind != "drop_before"):
                 reply = self._route(request, path, method)
@@ -575,17 +582,23 @@ def _misbehave(fault: Fault, reply: Reply, method: str) -> Reply:
     match fault.kind:
         case "drop_before" | "drop_after":
             return Reply(action=fault.kind)
-        case "slow_after":
-            return replace(reply, action="slow_after", delay=fault.delay)
+        case "slow_after" | "trickle":
+            return replace(reply, action=fault.kind, delay=fault.delay)
         case "title":
             return _json_reply(_error(method, fault.title))
         case "html":
             return _html_reply(200, _RUNTIME_ERROR_PAGE)
         case "http_status":
             page = _html_reply(fault.http_status, _status_page(fault.http_status))
-            if fault.retry_after is None:
-                return page
-            return replace(page, headers={**page.headers, "Retry-After": fault.retry_after})
+            headers = dict(page.headers)
+            if 300 <= fault.http_status < 400:
+                # A redirect (a proxy's http -> https, a moved API): to a path this fake
+                # records (as method "moved") but never serves, so a client that followed
+                # it would show.
+                headers["Location"] = MOVED
+            if fault.retry_after is not None:
+                headers["Retry-After"] = fault.retry_after
+            return replace(page, headers=headers)
 
 
 def _unknown_item(message_id: int) -> dict[str, Any]:

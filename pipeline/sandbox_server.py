@@ -3,7 +3,8 @@
     python -m pipeline.sandbox_server --port 8080
 
 The simulator decides every answer (`AmootSimulator.decide`); this module only acts the
-decision out on the socket: answer, abort the connection, or answer late.
+decision out on the socket: answer, abort the connection, answer late, or trickle the answer
+out a byte at a time.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, get_args
@@ -170,6 +172,8 @@ class _Handler(BaseHTTPRequestHandler):
             case "slow_after":
                 self.server.stopping.wait(reply.delay)
                 self._answer(reply)
+            case "trickle":
+                self._trickle(reply)
             case "answer":
                 self._answer(reply)
 
@@ -183,6 +187,23 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(reply.body)
         except OSError:
             self.close_connection = True  # the client gave up waiting (a slow_after timeout)
+
+    def _trickle(self, reply: Reply) -> None:
+        """The whole answer, status line and headers included, one byte every `reply.delay`
+        seconds: each socket read of the client gets a byte long before its read timeout."""
+        head = [f"{self.protocol_version} {reply.status} {HTTPStatus(reply.status).phrase}"]
+        head += [f"{name}: {value}" for name, value in reply.headers.items()]
+        head.append(f"Content-Length: {len(reply.body)}")
+        answer = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + reply.body
+        for byte in answer:
+            try:
+                self.wfile.write(bytes((byte,)))  # unbuffered, and no Nagle: a segment each
+            except OSError:
+                self.close_connection = True  # the client gave up on the answer
+                return
+            if self.server.stopping.wait(reply.delay):
+                self.close_connection = True
+                return
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
@@ -23,9 +24,10 @@ from tenacity import (
 from pipeline import amoot
 from pipeline.amoot import Kind
 from pipeline.clock import send_datetime
-from pipeline.errors import PipelineError, ProviderFatal
+from pipeline.errors import AmbiguousStorm, PipelineError, ProviderFatal
 from pipeline.models import Message, Outcome, Status
 from pipeline.throttle import Throttle
+from pipeline.transport import DeadlineTransport
 
 MAX_RETRY_AFTER = 300.0  # seconds: a Retry-After longer than this is treated as "stop for now"
 
@@ -77,6 +79,7 @@ class Sender:
         self._throttle = throttle
         self._stop = stop
         self._halted = threading.Event()  # a fatal answer or a crash: start no other chunk
+        self._doubt = _Doubt()
         self._sleep = sleep
         self._send_at = send_at
         # Runs an attempt until it returns, retrying _SafeToRetry with backoff or Retry-After.
@@ -119,30 +122,40 @@ class Sender:
         """Start no other chunk (a chunk already posting finishes)."""
         self._halted.set()
 
+    def _stopping(self) -> bool:
+        return self._stop.is_set() or self._halted.is_set()
+
     def _send_part(
         self, messages: list[Message], pages: dict[int, int], result: ChunkResult
     ) -> None:
-        if self._stop.is_set() or self._halted.is_set() or result.stop is not None:
-            for m in messages:
-                result.outcomes[m.row] = Outcome(
-                    Status.PENDING, "the run stopped before this was sent"
-                )
-            return
-        by_key = {amoot.last10(m.number): m for m in messages}  # as answers name them
-        try:
-            reply = self._post_with_retries(messages, by_key, pages, result)
-        except _SafeToRetry as exc:
-            reason = exc.reason
-            if self._stop.is_set():
+        # After an ambiguous answer, this waits for the requests on their way (see _Doubt).
+        with self._doubt.turn(give_up=self._stopping) as answered:
+            if self._stopping() or result.stop is not None:
                 for m in messages:
-                    result.outcomes[m.row] = Outcome(Status.PENDING, "the run was interrupted")
+                    result.outcomes[m.row] = Outcome(
+                        Status.PENDING, "the run stopped before this was sent"
+                    )
                 return
-            for m in messages:
-                result.outcomes[m.row] = Outcome(Status.PENDING, f"not accepted: {reason}")
-            result.stop = self._unreachable(reason)
-            return
+            by_key = {amoot.last10(m.number): m for m in messages}  # as answers name them
+            try:
+                reply = self._post_with_retries(messages, by_key, pages, result)
+            except _SafeToRetry as exc:
+                reason = exc.reason
+                if self._stop.is_set():
+                    for m in messages:
+                        result.outcomes[m.row] = Outcome(Status.PENDING, "the run was interrupted")
+                    return
+                for m in messages:
+                    result.outcomes[m.row] = Outcome(Status.PENDING, f"not accepted: {reason}")
+                result.stop = self._unreachable(reason)
+                return
+            storm = answered(_in_doubt(reply)) >= STORM
+            if storm:
+                self._halted.set()  # before the turn ends: the requests waiting start none
 
         self._apply(reply, messages, by_key, pages, result)
+        if storm and result.stop is None:
+            result.stop = _storm(reply)
 
     def _apply(
         self,
@@ -302,11 +315,12 @@ class Sender:
             # The server never received the whole request, so it cannot have acted on it.
             raise _SafeToRetry(f"connection lost while sending: {type(exc).__name__}") from exc
         except httpx.TimeoutException as exc:
+            # The transport's timeout is for the whole request (pipeline.transport): an
+            # answer still trickling in at the end counts as none.
+            late = f"no complete answer within {self._settings.timeout:g}s"
             if idempotent:
-                raise _SafeToRetry(f"no answer within {self._settings.timeout:g}s") from exc
-            return amoot.SendReply(
-                Kind.AMBIGUOUS, f"HTTP: no answer within {self._settings.timeout:g}s"
-            )
+                raise _SafeToRetry(late) from exc
+            return amoot.SendReply(Kind.AMBIGUOUS, f"HTTP: {late}")
         except (httpx.LocalProtocolError, httpx.UnsupportedProtocol) as exc:
             # Refused by our own side before a byte left (a malformed header, a bad URL).
             return amoot.SendReply(Kind.FATAL, f"HTTP: the request could not be sent ({exc})")
@@ -335,6 +349,68 @@ class Sender:
         if http_kind is not None:
             return amoot.SendReply(http_kind, f"HTTP {response.status_code}")
         return response
+
+
+STORM = 3  # ambiguous answers in a row that stop the run (see _Doubt)
+
+
+class _Doubt:
+    """Ambiguous answers in a row to one Sender's SendPeerToPeer requests, over all its
+    threads, in the order the answers arrive; any definite answer ends the run of them.
+
+    One ambiguous answer happens (a kept-alive connection closed under a request, one slow
+    answer); several in a row mean the provider, or the way to it, is broken, and each further
+    request would only turn another chunk `unknown`. So after an ambiguous answer no request
+    starts while another is on its way, and STORM in a row stop the run: a provider that drops
+    every answer costs the requests already in flight, then one at a time up to STORM, that
+    is max(concurrency, STORM) requests, and the other rows stay `pending`. (A request waiting
+    for its turn when the run is stopped gives up once those on their way have answered,
+    within provider.timeout.)
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._posting = 0  # requests between their turn and their answer
+        self._in_a_row = 0
+
+    @contextmanager
+    def turn(self, *, give_up: Callable[[], bool]) -> Iterator[Callable[[bool], int]]:
+        """Wait until a request may start (or `give_up()` says none will); yields
+        `answered(ambiguous)`, which counts the answer and returns how many are in a row."""
+        with self._changed:
+            self._changed.wait_for(lambda: give_up() or not (self._in_a_row and self._posting))
+            self._posting += 1
+        try:
+            yield self._answered
+        finally:
+            with self._changed:
+                self._posting -= 1
+                self._changed.notify_all()
+
+    def _answered(self, ambiguous: bool) -> int:
+        with self._changed:
+            self._in_a_row = self._in_a_row + 1 if ambiguous else 0
+            return self._in_a_row
+
+
+def _in_doubt(reply: amoot.SendReply) -> bool:
+    """An answer that leaves every row of its request `unknown`."""
+    if reply.kind is Kind.SUCCESS:
+        return all(o.status is Status.UNKNOWN for o in reply.outcomes.values())
+    return reply.kind is Kind.AMBIGUOUS
+
+
+def _storm(reply: amoot.SendReply) -> AmbiguousStorm:
+    last = "a Success naming none of its numbers" if reply.kind is Kind.SUCCESS else reply.title
+    return AmbiguousStorm(
+        f"{STORM} ambiguous answers in a row",
+        f"the provider gave no clear answer to {STORM} requests in a row (the last: {last}); "
+        "the run stopped rather than leave more rows `unknown`. The rows of those requests, "
+        "and of any others already on their way, are `unknown`: they may have gone out; the "
+        "rest are `pending`. Fix: check the `unknown` rows in the AmootSMS panel (reports), "
+        "then leave them or rerun with --resend-unknown; rerun the same command later for the "
+        "`pending` rows (cron will): it never resends the `unknown` ones by itself.",
+    )
 
 
 _T = TypeVar("_T")
@@ -471,14 +547,15 @@ def unanswered(
 def http_client(
     concurrency: int, timeout: float, transport: httpx.BaseTransport | None = None
 ) -> httpx.Client:
-    """The run's HTTP client: `concurrency` connections, no automatic retries or redirects."""
+    """The run's HTTP client: `concurrency` connections, no automatic retries or redirects,
+    each request (connect to the answer's last byte) ending within `timeout` seconds."""
     limits = httpx.Limits(
         max_connections=concurrency,
         max_keepalive_connections=concurrency,
         keepalive_expiry=5.0,  # shorter than servers' idle close: fewer "dropped" keep-alive races
     )
     return httpx.Client(
-        transport=transport or httpx.HTTPTransport(retries=0, limits=limits),
+        transport=transport or DeadlineTransport(limits, whole=timeout),
         limits=limits,
         timeout=timeout,
         follow_redirects=False,  # a redirect on a POST would resend it: never silently

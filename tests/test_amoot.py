@@ -153,10 +153,13 @@ def test_account_status_that_is_not_a_success_says_why(body, kind, title):
         (504, Kind.AMBIGUOUS),
         (404, Kind.FATAL),
         (401, Kind.FATAL),
+        (302, Kind.AMBIGUOUS),
+        (307, Kind.AMBIGUOUS),
     ],
 )
 def test_http_status_classes(code, kind):
-    """Only 429 and 503 promise the request was not processed."""
+    """Only 429 and 503 promise the request was not processed; a redirect (never followed)
+    may come from a proxy after the server had it."""
     assert amoot.classify_http(code) is kind
 
 

@@ -42,14 +42,15 @@ def _is_ambiguous(fault: Fault) -> bool:
     had been written when the connection broke, so nothing tells it apart from a drop after.
     """
     match fault.kind:
-        case "drop_before" | "drop_after" | "html":
-            return True
+        case "drop_before" | "drop_after" | "html" | "trickle":
+            return True  # a trickle: its last byte comes long after provider.timeout
         case "slow_after":
             return fault.delay > TIMEOUT
         case "title":
             return fault.title not in FATAL_TITLES  # ServerError, or a title nobody knows
-        case "http_status":
-            return fault.http_status >= 500 and fault.http_status != 503
+        case "http_status":  # a redirect too: it is never followed, and may come after
+            code = fault.http_status
+            return 300 <= code < 400 or (code >= 500 and code != 503)
     raise AssertionError(fault)
 
 
@@ -213,6 +214,9 @@ AMBIGUOUS_FAULTS = {
     "ServerError_processed": (Fault("title", title="ServerError", process=True), True),
     "html_processed": (Fault("html", process=True), False),
     "http500_processed": (Fault("http_status", http_status=500, process=True), True),
+    "redirect302": (Fault("http_status", http_status=302), False),
+    "redirect307_processed": (Fault("http_status", http_status=307, process=True), True),
+    "trickle": (Fault("trickle", delay=0.1), True),
 }
 
 
@@ -228,7 +232,7 @@ def test_ambiguous_fault_leaves_its_rows_unknown_and_never_resends_them(
     hit = set(carried[0])
     assert {n for n, r in report.items() if r["status"] == "unknown"} == hit
     assert all(r["status"] == "sent" for n, r in report.items() if n not in hit)
-    processed = fault.kind in ("drop_after", "slow_after") or fault.process
+    processed = fault.kind in ("drop_after", "slow_after", "trickle") or fault.process
     accepted_first = {"0" + a.number for a in harness.sim.accepted}
     assert hit & accepted_first == (hit if processed else set())
 

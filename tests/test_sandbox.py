@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from pipeline.sandbox import (
     FIRST_CAMPAIGN_ID,
     FIRST_MESSAGE_ID,
+    MOVED,
     SANDBOX_BLACKLIST_RULE,
     SANDBOX_TOKEN,
     Accepted,
@@ -775,6 +776,35 @@ def test_socket_slow_after_within_the_timeout_still_answers() -> None:
     with SandboxServer(sim) as server, socket_client(server) as http:
         answer = send(http, [("09121111111", "hi")])
     assert answer.json()["Status"] == "Success"
+
+
+def test_socket_trickle_writes_the_processed_answer_a_byte_at_a_time() -> None:
+    """trickle processes the request, then sends status line, headers and body one byte per
+    `delay`: a patient client gets the whole answer, and the connection stays usable."""
+    sim = make_sim()
+    sim.faults.append(Fault("trickle", delay=0.002))
+    with SandboxServer(sim) as server, socket_client(server) as http:
+        started = time.monotonic()
+        answer = send(http, [("09121111111", "hi")])
+        took = time.monotonic() - started
+        assert answer.json()["Status"] == "Success"
+        assert took > 0.002 * len(answer.content)  # the body alone, a byte per delay
+        assert send(http, [("09122222222", "hi")]).json()["Status"] == "Success"
+    assert [a.number for a in sim.accepted] == ["9121111111", "9122222222"]
+
+
+@pytest.mark.parametrize("status", [302, 307])
+def test_socket_redirect_fault_points_elsewhere_and_is_not_followed(status: int) -> None:
+    """A 3xx fault carries a Location (a path the fake does not serve); with process=True the
+    messages were accepted first. httpx does not follow it unless asked."""
+    sim = make_sim()
+    sim.faults.append(Fault("http_status", http_status=status, process=True))
+    with SandboxServer(sim) as server, socket_client(server) as http:
+        answer = send(http, [("09121111111", "hi")])
+    assert answer.status_code == status
+    assert answer.headers["Location"] == MOVED
+    assert [r.method for r in sim.requests] == ["SendPeerToPeer"]
+    assert [a.number for a in sim.accepted] == ["9121111111"]
 
 
 def test_the_command_line_server_prints_its_base_url_and_serves() -> None:
