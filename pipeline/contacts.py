@@ -320,7 +320,8 @@ def _delimited_census(
                 filled = chunk.apply(lambda cells: cells.str.strip() != "").any(axis=1)
                 rows += int(filled.sum())
                 if column is not None and column < chunk.shape[1]:
-                    values.update(chunk.iloc[:, column][filled].str.strip().unique())
+                    cells = chunk.iloc[:, column][filled].unique()
+                    values.update(_unguarded(cell).strip() for cell in cells)
     except pd.errors.ParserError as exc:
         raise InputError(_ragged_message(str(exc), shown, width, options["sep"])) from exc
     return Census(rows, frozenset(values))
@@ -334,12 +335,39 @@ def _delimited_rows(
         with pd.read_csv(path, chunksize=batch_size, **options) as reader:
             for chunk in reader:
                 # na_filter=False makes every cell a str, a missing one "", so no check per cell.
-                for cells in chunk.to_numpy(dtype=object).tolist():
+                table = chunk.to_numpy(dtype=object)
+                _drop_formula_guards(table)
+                for cells in table.tolist():
                     row += 1
                     if row:
                         yield row, cells
     except pd.errors.ParserError as exc:
         raise InputError(_ragged_message(str(exc), shown, width, options["sep"])) from exc
+
+
+# The pipeline's report and attention files (report.safe_cell), like many exports, put an
+# apostrophe before a cell that starts with = + - or @, so that a spreadsheet does not run it as
+# a formula. A spreadsheet hides an apostrophe typed there and never writes it into a CSV, so
+# one found before these characters is such a guard, not the contact's data: it is dropped,
+# and an attention file fed back as contacts gives the original cells (`@Ali`, `-20%`). This
+# holds for every delimited file, since a renamed attention file or another tool's guarded
+# export deserves the same; a real value such as `'@x` is vanishingly rare. Excel, JSON and
+# Parquet cells are taken as they are: nothing writes such guards into them.
+_GUARDED = ("'=", "'+", "'-", "'@")
+
+
+def _unguarded(cell: str) -> str:
+    return cell[1:] if cell.startswith(_GUARDED) else cell
+
+
+def _drop_formula_guards(table: Any) -> None:
+    """Undo the formula guard in a chunk's object array of str cells, in place."""
+    for column in range(table.shape[1]):
+        cells = table[:, column].tolist()
+        # One C-speed scan of the column (the common one has no cell starting with "'", and
+        # costs ~40 ns a cell); only a column that may hold a guard is looked at cell by cell.
+        if "\0'" in "\0" + "\0".join(cells):
+            table[:, column] = [_unguarded(cell) for cell in cells]
 
 
 def _ragged_message(error: str, shown: str, width: int, delimiter: str) -> str:
