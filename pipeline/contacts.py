@@ -52,7 +52,7 @@ class Census:
     every row in Python and keeping them on disk until the preflight has run.
     """
 
-    rows: int  # data rows not blank (whitespace-only ones may be counted): an upper bound
+    rows: int  # the data rows the real read yields (not blank); never fewer: an upper bound
     values: frozenset[str]  # the stripped, distinct values of the column asked for
     rereads: bool = True  # the sending pass reads the file again (not a JSON array in memory)
 
@@ -653,13 +653,13 @@ def _parquet_census(pq: Any, path: Path, shown: str, column: int | None) -> Cens
     try:
         with pq.ParquetFile(path, pre_buffer=False, buffer_size=_PARQUET_BUFFER) as parquet:
             for batch in parquet.iter_batches(batch_size=_CENSUS_CHUNK):
-                # A row with every cell null is blank, as an empty CSV row is.
+                # A row is blank, as an empty CSV row is, when every cell reads as blank text.
                 filled = None
                 for i in range(batch.num_columns):
                     # Converted as the real read converts them, so a value Python cannot hold
                     # (a timestamp beyond year 9999) fails now, before anything is sent.
                     batch.column(i).to_pylist()
-                    valid = pc.is_valid(batch.column(i))
+                    valid = _parquet_filled(pc, batch.column(i))
                     filled = valid if filled is None else pc.or_(filled, valid)
                 if filled is None:
                     continue
@@ -670,6 +670,35 @@ def _parquet_census(pq: Any, path: Path, shown: str, column: int | None) -> Cens
     except (OSError, ValueError, OverflowError) as exc:
         raise InputError(_parquet_unreadable(shown, exc)) from exc
     return Census(rows, frozenset(values))
+
+
+# What str.strip() removes: str.isspace() is False for every code point above U+3000.
+_WHITESPACE = "".join(chr(c) for c in range(0x3001) if chr(c).isspace())
+
+
+def _parquet_filled(pc: Any, column: Any) -> Any:
+    """Which cells of a column the real read does not see as blank (cell_text(...).strip()).
+
+    Exact for null, NaN (a float column's missing value, which pandas or pyarrow may store as
+    NaN rather than null) and whitespace-only text, so the census counts the rows the report
+    will hold and the progress ends at 100 %. Other cells count as filled: an upper bound,
+    as the census needs (fewer rows than the real read would stop the run).
+    """
+    import pyarrow as pa  # type: ignore[import-not-found, unused-ignore]  # noqa: PLC0415
+
+    if pa.types.is_dictionary(column.type):  # a pandas category column
+        column = column.dictionary_decode()
+    kind = column.type
+    valid = pc.is_valid(column)
+    # Kleene logic: a null cell is False (not filled), never null, when the columns are or-ed.
+    if pa.types.is_floating(kind):
+        return pc.and_kleene(valid, pc.invert(pc.is_nan(column)))
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        text = pc.utf8_trim(column, characters=_WHITESPACE)
+        return pc.and_kleene(valid, pc.not_equal(pc.utf8_length(text), 0))
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        return pc.and_kleene(valid, pc.not_equal(pc.binary_length(column), 0))
+    return valid
 
 
 def _parquet_unreadable(shown: str, exc: Exception) -> str:
