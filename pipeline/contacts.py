@@ -52,7 +52,7 @@ class Census:
     every row in Python and keeping them on disk until the preflight has run.
     """
 
-    rows: int  # data rows not blank (whitespace-only ones may be counted): an upper bound
+    rows: int  # the data rows the real read yields (not blank); never fewer: an upper bound
     values: frozenset[str]  # the stripped, distinct values of the column asked for
     rereads: bool = True  # the sending pass reads the file again (not a JSON array in memory)
 
@@ -320,7 +320,8 @@ def _delimited_census(
                 filled = chunk.apply(lambda cells: cells.str.strip() != "").any(axis=1)
                 rows += int(filled.sum())
                 if column is not None and column < chunk.shape[1]:
-                    values.update(chunk.iloc[:, column][filled].str.strip().unique())
+                    cells = chunk.iloc[:, column][filled].unique()
+                    values.update(_unguarded(cell).strip() for cell in cells)
     except pd.errors.ParserError as exc:
         raise InputError(_ragged_message(str(exc), shown, width, options["sep"])) from exc
     return Census(rows, frozenset(values))
@@ -334,12 +335,39 @@ def _delimited_rows(
         with pd.read_csv(path, chunksize=batch_size, **options) as reader:
             for chunk in reader:
                 # na_filter=False makes every cell a str, a missing one "", so no check per cell.
-                for cells in chunk.to_numpy(dtype=object).tolist():
+                table = chunk.to_numpy(dtype=object)
+                _drop_formula_guards(table)
+                for cells in table.tolist():
                     row += 1
                     if row:
                         yield row, cells
     except pd.errors.ParserError as exc:
         raise InputError(_ragged_message(str(exc), shown, width, options["sep"])) from exc
+
+
+# The pipeline's report and attention files (report.safe_cell), like many exports, put an
+# apostrophe before a cell that starts with = + - or @, so that a spreadsheet does not run it as
+# a formula. A spreadsheet hides an apostrophe typed there and never writes it into a CSV, so
+# one found before these characters is such a guard, not the contact's data: it is dropped,
+# and an attention file fed back as contacts gives the original cells (`@Ali`, `-20%`). This
+# holds for every delimited file, since a renamed attention file or another tool's guarded
+# export deserves the same; a real value such as `'@x` is vanishingly rare. Excel, JSON and
+# Parquet cells are taken as they are: nothing writes such guards into them.
+_GUARDED = ("'=", "'+", "'-", "'@")
+
+
+def _unguarded(cell: str) -> str:
+    return cell[1:] if cell.startswith(_GUARDED) else cell
+
+
+def _drop_formula_guards(table: Any) -> None:
+    """Undo the formula guard in a chunk's object array of str cells, in place."""
+    for column in range(table.shape[1]):
+        cells = table[:, column].tolist()
+        # One C-speed scan of the column (the common one has no cell starting with "'", and
+        # costs ~40 ns a cell); only a column that may hold a guard is looked at cell by cell.
+        if "\0'" in "\0" + "\0".join(cells):
+            table[:, column] = [_unguarded(cell) for cell in cells]
 
 
 def _ragged_message(error: str, shown: str, width: int, delimiter: str) -> str:
@@ -625,13 +653,13 @@ def _parquet_census(pq: Any, path: Path, shown: str, column: int | None) -> Cens
     try:
         with pq.ParquetFile(path, pre_buffer=False, buffer_size=_PARQUET_BUFFER) as parquet:
             for batch in parquet.iter_batches(batch_size=_CENSUS_CHUNK):
-                # A row with every cell null is blank, as an empty CSV row is.
+                # A row is blank, as an empty CSV row is, when every cell reads as blank text.
                 filled = None
                 for i in range(batch.num_columns):
                     # Converted as the real read converts them, so a value Python cannot hold
                     # (a timestamp beyond year 9999) fails now, before anything is sent.
                     batch.column(i).to_pylist()
-                    valid = pc.is_valid(batch.column(i))
+                    valid = _parquet_filled(pc, batch.column(i))
                     filled = valid if filled is None else pc.or_(filled, valid)
                 if filled is None:
                     continue
@@ -642,6 +670,35 @@ def _parquet_census(pq: Any, path: Path, shown: str, column: int | None) -> Cens
     except (OSError, ValueError, OverflowError) as exc:
         raise InputError(_parquet_unreadable(shown, exc)) from exc
     return Census(rows, frozenset(values))
+
+
+# What str.strip() removes: str.isspace() is False for every code point above U+3000.
+_WHITESPACE = "".join(chr(c) for c in range(0x3001) if chr(c).isspace())
+
+
+def _parquet_filled(pc: Any, column: Any) -> Any:
+    """Which cells of a column the real read does not see as blank (cell_text(...).strip()).
+
+    Exact for null, NaN (a float column's missing value, which pandas or pyarrow may store as
+    NaN rather than null) and whitespace-only text, so the census counts the rows the report
+    will hold and the progress ends at 100 %. Other cells count as filled: an upper bound,
+    as the census needs (fewer rows than the real read would stop the run).
+    """
+    import pyarrow as pa  # type: ignore[import-not-found, unused-ignore]  # noqa: PLC0415
+
+    if pa.types.is_dictionary(column.type):  # a pandas category column
+        column = column.dictionary_decode()
+    kind = column.type
+    valid = pc.is_valid(column)
+    # Kleene logic: a null cell is False (not filled), never null, when the columns are or-ed.
+    if pa.types.is_floating(kind):
+        return pc.and_kleene(valid, pc.invert(pc.is_nan(column)))
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        text = pc.utf8_trim(column, characters=_WHITESPACE)
+        return pc.and_kleene(valid, pc.not_equal(pc.utf8_length(text), 0))
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        return pc.and_kleene(valid, pc.not_equal(pc.binary_length(column), 0))
+    return valid
 
 
 def _parquet_unreadable(shown: str, exc: Exception) -> str:

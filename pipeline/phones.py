@@ -9,7 +9,7 @@ import phonenumbers
 
 from pipeline.models import InvalidNumber
 
-__all__ = ["normalise_mobile"]
+__all__ = ["find_mobiles", "normalise_mobile"]
 
 _PERSIAN_DIGITS = "۰۱۲۳۴۵۶۷۸۹"
 _ARABIC_INDIC_DIGITS = "٠١٢٣٤٥٦٧٨٩"
@@ -83,6 +83,82 @@ def normalise_mobile(raw: str) -> str | InvalidNumber:
             return text
         return _from_digits(text, international=False)
     return _from_text(text)
+
+
+# Between the digit groups of one number written in free text: what normalise_mobile drops as
+# noise (spaces, invisible marks, dashes, brackets, slashes, commas, quotes) and dots. A letter,
+# '+', ';', ':' or any other character ends the number.
+_DIGITS_ONLY = str.maketrans(
+    {
+        **{src: str(d) for d, src in enumerate(_PERSIAN_DIGITS)},
+        **{src: str(d) for d, src in enumerate(_ARABIC_INDIC_DIGITS)},
+        "٫": ".",
+    }
+)
+_JOINER = re.escape(_SPACES + _INVISIBLE + _DASHES + _PUNCTUATION + ".")
+_DIGIT_RUN = re.compile(f"[0-9]+(?:[{_JOINER}]+[0-9]+)*")
+_DIGIT_GROUP = re.compile("[0-9]+")
+_SCIENTIFIC_IN_TEXT = re.compile(r"(?<![0-9])([0-9]+)(?:\.[0-9]*)?[eE]\+?([0-9]{1,3})(?![0-9])")
+# The longest way to write one mobile, in digits: 0098, a trunk 0 as in "+98 (0)912...", and
+# the ten national digits.
+_MOST_DIGITS = 15
+
+
+def find_mobiles(text: str) -> list[str] | InvalidNumber:
+    """Every distinct mobile number written anywhere in free text, in order of appearance.
+
+    A number is a run of digit groups joined only by the noise normalise_mobile drops
+    (`0912 123-4567`, `(0912) 1234567`, `+98 912...`), or an Excel float (`9.123456789E+09`);
+    any other character ends it, so the words, dates and cells around it do not matter. In a
+    run of groups, every stretch of whole groups holding 10-15 digits is tried with
+    normalise_mobile, so `09121234567 2026-03-21` finds the number and `0912... 0912...` finds
+    both. The same number written twice is listed once. When there is none, the InvalidNumber
+    says why (about the longest digit run, or the Excel float), for a person to act on.
+    """
+    bare = text.strip()
+    if bare.isdigit():  # the common line: the number alone, in any script's digits
+        whole = normalise_mobile(bare)
+        if isinstance(whole, str):
+            return [whole]
+    if not text.isascii():
+        text = text.translate(_DIGITS_ONLY)
+    found: dict[str, None] = {}  # insertion-ordered, one entry per number
+    reason = InvalidNumber("no digits")
+    longest = 0
+
+    def scientific(match: re.Match[str]) -> str:
+        nonlocal reason, longest
+        implied = len(match[1]) + int(match[2])  # the digits of the number it stands for
+        if implied < _NATIONAL_LENGTH:
+            return match[0]  # not a phone-sized float ("2E3"): read as it stands
+        number = normalise_mobile(match[0])
+        if isinstance(number, str):
+            found[number] = None
+        elif implied > longest:
+            reason, longest = number, implied
+        return " x "  # ends the runs on either side: its digits are read once, here
+
+    if "e" in text or "E" in text:
+        text = _SCIENTIFIC_IN_TEXT.sub(scientific, text)
+    for run in _DIGIT_RUN.finditer(text):
+        spans = [group.span() for group in _DIGIT_GROUP.finditer(run[0])]
+        before = len(found)
+        for first, (start, _end) in enumerate(spans):
+            digits = 0
+            for group_start, end in spans[first:]:
+                digits += end - group_start
+                if digits > _MOST_DIGITS:
+                    break
+                if digits >= _NATIONAL_LENGTH:
+                    number = normalise_mobile(run[0][start:end])
+                    if isinstance(number, str):
+                        found[number] = None
+        run_digits = sum(end - start for start, end in spans)
+        if len(found) == before and run_digits > longest:
+            longest = run_digits
+            run_number = normalise_mobile(run[0])
+            reason = run_number if isinstance(run_number, InvalidNumber) else reason
+    return list(found) if found else reason
 
 
 def _from_text(text: str) -> str | InvalidNumber:

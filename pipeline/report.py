@@ -220,7 +220,11 @@ class _Attention:
         columns = self._columns
         self._csv.writerows(
             [
-                (*[safe_cell(row.values.get(c, "")) for c in columns], row.status, row.error)
+                (
+                    *[safe_cell(row.values.get(c, "")) for c in columns],
+                    row.status,
+                    safe_cell(row.error),  # guarded as in the report: it may quote a cell
+                )
                 for row in rows
             ]
         )
@@ -232,11 +236,17 @@ class _Attention:
             self._partial.unlink(missing_ok=True)
 
     def close(self, *, complete: bool = True) -> None:
-        """Close the file; put it in place only when the run is complete."""
+        """Close the file; put it in place only when the run is complete.
+
+        A complete run with nothing to attend to removes the file an earlier run left at
+        the same path (a report.path without {started}): it would list rows that are fine now.
+        """
         if self._file is not None:
             self._file.close()
             if complete:
                 os.replace(self._partial, self.path)
+        elif complete:
+            self.path.unlink(missing_ok=True)
 
 
 def _csv_cell(value: str) -> str:

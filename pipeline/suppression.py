@@ -10,24 +10,23 @@ from pathlib import Path
 from pipeline.clock import tehran
 from pipeline.errors import InputError
 from pipeline.models import InvalidNumber
-from pipeline.phones import normalise_mobile
+from pipeline.phones import find_mobiles
 from pipeline.private import create_private, private_folder
 
 HEADER = (
     "# Numbers that must never be messaged, one per line, in any format "
-    "(0912..., +98..., ۰۹۱۲...).\n"
-    "# Anything after '#' is a comment. The pipeline adds numbers the provider reports "
-    "as blacklisted.\n"
+    "(0912..., +98..., ۰۹۱۲...);\n"
+    "# other words on a line are fine. Anything after '#' is a comment. The pipeline adds "
+    "numbers the provider reports as blacklisted.\n"
 )
 
 
 @dataclass(slots=True)
 class Suppression:
-    """The numbers on the list (normalised), and the lines that were not numbers."""
+    """The numbers on the list (normalised), grown by `add`."""
 
     path: Path
     numbers: set[str]
-    unreadable: int  # non-empty lines that are not a mobile number (reported, not fatal)
 
     def __contains__(self, number: str) -> bool:
         return number in self.numbers
@@ -57,26 +56,66 @@ class Suppression:
 
 
 def load_suppression(path: Path, shown: str) -> Suppression:
-    """Read the list; a missing file is an empty list (it is created on the first addition)."""
+    """Read the list; a missing file is an empty list (it is created on the first addition).
+
+    A line suppresses the one mobile number written anywhere in it, whatever else stands on
+    it (`0912... - لغو`, `name,0912...`, `9.123456789E+09`). Blank lines and comments (from
+    '#' to the end of the line) are skipped, and so is a CSV export's header: the first line
+    that is not blank or a comment, when it holds no digit at all (`name,mobile`). Any other
+    line, with no readable number or with two different ones, is an InputError naming the
+    line: a number that cannot be read must stop the run, never be messaged unnoticed.
+    """
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
-        return Suppression(path, set(), 0)
+        return Suppression(path, set())
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(
             f"{shown}: cannot read the suppression list ({exc}). "
             "Fix: save it as UTF-8 text, one number per line."
         ) from None
     numbers: set[str] = set()
-    unreadable = 0
-    for line in text.splitlines():
-        # A line may be a bare number or the first cell of a CSV export.
-        value = line.split("#", 1)[0].split(",", 1)[0].strip()
-        if not value:
+    problems: list[tuple[int, str]] = []  # (line number, the line's stripped text)
+    first = True
+    for line_number, line in enumerate(text.splitlines(), 1):
+        # Everything after '#' is a comment, and the pipeline's own notes (a date, a reply
+        # quoted) stand there: their digits are never read as a number.
+        value = line.split("#", 1)[0]
+        if not value.strip():
             continue
-        number = normalise_mobile(value)
-        if isinstance(number, InvalidNumber):
-            unreadable += 1
-        else:
-            numbers.add(number)
-    return Suppression(path, numbers, unreadable)
+        header, first = first and not any(char.isdigit() for char in value), False
+        found = find_mobiles(value)
+        if isinstance(found, list) and len(found) == 1:
+            numbers.add(found[0])
+        elif not header:
+            problems.append((line_number, value))
+    if problems:
+        raise InputError(_unreadable(shown, problems))
+    return Suppression(path, numbers)
+
+
+_SHOWN_CHARS = 60  # of a bad line in the message: enough to find it, not a screenful
+_SHOWN_LINES = 5  # further bad lines named by number
+
+
+def _unreadable(shown: str, problems: list[tuple[int, str]]) -> str:
+    """The first line that does not hold exactly one number: where, what, the others, the fix."""
+    line_number, value = problems[0]
+    found = find_mobiles(value)
+    text = value.strip()
+    if len(text) > _SHOWN_CHARS:
+        text = text[: _SHOWN_CHARS - 1] + "…"
+    if isinstance(found, InvalidNumber):
+        what = f"no mobile number on this line ({found.reason})"
+        fix = (
+            "write the number on the line in full (such as 09121234567), or start the line "
+            "with '#' to keep it as a comment"
+        )
+    else:
+        what = f"{len(found)} mobile numbers on one line ({', '.join(found)})"
+        fix = "put each number on its own line"
+    others = [str(number) for number, _ in problems[1:]]
+    if others:
+        listed = ", ".join(others[:_SHOWN_LINES]) + (", ..." if len(others) > _SHOWN_LINES else "")
+        what += f"; {'lines' if len(others) > 1 else 'line'} {listed} cannot be read either"
+    return f"{shown}:{line_number}: «{text}»: {what}. Fix: {fix}."

@@ -564,7 +564,7 @@ def test_a_failed_suppression_write_leaves_the_row_to_ask_again(sim, journal, tm
     sender, _ = make_sender(sim)
     blocked_path = tmp_path / "folder-not-file"
     blocked_path.mkdir()
-    broken = Suppression(blocked_path, set(), 0)
+    broken = Suppression(blocked_path, set())
     with pytest.raises(InputError, match="cannot add to the suppression list"):
         check_deliveries(journal, sender.get_deliveries, suppression=broken, clock=lambda: MOMENT)
     assert [e.number for e in journal.awaiting_delivery()] == to

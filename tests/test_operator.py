@@ -85,8 +85,7 @@ def test_a_stale_campaign_is_refused(go, campaign):
 def test_suppression_list_in_any_format(go, campaign):
     """Numbers on the list, written in any format the normaliser reads, are `suppressed`."""
     (campaign.folder / "optout.txt").write_text(
-        "# opted out\n+98 912 000 0001\n۰۹۱۲۰۰۰۰۰۰۲  # by phone\n"
-        "9120000003,from a CSV\nnot a number\n",
+        "# opted out\n+98 912 000 0001\n۰۹۱۲۰۰۰۰۰۰۲  # by phone\n9120000003,from a CSV\n",
         "utf-8",
     )
     result, sim = go("suppression:\n  path: optout.txt\n")
@@ -190,8 +189,9 @@ def test_attention_file_holds_original_columns_of_rows_to_fix(go, campaign):
 def test_an_unwritable_suppression_list_warns_and_the_run_goes_on(campaign, monkeypatch):
     """A blacklisted number that cannot be added to the list is a warning, not a stop."""
     monkeypatch.setenv("AMOOT_TOKEN", TOKEN)
-    # A list that reads fine but refuses writes, even to root: /proc/version.
-    (campaign.folder / "optout").symlink_to("/proc/version")
+    # A list that reads as empty (it does not exist yet) but cannot be created, even by root:
+    # its folder would be inside /proc.
+    (campaign.folder / "optout").symlink_to("/proc/no-such-folder/optout.txt")
     campaign.contacts([("09120000005", "x", "y"), ("09120000006", "z", "w")])
     campaign.write_config(PROVIDER, extra="suppression:\n  path: optout\n")
     sim = AmootSimulator(token=TOKEN, blacklist=["09120000005"])

@@ -61,7 +61,7 @@ def expected_attention(rows: list[Row]) -> bytes | None:
     for row in rows:
         if row.status in ATTENTION:
             cells = [formula_safe(row.values.get(c, "")) for c in CONTACT_COLUMNS]
-            lines.append((*cells, row.status.value, row.error))
+            lines.append((*cells, row.status.value, formula_safe(row.error)))
     return BOM + csv_text(lines).encode("utf-8") if len(lines) > 1 else None
 
 
