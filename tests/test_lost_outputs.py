@@ -424,7 +424,6 @@ def test_attention_file_that_cannot_be_written_stops_with_exit_3(
         assert str(attention) in err and "rerun the same command" in err, err
 
         entries, counts = journal_snapshot(campaign, numbers)
-        print(err, counts, [(n[-2:], e.state.value) for n, e in entries.items()], [[i["Number"][-2:] for i in r.body["Input"]] for r in sends(sim)])
         assert counts[State.INFLIGHT] == 0 and counts[State.UNKNOWN] == 0, counts
         sent = {n for n, e in entries.items() if e.state is State.SENT}
         assert sent == {"0" + a.number for a in sim.accepted}
