@@ -6,6 +6,7 @@ import csv
 import os
 import re
 from collections import Counter, deque
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
@@ -54,6 +55,10 @@ class ReportWriter:
     back the rows after it, so memory holds only the window in flight, not the whole list.
     The file is written as `<name>.partial` and renamed when complete, so a report that
     exists is never half-written.
+
+    A write that fails (a full disk) raises nothing: it is kept in `error`, nothing more is
+    written, and the unfinished files are removed when closed, while the tallies go on. The
+    run reads `error` and stops, still recording every answer in the journal.
     """
 
     def __init__(
@@ -73,6 +78,7 @@ class ReportWriter:
         self.counts: Counter[Status] = Counter()
         self.pages_sent = 0
         self.pages_total = 0
+        self.error: OSError | None = None  # the first failed write, naming its file
 
     def add(self, row: Row) -> None:
         self._waiting.append(row)
@@ -86,25 +92,39 @@ class ReportWriter:
         if ready:
             self._write(ready)
 
-    def close(self) -> None:
-        """Write what is left (all settled by now) and put the file in place."""
+    def close(self, *, complete: bool = True) -> None:
+        """Write what is left and put the files in place; with `complete=False` (the run
+        failed part-way) leave them under their `.partial` names. After a failed write
+        (`error`) the unfinished files are removed instead."""
         self._write_remaining()  # all settled by now, unless a bug: never lose a row over it
-        self._file.close()
-        os.replace(self._partial, self.path)
-        if self._attention is not None:
-            self._attention.close()
+        attention = self._attention
+        self._attempt(self._partial, self._file.close)  # flushes: a full disk may say so now
+        if attention is not None:
+            self._attempt(attention.partial, attention.close)
+        if complete and self.error is None:
+            self._attempt(self.path, os.replace, self._partial, self.path)
+            if attention is not None and attention.rows:
+                self._attempt(attention.path, os.replace, attention.partial, attention.path)
+        if self.error is not None:
+            # Cut short at an unknown row: no use to anyone, and it takes the space a rerun
+            # needs (the journal keeps what was sent; the rerun writes a whole report).
+            self._attempt(self._partial, self._partial.unlink, missing_ok=True)
+            if attention is not None:
+                self._attempt(attention.partial, attention.partial.unlink, missing_ok=True)
 
     @property
     def partial_path(self) -> Path:
-        """Where the report is written until it is complete (and left, if the run fails)."""
+        """Where the report is written until it is complete (left if the run fails, unless
+        writing the report is what failed)."""
         return self._partial
 
     def discard(self) -> None:
         """Close and remove the unfinished files (a run that stopped before any request)."""
-        self._file.close()
+        self._attempt(self._partial, self._file.close)
         self._partial.unlink(missing_ok=True)
         if self._attention is not None:
-            self._attention.discard()
+            self._attempt(self._attention.partial, self._attention.close)
+            self._attention.partial.unlink(missing_ok=True)
 
     @property
     def attention_path(self) -> Path | None:
@@ -122,15 +142,17 @@ class ReportWriter:
     ) -> None:
         if self._file.closed:
             return
-        if exc is None:
-            self.close()
-            return
         # The run failed part-way: write what is known, but leave the file under its
         # `.partial` name (rows not read yet are missing; the journal is the truth).
-        self._write_remaining()
-        self._file.close()
-        if self._attention is not None:
-            self._attention.close(complete=False)
+        self.close(complete=exc is None)
+
+    def _attempt(self, path: Path, action: Callable[..., object], *args: Any, **kw: Any) -> None:
+        """Do `action` on the report's file at `path`; a failure goes to `error`."""
+        try:
+            action(*args, **kw)
+        except OSError as exc:
+            if self.error is None:  # the first says why; what follows is the same cause
+                self.error = OSError(exc.errno, exc.strerror, str(path))
 
     def _write_remaining(self) -> None:
         """Every row still waiting, in order; one never settled may have gone out: unknown."""
@@ -188,12 +210,13 @@ class ReportWriter:
                         row.delivery_code,
                     )
                 )
-        self._file.write("".join(lines))
+        if self.error is None:
+            self._attempt(self._partial, self._file.write, "".join(lines))
         self.counts.update(statuses)
         self.pages_sent += pages_sent
         self.pages_total += pages_total
-        if attention and self._attention is not None:
-            self._attention.write(attention)
+        if attention and self._attention is not None and self.error is None:
+            self._attempt(self._attention.partial, self._attention.write, attention)
 
 
 # Rows an operator has to look at: fix the data or decide, then feed the file back in.
@@ -207,13 +230,13 @@ class _Attention:
         self.path = path
         self.rows = 0
         self._columns = columns
-        self._partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+        self.partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
         self._file: TextIO | None = None
         self._csv: Any = None
 
     def write(self, rows: list[Row]) -> None:
         if self._file is None:
-            self._file = _open_csv(self._partial)
+            self._file = _open_csv(self.partial)
             self._csv = csv.writer(self._file)
             self._csv.writerow((*self._columns, "status", "error"))
         columns = self._columns
@@ -225,17 +248,10 @@ class _Attention:
         )
         self.rows += len(rows)
 
-    def discard(self) -> None:
+    def close(self) -> None:
+        """Close the file (if a row needed it); the ReportWriter puts it in place."""
         if self._file is not None:
             self._file.close()
-            self._partial.unlink(missing_ok=True)
-
-    def close(self, *, complete: bool = True) -> None:
-        """Close the file; put it in place only when the run is complete."""
-        if self._file is not None:
-            self._file.close()
-            if complete:
-                os.replace(self._partial, self.path)
 
 
 def _csv_cell(value: str) -> str:

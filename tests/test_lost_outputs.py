@@ -37,6 +37,7 @@ from tests.conftest import (
     journal_snapshot,
     live_provider,
     run_cli,
+    run_main,
     sends,
 )
 
@@ -396,23 +397,28 @@ class _SlowFor(AmootSimulator):
 
 
 @pytest.mark.parametrize("mid_run", [True, False], ids=["mid-run", "at-the-end"])
-def test_attention_file_that_cannot_be_written_stops_with_exit_3(
-    campaign: Campaign, mid_run: bool
-):
-    """Rows that need attention (blacklisted numbers) cannot go to the attention file: mid-run
-    (its file cannot be created when the first such row is written, while requests carrying
-    more of them are in flight), or only at the end (it cannot be put in place). Exit 3 with
-    a message naming the file, no traceback; every answer is recorded (none left in flight to
-    become `unknown`), and once the cause is fixed a rerun sends the rest once."""
+def test_attention_file_that_cannot_be_written_stops_with_exit_3(campaign: Campaign, mid_run: bool):
+    """Rows that need attention (invalid numbers) cannot go to the attention file: mid-run
+    (its file cannot be created when the first such row is written, while requests are in
+    flight and more such rows wait behind them), or only at the end (it cannot be put in
+    place). Exit 3 with a message naming the file, no traceback; every answer is recorded
+    (none left in flight to become `unknown`); once the cause is fixed, a rerun sends the
+    rest once."""
     numbers = _numbers("0919", 40)
-    _write_contacts(campaign, numbers)
-    blacklisted = set(numbers[9:20])
-    sim = _SlowFor(blacklisted - {numbers[9]}, 0.3, token=TOKEN)
-    sim.blacklist.update(n[1:] for n in blacklisted)
+    invalid = {10, 13, 16, 19}  # rows
+    valid = [n for row, n in enumerate(numbers, 1) if row not in invalid]
+    campaign.contacts(
+        [
+            ("12345" if row in invalid else number, "نام", f"C{row}")
+            for row, number in enumerate(numbers, 1)
+        ]
+    )
+    # The requests after the first invalid row answer late: they are in flight when it fails.
+    sim = _SlowFor(set(numbers[11:20]) if mid_run else set(), 0.3, token=TOKEN)
     campaign.report.parent.mkdir()
     attention = campaign.report.with_name("report-attention.csv")
     with SandboxServer(sim) as server:
-        campaign.write_config(live_provider(server, chunk_size=2, concurrency=3))
+        campaign.write_config(live_provider(server, chunk_size=2, concurrency=2))
         if mid_run:
             proc = _start(campaign, "attention-folder", target=attention)
         else:
@@ -428,21 +434,44 @@ def test_attention_file_that_cannot_be_written_stops_with_exit_3(
         sent = {n for n, e in entries.items() if e.state is State.SENT}
         assert sent == {"0" + a.number for a in sim.accepted}
         if mid_run:
-            assert {n for n, e in entries.items() if e.state is State.FAILED} < blacklisted
-            assert 0 < len(sent) < len(numbers) - len(blacklisted)  # it stopped
+            assert 0 < len(sent) < len(valid)  # it stopped
         else:
-            assert len(sent) == len(numbers) - len(blacklisted)
+            assert len(sent) == len(valid)
             shutil.rmtree(attention)
         sim.slow.clear()
         again = run_cli(campaign.config)
     assert again.returncode == 0, again.stdout + again.stderr
     report = campaign.read_report()
-    assert {r["number"] for r in report if r["status"] == "failed"} == blacklisted
+    assert [r["row"] for r in report if r["status"] == "invalid"] == [
+        str(r) for r in sorted(invalid)
+    ]
     assert {r["number"] for r in report if r["status"] == "already_sent"} == sent
-    assert {r["number"] for r in report if r["status"] == "sent"} == (
-        set(numbers) - sent - blacklisted
-    )
+    assert {r["number"] for r in report if r["status"] == "sent"} == set(valid) - sent
     accepted = Counter("0" + a.number for a in sim.accepted)
-    assert set(accepted) == set(numbers) - blacklisted and set(accepted.values()) == {1}
-    assert attention.read_text(encoding="utf-8-sig").count("\n") == 1 + len(blacklisted)
+    assert sorted(accepted) == valid and set(accepted.values()) == {1}
+    assert attention.read_text(encoding="utf-8-sig").count("\n") == 1 + len(invalid)
     assert_journal_agrees(campaign, report)
+
+
+def test_attention_file_that_fails_before_the_first_request_exits_2_and_sends_nothing(
+    campaign: Campaign, server: SandboxServer, simulator: AmootSimulator
+):
+    """The attention file cannot be created for an invalid first row, before any request
+    has left (all rows fit one request, not yet full): exit 2, nothing sent, nothing in the
+    journal, no report left behind, as for any file the run cannot write before sending."""
+    numbers = _numbers("0920", 4)
+    campaign.contacts(
+        [("12345", "نام", "C1"), *[(n, "نام", f"C{i}") for i, n in enumerate(numbers, 2)]]
+    )
+    campaign.write_config(live_provider(server, chunk_size=10))
+    campaign.report.parent.mkdir()
+    # In this process (run_main), so the unfinished file's name is known beforehand.
+    (campaign.report.parent / f"report-attention.csv.{os.getpid()}.partial").mkdir()
+    result = run_main(campaign.config)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "report-attention.csv" in result.stderr and "Nothing was sent." in result.stderr
+    assert sends(simulator) == []
+    assert sum(journal_snapshot(campaign, numbers)[1].values()) == 0
+    assert sorted(p.name for p in campaign.report.parent.iterdir()) == [
+        f"report-attention.csv.{os.getpid()}.partial"  # the folder the test made
+    ]
