@@ -97,20 +97,19 @@ class ReportWriter:
         failed part-way) leave them under their `.partial` names. After a failed write
         (`error`) the unfinished files are removed instead."""
         self._write_remaining()  # all settled by now, unless a bug: never lose a row over it
-        attention = self._attention
         self._attempt(self._partial, self._file.close)  # flushes: a full disk may say so now
-        if attention is not None:
-            self._attempt(attention.partial, attention.close)
         if complete and self.error is None:
-            self._attempt(self.path, os.replace, self._partial, self.path)
-            if attention is not None and attention.rows:
-                self._attempt(attention.path, os.replace, attention.partial, attention.path)
+            self._attempt(self._partial, os.replace, self._partial, self.path)
+        in_place = complete and self.error is None  # the report is: its attention file too
+        attention = self._attention
+        if attention is not None:
+            self._attempt(attention.partial, attention.close, complete=in_place)
         if self.error is not None:
             # Cut short at an unknown row: no use to anyone, and it takes the space a rerun
             # needs (the journal keeps what was sent; the rerun writes a whole report).
             self._attempt(self._partial, self._partial.unlink, missing_ok=True)
             if attention is not None:
-                self._attempt(attention.partial, attention.partial.unlink, missing_ok=True)
+                self._attempt(attention.partial, attention.discard)
 
     @property
     def partial_path(self) -> Path:
@@ -123,8 +122,7 @@ class ReportWriter:
         self._attempt(self._partial, self._file.close)
         self._partial.unlink(missing_ok=True)
         if self._attention is not None:
-            self._attempt(self._attention.partial, self._attention.close)
-            self._attention.partial.unlink(missing_ok=True)
+            self._attempt(self._attention.partial, self._attention.discard)
 
     @property
     def attention_path(self) -> Path | None:
@@ -147,12 +145,14 @@ class ReportWriter:
         self.close(complete=exc is None)
 
     def _attempt(self, path: Path, action: Callable[..., object], *args: Any, **kw: Any) -> None:
-        """Do `action` on the report's file at `path`; a failure goes to `error`."""
+        """Do `action` on the report's file at `path`; a failure goes to `error`, naming the
+        file (a failed rename names where it was to go: usually the folder is the cause)."""
         try:
             action(*args, **kw)
         except OSError as exc:
             if self.error is None:  # the first says why; what follows is the same cause
-                self.error = OSError(exc.errno, exc.strerror, str(path))
+                where = exc.filename2 or path
+                self.error = OSError(exc.errno, exc.strerror, str(where))
 
     def _write_remaining(self) -> None:
         """Every row still waiting, in order; one never settled may have gone out: unknown."""
@@ -230,13 +230,18 @@ class _Attention:
         self.path = path
         self.rows = 0
         self._columns = columns
-        self.partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+        self._partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
         self._file: TextIO | None = None
         self._csv: Any = None
 
+    @property
+    def partial(self) -> Path:
+        """Where the rows are written until the run is complete."""
+        return self._partial
+
     def write(self, rows: list[Row]) -> None:
         if self._file is None:
-            self._file = _open_csv(self.partial)
+            self._file = _open_csv(self._partial)
             self._csv = csv.writer(self._file)
             self._csv.writerow((*self._columns, "status", "error"))
         columns = self._columns
@@ -248,10 +253,17 @@ class _Attention:
         )
         self.rows += len(rows)
 
-    def close(self) -> None:
-        """Close the file (if a row needed it); the ReportWriter puts it in place."""
+    def discard(self) -> None:
         if self._file is not None:
             self._file.close()
+            self._partial.unlink(missing_ok=True)
+
+    def close(self, *, complete: bool = True) -> None:
+        """Close the file; put it in place only when the run is complete."""
+        if self._file is not None:
+            self._file.close()
+            if complete:
+                os.replace(self._partial, self.path)
 
 
 def _csv_cell(value: str) -> str:
