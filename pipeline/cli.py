@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TextIO
 
 from pipeline import __version__
 from pipeline.config import load_config
@@ -85,13 +87,63 @@ def _interrupt(signum: int, _frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # Until run() installs its clean-stop handler, SIGTERM (a cron timeout, a deploy) must
-    # end like Ctrl-C: exit 3 with a message, not the default silent kill.
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    # Until run() installs its clean-stop handler, SIGTERM (a cron timeout, a deploy) and
+    # SIGHUP (the terminal or the ssh session closed) must end like Ctrl-C: exit 3 with a
+    # message, not the default silent death. One ignored from the start (nohup) stays so.
+    previous = {
+        sig: signal.signal(sig, _interrupt)
+        for sig in (signal.SIGTERM, signal.SIGHUP)
+        if signal.getsignal(sig) is not signal.SIG_IGN
+    }
     try:
         return _main(build_parser().parse_args(argv))
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class Output:
+    """stdout or stderr, written so that a reader gone away never changes the run.
+
+    `... | head -2` closes the pipe after two lines, and a terminal that hung up (ssh closed)
+    fails every write: such a write is dropped, and so is every later one. The run goes on,
+    every answer is recorded and the exit code is the one it would have been.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.gone = False
+
+    def write(self, text: str) -> None:
+        if self.gone:
+            return
+        try:
+            self._stream.write(text)
+            self._stream.flush()
+        except OSError:  # EPIPE from a closed pipe, EIO from a hung-up terminal
+            self.gone = True
+            self._silence()
+
+    def flush(self) -> None:
+        """Nothing to do: every write is flushed (for the TerminalProgress stream)."""
+
+    def line(self, text: str) -> None:
+        self.write(text + "\n")
+
+    def _silence(self) -> None:
+        # What the failed write left in the stream's buffer would be flushed again at
+        # interpreter exit, fail again, and print "Exception ignored ... BrokenPipeError" and
+        # exit 120. Pointing the descriptor at /dev/null lets that flush succeed (the recipe
+        # of the signal module's docs, "Note on SIGPIPE").
+        try:
+            fd = self._stream.fileno()
+        except (OSError, ValueError):  # a stream without a descriptor (a test's StringIO)
+            return
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, fd)
+        finally:
+            os.close(devnull)
 
 
 def _main(args: argparse.Namespace) -> int:
@@ -102,15 +154,14 @@ def _main(args: argparse.Namespace) -> int:
         retry_failed=args.retry_failed,
         deliveries=args.deliveries,
     )
-
-    def log(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
+    out, err = Output(sys.stdout), Output(sys.stderr)
+    log = err.line
 
     progress: Progress | None = None
     if not args.quiet:
         # A bar only where a person watches; cron (no terminal) gets plain lines.
         on_terminal = sys.stdout.isatty() and sys.stderr.isatty()
-        progress = TerminalProgress(sys.stderr) if on_terminal else LogProgress(log)
+        progress = TerminalProgress(err) if on_terminal else LogProgress(log)
     try:
         config = load_config(args.config)
         result = run(
@@ -121,27 +172,23 @@ def _main(args: argparse.Namespace) -> int:
             detail=log if args.verbose else None,
         )
     except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        log(f"error: {exc}")
         if exc.exit_code == 2:
-            print("Nothing was sent.", file=sys.stderr)
+            log("Nothing was sent.")
         return exc.exit_code
     except KeyboardInterrupt:
-        print(
-            "interrupted before sending started: nothing was sent; rerun the same command.",
-            file=sys.stderr,
-        )
+        log("interrupted before sending started: nothing was sent; rerun the same command.")
         return 3
     except Exception:
-        traceback.print_exc()
-        print(
+        err.write(traceback.format_exc())
+        log(
             "error: an unexpected internal error (a bug). The journal keeps what was sent; "
-            "please report the traceback above.",
-            file=sys.stderr,
+            "please report the traceback above."
         )
         return 1
-    print(summary(config.campaign, result, quiet=args.quiet))
+    out.line(summary(config.campaign, result, quiet=args.quiet))
     if result.stopped is not None:
-        print(f"error: {result.stopped}", file=sys.stderr)
+        log(f"error: {result.stopped}")
     return result.exit_code
 
 

@@ -7,7 +7,8 @@
     ├── JournalError              exit 2  the journal file cannot be opened, read or written
     ├── ProviderFatal             exit 3  the provider said stop (token, user, line, credit, ...)
     │   └── AmbiguousStorm        exit 5  answers in a row whose outcome is unknown: stopped
-    ├── Interrupted               exit 3  SIGINT / SIGTERM: in-flight requests done, rest pending
+    ├── Interrupted               exit 3  SIGINT/TERM/HUP: in-flight requests done, rest pending
+    ├── ReportUnwritable          exit 3  the report could not be written mid-run (a full disk)
     └── LockHeld                  exit 4  another run holds the journal
 
 Every message starts with *where* (a file, a key, a line) and ends with *the fix*.
@@ -74,6 +75,13 @@ class AmbiguousStorm(ProviderFatal):
 
 class Interrupted(PipelineError):
     """A signal asked the run to stop; what was in flight was recorded."""
+
+    exit_code = 3
+
+
+class ReportUnwritable(PipelineError):
+    """A write to the report or its attention file failed after sending started: the run
+    stopped as on a signal, every answer is in the journal."""
 
     exit_code = 3
 

@@ -9,9 +9,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TextIO
+from typing import Protocol
 
 BAR_WIDTH = 24
+
+
+class Stream(Protocol):
+    """Where the bar is drawn: a terminal's stderr (through the CLI's cli.Output)."""
+
+    def write(self, text: str, /) -> object: ...
+    def flush(self) -> object: ...
 
 
 def _rate_eta(done: int, total: int, elapsed: float) -> tuple[float, str]:
@@ -30,7 +37,7 @@ class TerminalProgress:
     the source holds, so the bar ends at the end of the report, not at the last request.
     """
 
-    def __init__(self, stream: TextIO, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, stream: Stream, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._stream = stream
         self._clock = clock
         self._total = 0

@@ -6,6 +6,7 @@ import csv
 import os
 import re
 from collections import Counter, deque
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO, cast
@@ -55,6 +56,10 @@ class ReportWriter:
     back the rows after it, so memory holds only the window in flight, not the whole list.
     The file is written as `<name>.partial` and renamed when complete, so a report that
     exists is never half-written.
+
+    A write that fails (a full disk) raises nothing: it is kept in `error`, nothing more is
+    written, and the unfinished files are removed when closed, while the tallies go on. The
+    run reads `error` and stops, still recording every answer in the journal.
     """
 
     def __init__(
@@ -74,6 +79,7 @@ class ReportWriter:
         self.counts: Counter[Status] = Counter()
         self.pages_sent = 0
         self.pages_total = 0
+        self.error: OSError | None = None  # the first failed write, naming its file
 
     def add(self, row: Row) -> None:
         self._waiting.append(row)
@@ -87,25 +93,37 @@ class ReportWriter:
         if ready:
             self._write(ready)
 
-    def close(self) -> None:
-        """Write what is left (all settled by now) and put the file in place."""
+    def close(self, *, complete: bool = True) -> None:
+        """Write what is left and put the files in place; with `complete=False` (the run
+        failed part-way) leave them under their `.partial` names. After a failed write
+        (`error`) the unfinished files are removed instead."""
         self._write_remaining()  # all settled by now, unless a bug: never lose a row over it
-        self._file.close()
-        os.replace(self._partial, self.path)
-        if self._attention is not None:
-            self._attention.close()
+        self._attempt(self._partial, self._file.close)  # flushes: a full disk may say so now
+        if complete and self.error is None:
+            self._attempt(self._partial, os.replace, self._partial, self.path)
+        in_place = complete and self.error is None  # the report is: its attention file too
+        attention = self._attention
+        if attention is not None:
+            self._attempt(attention.partial, attention.close, complete=in_place)
+        if self.error is not None:
+            # Cut short at an unknown row: no use to anyone, and it takes the space a rerun
+            # needs (the journal keeps what was sent; the rerun writes a whole report).
+            self._attempt(self._partial, self._partial.unlink, missing_ok=True)
+            if attention is not None:
+                self._attempt(attention.partial, attention.discard)
 
     @property
     def partial_path(self) -> Path:
-        """Where the report is written until it is complete (and left, if the run fails)."""
+        """Where the report is written until it is complete (left if the run fails, unless
+        writing the report is what failed)."""
         return self._partial
 
     def discard(self) -> None:
         """Close and remove the unfinished files (a run that stopped before any request)."""
-        self._file.close()
+        self._attempt(self._partial, self._file.close)
         self._partial.unlink(missing_ok=True)
         if self._attention is not None:
-            self._attention.discard()
+            self._attempt(self._attention.partial, self._attention.discard)
 
     @property
     def attention_path(self) -> Path | None:
@@ -123,15 +141,19 @@ class ReportWriter:
     ) -> None:
         if self._file.closed:
             return
-        if exc is None:
-            self.close()
-            return
         # The run failed part-way: write what is known, but leave the file under its
         # `.partial` name (rows not read yet are missing; the journal is the truth).
-        self._write_remaining()
-        self._file.close()
-        if self._attention is not None:
-            self._attention.close(complete=False)
+        self.close(complete=exc is None)
+
+    def _attempt(self, path: Path, action: Callable[..., object], *args: Any, **kw: Any) -> None:
+        """Do `action` on the report's file at `path`; a failure goes to `error`, naming the
+        file (a failed rename names where it was to go: usually the folder is the cause)."""
+        try:
+            action(*args, **kw)
+        except OSError as exc:
+            if self.error is None:  # the first says why; what follows is the same cause
+                where = exc.filename2 or path
+                self.error = OSError(exc.errno, exc.strerror, str(where))
 
     def _write_remaining(self) -> None:
         """Every row still waiting, in order; one never settled may have gone out: unknown."""
@@ -189,12 +211,13 @@ class ReportWriter:
                         row.delivery_code,
                     )
                 )
-        self._file.write("".join(lines))
+        if self.error is None:
+            self._attempt(self._partial, self._file.write, "".join(lines))
         self.counts.update(statuses)
         self.pages_sent += pages_sent
         self.pages_total += pages_total
-        if attention and self._attention is not None:
-            self._attention.write(attention)
+        if attention and self._attention is not None and self.error is None:
+            self._attempt(self._attention.partial, self._attention.write, attention)
 
 
 # Rows an operator has to look at: fix the data or decide, then feed the file back in.
@@ -211,6 +234,11 @@ class _Attention:
         self._partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
         self._file: TextIO | None = None
         self._csv: Any = None
+
+    @property
+    def partial(self) -> Path:
+        """Where the rows are written until the run is complete."""
+        return self._partial
 
     def write(self, rows: list[Row]) -> None:
         if self._file is None:

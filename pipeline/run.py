@@ -23,7 +23,13 @@ from pipeline.clock import Clock, tehran, utc_now
 from pipeline.config import Config
 from pipeline.contacts import ContactSource, open_contacts
 from pipeline.deliveries import DeliveryReport
-from pipeline.errors import Interrupted, PipelineError, ProviderFatal, TemplateError
+from pipeline.errors import (
+    Interrupted,
+    PipelineError,
+    ProviderFatal,
+    ReportUnwritable,
+    TemplateError,
+)
 from pipeline.gate import Gate, journal_outcome, lookup_entries
 from pipeline.journal import Entry, Journal
 from pipeline.lock import hold_lock
@@ -182,18 +188,12 @@ def run(
             if not campaign.posted:
                 report.discard()  # nothing happened: no half report to wonder about
             if isinstance(exc, (PipelineError, OSError)) and campaign.posted:
-                raise StoppedMidRun(
-                    f"{_described(exc)}\nThe run stopped after sending had started. The journal "
-                    "keeps what was sent; rows whose request may have gone out are `unknown`. "
-                    f"The rows read so far are in {report.partial_path}. Fix the cause, then "
-                    "rerun the same command: it continues where it stopped (and writes a whole "
-                    "report)."
-                ) from exc
+                raise _stopped_mid_run(exc, report) from exc
             if isinstance(exc, OSError):  # a disk or a folder, before any request left
                 raise DiskTrouble(f"{_described(exc)}; fix it and run again") from exc
             raise
         progress.finish()
-        report.close()
+        _close_report(report, campaign)
 
     return RunResult(
         report_path=report_path,
@@ -222,10 +222,41 @@ def _report_writer(path: Path, columns: tuple[str, ...]) -> ReportWriter:
     try:
         return ReportWriter(path, columns=columns, attention=True)
     except OSError as exc:
-        raise DiskTrouble(
-            f"report.path: cannot write {_described(exc)}. Make the folder writable by this "
-            "user, or point report.path somewhere else"
-        ) from exc
+        raise _report_trouble(exc) from exc
+
+
+def _report_trouble(exc: OSError) -> DiskTrouble:
+    return DiskTrouble(
+        f"report.path: cannot write {_described(exc)}. Free space on that disk, make the "
+        "folder writable by this user, or point report.path somewhere else"
+    )
+
+
+def _close_report(report: ReportWriter, campaign: _Campaign) -> None:
+    """Put the report in place; a write to it that failed, on the way or now, ends the run
+    here, with every answer in the journal."""
+    report.close()
+    if report.error is not None:
+        raise _report_failed(report.error, campaign)
+
+
+def _report_failed(error: OSError, campaign: _Campaign) -> PipelineError:
+    if not campaign.posted:  # the run stopped before its first request
+        return _report_trouble(error)
+    if campaign.unsent_by_stop:
+        happened = (
+            "The run stopped: the requests in flight finished and their answers are in the "
+            "journal; the rows not sent are `pending`."
+        )
+        rerun = "it continues where it stopped and writes a whole report"
+    else:
+        happened = "Every answer is in the journal."
+        rerun = "it sends nothing twice and writes the whole report"
+    return ReportUnwritable(
+        f"{_described(error)}: the report cannot be written (the unfinished files were "
+        f"removed). {happened} Fix: free space on that disk (or fix what the error says), "
+        f"then rerun the same command: {rerun}."
+    )
 
 
 class DiskTrouble(PipelineError):
@@ -240,6 +271,21 @@ def _described(exc: BaseException) -> str:
         where = f"{exc.filename}: " if exc.filename else ""
         return f"{where}{exc.strerror or exc}"
     return str(exc)
+
+
+def _stopped_mid_run(exc: PipelineError | OSError, report: ReportWriter) -> StoppedMidRun:
+    report.close(complete=False)  # the rows known so far, before saying where they are
+    kept = (
+        f"The rows read so far are in {report.partial_path}."
+        if report.error is None
+        else f"The report could not be written either ({_described(report.error)})."
+    )
+    return StoppedMidRun(
+        f"{_described(exc)}\nThe run stopped after sending had started. The journal keeps what "
+        "was sent; rows whose request may have gone out are `unknown`. "
+        f"{kept} Fix the cause, then rerun the same command: it continues where it stopped "
+        "(and writes a whole report)."
+    )
 
 
 class StoppedMidRun(PipelineError):
@@ -308,6 +354,15 @@ class _Campaign:
     def _flush_report(self) -> None:
         """Write the rows settled so far; the progress counts rows in the report."""
         self.report.flush_ready()
+        if self.report.error is not None and not self.stop.is_set():
+            # A report that cannot be written (a full disk) stops the run as a signal does:
+            # no new request; those in flight finish and their answers go to the journal (a
+            # file of its own, perhaps on another disk). run() then says what failed.
+            self.stop.set()
+            self.log(
+                f"stopping: {_described(self.report.error)}: the report cannot be written; "
+                "the requests in flight finish and are recorded"
+            )
         self.progress.update(sum(self.report.counts.values()))
 
     def _decide(self, row: Row, entry: Entry | None) -> None:
@@ -709,9 +764,15 @@ def _quick_thread_switches() -> Iterator[None]:
         sys.setswitchinterval(previous)
 
 
+# Ctrl-C; a cron timeout, a deploy, systemd; the terminal or the ssh session closed.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 @contextmanager
 def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGINT / SIGTERM ask for a clean stop: in-flight requests finish and are recorded."""
+    """SIGINT / SIGTERM / SIGHUP ask for a clean stop: in-flight requests finish and are
+    recorded. A signal ignored when the run started stays ignored: `nohup` ignores SIGHUP so
+    that the run outlives the terminal, a shell script's `&` job ignores SIGINT."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -719,7 +780,11 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
     def handler(signum: int, _frame: FrameType | None) -> None:
         stop.set()
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {
+        sig: signal.signal(sig, handler)
+        for sig in STOP_SIGNALS
+        if signal.getsignal(sig) is not signal.SIG_IGN
+    }
     try:
         yield
     finally:

@@ -454,9 +454,10 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
 def main(frames_fd: int) -> int:
     """The child: frames go out on `frames_fd` (the original stdout; see _CHILD)."""
     # The run decides how to stop and tells this process ("stop"), so the requests in flight
-    # still finish and are recorded (a SIGTERM to every process, from systemd, say, too).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # still finish and are recorded (a SIGTERM or SIGHUP to every process, from systemd
+    # ending a service or a login session, say, too).
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
     with os.fdopen(frames_fd, "wb") as frames:
         serve(sys.stdin.buffer, frames)
     return 0

@@ -109,7 +109,9 @@ def test_killed_several_times_then_rerun_sends_each_message_once(
     assert max(Counter(a.number for a in simulator.accepted).values()) == 1
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize(
+    "sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=["SIGTERM", "SIGINT", "SIGHUP"]
+)
 def test_signal_mid_run_finishes_in_flight_requests_then_stops_with_exit_3(
     campaign: Campaign, gated: tuple[GatedSimulator, SandboxServer], sig: signal.Signals
 ):
@@ -151,7 +153,9 @@ def test_signal_mid_run_finishes_in_flight_requests_then_stops_with_exit_3(
     assert_journal_agrees(campaign, report)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize(
+    "sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["SIGINT", "SIGTERM", "SIGHUP"]
+)
 def test_signal_before_sending_started_exits_3_and_sends_nothing(
     campaign: Campaign, server: SandboxServer, simulator: AmootSimulator, sig: signal.Signals
 ):
