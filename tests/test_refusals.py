@@ -1,0 +1,58 @@
+"""Mistakes in the input or config found before sending: exit 2, a fix, nothing sent.
+
+Each test runs the command line (in-process, `run_main`) against the socket-served fake and
+checks the three promises of exit 2: the message names where and how to fix it, the fake
+received no request, and nothing was written (no journal, no report, inputs unchanged).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pipeline.sandbox import AmootSimulator
+from pipeline.sandbox_server import SandboxServer
+from tests.conftest import TOKEN, Campaign, live_provider, run_main
+
+
+@pytest.fixture
+def live(campaign: Campaign, server: SandboxServer) -> Campaign:
+    """A campaign that would send to the socket-served fake, with two good rows."""
+    campaign.contacts([("09121111111", "علی", "C1"), ("09122222222", "سارا", "C2")])
+    campaign.write_config(live_provider(server))
+    return campaign
+
+
+def refused(
+    campaign: Campaign, simulator: AmootSimulator, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """Run the campaign and check exit 2, nothing received, nothing written; the result."""
+    contacts = (campaign.folder / "contacts.csv").read_bytes()
+    result = run_main(campaign.config, *args)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.rstrip().endswith("Nothing was sent.")
+    assert simulator.requests == []
+    assert not campaign.journal.exists()
+    assert not (campaign.folder / "reports").exists()
+    assert (campaign.folder / "contacts.csv").read_bytes() == contacts
+    assert TOKEN not in result.stderr + result.stdout
+    return result
+
+
+def error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The message after `error: ` (the first line of stderr that has it)."""
+    line = next(line for line in result.stderr.splitlines() if line.startswith("error: "))
+    return line.removeprefix("error: ")
+
+
+def test_a_row_with_fewer_cells_is_refused_instead_of_sent_with_blanks(live, simulator):
+    """The issue's row: `09122222222` alone under `mobile,first_name,code` was sent as
+    `عزیز، کد تخفیف شما  است.`; now the run stops before the first request."""
+    path: Path = live.folder / "contacts.csv"
+    path.write_text(path.read_text("utf-8") + "09123333333\n", "utf-8")
+    message = error_line(refused(live, simulator))
+    assert message.startswith("contacts.csv:4: row 3 has 1 cell but the header has 3")
+    assert "Fix: give the row a cell for every column" in message
