@@ -560,6 +560,16 @@ def _parsed(text: str, shown: str, line: int | None = None) -> Any:
     except _DuplicateKeyError as exc:
         where = shown if line is None else f"{shown}:{line}"
         raise InputError(f"{where}: an object has the key '{exc.key}' twice. Keep one.") from exc
+    except RecursionError as exc:  # json's C parser counts its depth against Python's limit
+        raise InputError(_too_deep(shown if line is None else f"{shown}:{line}")) from exc
+
+
+def _too_deep(where: str) -> str:
+    return (
+        f"{where}: lists or objects are nested inside each other too deeply to read "
+        "(hundreds of levels). Fix: write each contact as an object of plain values, "
+        f"like {_EXAMPLE_OBJECT}."
+    )
 
 
 def _record(item: object, where: str) -> dict[str, str]:
@@ -568,7 +578,12 @@ def _record(item: object, where: str) -> dict[str, str]:
             f"{where} is {_json_kind(item)}, not an object. "
             f"Make every contact an object like {_EXAMPLE_OBJECT}."
         )
-    record = {key.replace("\ufeff", "").strip(): cell_text(value) for key, value in item.items()}
+    try:
+        record = {
+            key.replace("\ufeff", "").strip(): cell_text(value) for key, value in item.items()
+        }
+    except RecursionError as exc:  # a nested value just within the parser's depth, written back
+        raise InputError(_too_deep(where)) from exc
     if len(record) < len(item):
         twice = Counter(key.replace("\ufeff", "").strip() for key in item).most_common(1)[0][0]
         raise InputError(

@@ -533,6 +533,30 @@ def test_jsonl_line_that_is_not_an_object(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("name", "text", "where"),
+    [
+        ("c.json", "[" * 100_000 + "]" * 100_000, "c.json:"),
+        ("c.json", '[{"mobile": "0912", "x": ' + "[" * 100_000 + "]" * 100_000 + "}]", "c.json:"),
+        (
+            "c.jsonl",
+            '{"mobile": "0912"}\n{"x": ' + "[" * 100_000 + "]" * 100_000 + "}\n",
+            "c.jsonl:2:",
+        ),
+    ],
+)
+def test_json_nested_too_deeply_is_an_input_error_not_a_crash(
+    tmp_path: Path, name: str, text: str, where: str
+) -> None:
+    """Python's JSON reader gives up past about 1,000 levels with a RecursionError (exit 1, a
+    traceback); the reader names the file (and the line of JSON Lines) and what to write."""
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    message = input_error(path, shown_path=name)
+    assert message.startswith(f"{where} lists or objects are nested inside each other too deeply")
+    assert message.endswith('like {"mobile": "09121234567", "name": "..."}.')
+
+
 def test_duplicate_key_inside_one_json_object(tmp_path: Path) -> None:
     """JSON would keep only the last of two equal keys; the reader refuses instead."""
     path = tmp_path / "c.jsonl"

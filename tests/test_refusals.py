@@ -56,3 +56,13 @@ def test_a_row_with_fewer_cells_is_refused_instead_of_sent_with_blanks(live, sim
     message = error_line(refused(live, simulator))
     assert message.startswith("contacts.csv:4: row 3 has 1 cell but the header has 3")
     assert "Fix: give the row a cell for every column" in message
+
+
+def test_a_json_source_nested_too_deeply_is_refused_not_a_traceback(live, simulator):
+    """`[[[[...]]]]` 100,000 deep made Python's JSON reader raise RecursionError (exit 1)."""
+    (live.folder / "contacts.json").write_text("[" * 100_000 + "]" * 100_000, "utf-8")
+    text = live.config.read_text("utf-8")
+    live.config.write_text(text.replace("path: contacts.csv", "path: contacts.json"), "utf-8")
+    message = error_line(refused(live, simulator))
+    assert message.startswith("contacts.json: lists or objects are nested inside each other")
+    assert "Fix: write each contact as an object of plain values" in message
