@@ -8,6 +8,7 @@ received no request, and nothing was written (no journal, no report, inputs unch
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -66,3 +67,33 @@ def test_a_json_source_nested_too_deeply_is_refused_not_a_traceback(live, simula
     message = error_line(refused(live, simulator))
     assert message.startswith("contacts.json: lists or objects are nested inside each other")
     assert "Fix: write each contact as an object of plain values" in message
+
+
+def test_an_unquoted_impossible_send_at_is_refused_with_its_line(live, simulator):
+    """`send_at: 2026-02-30 10:00:00` unquoted made PyYAML raise ValueError (exit 1)."""
+    text = live.config.read_text("utf-8") + "schedule:\n  send_at: 2026-02-30 10:00:00\n"
+    live.config.write_text(text, "utf-8")
+    message = error_line(refused(live, simulator))
+    line = text.splitlines().index("  send_at: 2026-02-30 10:00:00") + 1
+    assert message.startswith(f"{live.config}:{line}: schedule.send_at: '2026-02-30 10:00:00' is")
+    assert "Fix: correct it" in message
+
+
+def test_a_yaml_alias_bomb_in_the_config_is_refused_at_once(live, simulator):
+    """The billion laughs under an unknown key ran for hours expanding ${VAR}s; now: exit 2."""
+    lines = ['  l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"  l{n}: &l{n} [{', '.join([f'*l{n - 1}'] * 9)}]" for n in range(1, 10)]
+    live.config.write_text(live.config.read_text("utf-8") + "laughs:\n" + "\n".join(lines), "utf-8")
+    started = time.monotonic()
+    message = error_line(refused(live, simulator))
+    assert time.monotonic() - started < 1
+    assert message.startswith(f"{live.config}: its aliases (*name) expand to more than 10,000")
+
+
+def test_a_report_path_with_an_unknown_field_is_refused_before_the_run(live, simulator):
+    """`{date}` made str.format raise KeyError when the run started (exit 1, a traceback)."""
+    text = live.config.read_text("utf-8").replace("reports/report.csv", "reports/{date}.csv")
+    live.config.write_text(text, "utf-8")
+    message = error_line(refused(live, simulator))
+    line = text.splitlines().index("  path: reports/{date}.csv") + 1
+    assert message.startswith(f"{live.config}:{line}: report.path: {{date}} is not a field it")
