@@ -7,6 +7,7 @@ received no request, and nothing was written (no journal, no report, inputs unch
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -97,3 +98,124 @@ def test_a_report_path_with_an_unknown_field_is_refused_before_the_run(live, sim
     message = error_line(refused(live, simulator))
     line = text.splitlines().index("  path: reports/{date}.csv") + 1
     assert message.startswith(f"{live.config}:{line}: report.path: {{date}} is not a field it")
+
+
+def _report_at(campaign: Campaign, path: str) -> None:
+    text = campaign.config.read_text("utf-8")
+    campaign.config.write_text(text.replace("reports/report.csv", path), "utf-8")
+
+
+def test_a_report_path_that_is_a_folder_is_refused_before_sending(live, simulator, tmp_path):
+    """`report.path: out` with out/ a folder sent everything, then failed to put the report in
+    place (IsADirectoryError, exit 1). Now: exit 2 before the first request."""
+    (live.folder / "out").mkdir()
+    _report_at(live, "out")
+    message = error_line(refused(live, simulator))
+    assert message == (
+        "config.yaml: report.path: out is a folder. Fix: give the report a file of its own, "
+        "such as reports/{campaign}-{started}.csv."
+    )
+
+
+@pytest.mark.parametrize(
+    ("setting", "name"),
+    [
+        ("contacts.csv", "the contacts file (contacts.path)"),
+        ("optout.txt", "the suppression list (suppression.path)"),
+        ("message.j2", "the template (template.path)"),
+        ("state/journal.sqlite", "the journal (journal.path)"),
+        ("state/journal.sqlite-wal", "a file of the journal"),
+        ("state/journal.sqlite.lock", "the journal's lock file"),
+        ("config.yaml", "the config file itself"),
+        ("linked.csv", "the contacts file (contacts.path)"),  # a symlink to it
+    ],
+)
+def test_a_report_path_onto_a_file_the_campaign_needs_is_refused(live, simulator, setting, name):
+    """The report silently replaced the contacts or the opt-out list. Now: exit 2, naming
+    which file it is; the contacts, the list and the template are unchanged byte for byte."""
+    (live.folder / "optout.txt").write_text("09129999999\n", "utf-8")
+    (live.folder / "linked.csv").symlink_to("contacts.csv")
+    live.write_config(live_provider_of(live), extra="suppression:\n  path: optout.txt\n")
+    _report_at(live, setting)
+    kept = {f: (live.folder / f).read_bytes() for f in ("optout.txt", "message.j2", "config.yaml")}
+    message = error_line(refused(live, simulator))
+    assert message.startswith(f"config.yaml: report.path: {setting} is {name}: the run would ")
+    assert message.endswith(
+        "Fix: give the report a file of its own, such as reports/{campaign}-{started}.csv."
+    )
+    assert {f: (live.folder / f).read_bytes() for f in kept} == kept
+
+
+def test_a_fed_back_attention_file_is_not_overwritten_by_the_next_attention_file(live, simulator):
+    """Reading `reports/report-attention.csv` back in as the contacts: the run's own attention
+    file would have replaced it. Now: exit 2, with the way out (rename it first)."""
+    attention = live.folder / "attention" / "report-attention.csv"
+    attention.parent.mkdir()
+    attention.write_text("mobile,first_name,code\n09121111111,علی,C1\n", "utf-8")
+    text = live.config.read_text("utf-8").replace("path: contacts.csv", f"path: {attention}")
+    live.config.write_text(text.replace("reports/report.csv", "attention/report.csv"), "utf-8")
+    before = attention.read_bytes()
+    message = error_line(refused(live, simulator))
+    assert message == (
+        "config.yaml: report.path: attention/report.csv puts the rows that need attention in "
+        "attention/report-attention.csv, which is the contacts file (contacts.path): the run "
+        "would overwrite it. Fix: give the report a file of its own, such as "
+        "reports/{campaign}-{started}.csv (to read an attention file back in, rename it first)."
+    )
+    assert attention.read_bytes() == before
+
+
+def live_provider_of(campaign: Campaign) -> str:
+    """The provider section already in the campaign's config (to rewrite the rest)."""
+    text = campaign.config.read_text("utf-8")
+    section = text.split("provider:\n", 1)[1].split("report:\n", 1)[0]
+    return "\n".join(line.removeprefix("  ") for line in section.splitlines())
+
+
+def _template_at(campaign: Campaign, name: str) -> None:
+    text = campaign.config.read_text("utf-8")
+    campaign.config.write_text(text.replace("path: message.j2", f"path: {name}"), "utf-8")
+
+
+def test_a_template_saved_as_ansi_says_so_and_how_to_save_it_as_utf8(live, simulator):
+    """Notepad's "ANSI" on Persian Windows is Windows-1256: read_text raised UnicodeDecodeError
+    (exit 1, a traceback). Now the message names the file and line, the likely encoding and the
+    Notepad steps."""
+    text = "{{ first_name }} عزيز، کد تخفيف شما {{ code }} است.\n"
+    (live.folder / "ansi.j2").write_bytes(text.encode("cp1256"))
+    _template_at(live, "ansi.j2")
+    message = error_line(refused(live, simulator))
+    assert message == (
+        'ansi.j2:1: the file is not UTF-8 text (byte 0xDA); it looks like Windows-1256 ("ANSI", '
+        "as Notepad saves on Persian Windows). Fix: save it as UTF-8 (in Notepad: File > Save "
+        "As, Encoding: UTF-8)."
+    )
+
+
+def test_a_template_path_that_is_a_folder_is_refused(live, simulator):
+    """read_text on a folder raised IsADirectoryError (exit 1)."""
+    (live.folder / "templates").mkdir()
+    _template_at(live, "templates")
+    message = error_line(refused(live, simulator))
+    assert message == (
+        "templates: is a folder, not a template file. Fix: name the file itself, not its folder."
+    )
+
+
+def test_a_template_this_user_cannot_read_is_refused(live, simulator):
+    """A PermissionError (or an I/O error) reading it raised a traceback (exit 1). Root reads
+    any file whatever its mode, so as root the template is one the kernel refuses even to root:
+    a link to /proc/self/mem, whose first page is never mapped (EIO)."""
+    if os.geteuid() == 0:
+        (live.folder / "locked.j2").symlink_to("/proc/self/mem")
+        reason = "Input/output error"
+    else:
+        (live.folder / "locked.j2").write_text("{{ code }}", "utf-8")
+        (live.folder / "locked.j2").chmod(0)
+        reason = "Permission denied"
+    _template_at(live, "locked.j2")
+    message = error_line(refused(live, simulator))
+    assert message.endswith(
+        f"locked.j2: cannot be read ({reason}). Fix: let this user read it (chmod u+r), or copy "
+        "it to a readable file."
+    )
