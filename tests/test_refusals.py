@@ -7,8 +7,10 @@ received no request, and nothing was written (no journal, no report, inputs unch
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -16,7 +18,7 @@ import pytest
 
 from pipeline.sandbox import AmootSimulator
 from pipeline.sandbox_server import SandboxServer
-from tests.conftest import TOKEN, Campaign, live_provider, run_main
+from tests.conftest import TOKEN, Campaign, cli_env, journal_snapshot, live_provider, run_main
 
 
 @pytest.fixture
@@ -219,3 +221,80 @@ def test_a_template_this_user_cannot_read_is_refused(live, simulator):
         f"locked.j2: cannot be read ({reason}). Fix: let this user read it (chmod u+r), or copy "
         "it to a readable file."
     )
+
+
+FILE_LIMIT = 1 << 20  # bytes a file may grow to in the run below: the journal fits, the spool not
+
+
+def test_a_full_disk_while_rows_are_prepared_is_exit_2_and_nothing_is_sent(
+    campaign, server, simulator
+):
+    """JSON Lines has no census, so a sending run first prepares every row into a spool file
+    beside the journal. A disk that fills there raised OSError from pickle (exit 1, a
+    traceback). Now: exit 2 naming the folder and the fix; no request, no row journalled.
+
+    The full disk is real, not patched: the run's process may not grow any file past 1 MiB
+    (RLIMIT_FSIZE, with SIGXFSZ ignored so the write fails with EFBIG, as ENOSPC would)."""
+    rows = [{"mobile": f"0912{i:07d}", "first_name": "نام", "code": f"C{i}"} for i in range(20_000)]
+    contacts = campaign.folder / "contacts.jsonl"
+    contacts.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+    campaign.write_config(live_provider(server))
+    text = campaign.config.read_text("utf-8").replace("path: contacts.csv", "path: contacts.jsonl")
+    campaign.config.write_text(text, "utf-8")
+    limited = (
+        "import resource, runpy, signal, sys\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({FILE_LIMIT}, {FILE_LIMIT}))\n"
+        f"sys.argv = ['pipeline', {str(campaign.config)!r}]\n"
+        "runpy.run_module('pipeline', run_name='__main__', alter_sys=True)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", limited],
+        cwd=campaign.folder.parent,
+        env=cli_env({"PYTHONDONTWRITEBYTECODE": "1"}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert error_line(result) == (
+        f"{campaign.journal.parent}: cannot keep the prepared rows there until sending starts "
+        "(File too large). Fix: free space on that disk, or point journal.path at a folder on "
+        "a disk with room (the rows are kept beside the journal)."
+    )
+    assert result.stderr.rstrip().endswith("Nothing was sent.")
+    assert simulator.requests == []
+    assert sum(journal_snapshot(campaign, [])[1].values()) == 0
+    assert not (campaign.folder / "reports").exists()
+    assert list(campaign.journal.parent.glob("pipeline-spool-*")) == []
+
+
+def test_rows_still_buffered_when_the_first_pass_ends_meet_the_full_disk_then(tmp_path):
+    """The last rows of a first pass may still sit in the file's buffer: they are written when
+    the sending pass is handed the spool, not when it starts reading, so a full disk is still
+    the SpoolError (exit 2) rather than a disk error once the run is under way."""
+    script = (
+        "import resource, signal\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))\n"
+        "from pathlib import Path\n"
+        "from pipeline.errors import SpoolError\n"
+        "from pipeline.models import Row\n"
+        "from pipeline.spool import Spool\n"
+        f"spool = Spool(Path({str(tmp_path)!r}))\n"
+        "spool.write([Row(row=1, phone='09121111111', values={})])  # buffered: fits\n"
+        "try:\n"
+        "    spool.batches()\n"
+        "except SpoolError as exc:\n"
+        "    print(exc.exit_code, exc)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env=cli_env({"PYTHONDONTWRITEBYTECODE": "1"}),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.stdout.startswith(f"2 {tmp_path}: cannot keep the prepared rows"), result.stderr
