@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import string
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -149,8 +150,30 @@ class ProviderConfig(_Section):
         return self
 
 
+REPORT_FIELDS = ("campaign", "started")  # what report.path may hold, as {campaign}
+
+
 class ReportConfig(_Section):
     path: str = "reports/{campaign}-{started}.csv"
+
+    @field_validator("path")
+    @classmethod
+    def _placeholders(cls, value: str) -> str:
+        # Checked now: str.format would raise KeyError or ValueError only when the run starts.
+        fix = (
+            "Fix: use only {campaign} and {started} (write a brace itself as {{ or }}), "
+            "e.g. reports/{campaign}-{started}.csv"
+        )
+        try:
+            fields = [part for part in string.Formatter().parse(value) if part[1] is not None]
+        except ValueError as exc:  # a { without its }, or a } alone
+            raise ValueError(f"a stray brace ({exc}). {fix}") from None
+        for _text, name, spec, conversion in fields:
+            if name not in REPORT_FIELDS or spec or conversion:
+                shown = "{" + (name or "") + (f"!{conversion}" if conversion else "")
+                shown += (f":{spec}" if spec else "") + "}"
+                raise ValueError(f"{shown} is not a field it can hold. {fix}")
+        return value
 
 
 class JournalConfig(_Section):
@@ -208,7 +231,7 @@ def load_config(path: Path) -> Config:
 
     lines = _key_lines(text, shown)
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)  # a SafeLoader: builds plain values only
     except yaml.YAMLError as exc:  # pragma: no cover - _key_lines composes first and raises
         raise ConfigError(f"{shown}: {exc}") from None
     if not isinstance(data, dict):
@@ -224,6 +247,70 @@ def load_config(path: Path) -> Config:
     return _resolve(config, path)
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader, except that a date-like value that is no real date stays text.
+
+    YAML 1.1 reads an unquoted `2026-02-30 10:00:00` as a timestamp and its constructor raises
+    ValueError for a day that does not exist (a traceback). As text, the key's own check says
+    what is wrong, and a Jalali date that the Gregorian calendar lacks (`1405-02-31 10:00:00`,
+    31 Ordibehesht) is read as the Jalali date it is.
+    """
+
+
+def _date_or_text(loader: yaml.SafeLoader, node: yaml.Node) -> object:
+    assert isinstance(node, yaml.ScalarNode)  # the timestamp tag is only ever resolved on scalars
+    try:
+        return loader.construct_yaml_timestamp(node)
+    except ValueError:
+        return loader.construct_scalar(node)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _date_or_text)
+
+# Values in the config once every alias (*name) is written out. A real config has under a
+# hundred; aliases that refer to aliases multiply (nine levels of nine make 387 million, the
+# "billion laughs"), and walking them would take hours: refused before anything walks them.
+MAX_VALUES = 10_000
+
+
+def _check_aliases(root: yaml.Node, shown: str) -> None:
+    """Refuse a document whose aliases expand past MAX_VALUES, or refer to themselves.
+
+    Each node's expanded size is counted once (shared nodes are remembered), so this takes a
+    moment however large the expansion would be.
+    """
+    sizes: dict[int, int] = {}  # id(node) -> expanded size; -1 while its children are counted
+
+    def size(node: yaml.Node) -> int:
+        known = sizes.get(id(node))
+        if known == -1:
+            raise ConfigError(
+                f"{shown}:{node.start_mark.line + 1}: an alias (*name) refers to a value that "
+                "holds it, which never ends. Fix: write the value out without the alias."
+            )
+        if known is not None:
+            return known
+        sizes[id(node)] = -1
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = node.value
+        total = 1
+        for child in children:
+            total += size(child)
+            if total > MAX_VALUES:
+                raise ConfigError(
+                    f"{shown}: its aliases (*name) expand to more than {MAX_VALUES:,} values "
+                    "(aliases that repeat aliases multiply). Fix: write the values out; a "
+                    "config needs no aliases."
+                )
+        sizes[id(node)] = total
+        return total
+
+    size(root)
+
+
 def _key_lines(text: str, shown: str) -> dict[str, int]:
     """Map each dotted key path to its 1-based line, rejecting YAML errors and duplicate keys."""
     try:
@@ -237,6 +324,13 @@ def _key_lines(text: str, shown: str) -> dict[str, int]:
         ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{shown}: YAML error: {exc}") from None
+    except RecursionError:  # PyYAML composes nested values by recursion
+        raise ConfigError(
+            f"{shown}: values are nested inside each other too deeply to read. "
+            "Fix: start from the commented config.yaml in the repository."
+        ) from None
+    if root is not None:
+        _check_aliases(root, shown)
     lines: dict[str, int] = {}
 
     def walk(node: yaml.Node, prefix: str) -> None:

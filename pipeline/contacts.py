@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import csv
 import datetime as dt
 import difflib
 import json
@@ -297,6 +298,7 @@ def _read_delimited(path: Path, shown: str, batch_size: int) -> Opened:
         raise InputError(_ragged_message(str(exc), shown, 0, delimiter)) from exc
     header = [cell_text(cell) for cell in first.iloc[0]]
     width = len(header)
+    _check_short_rows(path, shown, options, header)
 
     def census(column: int | None) -> Census:
         return _delimited_census(path, shown, options, width, column)
@@ -370,12 +372,71 @@ def _drop_formula_guards(table: Any) -> None:
             table[:, column] = [_unguarded(cell) for cell in cells]
 
 
+def _check_short_rows(path: Path, shown: str, options: dict[str, Any], header: list[str]) -> None:
+    """Refuse a row with fewer cells than the header, naming the first one.
+
+    pandas pads such a row with empty cells without a word, so a row that lost a cell would be
+    sent with blanks where its values belong (or its values under the wrong names). The csv
+    module, which splits records as pandas does, counts the cells of every record: at C speed
+    while every record is wide enough, with a loop in Python only to find the row at fault.
+    A blank row (nothing but spaces or delimiters) is skipped as before, whatever its width, and
+    cells missing only where the header's last cells have no name (a header line that ends with
+    a delimiter) are fine. A row with too many cells is left to pandas, which names it.
+    """
+    width = len(header)
+    names = [name.replace("\ufeff", "").strip() for name in header]
+    named = max((i for i, name in enumerate(names, 1) if name), default=0)
+    delimiter = options["sep"]
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            # filter(None, ...) drops the empty records of blank lines; the set holds few widths.
+            widths = set(map(len, filter(None, csv.reader(handle, delimiter=delimiter))))
+            if all(cells >= named for cells in widths):
+                return
+            handle.seek(0)
+            short = _first_short_row(csv.reader(handle, delimiter=delimiter), named)
+    except csv.Error:  # a cell over the csv module's 128 KiB: pandas reads it, or says why
+        return
+    if short is None:
+        return
+    line, row, cells = short
+    try:
+        # What pandas refuses up to this row (an unclosed quote, which the csv module reads as
+        # one long cell; a row with too many cells above) is named in pandas' words first.
+        pd.read_csv(path, nrows=row + 1, **options)
+    except pd.errors.ParserError as exc:
+        raise InputError(_ragged_message(str(exc), shown, width, delimiter)) from exc
+    shown_delimiter = _DELIMITER_NAMES[delimiter]
+    empty = shown_delimiter if delimiter == "\t" else f"the {shown_delimiter}"
+    missing = ", ".join(f"'{name}'" for name in names[cells:named])
+    raise InputError(
+        f"{shown}:{line}: row {row} has {cells} cell{'' if cells == 1 else 's'} but the header "
+        f"has {width} (the row ends before {missing}). Fix: give the row a cell for every "
+        f"column (an empty cell is just {empty}); if Excel saved this file (it can leave out "
+        "the empty cells at the end of rows), point contacts.path at the .xlsx workbook itself."
+    )
+
+
+def _first_short_row(records: Any, named: int) -> tuple[int, int, int] | None:
+    """(line, row, cells) of the first record that is not blank and has fewer than `named`
+    cells; the header is record 0, a blank line an empty record, as pandas numbers them."""
+    line = 1  # the line the next record starts on
+    for row, cells in enumerate(records):
+        if len(cells) < named and "".join(cells).strip():
+            return line, row, len(cells)
+        line = records.line_num + 1
+    return None
+
+
+_DELIMITER_NAMES = {"\t": "a tab", ",": "','", ";": "';'", "|": "'|'"}
+
+
 def _ragged_message(error: str, shown: str, width: int, delimiter: str) -> str:
     # pandas' "line" counts records with the header as 1, so the data row is one less.
     ragged = re.search(r"Expected \d+ fields in line (\d+), saw (\d+)", error)
     if ragged:
         line, saw = int(ragged[1]), ragged[2]
-        shown_delimiter = {"\t": "a tab", ",": "','", ";": "';'", "|": "'|'"}[delimiter]
+        shown_delimiter = _DELIMITER_NAMES[delimiter]
         return (
             f"{shown}:{line}: row {line - 1} has {saw} cells but the header has {width}. "
             f"Remove the extra cells, or put the value that contains {shown_delimiter} "
@@ -527,6 +588,16 @@ def _parsed(text: str, shown: str, line: int | None = None) -> Any:
     except _DuplicateKeyError as exc:
         where = shown if line is None else f"{shown}:{line}"
         raise InputError(f"{where}: an object has the key '{exc.key}' twice. Keep one.") from exc
+    except RecursionError as exc:  # json's C parser counts its depth against Python's limit
+        raise InputError(_too_deep(shown if line is None else f"{shown}:{line}")) from exc
+
+
+def _too_deep(where: str) -> str:
+    return (
+        f"{where}: lists or objects are nested inside each other too deeply to read "
+        "(hundreds of levels). Fix: write each contact as an object of plain values, "
+        f"like {_EXAMPLE_OBJECT}."
+    )
 
 
 def _record(item: object, where: str) -> dict[str, str]:
@@ -535,7 +606,12 @@ def _record(item: object, where: str) -> dict[str, str]:
             f"{where} is {_json_kind(item)}, not an object. "
             f"Make every contact an object like {_EXAMPLE_OBJECT}."
         )
-    record = {key.replace("\ufeff", "").strip(): cell_text(value) for key, value in item.items()}
+    try:
+        record = {
+            key.replace("\ufeff", "").strip(): cell_text(value) for key, value in item.items()
+        }
+    except RecursionError as exc:  # a nested value just within the parser's depth, written back
+        raise InputError(_too_deep(where)) from exc
     if len(record) < len(item):
         twice = Counter(key.replace("\ufeff", "").strip() for key in item).most_common(1)[0][0]
         raise InputError(

@@ -5,6 +5,7 @@
     ├── InputError                exit 2  the contacts source is missing or unreadable
     ├── TemplateError             exit 2  the template does not compile or needs a missing column
     ├── JournalError              exit 2  the journal file cannot be opened, read or written
+    ├── SpoolError                exit 2  no room beside the journal for the rows prepared to send
     ├── ProviderFatal             exit 3  the provider said stop (token, user, line, credit, ...)
     │   └── AmbiguousStorm        exit 5  answers in a row whose outcome is unknown: stopped
     ├── Interrupted               exit 3  SIGINT/TERM/HUP: in-flight requests done, rest pending
@@ -44,6 +45,12 @@ class TemplateError(PipelineError):
 
 class JournalError(PipelineError):
     """The journal or its lock file cannot be used; the message names the path and the fix."""
+
+    exit_code = 2
+
+
+class SpoolError(PipelineError):
+    """The first pass cannot keep its prepared rows on disk (full, over quota); nothing was sent."""
 
     exit_code = 2
 

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from pipeline.errors import TemplateError
 from pipeline.models import Contact, InvalidNumber, Row, Status
 from pipeline.persian import normalise_text
 from pipeline.phones import normalise_mobile
@@ -31,6 +32,7 @@ class Templates:
         columns: tuple[str, ...],
         filters: Mapping[str, Callable[..., Any]],
         globals: Mapping[str, Any],
+        written: tuple[Path, ...] = (),
     ) -> None:
         self.default = default
         self.folder = folder
@@ -38,6 +40,8 @@ class Templates:
         self._columns = columns
         self._filters = filters
         self._globals = globals
+        # Files the run writes (the report and its companion): never a template it reads.
+        self._written = {written_path.resolve() for written_path in written}
         self._named: dict[str, Renderer | str] = {}  # file name -> renderer, or why it is unusable
         if default is not None:
             default.check_columns(columns)
@@ -72,13 +76,61 @@ class Templates:
         path = (self.folder / name).resolve()
         if not path.is_relative_to(self.folder.resolve()):
             return f"template '{name}' is outside the templates folder"
+        if path in self._written:
+            raise TemplateError(
+                f"{path}: the column '{self.column}' names this file as a template, and "
+                "report.path writes the report there: the run would overwrite it. Fix: give "
+                "the report a file of its own, such as reports/{campaign}-{started}.csv."
+            )
         try:
-            source = path.read_text(encoding="utf-8-sig")
-        except OSError:
+            source = read_template(path, f"template file '{name}'")
+        except FileNotFoundError:
             return f"template file '{name}' not found in {self.folder}"
+        except TemplateError as exc:  # a folder, unreadable, not UTF-8: the row says why
+            return str(exc)
         renderer = Renderer(source, name=str(path), filters=self._filters, globals=self._globals)
         renderer.check_columns(self._columns)  # TemplateError: the caller stops the run
         return renderer
+
+
+_SAVE_AS_UTF8 = "Fix: save it as UTF-8 (in Notepad: File > Save As, Encoding: UTF-8)."
+
+
+def read_template(path: Path, shown: str) -> str:
+    """A template file's text (UTF-8; a BOM is fine).
+
+    FileNotFoundError is the caller's to word (its fix differs); a folder, a file this user
+    cannot read and one that is not UTF-8 are a TemplateError saying which and how to fix it.
+    """
+    try:
+        data = path.read_bytes()
+    except IsADirectoryError as exc:
+        raise TemplateError(
+            f"{shown}: is a folder, not a template file. Fix: name the file itself, not its folder."
+        ) from exc
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise TemplateError(
+            f"{shown}: cannot be read ({exc.strerror or exc}). "
+            "Fix: let this user read it (chmod u+r), or copy it to a readable file."
+        ) from exc
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise TemplateError(
+            f"{shown}:{line}: the file is not UTF-8 text (byte 0x{data[exc.start]:02X})"
+            f"{_ansi(data)}. {_SAVE_AS_UTF8}"
+        ) from exc
+
+
+def _ansi(data: bytes) -> str:
+    """Why the bytes are probably not UTF-8: Notepad's "ANSI" on Persian Windows is cp1256."""
+    text = data.decode("cp1256", errors="replace")
+    if any("\u0600" <= char <= "\u06ff" for char in text):
+        return '; it looks like Windows-1256 ("ANSI", as Notepad saves on Persian Windows)'
+    return ""
 
 
 class Preparer:

@@ -71,9 +71,7 @@ class ReportWriter:
         self._file = _open_csv(self._partial)
         self._file.write(",".join(COLUMNS) + "\r\n")
         self._attention: _Attention | None = (
-            _Attention(path.with_name(f"{path.stem}-attention{path.suffix}"), columns)
-            if attention
-            else None
+            _Attention(attention_file(path), columns) if attention else None
         )
         self._waiting: deque[Row] = deque()
         self.counts: Counter[Status] = Counter()
@@ -218,6 +216,11 @@ class ReportWriter:
         self.pages_total += pages_total
         if attention and self._attention is not None and self.error is None:
             self._attempt(self._attention.partial, self._attention.write, attention)
+
+
+def attention_file(report: Path) -> Path:
+    """Where the rows that need attention go, beside the report: `<report>-attention.csv`."""
+    return report.with_name(f"{report.stem}-attention{report.suffix}")
 
 
 # Rows an operator has to look at: fix the data or decide, then feed the file back in.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -24,6 +25,7 @@ from pipeline.config import Config
 from pipeline.contacts import ContactSource, open_contacts
 from pipeline.deliveries import DeliveryReport
 from pipeline.errors import (
+    ConfigError,
     Interrupted,
     PipelineError,
     ProviderFatal,
@@ -32,12 +34,12 @@ from pipeline.errors import (
 )
 from pipeline.gate import Gate, journal_outcome, lookup_entries
 from pipeline.journal import Entry, Journal
-from pipeline.lock import hold_lock
+from pipeline.lock import hold_lock, lock_path
 from pipeline.models import Message, Outcome, Row, RunOptions, Status
 from pipeline.persian import FILTERS, template_globals
-from pipeline.prepare import Preparer, Templates
+from pipeline.prepare import Preparer, Templates, read_template
 from pipeline.render import Renderer
-from pipeline.report import ReportWriter
+from pipeline.report import ReportWriter, attention_file
 from pipeline.sandbox import shipped_sandbox
 from pipeline.send import (
     ChunkResult,
@@ -123,15 +125,11 @@ def run(
     """Run one campaign as the config says; raises only errors found before anything is sent."""
     started = time.monotonic()
     progress = progress or _NoProgress()
+    report_path = _report_path(config, clock)
     source = _open(config)
-    templates = _templates(config, source.columns, clock)
+    templates = _templates(config, source.columns, clock, report_path)
     suppression = _suppression(config)
     timing = _timing(config, clock)
-    report_path = Path(
-        config.report.path.format(
-            campaign=config.campaign, started=tehran(clock()).strftime("%Y%m%d-%H%M%S")
-        )
-    )
     # Sandbox "sends" are journalled apart: switching the same campaign to live sending
     # must not find its numbers already sent.
     journal_key = f"sandbox:{config.campaign}" if config.provider.sandbox else config.campaign
@@ -216,6 +214,65 @@ def run(
         deliveries=gate.deliveries,
         streamed=gate.streamed,
     )
+
+
+def _report_path(config: Config, clock: Clock) -> Path:
+    """This run's report file; exit 2 (nothing read or written yet) where it cannot be one.
+
+    A folder would fail only when the finished report is put in place, after sending. A file
+    the run reads (the contacts, the suppression list, the template, the config) or the
+    journal's would be overwritten without a word: the report, or the rows that need attention
+    beside it, never replaces a file the campaign needs.
+    """
+    stamp = tehran(clock()).strftime("%Y%m%d-%H%M%S")
+    path = Path(config.report.path.format(campaign=config.campaign, started=stamp))
+    base = config.source.resolve().parent
+
+    def shown(written: Path) -> str:  # as configured: a symlink is named, not its target
+        return str(written.relative_to(base)) if written.is_relative_to(base) else str(written)
+
+    where = f"{_shown(config, config.source)}: report.path: {shown(path)}"
+    fix = "Fix: give the report a file of its own, such as reports/{campaign}-{started}.csv"
+    attention = attention_file(path)
+    for written in (path, attention):
+        if written != path:
+            where += f" puts the rows that need attention in {shown(attention)}, which"
+            fix += " (to read an attention file back in, rename it first)"
+        if written.is_dir():
+            raise ConfigError(f"{where} is a folder. {fix}.")
+        for kept, name in _kept_files(config):
+            if _same_file(written, kept):
+                raise ConfigError(f"{where} is {name}: the run would overwrite it. {fix}.")
+    return path
+
+
+def _kept_files(config: Config) -> list[tuple[Path, str]]:
+    """The files a run reads or keeps, with how the message names them."""
+    journal = config.journal.path
+    kept = [
+        (config.source, "the config file itself"),
+        (journal, "the journal (journal.path)"),
+        (lock_path(journal), "the journal's lock file"),
+        *((journal.with_name(journal.name + end), "a file of the journal") for end in _SQLITE),
+    ]
+    if config.contacts.path is not None:
+        kept.append((config.contacts.path, "the contacts file (contacts.path)"))
+    if config.suppression.path is not None:
+        kept.append((config.suppression.path, "the suppression list (suppression.path)"))
+    if config.template.path is not None:
+        kept.append((config.template.path, "the template (template.path)"))
+    return kept
+
+
+_SQLITE = ("-wal", "-shm", "-journal")  # the files SQLite keeps beside a database
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """The same file, through symlinks and hard links; or the same place, if one is missing."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # not there (yet): where it would be, symlinked folders resolved
+        return a.resolve() == b.resolve()
 
 
 def _report_writer(path: Path, columns: tuple[str, ...]) -> ReportWriter:
@@ -600,7 +657,9 @@ def _open(config: Config) -> ContactSource:
     )
 
 
-def _templates(config: Config, columns: tuple[str, ...], clock: Clock) -> Templates:
+def _templates(
+    config: Config, columns: tuple[str, ...], clock: Clock, report_path: Path
+) -> Templates:
     template = config.template
     globals_ = template_globals(clock)
     default: Renderer | None = None
@@ -611,7 +670,7 @@ def _templates(config: Config, columns: tuple[str, ...], clock: Clock) -> Templa
     elif template.path is not None:
         shown = _shown(config, template.path)
         try:
-            source = template.path.read_text(encoding="utf-8-sig")
+            source = read_template(template.path, shown)
         except FileNotFoundError:
             raise TemplateError(
                 f"{shown}: no such template file. Fix: check template.path in "
@@ -631,6 +690,7 @@ def _templates(config: Config, columns: tuple[str, ...], clock: Clock) -> Templa
         columns=columns,
         filters=FILTERS,
         globals=globals_,
+        written=(report_path, attention_file(report_path)),
     )
 
 

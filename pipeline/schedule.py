@@ -160,7 +160,10 @@ def parse_send_at(text: str) -> datetime | None:
             tzinfo=_offset(match["tz"]) if match["tz"] else TEHRAN,
         )
     except (ValueError, OverflowError) as exc:
-        raise ValueError(f"{text!r} is not a real date and time ({exc})") from exc
+        raise ValueError(
+            f"{text!r} is not a real date and time ({exc}). Fix: correct it; a year below 1700 "
+            "is read as Jalali (1405/02/31 10:00), a later one as Gregorian"
+        ) from exc
     return tehran(moment)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -164,3 +165,81 @@ def test_a_token_with_a_carriage_return_is_refused_without_echoing_it(tmp_path, 
     )
     assert "provider.token" in message and "line break" in message
     assert "secret-value" not in message
+
+
+def test_an_unquoted_impossible_date_is_a_config_error_naming_the_key(tmp_path):
+    """YAML reads `2026-02-30 10:00:00` as a timestamp and its constructor raised ValueError (a
+    traceback, exit 1): the value now stays text and send_at's own check names it and the fix."""
+    message = _error(tmp_path, BASE + "schedule:\n  send_at: 2026-02-30 10:00:00\n")
+    assert message.startswith(
+        f"{tmp_path / 'config.yaml'}:9: schedule.send_at: '2026-02-30 10:00:00' is not a real "
+        "date and time "
+        "(day is out of range for month). Fix: correct it;"
+    )
+
+
+def test_an_unquoted_jalali_date_that_gregorian_lacks_is_read_as_jalali(tmp_path):
+    """31 Ordibehesht 1405 is a real Jalali date but no Gregorian one: it is read, not refused."""
+    config = load_config_ok(tmp_path, BASE + "schedule:\n  send_at: 1405-02-31 10:00:00\n")
+    assert config.schedule.send_at == "1405-02-31 10:00:00"
+
+
+def _billion_laughs(levels: int = 9) -> str:
+    lines = ['  l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for n in range(1, levels + 1):
+        lines.append(f"  l{n}: &l{n} [{', '.join([f'*l{n - 1}'] * 9)}]")
+    return "laughs:\n" + "\n".join(lines) + "\n"
+
+
+def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path):
+    """Nine levels of nine aliases (387 million values once written out) took the ${VAR} walk
+    hours; the expansion is counted while loading (each node once) and refused in well under a
+    second, before any key is looked at."""
+    started = time.monotonic()
+    message = _error(tmp_path, BASE + _billion_laughs())
+    assert time.monotonic() - started < 1
+    assert message == (
+        f"{tmp_path / 'config.yaml'}: its aliases (*name) expand to more than 10,000 values "
+        "(aliases that repeat aliases multiply). Fix: write the values out; a config needs no "
+        "aliases."
+    )
+
+
+def test_an_alias_inside_its_own_value_and_deep_nesting_are_config_errors(tmp_path):
+    """`&x [*x]` never ends when walked (a RecursionError); nor may nesting deeper than PyYAML
+    composes. Both are named, with the file."""
+    message = _error(tmp_path, BASE + "x: &x [*x]\n")
+    assert message.startswith(f"{tmp_path / 'config.yaml'}:8: an alias (*name) refers to a value")
+    message = _error(tmp_path, BASE + "x: " + "[" * 5000 + "]" * 5000 + "\n")
+    assert "nested inside each other too deeply" in message
+
+
+def test_a_few_aliases_are_still_fine(tmp_path):
+    """An anchor used a couple of times (a shared value) loads as before."""
+    text = BASE.replace("campaign: spring-1405", "campaign: &name spring-1405")
+    config = load_config_ok(tmp_path, text + "report:\n  path: reports/x.csv\n")
+    assert config.campaign == "spring-1405"
+
+
+@pytest.mark.parametrize(
+    ("path", "reason"),
+    [
+        ("reports/{campain}.csv", "{campain} is not a field it can hold."),
+        ("reports/{started:%Y}.csv", "{started:%Y} is not a field it can hold."),
+        ("reports/{}.csv", "{} is not a field it can hold."),
+        ("reports/{campaign.csv", "a stray brace (expected '}' before end of string)."),
+        ("reports/x}.csv", "a stray brace (Single '}' encountered in format string)."),
+    ],
+)
+def test_report_path_with_an_unknown_field_or_a_stray_brace_is_refused(tmp_path, path, reason):
+    """str.format raised KeyError or ValueError when the run started (exit 1); now the config
+    names the line and the two fields it may hold."""
+    message = _error(tmp_path, BASE + f'report:\n  path: "{path}"\n')
+    where = f"{tmp_path / 'config.yaml'}:9: report.path:"
+    assert message.startswith(f"{where} {reason} Fix: use only {{campaign}} and {{started}}")
+
+
+def test_report_path_may_write_a_brace_itself(tmp_path):
+    """`{{` is a literal brace, as in str.format."""
+    config = load_config_ok(tmp_path, BASE + 'report:\n  path: "r/{{x}}-{campaign}.csv"\n')
+    assert config.report.path.endswith("r/{{x}}-{campaign}.csv")

@@ -108,14 +108,67 @@ def test_blank_rows_are_skipped_but_counted() -> None:
     ]
 
 
-def test_short_rows_are_padded_and_quoted_newlines_stay_in_one_row(tmp_path: Path) -> None:
-    """A row with fewer cells gets "" for the rest; a quoted line break is one row's value."""
+def test_quoted_newlines_stay_in_one_row_and_an_empty_last_cell_is_a_cell(tmp_path: Path) -> None:
+    """A quoted line break is one row's value; `B,0935,` under a 3-column header is 3 cells."""
     path = tmp_path / "c.csv"
-    path.write_text('name,mobile,note\n"two\nlines",0912,x\nB\n', encoding="utf-8")
+    path.write_text('name,mobile,note\n"two\nlines",0912,x\nB,0935,\n', encoding="utf-8")
     assert rows_of(path) == [
         (1, {"name": "two\nlines", "mobile": "0912", "note": "x"}),
-        (2, {"name": "B", "mobile": "", "note": ""}),
+        (2, {"name": "B", "mobile": "0935", "note": ""}),
     ]
+
+
+def test_a_row_with_fewer_cells_than_the_header_is_refused_when_opened() -> None:
+    """pandas would pad `09122222222` with blanks and the message would go out with no name and
+    no code; instead opening the file refuses it, naming the line, the row, the count and the fix
+    (blank lines, counted as rows, do not hide it). Excel's habit of leaving out empty cells at the
+    end of rows is named, with its way out: read the workbook itself."""
+    with pytest.raises(InputError) as caught:
+        open_contacts(DATA / "short_row.csv", "mobile", shown_path="data/short_row.csv")
+    message = str(caught.value)
+    assert message.startswith(
+        "data/short_row.csv:4: row 3 has 1 cell but the header has 3 "
+        "(the row ends before 'first_name', 'code'). Fix: give the row a cell for every column "
+        "(an empty cell is just the ',');"
+    )
+    assert message.endswith("point contacts.path at the .xlsx workbook itself.")
+
+
+def test_a_short_row_far_down_or_after_a_quoted_line_break_is_found_on_its_line(
+    tmp_path: Path,
+) -> None:
+    """The whole file is checked before the first row is handed on; a record spread over two
+    lines counts once as a row, and the message gives the line an editor shows."""
+    path = tmp_path / "c.tsv"
+    rows = "".join(f"0912{i:07d}\tn\tC\n" for i in range(20_000))
+    path.write_text(f'mobile\tname\tcode\n0912\t"two\nlines"\tC\n{rows}0913\tn\n', "utf-8")
+    with pytest.raises(InputError, match=r"^c\.tsv:20004: row 20002 has 2 cells .*'code'\)") as e:
+        open_contacts(path, "mobile", shown_path="c.tsv", batch_size=10)
+    assert "an empty cell is just a tab" in str(e.value)
+
+
+def test_blank_rows_and_cells_missing_only_under_unnamed_columns_are_fine() -> None:
+    """A header line ending in ',' (an unnamed last column) may meet rows with or without that
+    last ','; rows of only delimiters or spaces stay blank rows, whatever their width."""
+    assert rows_of(DATA / "trailing_delimiters.csv") == [
+        (1, {"mobile": "09121111111", "first_name": "A", "code": "C1", "column_4": ""}),
+        (2, {"mobile": "09122222222", "first_name": "B", "code": "C2", "column_4": ""}),
+        (6, {"mobile": "09123333333", "first_name": "C", "code": "", "column_4": ""}),
+    ]
+
+
+def test_the_first_broken_row_is_named_whether_it_has_too_many_cells_or_too_few(
+    tmp_path: Path,
+) -> None:
+    """A row with an extra cell above a short one is named first, in the words it always had;
+    an unclosed quote (one long cell to the csv module) is still named as a quote."""
+    path = tmp_path / "c.csv"
+    path.write_text("mobile,name\n0912,a,extra\n0935\n", encoding="utf-8")
+    assert input_error(path, shown_path="c.csv").startswith(
+        "c.csv:2: row 1 has 3 cells but the header has 2. Remove the extra cells"
+    )
+    path.write_text('mobile,name\n"0912,a\n0935\n', encoding="utf-8")
+    assert "Check the quotes" in input_error(path, shown_path="c.csv")
 
 
 def test_header_only_file_has_columns_and_no_rows(tmp_path: Path) -> None:
@@ -478,6 +531,30 @@ def test_jsonl_line_that_is_not_an_object(tmp_path: Path) -> None:
     assert input_error(path, shown_path="c.jsonl").startswith(
         "c.jsonl:2: the line is a list, not an object."
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "where"),
+    [
+        ("c.json", "[" * 100_000 + "]" * 100_000, "c.json:"),
+        ("c.json", '[{"mobile": "0912", "x": ' + "[" * 100_000 + "]" * 100_000 + "}]", "c.json:"),
+        (
+            "c.jsonl",
+            '{"mobile": "0912"}\n{"x": ' + "[" * 100_000 + "]" * 100_000 + "}\n",
+            "c.jsonl:2:",
+        ),
+    ],
+)
+def test_json_nested_too_deeply_is_an_input_error_not_a_crash(
+    tmp_path: Path, name: str, text: str, where: str
+) -> None:
+    """Python's JSON reader gives up past about 1,000 levels with a RecursionError (exit 1, a
+    traceback); the reader names the file (and the line of JSON Lines) and what to write."""
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    message = input_error(path, shown_path=name)
+    assert message.startswith(f"{where} lists or objects are nested inside each other too deeply")
+    assert message.endswith('like {"mobile": "09121234567", "name": "..."}.')
 
 
 def test_duplicate_key_inside_one_json_object(tmp_path: Path) -> None:

@@ -407,3 +407,46 @@ def test_a_report_folder_that_cannot_be_made_is_exit_2_before_any_request(setup,
         _go(campaign, sim)
     assert caught.value.exit_code == 2
     assert not sim.accepted
+
+
+def _per_row_templates(campaign: Campaign) -> None:
+    """template.column: code, so each row's code cell names its template file (or is empty)."""
+    text = campaign.config.read_text("utf-8")
+    campaign.config.write_text(
+        text.replace("  path: message.j2\n", "  path: message.j2\n  column: code\n"), "utf-8"
+    )
+
+
+def test_a_per_row_template_saved_as_ansi_makes_its_rows_invalid_saying_why(setup):
+    """A row's template that is not UTF-8 was reported as "not found"; its rows now say it is
+    Windows-1256 and how to save it as UTF-8, and the other rows are sent."""
+    campaign, sim = setup
+    (campaign.folder / "vip.j2").write_bytes("{{ first_name }} عزيز".encode("cp1256"))
+    campaign.contacts([("09121111111", "a", "vip.j2"), ("09122222222", "b", "")])
+    _per_row_templates(campaign)
+    result = _go(campaign, sim)
+    rows = {r["number"]: r for r in campaign.read_report()}
+    assert rows["09121111111"]["status"] == "invalid"
+    assert rows["09121111111"]["error"] == (
+        "template file 'vip.j2':1: the file is not UTF-8 text (byte 0xDA); it looks like "
+        'Windows-1256 ("ANSI", as Notepad saves on Persian Windows). Fix: save it as UTF-8 '
+        "(in Notepad: File > Save As, Encoding: UTF-8)."
+    )
+    assert rows["09122222222"]["status"] == "sent" and result.exit_code == 0
+
+
+def test_a_per_row_template_that_is_the_report_file_stops_before_any_request(setup):
+    """A row naming the very file report.path writes: the finished report would replace the
+    template. The run stops (exit 2) before the first request; the template is unchanged."""
+    campaign, sim = setup
+    template = campaign.folder / "reports" / "report.csv"
+    template.parent.mkdir()
+    template.write_text("{{ first_name }}", "utf-8")
+    _per_row_templates(campaign)
+    text = campaign.config.read_text("utf-8").replace("path: message.j2", "path: reports/t.j2")
+    campaign.config.write_text(text, "utf-8")
+    (campaign.folder / "reports" / "t.j2").write_text("{{ code }}", "utf-8")
+    campaign.contacts([("09121111111", "a", ""), ("09122222222", "b", "report.csv")])
+    with pytest.raises(TemplateError, match=r"report\.csv: the column 'code' names this file"):
+        _go(campaign, sim)
+    assert sim.requests == [] and template.read_text("utf-8") == "{{ first_name }}"
