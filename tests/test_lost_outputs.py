@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -386,10 +387,14 @@ class _SlowFor(AmootSimulator):
         super().__init__(**kwargs)
         self.slow = slow
         self.delay = delay
+        self.on_first_send: Callable[[], object] | None = None
 
     def decide(self, request: httpx.Request) -> Reply:
         reply = super().decide(request)
         if request.url.path.endswith("/SendPeerToPeer"):
+            if self.on_first_send is not None:
+                self.on_first_send()
+                self.on_first_send = None
             carried = {"0" + item["Number"] for item in json.loads(request.content)["Input"]}
             if carried & self.slow:
                 return dataclasses.replace(reply, action="slow_after", delay=self.delay)
@@ -422,7 +427,9 @@ def test_attention_file_that_cannot_be_written_stops_with_exit_3(campaign: Campa
         if mid_run:
             proc = _start(campaign, "attention-folder", target=attention)
         else:
-            (attention / "in-the-way").mkdir(parents=True)  # a folder where the file goes
+            # A folder where the file goes, made once the run is under way (a folder there at
+            # the start is refused before anything is read, exit 2).
+            sim.on_first_send = lambda: (attention / "in-the-way").mkdir(parents=True)
             proc = _start(campaign, "nohup")
         out, err = (text.decode() for text in proc.communicate(timeout=60))
         assert proc.returncode == 3, out + err
