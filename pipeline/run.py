@@ -24,7 +24,7 @@ from pipeline.config import Config
 from pipeline.contacts import ContactSource, open_contacts
 from pipeline.deliveries import DeliveryReport
 from pipeline.errors import Interrupted, PipelineError, ProviderFatal, TemplateError
-from pipeline.gate import Gate, journal_outcome, lookup_entries
+from pipeline.gate import Gate, journal_outcome, lookup_entries, show_sent
 from pipeline.journal import Entry, Journal
 from pipeline.lock import hold_lock
 from pipeline.models import Message, Outcome, Row, RunOptions, Status
@@ -317,6 +317,8 @@ class _Campaign:
             row.delivery, row.delivery_code = entry.delivery, entry.delivery_code
         if skipped is not None:
             row.settle(skipped)
+            if entry is not None and skipped.status is Status.ALREADY_SENT:
+                show_sent(row, entry)  # the text that went out, not today's render
             return
         if self.options.dry_run:
             row.status = Status.DRY_RUN
