@@ -9,6 +9,9 @@
     ├── Interrupted               exit 3  SIGINT / SIGTERM: in-flight requests done, rest pending
     └── LockHeld                  exit 4  another run holds the journal
 
+    RenderOverrun                 never leaves render.py: one row's render went past a bound
+                                  (time, memory, size); that row is `invalid`, the run goes on
+
 Every message starts with *where* (a file, a key, a line) and ends with *the fix*.
 The provider token never appears in one.
 """
@@ -70,3 +73,10 @@ class LockHeld(PipelineError):
     """Another run holds the journal lock; this run changed nothing."""
 
     exit_code = 4
+
+
+class RenderOverrun(Exception):
+    """One row's render went past a bound of pipeline.bounds; the message is the row's error.
+
+    Not a PipelineError: it stops one row, never the run (render.py turns it into data).
+    """

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline import schedule
+from pipeline import bounds, schedule
 from pipeline.amoot import Account
 from pipeline.clock import Clock
 from pipeline.config import Config
@@ -234,7 +234,9 @@ def lookup_entries(journal: Journal, rows: Sequence[Row]) -> dict[str, Entry]:
 
 def prepared(source: ContactSource, preparer: Preparer) -> Iterator[list[Row]]:
     for batch in source.batches:
-        yield [preparer.prepare(contact) for contact in batch]
+        rows = [preparer.prepare(contact) for contact in batch]
+        bounds.CLOCK.rest()  # rendered: the render timer stops ticking while they are sent
+        yield rows
 
 
 def estimate_run(

@@ -19,6 +19,7 @@ import httpx
 
 from pipeline import schedule
 from pipeline.amoot import Account
+from pipeline.bounds import time_limit
 from pipeline.clock import Clock, tehran, utc_now
 from pipeline.config import Config
 from pipeline.contacts import ContactSource, open_contacts
@@ -130,7 +131,8 @@ def run(
     # must not find its numbers already sent.
     journal_key = f"sandbox:{config.campaign}" if config.provider.sandbox else config.campaign
 
-    with ExitStack() as stack:
+    # time_limit: a row whose render runs away (time, memory) is `invalid`; the run goes on.
+    with ExitStack() as stack, time_limit():
         journal = _open_journal(stack, config, journal_key, readonly=options.dry_run)
         stop = threading.Event()
         if not options.dry_run:

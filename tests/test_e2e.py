@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import shutil
+import time
 from datetime import UTC, datetime, timedelta
 
 from pipeline.gate import TEXT_CHANGED
@@ -310,3 +311,47 @@ def test_already_sent_rows_show_the_text_that_was_sent(
         "9122222222",
         "9123333333",
     ]
+
+
+def test_a_runaway_template_costs_its_row_and_the_run_goes_on(
+    campaign: Campaign, server: SandboxServer, simulator: AmootSimulator
+):
+    """A template that, on some rows, loops without end, writes without end or repeats a
+    column's count of characters makes just those rows `invalid`, each with its reason,
+    within seconds; the other rows render (dry run) and are sent (the timer that stops a
+    render disturbs neither the sending process nor the journal)."""
+    (campaign.folder / "message.j2").write_text(
+        '{% if code == "spin" %}{% for i in range(99999) %}{% for j in range(99999) %}'
+        "{% endfor %}{% endfor %}{% endif %}"
+        '{% if code == "flood" %}{% for i in range(99999) %}{% for j in range(99999) %}'
+        "{{ first_name }}{% endfor %}{% endfor %}{% endif %}"
+        "{{ first_name }} {{ '*' * (code|int(1)) }}",
+        "utf-8",
+    )
+    campaign.contacts(
+        [
+            ("09120000001", "سارا", "3"),
+            ("09120000002", "علی", "spin"),
+            ("09120000003", "مریم", "flood"),
+            ("09120000004", "رضا", "1000000000"),
+            ("09120000005", "زهرا", "2"),
+        ]
+    )
+    campaign.write_config(live_provider(server))
+    expected = {
+        "2": "the template took longer than 2 s",
+        "3": "the template rendered 10,",
+        "4": "the template would build a value of 1,000,000,000 characters, more than 100,000",
+    }
+    for args, status in ((("--dry-run",), "dry_run"), ((), "sent")):
+        started = time.monotonic()
+        result = run_cli(campaign.config, *args)
+        assert result.returncode == 0, result.stderr
+        assert time.monotonic() - started < 20  # one 2 s bound, not a render without end
+        by_row = {r["row"]: r for r in campaign.read_report()}
+        for row, reason in expected.items():
+            assert by_row[row]["status"] == "invalid", by_row[row]
+            assert by_row[row]["error"].startswith(reason), by_row[row]
+        assert (by_row["1"]["status"], by_row["1"]["text"]) == (status, "سارا ***")
+        assert (by_row["5"]["status"], by_row["5"]["text"]) == (status, "زهرا **")
+    assert sorted(a.number for a in simulator.accepted) == ["9120000001", "9120000005"]
