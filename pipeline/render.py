@@ -135,15 +135,13 @@ class Renderer:
         clock = bounds.CLOCK
         if clock.thread != threading.get_ident():  # no render timer in force in this thread
             return self._render(values)
+        clock.begin()
         try:
-            clock.begin()
-            try:
-                return self._render(values)
-            finally:
-                clock.end()
-        except RenderOverrun as exc:  # the timer's tick came as the render was ending
-            clock.end()
-            return RenderFailure(str(exc))
+            result = self._render(values)
+        except RenderOverrun as exc:  # the timer's tick came as the render returned
+            result = RenderFailure(str(exc))
+        clock.end()
+        return result
 
     def _render(self, values: Mapping[str, str]) -> str | RenderFailure:
         # Template.render() would merge the globals into a fresh dict per row and rewrite the
@@ -158,7 +156,11 @@ class Renderer:
             chunks = template.root_render_func(
                 self._context_class(template.environment, context, template.name, template.blocks)
             )
-            text = _joined(chunks).strip()
+            text = "".join(islice(chunks, _BATCH))
+            more = next(chunks, None)  # the chunks are str, never None
+            if more is not None or len(text) > bounds.MAX_TEXT:
+                text = _joined(text, more, chunks)
+            text = text.strip()
         except Exception as exc:  # a bad row must become data, never stop the run
             return RenderFailure(_reason(exc))
         if not text:
@@ -166,17 +168,14 @@ class Renderer:
         return text
 
 
-def _joined(chunks: Iterator[str]) -> str:
-    """The rendered chunks as one text, stopped (RenderOverrun) once past MAX_TEXT characters.
+def _joined(text: str, more: str | None, chunks: Iterator[str]) -> str:
+    """`text`, `more` and the rest of the chunks, stopped (RenderOverrun) past MAX_TEXT.
 
-    Taken a few chunks at a time, so that a template writing without end is stopped after
-    about MAX_TEXT characters instead of filling memory; a loop that writes nothing for
-    ever is the timer's to stop. A real SMS is a few chunks: one join and one look past them.
+    A real SMS is a few chunks, joined by the caller at once. Past _BATCH chunks the rest is
+    taken a few at a time, so that a template writing without end is stopped after about
+    MAX_TEXT characters instead of filling memory; a loop that writes nothing for ever is
+    the timer's to stop.
     """
-    text = "".join(islice(chunks, _BATCH))
-    more = next(chunks, None)  # the chunks are str, never None
-    if more is None and len(text) <= bounds.MAX_TEXT:
-        return text
     parts, length = [text], len(text)
     while more is not None and length <= bounds.MAX_TEXT:
         joined = more + "".join(islice(chunks, _BATCH))
