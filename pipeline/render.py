@@ -135,13 +135,17 @@ class Renderer:
         clock = bounds.CLOCK
         if clock.thread != threading.get_ident():  # no render timer in force in this thread
             return self._render(values)
-        clock.begin()
+        # A tick raises only inside a render past its bound, and ticks are TICK apart: one that
+        # comes as _render returns (or as end() begins) is caught here, and the next is far off.
         try:
-            result = self._render(values)
-        except RenderOverrun as exc:  # the timer's tick came as the render returned
-            result = RenderFailure(str(exc))
-        clock.end()
-        return result
+            clock.begin()
+            try:
+                return self._render(values)
+            finally:
+                clock.end()  # also when a BaseException (Ctrl-C in a dry run) passes through
+        except RenderOverrun as exc:
+            clock.end()
+            return RenderFailure(str(exc))
 
     def _render(self, values: Mapping[str, str]) -> str | RenderFailure:
         # Template.render() would merge the globals into a fresh dict per row and rewrite the
