@@ -326,6 +326,21 @@ def test_a_render_past_its_time_fails_the_row_and_the_next_row_renders() -> None
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
 
 
+def test_ctrl_c_inside_a_render_leaves_no_timer_behind() -> None:
+    """A KeyboardInterrupt (Ctrl-C in a dry run) passes through a render untouched, and the
+    render is over for the timer: its ticks raise nothing into the code that handles it."""
+
+    def interrupt() -> str:
+        raise KeyboardInterrupt
+
+    renderer = Renderer("{{ stop() }}", name="t.j2", globals={"stop": interrupt})
+    with time_limit(seconds=0.1):
+        with pytest.raises(KeyboardInterrupt):
+            renderer.render({})
+        time.sleep(0.35)  # three ticks, past the bound: none may raise here
+        bounds.CLOCK.rest()
+
+
 def test_no_timer_outside_the_main_thread() -> None:
     """Only the main thread takes signals: elsewhere time_limit() times nothing and the size
     bounds still hold."""
