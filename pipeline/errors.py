@@ -12,6 +12,9 @@
     ├── ReportUnwritable          exit 3  the report could not be written mid-run (a full disk)
     └── LockHeld                  exit 4  another run holds the journal
 
+    RenderOverrun                 never leaves render.py: one row's render went past a bound
+                                  (time, memory, size); that row is `invalid`, the run goes on
+
 Every message starts with *where* (a file, a key, a line) and ends with *the fix*.
 The provider token never appears in one.
 """
@@ -97,3 +100,10 @@ class LockHeld(PipelineError):
     """Another run holds the journal lock; this run changed nothing."""
 
     exit_code = 4
+
+
+class RenderOverrun(Exception):
+    """One row's render went past a bound of pipeline.bounds; the message is the row's error.
+
+    Not a PipelineError: it stops one row, never the run (render.py turns it into data).
+    """

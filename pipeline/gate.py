@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline import schedule
+from pipeline import bounds, schedule
 from pipeline.amoot import Account
 from pipeline.clock import Clock
 from pipeline.config import Config
@@ -18,7 +18,7 @@ from pipeline.errors import InputError, PipelineError, ProviderFatal
 from pipeline.journal import Entry, Journal, State
 from pipeline.models import Outcome, Row, RunOptions, Status
 from pipeline.prepare import Preparer
-from pipeline.segments import ENCODINGS
+from pipeline.segments import ENCODINGS, count_pages
 from pipeline.send import Sender
 from pipeline.spool import Spool
 from pipeline.suppression import Suppression
@@ -205,6 +205,28 @@ def journal_outcome(entry: Entry | None, options: RunOptions) -> Outcome | None:
     return None
 
 
+# An already_sent row's error: its text cell is not what today's template renders.
+TEXT_CHANGED = "the text sent differs from today's template; this is the text that was sent"
+TEXT_NOT_KEPT = "the journal does not hold the text that was sent; this is today's render"
+
+
+def show_sent(row: Row, entry: Entry) -> None:
+    """Make an already_sent row show what went out: the journal's text and its pages.
+
+    The report is the record of what recipients got; today's render of an edited template
+    would misstate it. A journal row written without its text (only a caller bug records a
+    number that was never marked) keeps today's render, and the error says so.
+    """
+    if entry.text == row.text:
+        return
+    if not entry.text:
+        row.error = TEXT_NOT_KEPT
+        return
+    pages = count_pages(entry.text)
+    row.text, row.pages, row.encoding = entry.text, pages.pages, pages.encoding
+    row.error = TEXT_CHANGED
+
+
 def lookup_entries(journal: Journal, rows: Sequence[Row]) -> dict[str, Entry]:
     numbers = [row.number for row in rows if row.status is None]
     return journal.lookup(numbers) if numbers else {}
@@ -212,7 +234,9 @@ def lookup_entries(journal: Journal, rows: Sequence[Row]) -> dict[str, Entry]:
 
 def prepared(source: ContactSource, preparer: Preparer) -> Iterator[list[Row]]:
     for batch in source.batches:
-        yield [preparer.prepare(contact) for contact in batch]
+        rows = [preparer.prepare(contact) for contact in batch]
+        bounds.CLOCK.rest()  # rendered: the render timer stops ticking while they are sent
+        yield rows
 
 
 def estimate_run(

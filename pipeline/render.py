@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
+from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from pipeline.errors import TemplateError
+from pipeline import bounds
+from pipeline.errors import RenderOverrun, TemplateError
 
 ROW = "row"
 _MAX_REASON = 200
+_BATCH = 32  # chunks of rendered text joined at a time (a real SMS has fewer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +27,42 @@ class RenderFailure:
     """Why one row's text could not be rendered (a plain sentence for the report)."""
 
     reason: str
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, with the size bounds of pipeline.bounds on its public hooks."""
+
+    intercepted_binops = bounds.INTERCEPTED_BINOPS
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        bounds.check_binop(operator, left, right)
+        return super().call_binop(context, operator, left, right)
+
+    def call(self, context: Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        args = bounds.check_call(obj, args, kwargs)
+        return super().call(context, obj, *args, **kwargs)
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        return bounds.check_namespace(obj, super().getattr(obj, attribute))
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        return bounds.check_namespace(obj, super().getitem(obj, argument))
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        """``'...'.format(...)`` and ``format_map``: the sandbox's, refusing a huge padding."""
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None:
+            return None
+        template, by_name = value.__self__, value.__name__ == "format_map"
+
+        def checked_format(*args: Any, **kwargs: Any) -> str:
+            if by_name and args and isinstance(args[0], Mapping):
+                bounds.check_format(template, (), args[0])
+            else:
+                bounds.check_format(template, args, kwargs)
+            return wrapped(*args, **kwargs)
+
+        return checked_format
 
 
 class Renderer:
@@ -37,6 +78,8 @@ class Renderer:
     The sandbox (ImmutableSandboxedEnvironment) keeps templates written by non-programmers
     from reaching Python internals or changing values; StrictUndefined makes a misspelt name
     an error instead of an empty gap in the SMS. There is no HTML here, so no autoescape.
+    A row whose render goes past a bound of pipeline.bounds (size always; time and memory
+    inside bounds.time_limit()) fails with the reason, as any other render error does.
     """
 
     def __init__(
@@ -48,11 +91,12 @@ class Renderer:
         globals: Mapping[str, Any] | None = None,
     ) -> None:
         self.name = name
-        environment = ImmutableSandboxedEnvironment(
+        environment = _Sandbox(
             undefined=StrictUndefined,
             autoescape=False,
             keep_trailing_newline=False,
         )
+        environment.filters.update(bounds.checked_filters(environment.filters))
         environment.filters.update(filters or {})
         environment.globals.update(globals or {})
         try:
@@ -88,6 +132,22 @@ class Renderer:
 
     def render(self, values: Mapping[str, str]) -> str | RenderFailure:
         """The row's text, stripped of surrounding whitespace; a failure is returned, not raised."""
+        clock = bounds.CLOCK
+        if clock.thread != threading.get_ident():  # no render timer in force in this thread
+            return self._render(values)
+        # A tick raises only inside a render past its bound, and ticks are TICK apart: one that
+        # comes as _render returns (or as end() begins) is caught here, and the next is far off.
+        try:
+            clock.begin()
+            try:
+                return self._render(values)
+            finally:
+                clock.end()  # also when a BaseException (Ctrl-C in a dry run) passes through
+        except RenderOverrun as exc:
+            clock.end()
+            return RenderFailure(str(exc))
+
+    def _render(self, values: Mapping[str, str]) -> str | RenderFailure:
         # Template.render() would merge the globals into a fresh dict per row and rewrite the
         # traceback of every failure; one shared dict per row and the compiled render function
         # do the same work about 2.5x faster (this runs once per message).
@@ -100,12 +160,38 @@ class Renderer:
             chunks = template.root_render_func(
                 self._context_class(template.environment, context, template.name, template.blocks)
             )
-            text = "".join(chunks).strip()
+            text = "".join(islice(chunks, _BATCH))
+            more = next(chunks, None)  # the chunks are str, never None
+            if more is not None or len(text) > bounds.MAX_TEXT:
+                text = _joined(text, more, chunks)
+            text = text.strip()
         except Exception as exc:  # a bad row must become data, never stop the run
             return RenderFailure(_reason(exc))
         if not text:
             return RenderFailure("the template rendered an empty message")
         return text
+
+
+def _joined(text: str, more: str | None, chunks: Iterator[str]) -> str:
+    """`text`, `more` and the rest of the chunks, stopped (RenderOverrun) past MAX_TEXT.
+
+    A real SMS is a few chunks, joined by the caller at once. Past _BATCH chunks the rest is
+    taken a few at a time, so that a template writing without end is stopped after about
+    MAX_TEXT characters instead of filling memory; a loop that writes nothing for ever is
+    the timer's to stop.
+    """
+    parts, length = [text], len(text)
+    while more is not None and length <= bounds.MAX_TEXT:
+        joined = more + "".join(islice(chunks, _BATCH))
+        length += len(joined)
+        if joined:
+            parts.append(joined)
+        more = next(chunks, None)
+    if length > bounds.MAX_TEXT:
+        raise RenderOverrun(
+            f"the template rendered {length:,} characters, more than {bounds.MAX_TEXT:,}"
+        )
+    return "".join(parts)
 
 
 def _columns_used(tree: nodes.Template, provided: set[str]) -> frozenset[str]:
@@ -133,6 +219,8 @@ def _with_suggestion(variable: str, columns: Sequence[str]) -> str:
 
 
 def _reason(exc: Exception) -> str:
+    if isinstance(exc, RenderOverrun):
+        return str(exc)
     if isinstance(exc, UndefinedError):
         detail = f"the template uses something this row does not have: {exc}"
     elif isinstance(exc, SecurityError):

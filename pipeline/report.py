@@ -76,6 +76,8 @@ class ReportWriter:
         self._waiting: deque[Row] = deque()
         self.counts: Counter[Status] = Counter()
         self.pages_sent = 0
+        # Pages of the rows sent, or that a dry run would send: never those of rows not sent
+        # (invalid, already_sent: their pages are in the report, not in the run's total).
         self.pages_total = 0
         self.error: OSError | None = None  # the first failed write, naming its file
 
@@ -176,7 +178,9 @@ class ReportWriter:
             pages = row.pages
             if status is Status.SENT:
                 pages_sent += pages
-            pages_total += pages
+                pages_total += pages
+            elif status is Status.DRY_RUN:
+                pages_total += pages
             if status in ATTENTION:
                 attention.append(row)
             phone, error = safe_cell(row.phone), safe_cell(row.error)

@@ -20,6 +20,7 @@ import httpx
 
 from pipeline import schedule
 from pipeline.amoot import Account
+from pipeline.bounds import time_limit
 from pipeline.clock import Clock, tehran, utc_now
 from pipeline.config import Config
 from pipeline.contacts import ContactSource, open_contacts
@@ -32,7 +33,7 @@ from pipeline.errors import (
     ReportUnwritable,
     TemplateError,
 )
-from pipeline.gate import Gate, journal_outcome, lookup_entries
+from pipeline.gate import Gate, journal_outcome, lookup_entries, show_sent
 from pipeline.journal import Entry, Journal
 from pipeline.lock import hold_lock, lock_path
 from pipeline.models import Message, Outcome, Row, RunOptions, Status
@@ -134,7 +135,8 @@ def run(
     # must not find its numbers already sent.
     journal_key = f"sandbox:{config.campaign}" if config.provider.sandbox else config.campaign
 
-    with ExitStack() as stack:
+    # time_limit: a row whose render runs away (time, memory) is `invalid`; the run goes on.
+    with ExitStack() as stack, time_limit():
         journal = _open_journal(stack, config, journal_key, readonly=options.dry_run)
         stop = threading.Event()
         if not options.dry_run:
@@ -429,6 +431,8 @@ class _Campaign:
             row.delivery, row.delivery_code = entry.delivery, entry.delivery_code
         if skipped is not None:
             row.settle(skipped)
+            if entry is not None and skipped.status is Status.ALREADY_SENT:
+                show_sent(row, entry)  # the text that went out, not today's render
             return
         if self.options.dry_run:
             row.status = Status.DRY_RUN

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import shutil
+import time
 from datetime import UTC, datetime, timedelta
 
+from pipeline.gate import TEXT_CHANGED
 from pipeline.sandbox import AmootSimulator
 from pipeline.sandbox_server import SandboxServer
 from tests.conftest import REPO, TOKEN, Campaign, live_provider, run_cli
@@ -263,3 +265,93 @@ def test_progress_bar_on_a_terminal(campaign: Campaign, server: SandboxServer):
     text = output.decode("utf-8", "replace")
     assert proc.returncode == 0, text
     assert "\r[" in text and "7/7" in text
+
+
+def test_already_sent_rows_show_the_text_that_was_sent(
+    campaign: Campaign, server: SandboxServer, simulator: AmootSimulator
+):
+    """After the template is edited, an already_sent row's text and pages are the journal's
+    (what the recipient got), not today's render, and its error says they differ: in the dry
+    run's report and in the sending run's. With the template unchanged there is no error.
+    The summary's pages count only rows sent (or that the dry run would send)."""
+    people: list[tuple[str, ...]] = [("09121111111", "سارا", "A1"), ("09122222222", "علی", "A2")]
+    campaign.contacts(people)
+    campaign.write_config(live_provider(server))
+    assert run_cli(campaign.config).returncode == 0
+    sent = [(r["text"], r["pages"]) for r in campaign.read_report()]
+    assert sent == [("سارا عزیز، کد تخفیف شما A1", "1"), ("علی عزیز، کد تخفیف شما A2", "1")]
+
+    unchanged = run_cli(campaign.config)
+    assert unchanged.returncode == 0, unchanged.stderr
+    assert [(r["status"], r["error"], r["text"], r["pages"]) for r in campaign.read_report()] == [
+        ("already_sent", "", text, pages) for text, pages in sent
+    ]
+
+    (campaign.folder / "message.j2").write_text(
+        "{{ first_name }} جان، کد تخفیف ویژه شما {{ code }} است؛ تا آخر هفته فرصت دارید از آن "
+        "استفاده کنید و از خرید لذت ببرید. فروشگاه نمونه\n",
+        "utf-8",
+    )
+    campaign.contacts([*people, ("09123333333", "مریم", "A3")])
+    for args, status, scope in (
+        (("--dry-run",), "dry_run", "would be sent"),
+        ((), "sent", "sent in this run"),
+    ):
+        result = run_cli(campaign.config, *args)
+        assert result.returncode == 0, result.stderr
+        report = campaign.read_report()
+        assert [(r["status"], r["error"], r["text"], r["pages"]) for r in report[:2]] == [
+            ("already_sent", TEXT_CHANGED, text, pages) for text, pages in sent
+        ]
+        assert report[2]["status"] == status and report[2]["error"] == ""
+        assert report[2]["text"].startswith("مریم جان،") and report[2]["pages"] == "2"
+        assert f"  {'pages':<13}{2:>9,}  ({scope})" in result.stdout  # row 3's, alone
+    assert sorted(a.number for a in simulator.accepted) == [
+        "9121111111",
+        "9122222222",
+        "9123333333",
+    ]
+
+
+def test_a_runaway_template_costs_its_row_and_the_run_goes_on(
+    campaign: Campaign, server: SandboxServer, simulator: AmootSimulator
+):
+    """A template that, on some rows, loops without end, writes without end or repeats a
+    column's count of characters makes just those rows `invalid`, each with its reason,
+    within seconds; the other rows render (dry run) and are sent (the timer that stops a
+    render disturbs neither the sending process nor the journal)."""
+    (campaign.folder / "message.j2").write_text(
+        '{% if code == "spin" %}{% for i in range(99999) %}{% for j in range(99999) %}'
+        "{% endfor %}{% endfor %}{% endif %}"
+        '{% if code == "flood" %}{% for i in range(99999) %}{% for j in range(99999) %}'
+        "{{ first_name }}{% endfor %}{% endfor %}{% endif %}"
+        "{{ first_name }} {{ '*' * (code|int(1)) }}",
+        "utf-8",
+    )
+    campaign.contacts(
+        [
+            ("09120000001", "سارا", "3"),
+            ("09120000002", "علی", "spin"),
+            ("09120000003", "مریم", "flood"),
+            ("09120000004", "رضا", "1000000000"),
+            ("09120000005", "زهرا", "2"),
+        ]
+    )
+    campaign.write_config(live_provider(server))
+    expected = {
+        "2": "the template took longer than 2 s",
+        "3": "the template rendered 10,",
+        "4": "the template would build a value of 1,000,000,000 characters, more than 100,000",
+    }
+    for args, status in ((("--dry-run",), "dry_run"), ((), "sent")):
+        started = time.monotonic()
+        result = run_cli(campaign.config, *args)
+        assert result.returncode == 0, result.stderr
+        assert time.monotonic() - started < 20  # one 2 s bound, not a render without end
+        by_row = {r["row"]: r for r in campaign.read_report()}
+        for row, reason in expected.items():
+            assert by_row[row]["status"] == "invalid", by_row[row]
+            assert by_row[row]["error"].startswith(reason), by_row[row]
+        assert (by_row["1"]["status"], by_row["1"]["text"]) == (status, "سارا ***")
+        assert (by_row["5"]["status"], by_row["5"]["text"]) == (status, "زهرا **")
+    assert sorted(a.number for a in simulator.accepted) == ["9120000001", "9120000005"]

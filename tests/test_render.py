@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import json
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline import bounds
+from pipeline.bounds import time_limit
 from pipeline.errors import TemplateError
 from pipeline.render import Renderer, RenderFailure
+from tests.conftest import REPO
 
 ZWNJ = "\u200c"
 
@@ -192,3 +203,207 @@ def test_any_value_renders_as_itself_stripped(value: str) -> None:
         assert result == value.strip()
     else:
         assert result == RenderFailure("the template rendered an empty message")
+
+
+# -- bounds: a runaway template costs one row ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("source", "reason"),
+    [
+        ("{{ 'x' * 10**9 }}", "would build a value of 1,000,000,000 characters, more than 100,000"),
+        ("{{ 'ab' * 999999999 }}", "would build a value of 1,999,999,998 characters"),
+        ("{{ range(99999)|join * 9999 }}", "would build a value of more than 100,000 characters"),
+        ("{{ [1, 2] * 99999 }}", "would build a value of more than 100,000 items and characters"),
+        ("{{ 9 ** (9 ** 9) }}", "would build a value of 369,693,100 digits"),
+        ("{{ '%0999999999d'|format(1) }}", "pads a value to 999,999, more than 100,000"),
+        ("{{ '%s%s'|format(name, name) * 99999999 }}", "would build a value of 599,999,994 char"),
+        ("{{ '%*d' % (999999999, 1) }}", "pads a value to 999,999,999"),
+        ("{{ '{:>999999999}'.format(1) }}", "pads a value to 999,999"),
+        ("{{ '{:>{w}}'.format(1, w=999999999) }}", "pads a value to 999,999,999"),
+        ("{{ name|center(999999999) }}", "pads a value to 999,999,999"),
+        ("{{ name.ljust(999999999) }}", "would build a value of more than 100,000 characters"),
+        ("{{ name|indent(999999999, true) }}", "would build a value of more than 100,000 char"),
+        ("{{ range(99999)|join('y' * 9999) }}", "would build a value of more than 100,000 char"),
+        ("{{ ('a' * 9999)|replace('', 'b' * 9999) }}", "would build a value of 99,999,999 char"),
+        ("{{ ('a' * 9999)|wordwrap(1, wrapstring='b' * 99) }}", "would build a value of more"),
+        ("{{ [1]|batch(999999999, 'x')|list }}", "would build a value of 999,999,999 items"),
+        ("{{ [1]|slice(999999999)|list }}", "would build a value of 999,999,999 items"),
+        ("{{ [1]|tojson(999999999) }}", "pads a value to 999,999,999"),
+        ("{{ '\t'.expandtabs(999999999) }}", "would build a value of more than 100,000 char"),
+        # doubled at each step: through a namespace, a macro's argument, a recursive loop
+        (
+            "{% set ns = namespace(s='x') %}{% for i in range(64) %}"
+            "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}",
+            "built a value of 131,072 characters, more than 100,000",
+        ),
+        (
+            "{% macro d(s, n) %}{% if n %}{{ d(s ~ s, n - 1) }}{% endif %}{% endmacro %}"
+            "{{ d('x', 64) }}",
+            "built a value of 131,072 characters, more than 100,000",
+        ),
+        (
+            "{% for x in ['x'] recursive %}{{ loop([x ~ x]) }}{% endfor %}",
+            "built a list of more than 100,000 items and characters",
+        ),
+        (
+            "{% set ns = namespace(n=7) %}{% for i in range(64) %}"
+            "{% set ns.n = ns.n * ns.n %}{% endfor %}{{ ns.n }}",
+            "would build a value of 110,769 digits, more than 100,000",
+        ),
+    ],
+)
+def test_a_value_too_large_is_refused_before_it_is_built(source: str, reason: str) -> None:
+    """What could build a huge value from a small one (a count from a column, a width, a
+    value doubled in a loop) fails the row at once, saying how large, and allocates nothing."""
+    result = render(source, {"name": "ali"})
+    assert isinstance(result, RenderFailure)
+    assert result.reason.startswith("the template ") and reason in result.reason
+
+
+def test_a_template_writing_without_end_is_stopped_past_10000_characters() -> None:
+    """Output is taken a few chunks at a time: an endless writer stops just past MAX_TEXT."""
+    result = render(
+        "{% set r = range(99999) %}{% for i in r %}{% for j in r %}{{ name }}{% endfor %}"
+        "{% endfor %}",
+        {"name": "ali"},
+    )
+    assert isinstance(result, RenderFailure)
+    assert re.fullmatch(
+        r"the template rendered 10,\d{3} characters, more than 10,000", result.reason
+    )
+    assert isinstance(render("{{ name * 3333 }}", {"name": "abc"}), str)  # 9,999: allowed
+    assert render("{{ name * 3334 }}", {"name": "abc"}) == RenderFailure(
+        "the template rendered 10,002 characters, more than 10,000"
+    )
+
+
+@pytest.mark.parametrize(
+    ("source", "text"),
+    [
+        ("{{ 'ب' * 3 }}", "ببب"),
+        ("{{ '%05d'|format(42) }} {{ '%-4s|' % name }}", "00042 ali |"),
+        ("{{ '{:>6}'.format(name) }}|{{ '{:{w}}'.format(name, w=4) }}|", "ali|ali |"),
+        ("{{ [name, name]|join('، ') }} {{ name|replace('a', 'aa') }}", "ali، ali aali"),
+        (
+            "{{ name|center(7) }}|{{ name.zfill(5) }}|{{ name|indent(2, true) }}",
+            "ali  |00ali|  ali",
+        ),
+        (
+            "{{ (range(3)|list) + [7] }} {{ 2 ** 10 }} {{ 125000 * 12 }}",
+            "[0, 1, 2, 7] 1024 1500000",
+        ),
+        (
+            "{% set ns = namespace(n=0) %}{% for i in range(100) %}{% set ns.n = ns.n + i %}"
+            "{% endfor %}{{ ns.n }}",
+            "4950",
+        ),
+        ("{% macro hi(n) %}سلام {{ n }}{% endmacro %}{{ hi(name) }}", "سلام ali"),
+    ],
+)
+def test_the_bounds_leave_ordinary_templates_alone(source: str, text: str) -> None:
+    """Repetition, padding, joins, formats, namespaces and macros of SMS size still render."""
+    assert render(source, {"name": "ali"}) == text
+
+
+SPIN = "{% set r = range(99999) %}{% for i in r %}{% for j in r %}{% endfor %}{% endfor %}"
+
+
+def test_a_render_past_its_time_fails_the_row_and_the_next_row_renders() -> None:
+    """A loop that writes nothing (no check of size can see it) is stopped by the timer; the
+    timer then stops ticking when the rows are done, and is gone after the block."""
+    spin = Renderer(f"{{% if name == 'bomb' %}}{SPIN}{{% endif %}}{{{{ name }}}}", name="t.j2")
+    before = signal.getsignal(signal.SIGALRM)
+    with time_limit(seconds=0.3):
+        started = time.monotonic()
+        assert spin.render({"name": "bomb"}) == RenderFailure("the template took longer than 0.3 s")
+        assert time.monotonic() - started < 1.5
+        assert spin.render({"name": "ali"}) == "ali"
+        assert signal.getitimer(signal.ITIMER_REAL) != (0.0, 0.0)  # ticking while rows render
+        bounds.CLOCK.rest()
+        assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)  # a batch done: no signal
+    assert signal.getsignal(signal.SIGALRM) == before
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+def test_ctrl_c_inside_a_render_leaves_no_timer_behind() -> None:
+    """A KeyboardInterrupt (Ctrl-C in a dry run) passes through a render untouched, and the
+    render is over for the timer: its ticks raise nothing into the code that handles it."""
+
+    def interrupt() -> str:
+        raise KeyboardInterrupt
+
+    renderer = Renderer("{{ stop() }}", name="t.j2", globals={"stop": interrupt})
+    with time_limit(seconds=0.1):
+        with pytest.raises(KeyboardInterrupt):
+            renderer.render({})
+        time.sleep(0.35)  # three ticks, past the bound: none may raise here
+        bounds.CLOCK.rest()
+
+
+def test_no_timer_outside_the_main_thread() -> None:
+    """Only the main thread takes signals: elsewhere time_limit() times nothing and the size
+    bounds still hold."""
+    results: list[object] = []
+
+    def other() -> None:
+        with time_limit(seconds=0.1):
+            results.append(signal.getitimer(signal.ITIMER_REAL))
+            results.append(render("{{ 'x' * 10**9 }}", {}))
+            results.append(render("{{ name }}", {"name": "ali"}))
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    thread.join()
+    assert results[0] == (0.0, 0.0)
+    assert isinstance(results[1], RenderFailure) and results[2] == "ali"
+
+
+# Writes into a buffer (a macro's body, a block `set`) that no size check sees while it grows.
+BUFFERED = (
+    "{% set r = range(99999) %}{% macro m() %}{% for i in r %}{% for j in r %}xy{% endfor %}"
+    "{% endfor %}{% endmacro %}{{ m()|length }}",
+    "{% set r = range(99999) %}{% set big %}{% for i in r %}{% for j in r %}xyz{% endfor %}"
+    "{% endfor %}{% endset %}{{ big|length }}",
+)
+BOMBS = (
+    "{{ 'x' * 200000000 }}",
+    "{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}"
+    "{% endfor %}{{ ns.s|length }}",
+    "{% macro d(s, n) %}{% if n %}{{ d(s ~ s, n - 1) }}{% endif %}{% endmacro %}{{ d('x', 40) }}",
+    "{% set r = range(99999) %}{% for i in r %}{% for j in r %}x{% endfor %}{% endfor %}",
+    *BUFFERED * 3,  # one after the other: the bound is on each render, not only the first
+)
+
+
+def test_runaway_templates_leave_memory_bounded() -> None:
+    """In a fresh process, each bomb fails its row (within a second) and together they raise
+    the process's peak memory by well under 100 MB: values and text are refused before they
+    are built, and a render that only buffers is stopped by the timer once it has used 50 MB
+    more than when it began."""
+    program = textwrap.dedent(
+        """
+        import json, resource, sys
+        from pipeline.bounds import time_limit
+        from pipeline.render import Renderer
+
+        bombs = json.loads(sys.argv[1])
+        renderers = [Renderer(source, name="t.j2") for source in bombs]
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        with time_limit(seconds=1.0):
+            reasons = [getattr(r.render({}), "reason", "rendered") for r in renderers]
+        grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+        print(json.dumps({"reasons": reasons, "grown_mb": grown / 1024}))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program, json.dumps(BOMBS)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=REPO,
+    )
+    measured = json.loads(done.stdout)
+    assert all(reason.startswith("the template ") for reason in measured["reasons"]), measured
+    assert measured["grown_mb"] < 100, measured

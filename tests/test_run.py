@@ -11,8 +11,9 @@ import pytest
 
 from pipeline.config import load_config
 from pipeline.errors import InputError, TemplateError
-from pipeline.journal import State
-from pipeline.models import RunOptions, Status
+from pipeline.gate import TEXT_NOT_KEPT
+from pipeline.journal import Journal, State
+from pipeline.models import Outcome, RunOptions, Status
 from pipeline.run import DiskTrouble, StoppedMidRun, run
 from pipeline.sandbox import AmootSimulator, Fault
 from tests.conftest import TOKEN, Campaign, journal_snapshot
@@ -73,6 +74,21 @@ def test_editing_the_template_never_resends(setup):
     assert len(sim.accepted) == 10
     report = campaign.read_report()
     assert all(r["message_id"] for r in report)
+
+
+def test_a_sent_row_whose_text_the_journal_lacks_keeps_todays_render(setup):
+    """A journal row recorded `sent` without its text (only a caller bug records a number that
+    was never marked) shows today's render, and its error says the text sent is not known."""
+    campaign, sim = setup
+    campaign.journal.parent.mkdir()
+    with Journal.open(campaign.journal, "test-campaign") as journal:
+        journal.record([("09120000001", Outcome(Status.SENT, "", "7001", "8001"))])
+    result = _go(campaign, sim, dry_run=True)
+    assert result.counts[Status.ALREADY_SENT] == 1
+    first = campaign.read_report()[0]
+    assert (first["status"], first["error"]) == ("already_sent", TEXT_NOT_KEPT)
+    assert (first["text"], first["pages"]) == ("نام1 عزیز، کد تخفیف شما C1", "1")
+    assert result.pages_total == 9  # the nine rows a sending run would send, one page each
 
 
 def test_unknown_rows_exit_5_and_are_resent_only_on_request(setup):
