@@ -228,7 +228,13 @@ def show_sent(row: Row, entry: Entry) -> None:
 
 
 def lookup_entries(journal: Journal, rows: Sequence[Row]) -> dict[str, Entry]:
-    numbers = [row.number for row in rows if row.status is None]
+    """The journal's entries for the rows still to decide, and for the rows today's template
+    fails on (an earlier run may have sent them: the report must say so)."""
+    numbers = [
+        row.number
+        for row in rows
+        if row.status is None or (row.status is Status.INVALID and row.number)
+    ]
     return journal.lookup(numbers) if numbers else {}
 
 

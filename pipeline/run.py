@@ -34,7 +34,7 @@ from pipeline.errors import (
     TemplateError,
 )
 from pipeline.gate import Gate, journal_outcome, lookup_entries, show_sent
-from pipeline.journal import Entry, Journal
+from pipeline.journal import Entry, Journal, State
 from pipeline.lock import hold_lock, lock_path
 from pipeline.models import Message, Outcome, Row, RunOptions, Status
 from pipeline.persian import FILTERS, template_globals
@@ -406,6 +406,8 @@ class _Campaign:
             self.report.add(row)
             if row.status is None:
                 self._decide(row, entries.get(row.number))
+            elif row.status is Status.INVALID and row.number:
+                self._sent_before(row, entries.get(row.number))
         if self.dispatcher is not None:
             self.dispatcher.poll()
         self._flush_report()
@@ -423,6 +425,17 @@ class _Campaign:
                 "the requests in flight finish and are recorded"
             )
         self.progress.update(sum(self.report.counts.values()))
+
+    def _sent_before(self, row: Row, entry: Entry | None) -> None:
+        """A row today's template fails on (or makes too long) that an earlier run sent: the
+        report says it went out, and what went out, rather than `invalid`."""
+        if entry is None or entry.state is not State.SENT:
+            return
+        why = row.error
+        row.settle(Outcome(Status.ALREADY_SENT, "", entry.message_id, entry.campaign_id))
+        row.delivery, row.delivery_code = entry.delivery, entry.delivery_code
+        show_sent(row, entry)
+        row.error = f"sent in an earlier run; today's template fails on this row ({why})"
 
     def _decide(self, row: Row, entry: Entry | None) -> None:
         """Skip what the journal says is done; send (or hold back) the rest."""

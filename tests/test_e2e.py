@@ -313,6 +313,34 @@ def test_already_sent_rows_show_the_text_that_was_sent(
     ]
 
 
+def test_a_sent_row_that_todays_template_fails_on_is_already_sent_not_invalid(
+    campaign: Campaign, server: SandboxServer, simulator: AmootSimulator
+):
+    """A row sent earlier stays `already_sent`, with the text that went out, when today's
+    template fails on it (a variable it lacks, too many pages): the report never calls a
+    message that went out `invalid`. A row never sent that fails today is `invalid`."""
+    people: list[tuple[str, ...]] = [("09121111111", "سارا", "A1"), ("09122222222", "علی", "A2")]
+    campaign.contacts(people)
+    campaign.write_config(live_provider(server))
+    assert run_cli(campaign.config).returncode == 0
+    first_text = campaign.read_report()[0]["text"]
+
+    # row["A1"] is no column: the render fails on every row (a per-row failure, not exit 2).
+    (campaign.folder / "message.j2").write_text("{{ first_name }} {{ row[code] }}\n", "utf-8")
+    campaign.contacts([*people, ("09123333333", "مریم", "A3")])
+    for args in (("--dry-run",), ()):
+        result = run_cli(campaign.config, *args)
+        assert result.returncode == 0, result.stderr
+        report = campaign.read_report()
+        assert [r["status"] for r in report] == ["already_sent", "already_sent", "invalid"]
+        assert report[0]["text"] == first_text and report[0]["pages"] == "1"
+        assert report[0]["error"].startswith(
+            "sent in an earlier run; today's template fails on this row (the template"
+        ), report[0]["error"]
+        assert report[0]["message_id"] != ""
+    assert sorted(a.number for a in simulator.accepted) == ["9121111111", "9122222222"]
+
+
 def test_a_runaway_template_costs_its_row_and_the_run_goes_on(
     campaign: Campaign, server: SandboxServer, simulator: AmootSimulator
 ):
