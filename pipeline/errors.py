@@ -6,14 +6,20 @@
     ├── TemplateError             exit 2  the template does not compile or needs a missing column
     ├── JournalError              exit 2  the journal file cannot be opened, read or written
     ├── SpoolError                exit 2  no room beside the journal for the rows prepared to send
+    ├── DiskTrouble               exit 2  a file or folder the run writes failed before sending
     ├── ProviderFatal             exit 3  the provider said stop (token, user, line, credit, ...)
+    │   ├── Refused               exit 3  the preflight said no (credit, max_cost, stale send_at)
     │   └── AmbiguousStorm        exit 5  answers in a row whose outcome is unknown: stopped
     ├── Interrupted               exit 3  SIGINT/TERM/HUP: in-flight requests done, rest pending
     ├── ReportUnwritable          exit 3  the report could not be written mid-run (a full disk)
-    └── LockHeld                  exit 4  another run holds the journal
+    ├── StoppedMidRun             exit 3  another error after the first request (journal, disk)
+    ├── LockHeld                  exit 4  another run holds the journal
+    └── InternalFailure           exit 1  a sender thread crashed (a bug)
 
     RenderOverrun                 never leaves render.py: one row's render went past a bound
                                   (time, memory, size); that row is `invalid`, the run goes on
+    WorkerFailed                  never leaves run.py: the sending process did not start; the
+                                  run sends from threads instead
 
 Every message starts with *where* (a file, a key, a line) and ends with *the fix*.
 The provider token never appears in one.
@@ -58,6 +64,12 @@ class SpoolError(PipelineError):
     exit_code = 2
 
 
+class DiskTrouble(PipelineError):
+    """A file or folder the run writes failed before any request left (exit 2)."""
+
+    exit_code = 2
+
+
 class ProviderFatal(PipelineError):
     """The provider answered with a title that stops the whole run (see amoot.TITLES)."""
 
@@ -70,6 +82,10 @@ class ProviderFatal(PipelineError):
     def __reduce__(self) -> tuple[type[ProviderFatal], tuple[str, str]]:
         # Pickled with both arguments: it travels back from the sending process.
         return (type(self), (self.title, str(self)))
+
+
+class Refused(ProviderFatal):
+    """The run would not start sending: not enough credit, over max_cost, a stale campaign."""
 
 
 class AmbiguousStorm(ProviderFatal):
@@ -96,10 +112,22 @@ class ReportUnwritable(PipelineError):
     exit_code = 3
 
 
+class StoppedMidRun(PipelineError):
+    """An error (journal, disk) after the first request: stop, keep what is known (exit 3)."""
+
+    exit_code = 3
+
+
 class LockHeld(PipelineError):
     """Another run holds the journal lock; this run changed nothing."""
 
     exit_code = 4
+
+
+class InternalFailure(PipelineError):
+    """A sender thread failed unexpectedly (a bug); the run stops with what it has recorded."""
+
+    exit_code = 1
 
 
 class RenderOverrun(Exception):
@@ -107,3 +135,7 @@ class RenderOverrun(Exception):
 
     Not a PipelineError: it stops one row, never the run (render.py turns it into data).
     """
+
+
+class WorkerFailed(Exception):
+    """The child could not be started or did not get ready: the run sends from threads."""

@@ -14,7 +14,7 @@ from pipeline.clock import Clock
 from pipeline.config import Config
 from pipeline.contacts import ContactSource
 from pipeline.deliveries import DeliveryReport, check_deliveries
-from pipeline.errors import InputError, PipelineError, ProviderFatal
+from pipeline.errors import InputError, PipelineError, ProviderFatal, Refused
 from pipeline.journal import Entry, Journal, State
 from pipeline.models import Outcome, Row, RunOptions, Status
 from pipeline.prepare import Preparer
@@ -22,10 +22,6 @@ from pipeline.segments import ENCODINGS, count_pages
 from pipeline.send import Sender
 from pipeline.spool import Spool
 from pipeline.suppression import Suppression
-
-
-class Refused(ProviderFatal):
-    """The run would not start sending: not enough credit, over max_cost, a stale campaign."""
 
 
 @dataclass(slots=True)

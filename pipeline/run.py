@@ -27,11 +27,15 @@ from pipeline.contacts import ContactSource, open_contacts
 from pipeline.deliveries import DeliveryReport
 from pipeline.errors import (
     ConfigError,
+    DiskTrouble,
+    InternalFailure,
     Interrupted,
     PipelineError,
     ProviderFatal,
     ReportUnwritable,
+    StoppedMidRun,
     TemplateError,
+    WorkerFailed,
 )
 from pipeline.gate import Gate, journal_outcome, lookup_entries, show_sent
 from pipeline.journal import Entry, Journal, State
@@ -45,12 +49,11 @@ from pipeline.sandbox import shipped_sandbox
 from pipeline.send import (
     ChunkResult,
     Dispatcher,
-    InternalFailure,
     Sender,
     SenderSettings,
     http_client,
 )
-from pipeline.sender_process import ProcessDispatcher, SenderProcess, Start, WorkerFailed
+from pipeline.sender_process import ProcessDispatcher, SenderProcess, Start
 from pipeline.suppression import Suppression, load_suppression
 from pipeline.throttle import Throttle
 
@@ -318,12 +321,6 @@ def _report_failed(error: OSError, campaign: _Campaign) -> PipelineError:
     )
 
 
-class DiskTrouble(PipelineError):
-    """A file or folder the run writes failed before any request left (exit 2)."""
-
-    exit_code = 2
-
-
 def _described(exc: BaseException) -> str:
     """A PipelineError's own message; an OSError as `path: what went wrong`."""
     if isinstance(exc, OSError) and not isinstance(exc, PipelineError):
@@ -345,12 +342,6 @@ def _stopped_mid_run(exc: PipelineError | OSError, report: ReportWriter) -> Stop
         f"{kept} Fix the cause, then rerun the same command: it continues where it stopped "
         "(and writes a whole report)."
     )
-
-
-class StoppedMidRun(PipelineError):
-    """An error (journal, disk) after the first request: stop, keep what is known (exit 3)."""
-
-    exit_code = 3
 
 
 class _Campaign:

@@ -24,7 +24,7 @@ from tenacity import (
 from pipeline import amoot
 from pipeline.amoot import Kind
 from pipeline.clock import send_datetime
-from pipeline.errors import AmbiguousStorm, PipelineError, ProviderFatal
+from pipeline.errors import AmbiguousStorm, InternalFailure, PipelineError, ProviderFatal
 from pipeline.models import Message, Outcome, Status
 from pipeline.throttle import Throttle
 from pipeline.transport import DeadlineTransport
@@ -515,12 +515,6 @@ class Dispatcher:
             except Exception as exc:  # a bug in a sender thread: its rows may have gone out
                 result = _crashed(messages, exc)
             self._after_answer(messages, result)
-
-
-class InternalFailure(PipelineError):
-    """A sender thread failed unexpectedly (a bug); the run stops with what it has recorded."""
-
-    exit_code = 1
 
 
 def _crashed(messages: Sequence[Message], exc: Exception) -> ChunkResult:

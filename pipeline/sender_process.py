@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from pipeline.clock import utc_now
+from pipeline.errors import WorkerFailed
 from pipeline.models import Message, Status
 from pipeline.send import ChunkResult, Sender, SenderSettings, http_client, unanswered
 from pipeline.throttle import Throttle
@@ -63,10 +64,6 @@ class Start:
     concurrency: int
     rate_limit: float | None
     send_at: datetime | None  # a fixed schedule.send_at; None: the moment of each request
-
-
-class WorkerFailed(Exception):
-    """The child could not be started or did not get ready: the run sends from threads."""
 
 
 # -- framing ----------------------------------------------------------------------------------

@@ -10,11 +10,11 @@ import httpx
 import pytest
 
 from pipeline.config import load_config
-from pipeline.errors import InputError, TemplateError
+from pipeline.errors import DiskTrouble, InputError, StoppedMidRun, TemplateError
 from pipeline.gate import TEXT_NOT_KEPT
 from pipeline.journal import Journal, State
 from pipeline.models import Outcome, RunOptions, Status
-from pipeline.run import DiskTrouble, StoppedMidRun, run
+from pipeline.run import run
 from pipeline.sandbox import AmootSimulator, Fault
 from tests.conftest import TOKEN, Campaign, journal_snapshot
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import ProviderFatal
+from pipeline.errors import ProviderFatal, WorkerFailed
 from pipeline.models import Message, Status
 from pipeline.sandbox import AmootSimulator
 from pipeline.sandbox_server import SandboxServer
@@ -25,7 +25,6 @@ from pipeline.sender_process import (
     ProcessDispatcher,
     SenderProcess,
     Start,
-    WorkerFailed,
     _child_env,
     read_frame,
     write_frame,
