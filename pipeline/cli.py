@@ -96,10 +96,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         if signal.getsignal(sig) is not signal.SIG_IGN
     }
     try:
+        _fill_closed_descriptors()
         return _main(build_parser().parse_args(argv))
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _fill_closed_descriptors() -> None:
+    """Started with stdin, stdout or stderr closed (`>&-`, `2>&-`), Python has None for that
+    stream, and the next file the run opens (the lock, the report) would take its descriptor
+    and receive what is printed. /dev/null takes the place instead: that output is dropped,
+    as for a reader gone away (see Output)."""
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)  # the lowest free descriptor: `fd` itself
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            if getattr(sys, name) is None:
+                setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))  # noqa: SIM115
 
 
 class Output:

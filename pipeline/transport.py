@@ -129,14 +129,16 @@ def _as_httpx_errors() -> Iterator[None]:
         raise
 
 
-def _left(timeout: float | None, expired: type[httpcore.TimeoutException]) -> float | None:
+def _left(
+    timeout: float | None, expired: type[httpcore.TimeoutException], step: str
+) -> float | None:
     """The timeout for one socket operation: no longer than what is left of the request's."""
     deadline: float | None = getattr(_request, "deadline", None)
     if deadline is None:
         return timeout
     left = deadline - time.monotonic()
     if left <= 0:
-        raise expired("the whole answer did not arrive within provider.timeout")
+        raise expired(f"{step}: the request did not end within provider.timeout")
     return left if timeout is None else min(timeout, left)
 
 
@@ -155,7 +157,11 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
         stream = self._sockets.connect_tcp(
-            host, port, _left(timeout, httpcore.ConnectTimeout), local_address, socket_options
+            host,
+            port,
+            _left(timeout, httpcore.ConnectTimeout, "connecting"),
+            local_address,
+            socket_options,
         )
         return _DeadlineStream(stream)
 
@@ -165,10 +171,15 @@ class _DeadlineStream(httpcore.NetworkStream):
         self._stream = stream
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._stream.read(max_bytes, _left(timeout, httpcore.ReadTimeout))
+        return self._stream.read(max_bytes, _left(timeout, httpcore.ReadTimeout, "the answer"))
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._stream.write(buffer, _left(timeout, httpcore.WriteTimeout))
+        if not buffer:
+            # httpcore ends every body with an empty write, when the whole request is already
+            # on the wire: a timeout there would make a request the server has look unsent
+            # (WriteTimeout is safe to retry), and it would be posted twice.
+            return
+        self._stream.write(buffer, _left(timeout, httpcore.WriteTimeout, "sending the request"))
 
     def close(self) -> None:
         self._stream.close()
@@ -180,7 +191,9 @@ class _DeadlineStream(httpcore.NetworkStream):
         timeout: float | None = None,
     ) -> httpcore.NetworkStream:
         tls = self._stream.start_tls(
-            ssl_context, server_hostname, _left(timeout, httpcore.ConnectTimeout)
+            ssl_context,
+            server_hostname,
+            _left(timeout, httpcore.ConnectTimeout, "the TLS handshake"),
         )
         return _DeadlineStream(tls)
 

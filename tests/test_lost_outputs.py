@@ -314,6 +314,36 @@ def test_stdout_closed_from_the_start_still_exits_0_without_a_traceback(
     assert len(sends(simulator)) == 2
 
 
+@pytest.mark.parametrize("closed", [">&-", "2>&-", ">&- 2>&-"])
+def test_standard_outputs_closed_from_the_start_change_nothing(
+    campaign: Campaign, server: SandboxServer, simulator: AmootSimulator, closed: str
+):
+    """`python -m pipeline config.yaml >&-` (or `2>&-`): the stream is not there at all, not
+    a pipe that fails. The run sends every row once, writes its whole report and exits 0, as
+    with the stream open, quiet (-q) or not; no file the run opens takes the closed
+    descriptor."""
+    numbers = _numbers("0916", 5)
+    _write_contacts(campaign, numbers)
+    campaign.write_config(live_provider(server))
+    for flags in ("", "-q"):
+        script = f'exec "$@" {flags} {closed}'
+        proc = subprocess.run(
+            ["bash", "-c", script, "bash", sys.executable, "-m", "pipeline", str(campaign.config)],
+            cwd=campaign.folder.parent,
+            env=cli_env(),
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        report = campaign.read_report()
+        assert len(report) == len(numbers)
+    assert {r["status"] for r in report} == {"already_sent"}
+    accepted = Counter("0" + a.number for a in simulator.accepted)
+    assert sorted(accepted) == sorted(numbers) and set(accepted.values()) == {1}
+    assert_journal_agrees(campaign, report)
+
+
 # -- a write to the report or its attention file fails (the disk filled up) -----------------
 
 

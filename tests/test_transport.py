@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 import time
 
+import httpcore
 import httpx
 import pytest
 
@@ -103,3 +104,32 @@ def test_trickled_answer_ends_at_the_timeout_with_its_rows_unknown(
     again = run_cli(campaign.config, timeout=30)  # the lock is free, nothing is resent
     assert again.returncode == 5, again.stdout + again.stderr
     assert len(sends(simulator)) == 1
+
+
+class _Recording(httpcore.NetworkStream):
+    """A network stream that keeps what it was asked to write."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self.writes.append(buffer)
+
+
+def test_the_empty_write_that_ends_a_body_never_times_out():
+    """httpcore ends every request body with an empty write, when the whole request is already
+    on the wire. Past the deadline that write must not raise WriteTimeout: the Sender retries a
+    WriteTimeout (the request was not written whole), and would post it a second time. A
+    write with bytes still to send, past the deadline, does raise it."""
+    from pipeline import transport
+
+    wire = _Recording()
+    stream = transport._DeadlineStream(wire)
+    transport._request.deadline = time.monotonic() - 1.0
+    try:
+        stream.write(b"")
+        with pytest.raises(httpcore.WriteTimeout, match="sending the request"):
+            stream.write(b"more of the body")
+    finally:
+        del transport._request.deadline
+    assert wire.writes == []
