@@ -140,10 +140,13 @@ def run(
 
     # time_limit: a row whose render runs away (time, memory) is `invalid`; the run goes on.
     with ExitStack() as stack, time_limit():
-        journal = _open_journal(stack, config, journal_key, readonly=options.dry_run)
         stop = threading.Event()
         if not options.dry_run:
+            # Before the journal: its handler is then still in place while the journal folds
+            # its WAL at the end (up to busy_timeout), where a SIGTERM would otherwise raise
+            # KeyboardInterrupt and say "nothing was sent" after a whole run.
             stack.enter_context(_stop_on_signals(stop))
+        journal = _open_journal(stack, config, journal_key, readonly=options.dry_run)
         sender: Sender | None = None
         worker: SenderProcess | None = None
         if not options.dry_run or config.provider.sandbox:

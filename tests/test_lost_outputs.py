@@ -14,6 +14,7 @@ import os
 import pty
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -203,6 +204,45 @@ def _sending_process(run_pid: int, timeout: float = 10) -> int:
         if time.monotonic() > deadline:
             raise AssertionError(f"no sending process under {run_pid}")
         time.sleep(0.01)
+
+
+def test_a_hang_up_while_the_journal_folds_its_wal_changes_nothing(
+    campaign: Campaign, server: SandboxServer, simulator: AmootSimulator
+):
+    """The last step of a run folds the journal's WAL into the file, waiting (up to the busy
+    timeout) for a reader such as an sqlite3 shell. A SIGHUP then finds nothing left to
+    send: the run ends as it would have (exit 0, the summary), never with "interrupted
+    before sending started: nothing was sent" after a whole run."""
+    numbers = _numbers("0913", 3)
+    _write_contacts(campaign, numbers[:2])
+    campaign.write_config(live_provider(server))
+    assert run_cli(campaign.config).returncode == 0
+    _write_contacts(campaign, numbers)
+    before = campaign.report.stat().st_mtime_ns
+    reader = sqlite3.connect(campaign.journal)
+    try:
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM messages").fetchall()  # holds a snapshot
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", str(campaign.config)],
+            cwd=campaign.folder.parent,
+            env=cli_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 30
+        while campaign.report.stat().st_mtime_ns == before:  # the report is put in place
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.02)
+        time.sleep(0.3)  # into the fold, which waits for the reader
+        proc.send_signal(signal.SIGHUP)
+        out, err = (text.decode() for text in proc.communicate(timeout=30))
+    finally:
+        reader.close()
+    assert proc.returncode == 0, out + err
+    assert "nothing was sent" not in err and "Traceback" not in err, err
+    assert "campaign" in out and "already_sent" in out, out
+    assert [r["status"] for r in campaign.read_report()] == ["already_sent"] * 2 + ["sent"]
 
 
 def test_a_run_started_under_nohup_keeps_sending_through_a_hang_up(
@@ -418,13 +458,15 @@ class _SlowFor(AmootSimulator):
         self.slow = slow
         self.delay = delay
         self.on_first_send: Callable[[], object] | None = None
+        self._hook_lock = threading.Lock()
 
     def decide(self, request: httpx.Request) -> Reply:
         reply = super().decide(request)
         if request.url.path.endswith("/SendPeerToPeer"):
-            if self.on_first_send is not None:
-                self.on_first_send()
-                self.on_first_send = None
+            with self._hook_lock:  # two requests may arrive at once: the hook runs once
+                hook, self.on_first_send = self.on_first_send, None
+            if hook is not None:
+                hook()
             carried = {"0" + item["Number"] for item in json.loads(request.content)["Input"]}
             if carried & self.slow:
                 return dataclasses.replace(reply, action="slow_after", delay=self.delay)
