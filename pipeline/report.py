@@ -99,12 +99,15 @@ class ReportWriter:
         (`error`) the unfinished files are removed instead."""
         self._write_remaining()  # all settled by now, unless a bug: never lose a row over it
         self._attempt(self._partial, self._file.close)  # flushes: a full disk may say so now
-        if complete and self.error is None:
-            self._attempt(self._partial, os.replace, self._partial, self.path)
-        in_place = complete and self.error is None  # the report is: its attention file too
+        # The attention file first: if it cannot be put in place, neither is the report, and
+        # the message that says the report cannot be written is true.
         attention = self._attention
         if attention is not None:
-            self._attempt(attention.partial, attention.close, complete=in_place)
+            self._attempt(
+                attention.partial, attention.close, complete=complete and self.error is None
+            )
+        if complete and self.error is None:
+            self._attempt(self._partial, os.replace, self._partial, self.path)
         if self.error is not None:
             # Cut short at an unknown row: no use to anyone, and it takes the space a rerun
             # needs (the journal keeps what was sent; the rerun writes a whole report).

@@ -516,6 +516,9 @@ def test_attention_file_that_cannot_be_written_stops_with_exit_3(campaign: Campa
             assert 0 < len(sent) < len(valid)  # it stopped
         else:
             assert len(sent) == len(valid)
+            # Neither file was put in place, as the message says (the report came first once,
+            # and the message said it could not be written while it was there).
+            assert not campaign.report.exists()
             shutil.rmtree(attention)
         sim.slow.clear()
         again = run_cli(campaign.config)
