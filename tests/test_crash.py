@@ -171,9 +171,12 @@ def test_signal_before_sending_started_exits_3_and_sends_nothing(
     writer = _open_fifo_writer(template)
     try:
         proc.send_signal(sig)
-        out, err = proc.communicate(timeout=20)
+        # A signal that lands between the run's open() and its blocking read() is recorded
+        # but handled only when the read returns: the end of the (empty) template lets it.
+        time.sleep(0.5)
     finally:
         os.close(writer)
+    out, err = proc.communicate(timeout=20)
     assert proc.returncode == 3, (proc.returncode, out + err)
     assert "nothing was sent" in err
     assert sends(simulator) == []
