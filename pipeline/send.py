@@ -352,6 +352,7 @@ class Sender:
 
 
 STORM = 3  # ambiguous answers in a row that stop the run (see _Doubt)
+DOUBT_CHECK = 0.2  # seconds between two looks at a stop, for a request waiting for its turn
 
 
 class _Doubt:
@@ -364,8 +365,7 @@ class _Doubt:
     starts while another is on its way, and STORM in a row stop the run: a provider that drops
     every answer costs the requests already in flight, then one at a time up to STORM, that
     is max(concurrency, STORM) requests, and the other rows stay `pending`. (A request waiting
-    for its turn when the run is stopped gives up once those on their way have answered,
-    within provider.timeout.)
+    for its turn when the run is stopped gives up within DOUBT_CHECK.)
     """
 
     def __init__(self) -> None:
@@ -378,7 +378,10 @@ class _Doubt:
         """Wait until a request may start (or `give_up()` says none will); yields
         `answered(ambiguous)`, which counts the answer and returns how many are in a row."""
         with self._changed:
-            self._changed.wait_for(lambda: give_up() or not (self._in_a_row and self._posting))
+            # Nothing notifies a stop (Ctrl-C, a fatal answer elsewhere): look again every
+            # DOUBT_CHECK instead of waiting for the requests on their way to answer.
+            while not (give_up() or not (self._in_a_row and self._posting)):
+                self._changed.wait(DOUBT_CHECK)
             self._posting += 1
         try:
             yield self._answered

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import Counter
 
 import pytest
@@ -167,3 +169,29 @@ def test_a_definite_answer_between_ambiguous_ones_starts_the_count_again(sim: Am
         (unknown, True),
         (unknown, False),
     ]
+
+
+def test_a_request_waiting_for_its_turn_gives_up_soon_after_a_stop():
+    """After an ambiguous answer, a request waits until the one still on its way answers.
+    When the run is stopped meanwhile (Ctrl-C, a fatal answer elsewhere), it gives up within
+    a fraction of a second, not when that answer comes (up to provider.timeout later)."""
+    from pipeline.send import DOUBT_CHECK, _Doubt
+
+    doubt, stop = _Doubt(), threading.Event()
+    on_its_way = doubt.turn(give_up=stop.is_set)
+    on_its_way.__enter__()(True)  # an answer in doubt came; this request is still on its way
+    gave_up: list[float] = []
+
+    def waiting() -> None:
+        with doubt.turn(give_up=stop.is_set):
+            gave_up.append(time.monotonic())
+
+    thread = threading.Thread(target=waiting)
+    thread.start()
+    time.sleep(0.3)
+    assert gave_up == []  # it waits while the other is on its way
+    stopped = time.monotonic()
+    stop.set()
+    thread.join(timeout=5)
+    assert gave_up and gave_up[0] - stopped < DOUBT_CHECK + 0.5
+    on_its_way.__exit__(None, None, None)
