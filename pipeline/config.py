@@ -232,8 +232,15 @@ def load_config(path: Path) -> Config:
     lines = _key_lines(text, shown)
     try:
         data = yaml.load(text, Loader=_Loader)  # a SafeLoader: builds plain values only
-    except yaml.YAMLError as exc:  # pragma: no cover - _key_lines composes first and raises
-        raise ConfigError(f"{shown}: {exc}") from None
+    except yaml.YAMLError as exc:  # a tag SafeLoader refuses (!!python/object ...)
+        raise ConfigError(
+            f"{shown}: {exc}. Fix: write the value plainly, without a `!!` tag."
+        ) from None
+    except (ValueError, TypeError, AttributeError) as exc:  # `!!float abc`, `!!timestamp x`
+        raise ConfigError(
+            f"{shown}: a value with an explicit tag cannot be read as that type ({exc}). "
+            "Fix: write the value plainly, without a `!!` tag."
+        ) from None
     if not isinstance(data, dict):
         raise ConfigError(
             f"{shown}: expected a mapping of keys (campaign:, contacts:, template:, ...). "

@@ -243,3 +243,14 @@ def test_report_path_may_write_a_brace_itself(tmp_path):
     """`{{` is a literal brace, as in str.format."""
     config = load_config_ok(tmp_path, BASE + 'report:\n  path: "r/{{x}}-{campaign}.csv"\n')
     assert config.report.path.endswith("r/{{x}}-{campaign}.csv")
+
+
+@pytest.mark.parametrize(
+    "value", ["!!float abc", "!!int 12x", "!!timestamp nonsense", "!!python/object:os.system x"]
+)
+def test_a_value_with_an_explicit_tag_it_cannot_be_is_a_config_error(tmp_path, value):
+    """An explicit YAML tag on a value that is not of that type (or a tag a safe loader
+    refuses) is a ConfigError naming the file and the fix, not a traceback."""
+    message = _error(tmp_path, BASE.replace("campaign: spring-1405", f"campaign: {value}"))
+    assert message.startswith(str(tmp_path / "config.yaml"))
+    assert message.endswith("Fix: write the value plainly, without a `!!` tag.")
