@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import random
@@ -27,6 +26,7 @@ from tests.conftest import (
     journal_snapshot,
     live_provider,
     run_cli,
+    sending_process_pid,
     sends,
     start_cli,
 )
@@ -264,19 +264,6 @@ def test_second_run_on_a_held_journal_exits_4_and_changes_nothing(
     assert_journal_agrees(campaign, report)
 
 
-def _sending_process(run_pid: int, timeout: float = 10) -> int:
-    """The pid of the run's sending process (pipeline.sender_process), once it exists."""
-    deadline = time.monotonic() + timeout
-    while True:
-        for pid in Path(f"/proc/{run_pid}/task/{run_pid}/children").read_text().split():
-            with contextlib.suppress(OSError):
-                if b"pipeline.sender_process" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                    return int(pid)
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no sending process under {run_pid}")
-        time.sleep(0.01)
-
-
 def test_ctrl_c_reaches_both_processes_and_the_requests_in_flight_are_recorded(
     campaign: Campaign, gated: tuple[GatedSimulator, SandboxServer]
 ):
@@ -322,7 +309,7 @@ def test_a_sending_process_killed_mid_run_leaves_its_requests_unknown_never_rese
     campaign.write_config(live_provider(server, chunk_size=2, concurrency=1))
     proc = start_cli(campaign.config)
     sim.wait_for_arrivals(1)
-    os.kill(_sending_process(proc.pid), signal.SIGKILL)
+    os.kill(sending_process_pid(proc.pid), signal.SIGKILL)
     out, err = proc.communicate(timeout=20)
     sim.gate.set()
     assert proc.returncode == 1, out + err

@@ -40,7 +40,9 @@ from tests.conftest import (
     live_provider,
     run_cli,
     run_main,
+    sending_process_pid,
     sends,
+    start_cli,
 )
 
 SIGNAL_GRACE = 0.1  # for Python to run a handler the kernel has delivered (see test_crash)
@@ -167,16 +169,9 @@ def test_sighup_to_every_process_of_the_run_records_the_requests_in_flight(
     numbers = _numbers("0913", 8)
     _write_contacts(campaign, numbers)
     campaign.write_config(live_provider(server, chunk_size=2, concurrency=2))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline", str(campaign.config)],
-        cwd=campaign.folder.parent,
-        env=cli_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_cli(campaign.config)
     sim.wait_for_arrivals(2)
-    os.kill(_sending_process(proc.pid), signal.SIGHUP)
+    os.kill(sending_process_pid(proc.pid), signal.SIGHUP)
     os.kill(proc.pid, signal.SIGHUP)
     time.sleep(SIGNAL_GRACE)
     sim.gate.set()
@@ -189,21 +184,6 @@ def test_sighup_to_every_process_of_the_run_records_the_requests_in_flight(
     assert len(sent) == 4 and sent == {"0" + a.number for a in sim.accepted}
     assert {r["status"] for r in report if r["number"] not in sent} == {"pending"}
     assert_journal_agrees(campaign, report)
-
-
-def _sending_process(run_pid: int, timeout: float = 10) -> int:
-    """The pid of the run's sending process (pipeline.sender_process), once it exists."""
-    deadline = time.monotonic() + timeout
-    while True:
-        for pid in Path(f"/proc/{run_pid}/task/{run_pid}/children").read_text().split():
-            try:
-                if b"pipeline.sender_process" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                    return int(pid)
-            except OSError:
-                continue
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no sending process under {run_pid}")
-        time.sleep(0.01)
 
 
 def test_a_hang_up_while_the_journal_folds_its_wal_changes_nothing(
@@ -223,20 +203,14 @@ def test_a_hang_up_while_the_journal_folds_its_wal_changes_nothing(
     try:
         reader.execute("BEGIN")
         reader.execute("SELECT count(*) FROM messages").fetchall()  # holds a snapshot
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline", str(campaign.config)],
-            cwd=campaign.folder.parent,
-            env=cli_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
+        proc = start_cli(campaign.config)
         deadline = time.monotonic() + 30
         while campaign.report.stat().st_mtime_ns == before:  # the report is put in place
             assert time.monotonic() < deadline and proc.poll() is None
             time.sleep(0.02)
         time.sleep(0.3)  # into the fold, which waits for the reader
         proc.send_signal(signal.SIGHUP)
-        out, err = (text.decode() for text in proc.communicate(timeout=30))
+        out, err = proc.communicate(timeout=30)
     finally:
         reader.close()
     assert proc.returncode == 0, out + err
