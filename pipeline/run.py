@@ -239,19 +239,26 @@ def _report_path(config: Config, clock: Clock) -> Path:
     def shown(written: Path) -> str:  # as configured: a symlink is named, not its target
         return str(written.relative_to(base)) if written.is_relative_to(base) else str(written)
 
+    kept = _kept_files(config)
     where = f"{_shown(config, config.source)}: report.path: {shown(path)}"
     fix = "Fix: give the report a file of its own, such as reports/{campaign}-{started}.csv"
+    _refuse_to_overwrite(path, kept, where, fix)
     attention = attention_file(path)
-    for written in (path, attention):
-        if written != path:
-            where += f" puts the rows that need attention in {shown(attention)}, which"
-            fix += " (to read an attention file back in, rename it first)"
-        if written.is_dir():
-            raise ConfigError(f"{where} is a folder. {fix}.")
-        for kept, name in _kept_files(config):
-            if _same_file(written, kept):
-                raise ConfigError(f"{where} is {name}: the run would overwrite it. {fix}.")
+    _refuse_to_overwrite(
+        attention,
+        kept,
+        f"{where} puts the rows that need attention in {shown(attention)}, which",
+        f"{fix} (to read an attention file back in, rename it first)",
+    )
     return path
+
+
+def _refuse_to_overwrite(written: Path, kept: list[tuple[Path, str]], where: str, fix: str) -> None:
+    if written.is_dir():
+        raise ConfigError(f"{where} is a folder. {fix}.")
+    for path, name in kept:
+        if _same_file(written, path):
+            raise ConfigError(f"{where} is {name}: the run would overwrite it. {fix}.")
 
 
 def _kept_files(config: Config) -> list[tuple[Path, str]]:
