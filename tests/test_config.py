@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -254,3 +256,16 @@ def test_a_value_with_an_explicit_tag_it_cannot_be_is_a_config_error(tmp_path, v
     message = _error(tmp_path, BASE.replace("campaign: spring-1405", f"campaign: {value}"))
     assert message.startswith(str(tmp_path / "config.yaml"))
     assert message.endswith("Fix: write the value plainly, without a `!!` tag.")
+
+
+def test_importing_the_config_does_not_import_the_simulator():
+    """pipeline.config takes the sandbox token from pipeline.amoot: loading a config never
+    pulls in the simulator's modules (checked in a fresh interpreter)."""
+    code = (
+        "import sys, pipeline.config; "
+        "print(sorted(m for m in sys.modules if m.startswith('pipeline.sandbox')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
