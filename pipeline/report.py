@@ -68,8 +68,7 @@ class ReportWriter:
         self.path = path
         private_folder(path.parent)
         self._partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-        self._file = _open_csv(self._partial)
-        self._file.write(",".join(COLUMNS) + "\r\n")
+        self._file, self._csv = _open_csv(self._partial, COLUMNS)
         self._attention: _Attention | None = (
             _Attention(attention_file(path), columns) if attention else None
         )
@@ -169,58 +168,36 @@ class ReportWriter:
         self._write(rows)
 
     def _write(self, rows: list[Row]) -> None:
-        """The rows' lines in one write to the file (one encode per group, not per row)."""
-        lines = _Lines()
-        awkward = csv.writer(lines)  # for the rows a plain join would get wrong
-        statuses = []
+        """The rows' lines to the file and the attention file; their tallies."""
+        lines = []
         attention = []
-        pages_sent = pages_total = 0
         for row in rows:
             status = row.status or Status.PENDING
-            statuses.append(status)
-            pages = row.pages
+            self.counts[status] += 1
             if status is Status.SENT:
-                pages_sent += pages
-                pages_total += pages
-            elif status is Status.DRY_RUN:
-                pages_total += pages
+                self.pages_sent += row.pages
+            if status is Status.SENT or status is Status.DRY_RUN:
+                self.pages_total += row.pages
             if status in ATTENTION:
                 attention.append(row)
-            phone, error = safe_cell(row.phone), safe_cell(row.error)
-            # csv.writer costs ~2 us a row, most of it a per-character scan. The cells around
-            # the text are short; when none holds a comma, quote or line break (9 commas are
-            # the separators), the line is these cells joined by commas, exactly as csv.writer
-            # would write it. A StrEnum formats as its value.
-            head = (
-                f"{row.row},{phone},{row.number},{status},{error},{row.message_id},"
-                f"{row.campaign_id},{pages or ''},{row.attempts}"
-            )
-            tail = f"{row.delivery},{row.delivery_code}"
-            probe = head + tail
-            if probe.count(",") == 9 and not ('"' in probe or "\n" in probe or "\r" in probe):
-                lines.append(f"{head},{_csv_cell(safe_cell(row.text))},{tail}\r\n")
-            else:
-                awkward.writerow(
-                    (
-                        row.row,
-                        phone,
-                        row.number,
-                        status,
-                        error,
-                        row.message_id,
-                        row.campaign_id,
-                        pages or "",
-                        row.attempts,
-                        safe_cell(row.text),
-                        row.delivery,
-                        row.delivery_code,
-                    )
+            lines.append(
+                (
+                    row.row,
+                    safe_cell(row.phone),
+                    row.number,
+                    _VALUE[status],
+                    safe_cell(row.error),
+                    row.message_id,
+                    row.campaign_id,
+                    row.pages or "",
+                    row.attempts,
+                    safe_cell(row.text),
+                    row.delivery,
+                    row.delivery_code,
                 )
+            )
         if self.error is None:
-            self._attempt(self._partial, self._file.write, "".join(lines))
-        self.counts.update(statuses)
-        self.pages_sent += pages_sent
-        self.pages_total += pages_total
+            self._attempt(self._partial, self._csv.writerows, lines)
         if attention and self._attention is not None and self.error is None:
             self._attempt(self._attention.partial, self._attention.write, attention)
 
@@ -229,6 +206,9 @@ def attention_file(report: Path) -> Path:
     """Where the rows that need attention go, beside the report: `<report>-attention.csv`."""
     return report.with_name(f"{report.stem}-attention{report.suffix}")
 
+
+# csv formats a StrEnum through its Python-level __str__ (2 us a row): its value, looked up.
+_VALUE = {status: status.value for status in Status}
 
 # Rows an operator has to look at: fix the data or decide, then feed the file back in.
 ATTENTION = frozenset({Status.FAILED, Status.INVALID, Status.UNKNOWN})
@@ -243,7 +223,7 @@ class _Attention:
         self._columns = columns
         self._partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
         self._file: TextIO | None = None
-        self._csv: Any = None
+        self._csv: Any = None  # the csv module's writer, once the first row comes
 
     @property
     def partial(self) -> Path:
@@ -252,9 +232,7 @@ class _Attention:
 
     def write(self, rows: list[Row]) -> None:
         if self._file is None:
-            self._file = _open_csv(self._partial)
-            self._csv = csv.writer(self._file)
-            self._csv.writerow((*self._columns, "status", "error"))
+            self._file, self._csv = _open_csv(self._partial, (*self._columns, "status", "error"))
         columns = self._columns
         self._csv.writerows(
             [
@@ -287,29 +265,12 @@ class _Attention:
             self.path.unlink(missing_ok=True)
 
 
-def _csv_cell(value: str) -> str:
-    """One cell as csv.writer (excel dialect) writes it: quoted if it holds , " CR or LF."""
-    if '"' in value:
-        return '"' + value.replace('"', '""') + '"'
-    if "," in value or "\n" in value or "\r" in value:
-        return '"' + value + '"'
-    return value
-
-
-class _Lines(list[str]):
-    """Report lines gathered for one write to the file; a csv.writer can add to them too."""
-
-    def write(self, line: str) -> None:
-        self.append(line)
-
-
-def _open_csv(path: Path) -> TextIO:
-    """A new CSV file starting with the BOM Excel needs to show Persian.
-
-    The same bytes as encoding="utf-8-sig", which encodes every write through a Python-level
-    codec; plain utf-8 stays on the text layer's C fast path.
-    """
-    # 0600: customers' numbers. Opened in text mode, so the IO it returns is a TextIO.
+def _open_csv(path: Path, header: tuple[str, ...]) -> tuple[TextIO, Any]:
+    """A new 0600 CSV file (customers' numbers) with the BOM Excel needs to show Persian, and
+    a csv writer on it with `header` written."""
+    # The BOM by hand: encoding="utf-8-sig" would encode every write through a Python codec.
     file = cast(TextIO, open_private(path, "w", encoding="utf-8", newline=""))
     file.write("\ufeff")
-    return file
+    writer = csv.writer(file)
+    writer.writerow(header)
+    return file, writer
