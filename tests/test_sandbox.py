@@ -28,7 +28,7 @@ from pipeline.sandbox import (
     Fault,
     shipped_sandbox,
 )
-from pipeline.sandbox import _pages as fake_pages
+from pipeline.sandbox_send import count_pages as fake_pages
 from pipeline.sandbox_server import SandboxServer
 from pipeline.segments import count_pages
 

@@ -1,0 +1,253 @@
+"""The simulator's SendPeerToPeer: recipients checked, pages counted and priced, IDs given out."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+from zoneinfo import ZoneInfo
+
+import httpx
+
+from pipeline.sandbox_wire import (
+    TARIFFS,
+    Reply,
+    error,
+    json_body,
+    json_reply,
+    text_of,
+    valid_send_datetime,
+)
+
+if TYPE_CHECKING:
+    from pipeline.sandbox import AmootSimulator
+
+TEHRAN = ZoneInfo("Asia/Tehran")
+FIRST_CAMPAIGN_ID = 12_345_678
+FIRST_MESSAGE_ID = 87_654_321
+NumberStyle = Literal["int", "string", "leading_zero_literal", "with_98"]
+
+_GSM_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+_GSM_EXTENSION = frozenset("\f^{}\\[~]|€")
+_GSM_ALL = _GSM_BASIC | _GSM_EXTENSION
+_MOBILE = re.compile(r"9[0-9]{9}")
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """One message the simulator accepted (the real server would have sent it)."""
+
+    number: str  # 10 digits 9XXXXXXXXX
+    text: str
+    message_id: int
+    campaign_id: int
+    send_datetime: str  # as received
+    line_number: str  # as received
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """An accepted message as the delivery reports see it."""
+
+    accepted: Accepted
+    reg_datetime: str
+    send_datetime: str
+
+
+def send_peer_to_peer(sim: AmootSimulator, request: httpx.Request) -> Reply:
+    model = json_body(request)
+    line, send_at = text_of(model.get("LineNumber")), text_of(model.get("SendDateTime"))
+    items = model.get("Input")
+    title = _invalid_request(sim, line, items, send_at)
+    if title is not None or not isinstance(items, list):
+        return json_reply(error("SendPeerToPeer", title or "Mobiles_Empty"))
+
+    good: dict[str, list[str]] = {}  # text -> numbers, in order of first appearance
+    bad: dict[tuple[str, str], list[Any]] = {}  # (title, text) -> numbers as answered
+    for item in items:
+        fields = item if isinstance(item, dict) else {}
+        raw, text = text_of(fields.get("Number")), text_of(fields.get("MessageText"))
+        number = normalise(raw)
+        failure = _recipient_failure(sim, raw, number, text)
+        if failure is None and number is not None:
+            good.setdefault(text, []).append(number)
+        else:
+            shown = _render_number(sim, number) if number else raw
+            bad.setdefault((failure or "Mobile_Invalid", text), []).append(shown)
+    if not good:
+        return json_reply(error("SendPeerToPeer", "Mobiles_Invalid"))
+    # Pages once per text: the benchmark serves a million messages from this fake.
+    pages = {text: count_pages(text) for text in good}
+    cost = sum(
+        len(numbers) * pages[text] * _page_price(text, line) for text, numbers in good.items()
+    )
+    if cost > sim.credit_rials:
+        return json_reply(error("SendPeerToPeer", "CreditNotEnough"))
+    sim.credit_rials -= cost
+
+    registered = _registered(sim, send_at)  # one moment for the whole request
+    campaigns = [
+        _accept(sim, text, pages[text], numbers, send_at=send_at, line=line, registered=registered)
+        for text, numbers in good.items()
+    ]
+    campaigns += [
+        _campaign(0, title, text, [{"ID": 0, "Number": shown} for shown in shown_numbers])
+        for (title, text), shown_numbers in bad.items()
+    ]
+    data = {
+        "CampaignsCreated": len(good),
+        "TotalCampaignNumbersCreated": sum(len(n) for n in good.values()),
+        "FailedCount": sum(len(n) for n in bad.values()),
+        "Campaigns": campaigns,
+    }
+    body = json.dumps({"Status": "Success", "Data": data}, ensure_ascii=False)
+    if sim.number_style == "leading_zero_literal":
+        # The documented example prints `"Number": 09120000000`, which is not valid JSON.
+        body = re.sub(f'"{re.escape(sim.literal)}([0-9]+)"', r"\1", body)
+    return Reply(200, {"Content-Type": "application/json; charset=utf-8"}, body.encode())
+
+
+def normalise(raw: str) -> str | None:
+    """`9XXXXXXXXX` from 09…, 9…, 98…, +98… or 0098… forms, or None when it is not a mobile."""
+    number = raw.strip()
+    for prefix in ("+98", "0098"):
+        if number.startswith(prefix):
+            number = number[len(prefix) :]
+    if len(number) == 12 and number.startswith("98"):
+        number = number[2:]
+    elif len(number) == 11 and number.startswith("0"):
+        number = number[1:]
+    return number if _MOBILE.fullmatch(number) else None
+
+
+def count_pages(text: str) -> int:
+    """Pages of `text`: GSM-7 160/153, else UCS-2 70/67, pairs never split.
+
+    Kept apart from pipeline.segments on purpose, so that each checks the other.
+    """
+    if _is_gsm7(text):  # a one-page text is counted without a per-character loop
+        units = len(text) + sum(text.count(c) for c in _GSM_EXTENSION)
+        single = 160
+    else:
+        units = len(text.encode("utf-16-le", "surrogatepass")) // 2  # a lone surrogate: 1 unit
+        single = 70
+    if units <= single:
+        return 1 if units else 0
+    if _is_gsm7(text):
+        sizes = [2 if c in _GSM_EXTENSION else 1 for c in text]
+        multi = 153
+    else:
+        sizes = [2 if ord(c) > 0xFFFF else 1 for c in text]
+        multi = 67
+    pages, used = 1, 0
+    for size in sizes:
+        if used + size > multi:
+            pages, used = pages + 1, 0
+        used += size
+    return pages
+
+
+def _is_gsm7(text: str) -> bool:
+    return _GSM_ALL.issuperset(text)
+
+
+def _invalid_request(sim: AmootSimulator, line: str, items: Any, send_at: str) -> str | None:
+    """The title that rejects the whole request before any recipient is looked at."""
+    if not line.strip():
+        return "LineNumber_Empty"
+    if line.lower() not in {n.lower() for n in sim.line_numbers}:
+        return "LineNumber_NotExist"
+    if not isinstance(items, list) or not items:
+        return "Mobiles_Empty"
+    if not valid_send_datetime(send_at):
+        return "FromDateTime_Invalid"
+    return None
+
+
+def _recipient_failure(sim: AmootSimulator, raw: str, number: str | None, text: str) -> str | None:
+    if not raw.strip():
+        return "Mobile_Empty"
+    if number is None or number in sim.blacklist:
+        return "Mobile_Invalid"
+    if sim.blacklist_zeros and number.endswith("0000"):
+        return "Mobile_Invalid"
+    if not text.strip():
+        return "SMSMessageText_Empty"
+    return None
+
+
+def _page_price(text: str, line: str) -> int:
+    kind = {"service": "ServiceSMS", "98": "AdsSMS"}.get(line.lower(), "BaseSMS")
+    script = "English" if _is_gsm7(text) else "Persian"
+    return TARIFFS[f"{kind}_{script}Price"]
+
+
+def _registered(sim: AmootSimulator, send_at: str) -> tuple[str, str]:
+    """Registration time (Tehran) and the send time the reports show for it."""
+    now = sim.clock()
+    if now.tzinfo is not None:
+        now = now.astimezone(TEHRAN).replace(tzinfo=None)
+    reg = now.isoformat(timespec="milliseconds")
+    scheduled = send_at.replace(" ", "T")
+    # A time in the past means "now", so the report shows the registration time.
+    return reg, max(scheduled, reg[: len(scheduled)])
+
+
+def _accept(
+    sim: AmootSimulator,
+    text: str,
+    pages: int,
+    numbers: list[str],
+    *,
+    send_at: str,
+    line: str,
+    registered: tuple[str, str],
+) -> dict[str, Any]:
+    campaign_id = sim.next_campaign_id
+    sim.next_campaign_id += 1
+    first = sim.next_message_id
+    sim.next_message_id += len(numbers)
+    if sim.remember:
+        reg, shown_send = registered
+        for message_id, number in enumerate(numbers, first):
+            accepted = Accepted(number, text, message_id, campaign_id, send_at, line)
+            sim.accepted.append(accepted)
+            sim.sent[message_id] = Sent(accepted, reg, shown_send)
+            sim.campaigns.setdefault(campaign_id, []).append(message_id)
+    entries = [
+        {"ID": message_id, "Number": _render_number(sim, number)}
+        for message_id, number in enumerate(numbers, first)
+    ]
+    return _campaign(campaign_id, "Success", text, entries, pages)
+
+
+def _render_number(sim: AmootSimulator, number: str) -> Any:
+    match sim.number_style:
+        case "int":
+            return int(number)
+        case "string":
+            return number
+        case "with_98":
+            return int("98" + number)
+        case "leading_zero_literal":
+            return f"{sim.literal}0{number}"
+
+
+def _campaign(
+    campaign_id: int,
+    status: str,
+    text: str,
+    numbers: list[dict[str, Any]],
+    pages: int | None = None,
+) -> dict[str, Any]:
+    return {
+        "ID": campaign_id,
+        "Status": status,
+        "MessageText": text,
+        "SMSPagesCount": count_pages(text) if pages is None else pages,
+        "Numbers": numbers,
+    }

@@ -1,0 +1,205 @@
+"""The simulator's HTTP side: requests recorded and read, answers and faults written out."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from http import HTTPStatus
+from typing import Any, Literal
+from urllib.parse import parse_qsl
+
+import httpx
+
+FaultKind = Literal[
+    "http_status", "drop_before", "drop_after", "slow_after", "trickle", "title", "html"
+]
+Action = Literal["answer", "drop_before", "drop_after", "slow_after", "trickle"]
+MOVED = "/moved"  # where a scripted 3xx points (see Fault.http_status)
+
+TARIFFS = {
+    "BaseSMS_PersianPrice": 1000,
+    "BaseSMS_EnglishPrice": 5000,
+    "ServiceSMS_PersianPrice": 2050,
+    "ServiceSMS_EnglishPrice": 6670,
+    "AdsSMS_PersianPrice": 3870,
+    "AdsSMS_EnglishPrice": 11560,
+}
+"""Rials per page, the AccountStatus example values."""
+_SEND_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
+_LIST_METHODS = frozenset({"GetDeliveries", "GetDeliveriesByCampaignID"})
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedRequest:
+    """One request as received: the API method, headers (lower-case, no Authorization), body."""
+
+    method: str
+    headers: dict[str, str]
+    body: Any  # parsed JSON, a dict of form fields, None when empty, else the raw text
+
+
+@dataclass
+class Fault:
+    """Scripted misbehaviour for the next request to `method`."""
+
+    kind: FaultKind
+    method: str = "SendPeerToPeer"
+    http_status: int = 503  # for http_status (429/503/500/502...; a 3xx carries a Location)
+    retry_after: str | None = None  # Retry-After header value for http_status
+    title: str = "ServerError"  # for kind="title": top-level Status answered
+    process: bool = False  # title/html/http_status: accept the messages first, then answer badly
+    # slow_after: seconds the socket server waits before answering; trickle: seconds between
+    # the bytes of the answer, which it writes one at a time (status line and headers too)
+    delay: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What to do with one request: answer it, or break the connection before or after."""
+
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    action: Action = "answer"
+    delay: float = 0.0  # slow_after and trickle only
+
+
+def record(method: str, request: httpx.Request) -> RecordedRequest:
+    headers = {k: v for k, v in request.headers.items() if k != "authorization"}
+    content = request.read()
+    body: Any = None
+    if content:
+        text = content.decode("utf-8", errors="replace")
+        if "json" in request.headers.get("Content-Type", ""):
+            try:
+                body = json.loads(text)
+            except ValueError:
+                body = text
+        elif "form-urlencoded" in request.headers.get("Content-Type", ""):
+            body = dict(parse_qsl(text, keep_blank_values=True))
+        else:
+            body = text
+    return RecordedRequest(method, headers, body)
+
+
+def json_body(request: httpx.Request) -> dict[str, Any]:
+    """The JSON object posted; anything else binds to an empty model, as ASP.NET's would."""
+    if "json" not in request.headers.get("Content-Type", ""):
+        return {}
+    try:
+        model = json.loads(request.content)
+    except ValueError:
+        return {}
+    return model if isinstance(model, dict) else {}
+
+
+def form(request: httpx.Request) -> dict[str, str]:
+    if "form-urlencoded" not in request.headers.get("Content-Type", ""):
+        return {}
+    return dict(parse_qsl(request.content.decode("utf-8", errors="replace")))
+
+
+def text_of(value: Any) -> str:
+    """A JSON scalar as the server's string property would bind it (numbers become digits)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return ""
+
+
+def positive_int(value: str) -> int | None:
+    return int(value) if value.isascii() and value.isdigit() and int(value) > 0 else None
+
+
+def valid_send_datetime(value: str) -> bool:
+    if not _SEND_DATETIME.fullmatch(value):
+        return False
+    try:
+        datetime.strptime(value, "%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return False
+    return True
+
+
+def error(method: str, title: str) -> dict[str, Any]:
+    """`title` in the envelope `method` uses for errors (see amoot-api.md §1 and §2)."""
+    if method == "AccountStatus":
+        return {
+            "Status": title,
+            "AccountName": "",
+            "RemaindCredit": 0,
+            **dict.fromkeys(TARIFFS, 0),
+            "Avanak_SecondPrice": 0,
+            "ListLineNumbers": [],
+        }
+    return {"Data": [] if method in _LIST_METHODS else None, "Status": title}
+
+
+def json_reply(payload: dict[str, Any]) -> Reply:
+    body = json.dumps(payload, ensure_ascii=False).encode()
+    return Reply(200, {"Content-Type": "application/json; charset=utf-8"}, body)
+
+
+def html_reply(status: int, page: str) -> Reply:
+    return Reply(status, {"Content-Type": "text/html; charset=utf-8"}, page.encode())
+
+
+def misbehave(fault: Fault, reply: Reply, method: str) -> Reply:
+    """What `fault` makes of the request to `method`, whose processed answer was `reply`."""
+    match fault.kind:
+        case "drop_before" | "drop_after":
+            return Reply(action=fault.kind)
+        case "slow_after" | "trickle":
+            return replace(reply, action=fault.kind, delay=fault.delay)
+        case "title":
+            return json_reply(error(method, fault.title))
+        case "html":
+            return html_reply(200, RUNTIME_ERROR_PAGE)
+        case "http_status":
+            page = html_reply(fault.http_status, _status_page(fault.http_status))
+            headers = dict(page.headers)
+            if 300 <= fault.http_status < 400:
+                # To a path this fake records (as method "moved") but never serves, so a
+                # client that followed the redirect would show.
+                headers["Location"] = MOVED
+            if fault.retry_after is not None:
+                headers["Retry-After"] = fault.retry_after
+            return replace(page, headers=headers)
+
+
+def _status_page(status: int) -> str:
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Error"
+    return (
+        '<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 4.01//EN""http://www.w3.org/TR/html4/strict.dtd">\r\n'
+        f"<HTML><HEAD><TITLE>{phrase}</TITLE>\r\n"
+        '<META HTTP-EQUIV="Content-Type" Content="text/html; charset=us-ascii"></HEAD>\r\n'
+        f"<BODY><h2>{phrase}</h2>\r\n<hr><p>HTTP Error {status}. {phrase}.</p>\r\n"
+        "</BODY></HTML>\r\n"
+    )
+
+
+NOT_FOUND_PAGE = (
+    '<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN" '
+    '"http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd">\r\n'
+    '<html xmlns="http://www.w3.org/1999/xhtml">\r\n<head>\r\n'
+    "<title>404 - File or directory not found.</title>\r\n</head>\r\n<body>\r\n"
+    '<div id="header"><h1>Server Error</h1></div>\r\n<div id="content">\r\n'
+    "<fieldset><h2>404 - File or directory not found.</h2>\r\n"
+    "<h3>The resource you are looking for might have been removed, had its name changed, "
+    "or is temporarily unavailable.</h3>\r\n</fieldset></div>\r\n</body>\r\n</html>\r\n"
+)
+
+RUNTIME_ERROR_PAGE = (
+    "<!DOCTYPE html>\r\n<html>\r\n<head>\r\n<title>Runtime Error</title>\r\n</head>\r\n"
+    '<body bgcolor="white">\r\n'
+    "<span><H1>Server Error in '/' Application.<hr width=100% size=1 color=silver></H1>\r\n"
+    "<h2> <i>Runtime Error</i> </h2></span>\r\n"
+    "<b> Description: </b>An application error occurred on the server.\r\n"
+    "</body>\r\n</html>\r\n"
+)
