@@ -1,11 +1,8 @@
 """An in-process simulator of the AmootSMS REST API: the sandbox provider and the tests' fake.
 
-It answers the way `amoot-api.md` documents the real server: HTTP 200 with a JSON `Status`
-title for every answer, errors included. `AmootSimulator.decide` turns one request into a
-`Reply`; `handle` (for `httpx.MockTransport`) and `sandbox_server` (a real socket) each act
-that reply out, so scripted faults mean the same thing in both places. The methods live in
-sandbox_send (SendPeerToPeer) and sandbox_reports (AccountStatus, GetDelivery, GetDeliveries,
-GetDeliveriesByCampaignID); any other path answers an IIS-style 404 page.
+It answers as `amoot-api.md` documents the real server (HTTP 200 and a JSON `Status` title,
+errors included). `decide` turns a request into a `Reply`; `handle` (httpx.MockTransport) and
+sandbox_server (a real socket) act it out, so a scripted fault means the same in both.
 """
 
 from __future__ import annotations
@@ -19,13 +16,8 @@ from datetime import datetime
 
 import httpx
 
+from pipeline import sandbox_reports as reports
 from pipeline.amoot import SANDBOX_TOKEN
-from pipeline.sandbox_reports import (
-    account_status,
-    get_deliveries,
-    get_deliveries_by_campaign,
-    get_delivery,
-)
 from pipeline.sandbox_send import (
     FIRST_CAMPAIGN_ID,
     FIRST_MESSAGE_ID,
@@ -50,12 +42,9 @@ from pipeline.sandbox_wire import (
 )
 
 __all__ = [
-    "FIRST_CAMPAIGN_ID",
-    "FIRST_MESSAGE_ID",
     "MOVED",
     "SANDBOX_BLACKLIST_RULE",
     "SANDBOX_TOKEN",
-    "Accepted",
     "AmootSimulator",
     "Fault",
     "NumberStyle",
@@ -75,21 +64,16 @@ _METHODS: dict[str, tuple[str, Method]] = {
     name.lower(): (name, method)
     for name, method in (
         ("SendPeerToPeer", send_peer_to_peer),
-        ("AccountStatus", account_status),
-        ("GetDelivery", get_delivery),
-        ("GetDeliveries", get_deliveries),
-        ("GetDeliveriesByCampaignID", get_deliveries_by_campaign),
+        ("AccountStatus", reports.account_status),
+        ("GetDelivery", reports.get_delivery),
+        ("GetDeliveries", reports.get_deliveries),
+        ("GetDeliveriesByCampaignID", reports.get_deliveries_by_campaign),
     )
 }
 
 
 class AmootSimulator:
-    """The AmootSMS REST API in memory: one lock around all state, so threads may share it.
-
-    Tests read and script the public state (accepted, requests, faults, credit_rials,
-    status_override, delivery_codes_by_number); sent, campaigns, next_*_id and literal are
-    the methods' own bookkeeping.
-    """
+    """The AmootSMS REST API in memory: one lock around all state, so threads may share it."""
 
     def __init__(
         self,
@@ -116,21 +100,19 @@ class AmootSimulator:
         self.accepted: list[Accepted] = []
         self.requests: list[RecordedRequest] = []
         self.faults: deque[Fault] = deque()
-        # The in-process sandbox lives for one run: a later --deliveries asks about messages
-        # an earlier instance sent. With this set, such IDs answer this DeliveryType instead
-        # of MessageID_Invalid (the real server remembers; this one cannot).
+        # The DeliveryType for IDs an earlier instance gave out (the real server remembers
+        # them; the in-process sandbox lives for one run); None: MessageID_Invalid.
         self.forgotten_delivery = forgotten_delivery
-        # False: keep no history (requests, accepted messages), only the counters and credit,
-        # so a sandbox run of a million contacts does not hold a million records in memory.
+        # False: no history (requests, accepted), so a million-row sandbox run stays small.
         self.remember = remember
         self.clock = clock or (lambda: datetime.now(TEHRAN))
+        # The methods' bookkeeping (sandbox_send, sandbox_reports):
         self.next_campaign_id = FIRST_CAMPAIGN_ID
         self.next_message_id = FIRST_MESSAGE_ID
         self.sent: dict[int, Sent] = {}
         self.campaigns: dict[int, list[int]] = {}
         self.delivery_overrides: dict[int, int] = {}
-        # A per-instance nonce marks numbers to print as bare `09...` literals; no message
-        # text can forge it.
+        # Marks numbers to print as bare `09...` literals; no message text can forge it.
         self.literal = f"lz{uuid.uuid4().hex}:"
         self._lock = threading.Lock()
 
@@ -149,9 +131,7 @@ class AmootSimulator:
                 raise httpx.RemoteProtocolError(
                     "Server disconnected without sending a response.", request=request
                 )
-            case "slow_after" | "trickle":
-                # In-process there is no clock to trickle against: an answer that did not
-                # arrive whole in time, as the socket server's client sees it.
+            case "slow_after" | "trickle":  # as the socket server's client sees it
                 raise httpx.ReadTimeout("The read operation timed out", request=request)
             case "answer":
                 return httpx.Response(reply.status, headers=reply.headers, content=reply.body)
@@ -197,12 +177,8 @@ class AmootSimulator:
 
 
 def shipped_sandbox(token: str = SANDBOX_TOKEN) -> AmootSimulator:
-    """The simulator behind `provider.sandbox: true`, alive for one run.
-
-    SANDBOX_BLACKLIST_RULE on; credit for any list (it is for trying, not budgeting); no
-    history kept (a million-row trial must not hold a million records); messages of earlier
-    runs, which it cannot remember, are reported delivered.
-    """
+    """The simulator behind `provider.sandbox: true`, alive for one run: SANDBOX_BLACKLIST_RULE
+    on, credit for any list, no history, messages of earlier runs reported delivered."""
     return AmootSimulator(
         token=token,
         blacklist_zeros=True,

@@ -125,10 +125,8 @@ def normalise(raw: str) -> str | None:
 
 
 def count_pages(text: str) -> int:
-    """Pages of `text`: GSM-7 160/153, else UCS-2 70/67, pairs never split.
-
-    Kept apart from pipeline.segments on purpose, so that each checks the other.
-    """
+    """Pages of `text`: GSM-7 160/153, else UCS-2 70/67, pairs never split (apart from
+    pipeline.segments on purpose, so each checks the other)."""
     if _is_gsm7(text):  # a one-page text is counted without a per-character loop
         units = len(text) + sum(text.count(c) for c in _GSM_EXTENSION)
         single = 160

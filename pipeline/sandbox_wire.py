@@ -50,9 +50,7 @@ class Fault:
     retry_after: str | None = None  # Retry-After header value for http_status
     title: str = "ServerError"  # for kind="title": top-level Status answered
     process: bool = False  # title/html/http_status: accept the messages first, then answer badly
-    # slow_after: seconds the socket server waits before answering; trickle: seconds between
-    # the bytes of the answer, which it writes one at a time (status line and headers too)
-    delay: float = 0.0
+    delay: float = 0.0  # slow_after: seconds before the answer; trickle: between its bytes
 
 
 @dataclass(frozen=True, slots=True)
