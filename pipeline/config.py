@@ -267,34 +267,27 @@ def _resolve(config: Config, path: Path) -> Config:
     """Make relative paths relative to the config file's folder (cron starts in $HOME)."""
     base = path.resolve().parent
 
-    def under(p: Path) -> Path:
-        return p if p.is_absolute() else base / p
+    def under(p: Path | None) -> Path | None:
+        return p if p is None or p.is_absolute() else base / p
 
-    report_path = config.report.path
-    if not Path(report_path).is_absolute():
-        report_path = str(base / report_path)
-    template = config.template
-    if template.path is not None:
-        template = template.model_copy(update={"path": under(template.path)})
-    contacts = config.contacts
-    sqlite = _SQLITE_URL.match(contacts.url or "")
-    if sqlite is not None:
-        # sqlite:///shop.db is relative to the working directory; cron's is $HOME.
-        database = (contacts.url or "")[sqlite.end() :]
+    report = config.report.path
+    url = config.contacts.url
+    sqlite = _SQLITE_URL.match(url or "")
+    if url and sqlite:  # sqlite:///shop.db is relative to the working directory; cron's is $HOME
+        database = url[sqlite.end() :]
         if database and not database.startswith(("/", ":memory:", "file:")):
             url = f"{sqlite.group(0)}{base / database}"
-            contacts = contacts.model_copy(update={"url": url})
-    suppression = config.suppression
-    if suppression.path is not None:
-        suppression = suppression.model_copy(update={"path": under(suppression.path)})
+    contacts = {"path": under(config.contacts.path), "url": url}
     return config.model_copy(
         update={
-            "suppression": suppression,
-            "contacts": contacts.model_copy(
-                update={"path": under(contacts.path) if contacts.path else None}
+            "suppression": config.suppression.model_copy(
+                update={"path": under(config.suppression.path)}
             ),
-            "template": template,
-            "report": config.report.model_copy(update={"path": report_path}),
+            "contacts": config.contacts.model_copy(update=contacts),
+            "template": config.template.model_copy(update={"path": under(config.template.path)}),
+            "report": config.report.model_copy(
+                update={"path": report if Path(report).is_absolute() else str(base / report)}
+            ),
             "journal": config.journal.model_copy(update={"path": under(config.journal.path)}),
             "source": path,
         }

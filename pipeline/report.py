@@ -52,14 +52,11 @@ def _plain_number(value: str) -> bool:
 class ReportWriter:
     """Writes rows in input order as soon as every earlier row is settled.
 
-    Rows are added in input order; one still waiting for the provider (status None) holds
-    back the rows after it, so memory holds only the window in flight, not the whole list.
-    The file is written as `<name>.partial` and renamed when complete, so a report that
-    exists is never half-written.
-
-    A write that fails (a full disk) raises nothing: it is kept in `error`, nothing more is
-    written, and the unfinished files are removed when closed, while the tallies go on. The
-    run reads `error` and stops, still recording every answer in the journal.
+    A row still waiting for the provider (status None) holds back the rows after it, so memory
+    holds only the window in flight. The file is written as `<name>.<pid>.partial` and renamed
+    when complete: a report that exists is never half-written. A failed write (a full disk)
+    raises nothing: it goes to `error`, nothing more is written and the unfinished files are
+    removed when closed, while the tallies go on (the run reads `error` and stops).
     """
 
     def __init__(
@@ -75,9 +72,7 @@ class ReportWriter:
         self._waiting: deque[Row] = deque()
         self.counts: Counter[Status] = Counter()
         self.pages_sent = 0
-        # Pages of the rows sent, or that a dry run would send: never those of rows not sent
-        # (invalid, already_sent: their pages are in the report, not in the run's total).
-        self.pages_total = 0
+        self.pages_total = 0  # of rows sent or a dry run would send (not invalid, already_sent)
         self.error: OSError | None = None  # the first failed write, naming its file
 
     def add(self, row: Row) -> None:
@@ -116,8 +111,8 @@ class ReportWriter:
 
     @property
     def partial_path(self) -> Path:
-        """Where the report is written until it is complete (left if the run fails, unless
-        writing the report is what failed)."""
+        """Where the report is written until complete (left if the run fails, unless writing it
+        is what failed)."""
         return self._partial
 
     def discard(self) -> None:
@@ -143,8 +138,7 @@ class ReportWriter:
     ) -> None:
         if self._file.closed:
             return
-        # The run failed part-way: write what is known, but leave the file under its
-        # `.partial` name (rows not read yet are missing; the journal is the truth).
+        # Failed part-way: what is known is written, under the `.partial` name.
         self.close(complete=exc is None)
 
     def _attempt(self, path: Path, action: Callable[..., object], *args: Any, **kw: Any) -> None:
