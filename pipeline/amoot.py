@@ -138,8 +138,8 @@ def last10(number: Any) -> str:
 
 def build_send_body(messages: Sequence[Message], send_at: str, line_number: str) -> bytes:
     """The SendPeerToPeer JSON body (UTF-8, Persian kept as is, no spaces between tokens)."""
-    # json.dumps costs 2.8 us a message (a hand-written join 1.3 us): under 5 % of a send's
-    # ~60 us CPU a message, so the standard library writes it.
+    # json.dumps: 1.1 us a message in a 100-message Persian chunk (a hand-written join: 0.5 us),
+    # under 2 % of a send's ~60 us CPU a message, so the standard library writes it.
     body = {
         "SendDateTime": send_at,
         "LineNumber": line_number,
