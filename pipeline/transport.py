@@ -1,25 +1,17 @@
 """The run's HTTP transport: httpx over httpcore, with one deadline for a whole request.
 
-httpx's timeouts bound each socket operation, not a request: a server (or a proxy) that
-trickles its answer a byte at a time, each byte within the read timeout, holds the request,
-and the run's lock with it, for as long as it keeps trickling. Here every connect, TLS
-handshake, write and read of a request is given no more than the time left until the
-request's deadline, `whole` seconds after the request reached the transport; past it the next
-socket operation raises httpcore's own timeout (`ReadTimeout` once the request was written,
-which the Sender treats as an ambiguous answer, as it treats a read timeout).
+httpx's timeouts bound each socket operation, not a request: a server that trickles its answer
+a byte at a time holds the request, and the run's lock, for as long as it trickles. Here every
+connect, TLS handshake, write and read gets no more than what is left of `whole` seconds from
+the request's start; past it httpcore's own timeout is raised (`ReadTimeout` once the request
+was written, which the Sender treats as an ambiguous answer). Outside the deadline: the name
+lookup (getaddrinfo takes no timeout) and a slowly read write, up to one `whole` per partial
+send (a request never written whole is safe to retry). Pool waits do not happen: a run posts
+from as many threads as the pool has connections.
 
-So a request ends within `whole` seconds, whatever the server does, plus the CPU time of
-reading what arrived. Two waits are outside it: the name lookup (the standard library's
-getaddrinfo takes no timeout; it happens before any byte of the request leaves), and a
-write the server reads slowly, which may take one `whole` per partial send (a request body
-of 100 messages fits the kernel's send buffer in one; a request never written whole is safe
-to retry anyway). Waiting for a free connection does not happen: a run posts from as many
-threads as the pool has connections.
-
-httpx cannot hand its own transport a network backend (encode/httpx discussion #3180), so
-this is httpx.HTTPTransport's plain HTTP/1.1 path, on httpcore's public ConnectionPool and
-NetworkBackend: the same connection pool, keep-alive checks and error classes, and httpcore
-errors become the httpx errors `Sender._post` classifies, as httpx.HTTPTransport maps them.
+httpx cannot hand its transport a network backend (encode/httpx discussion #3180), so this is
+httpx.HTTPTransport's plain HTTP/1.1 path on httpcore's public ConnectionPool and
+NetworkBackend, mapping httpcore's errors to httpx's as httpx.HTTPTransport does.
 """
 
 from __future__ import annotations
@@ -34,15 +26,13 @@ from typing import Any
 import httpcore
 import httpx
 
-# The deadline of the request the current thread is making. A sync request runs on one thread
-# from the pool's connect to its body's last read (httpx reads the body in the same call),
-# and the next request on the thread sets its own deadline before any socket operation.
+# The deadline of the current thread's request: a sync request runs on one thread from connect
+# to its body's last read, and the next one sets its own deadline before any socket operation.
 _request = threading.local()
 
 
 class DeadlineTransport(httpx.BaseTransport):
-    """httpx.HTTPTransport(retries=0, limits=limits) without proxies, each request ending
-    within `whole` seconds (see the module docstring)."""
+    """httpx.HTTPTransport(retries=0, limits=limits), no proxies, each request within `whole` s."""
 
     def __init__(self, limits: httpx.Limits, whole: float) -> None:
         self._whole = whole
@@ -99,22 +89,15 @@ class _Body(httpx.SyncByteStream):
             close()
 
 
-# httpcore's errors and the httpx errors they become, the most specific first (the classes
-# of httpx's own mapping; a proxy's errors cannot happen here).
-_HTTPX_ERRORS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
-    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
-    (httpcore.ReadTimeout, httpx.ReadTimeout),
-    (httpcore.WriteTimeout, httpx.WriteTimeout),
-    (httpcore.PoolTimeout, httpx.PoolTimeout),
-    (httpcore.TimeoutException, httpx.TimeoutException),
-    (httpcore.ConnectError, httpx.ConnectError),
-    (httpcore.ReadError, httpx.ReadError),
-    (httpcore.WriteError, httpx.WriteError),
-    (httpcore.NetworkError, httpx.NetworkError),
-    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
-    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
-    (httpcore.ProtocolError, httpx.ProtocolError),
-    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
+# httpcore's errors become the httpx errors of the same name (httpx's own mapping, no proxy
+# errors), the most specific first.
+_HTTPX_ERRORS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = tuple(
+    (getattr(httpcore, name), getattr(httpx, name))
+    for name in (
+        *("ConnectTimeout", "ReadTimeout", "WriteTimeout", "PoolTimeout", "TimeoutException"),
+        *("ConnectError", "ReadError", "WriteError", "NetworkError"),
+        *("RemoteProtocolError", "LocalProtocolError", "ProtocolError", "UnsupportedProtocol"),
+    )
 )
 
 
@@ -175,9 +158,8 @@ class _DeadlineStream(httpcore.NetworkStream):
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
         if not buffer:
-            # httpcore ends every body with an empty write, when the whole request is already
-            # on the wire: a timeout there would make a request the server has look unsent
-            # (WriteTimeout is safe to retry), and it would be posted twice.
+            # httpcore ends every body with an empty write: a WriteTimeout there would make a
+            # request the server has look unsent (safe to retry), and it would be posted twice.
             return
         self._stream.write(buffer, _left(timeout, httpcore.WriteTimeout, "sending the request"))
 
