@@ -12,19 +12,6 @@ import jdatetime  # ships no type information
 
 from pipeline.clock import Clock, tehran
 
-__all__ = [
-    "FILTERS",
-    "en_digits",
-    "fa_digits",
-    "jalali",
-    "money",
-    "normalise_text",
-    "rial",
-    "template_globals",
-    "toman",
-    "weekday",
-]
-
 Digits = Literal["fa", "en"]
 
 _PERSIAN_DIGITS = "۰۱۲۳۴۵۶۷۸۹"
@@ -34,25 +21,22 @@ _TO_LATIN = str.maketrans(_PERSIAN_DIGITS + _ARABIC_INDIC_DIGITS, "0123456789" *
 _THOUSANDS = "٬"  # U+066C ARABIC THOUSANDS SEPARATOR, what Persian typesetting uses
 _DECIMAL = "٫"  # U+066B ARABIC DECIMAL SEPARATOR
 
-# Arabic keyboards and old Windows-1256 data give Arabic yeh and kaf; they look alike but
-# break search, sorting and de-duplication against text typed on a Persian keyboard.
+# Arabic keyboards and Windows-1256 data give Arabic yeh and kaf: alike to the eye, they break
+# search, sorting and de-duplication against Persian-keyboard text.
 _PERSIAN_LETTERS = str.maketrans({"ي": "ی", "ى": "ی", "ك": "ک"})
 _ARABIC_LETTER = re.compile("[يىك]")
-# Invisible marks that spreadsheets and copy-paste leave around a value. Inside a word ZWNJ
-# is spelling (می‌خواهم), so only the ends are cleaned.
+# Invisible marks copy-paste leaves around a value; inside a word ZWNJ is spelling (می‌خواهم).
 _INVISIBLE = "\u061c\u200b\u200c\u200d\u200e\u200f\u2060\ufeff"
 _TRIMMED = _INVISIBLE + " \t\r\n\f\v\u00a0"
 
-# A date as contacts hold it: 2026-03-21, 2026/3/21, 1405/01/01, with an optional time
-# (T or space, seconds and fraction optional) and an optional UTC offset.
+# 2026-03-21, 2026/3/21, 1405/01/01, with an optional time and UTC offset.
 _DATE = re.compile(
     r"(?P<y>\d{4})[-/](?P<m>\d{1,2})[-/](?P<d>\d{1,2})"
     r"(?:[T ](?P<H>\d{1,2}):(?P<M>\d{2})(?::(?P<S>\d{2})(?:[.,](?P<f>\d{1,6}))?)?)?"
     r"\s*(?P<tz>Z|[+-]\d{2}:?\d{2})?",
     re.ASCII | re.IGNORECASE,
 )
-# Jalali years now are ~1400 and Gregorian ones ~2000: 1700 splits them for any contact date.
-_JALALI_BEFORE = 1700
+_JALALI_BEFORE = 1700  # Jalali years now are ~1400 and Gregorian ones ~2000
 
 # Whole number with optional fraction; thousands separators, if any, must group by three.
 _PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)", re.ASCII)
@@ -62,13 +46,10 @@ _SHOWN_CHARS = 40
 
 
 def normalise_text(value: str) -> str:
-    """Contact text with Arabic ي/ى/ك as Persian ی/ک and invisible marks trimmed from the ends.
-
-    Digits, other letters (ة, ئ, ...) and marks inside the text are left as they are. Ordinary
-    whitespace at the ends is trimmed along with the invisible marks, since they come mixed.
-    """
-    # translate() looks every character up in a dict; most values hold no Arabic letter, and
-    # one regex search says so several times faster (this runs per value, per message).
+    """Contact text with Arabic ي/ى/ك as Persian ی/ک, whitespace and invisible marks trimmed
+    from the ends (they come mixed); everything else is left as it is."""
+    # Most values hold no Arabic letter: one regex search says so several times faster than
+    # translate()'s per-character lookups (this runs per value, per message).
     if _ARABIC_LETTER.search(value):
         value = value.translate(_PERSIAN_LETTERS)
     return value.strip(_TRIMMED)
@@ -87,12 +68,9 @@ def en_digits(value: object) -> str:
 def jalali(value: object, fmt: str = "%Y/%m/%d", digits: Digits = "fa") -> str:
     """A date in the Jalali calendar, formatted with jdatetime's strftime codes.
 
-    ``value`` is a date, a datetime, a jdatetime date or datetime, or text: an ISO Gregorian
-    date (``2026-03-21``, ``2026-03-21T10:00:00``, ``2026-03-21 10:00``, with ``/`` too) or a
-    Jalali date (``1405/01/01``, told apart by a year below 1700). Aware datetimes are shown
-    on Tehran's clock; naive ones are taken as Tehran time already. ``%B`` and ``%A`` give
-    Persian month and weekday names. ``%d`` and ``%m`` are zero-padded, ``%-d`` and ``%-m``
-    are not: ``%-d %B %Y`` gives ``۱ فروردین ۱۴۰۵``.
+    ``value`` is a (jdatetime) date or datetime, or text: Gregorian (``2026-03-21 10:00``) or
+    Jalali (``1405/01/01``, a year below 1700). Aware datetimes are shown on Tehran's clock,
+    naive ones are Tehran time. ``%-d %B %Y`` gives ``۱ فروردین ۱۴۰۵`` (``%d`` is zero-padded).
     """
     if not isinstance(fmt, str):
         raise ValueError(f"jalali: the format must be text such as '%Y/%m/%d', not {fmt!r}")
@@ -108,10 +86,8 @@ def weekday(value: object) -> str:
 def money(value: object, unit: str = "تومان", digits: Digits = "fa") -> str:
     """An amount with thousands separators and a unit: ``125000`` gives ``۱۲۵٬۰۰۰ تومان``.
 
-    Whole amounts show no decimals. Others are rounded half up to two decimals, with trailing
-    zeros dropped (``1234567.5`` gives ``۱٬۲۳۴٬۵۶۷٫۵``), so no part of a price disappears
-    silently. With Persian digits the separators are U+066C and U+066B; with ``digits="en"``
-    they are ``,`` and ``.``. A negative amount starts with ``-``. ``unit=""`` leaves it out.
+    Whole amounts show no decimals; others are rounded half up to two, trailing zeros dropped
+    (``۱٬۲۳۴٬۵۶۷٫۵``), so no part of a price disappears. ``digits="en"`` uses ``,`` and ``.``.
     """
     if not isinstance(unit, str):
         raise ValueError(f"money: the unit must be text, not {unit!r}")
@@ -141,10 +117,8 @@ def rial(tomans: object) -> int | Decimal:
 
 
 def template_globals(now: Clock) -> dict[str, Any]:
-    """``today`` (a jdatetime date) and ``now`` (an aware datetime), both Tehran time.
-
-    Read once from the injected clock, so every message of a run says the same day.
-    """
+    """``today`` (a jdatetime date) and ``now`` (aware), Tehran time, read once from the clock
+    so every message of a run says the same day."""
     moment = now()
     if moment.tzinfo is None:
         raise ValueError("the clock gave a naive datetime; it must give an aware one (UTC)")
@@ -166,6 +140,14 @@ FILTERS: dict[str, Callable[..., Any]] = {
 }
 
 
+def gregorian_date(year: int, month: int, day: int) -> dt.date:
+    """The day a written date names: Jalali when the year is below 1700, else Gregorian."""
+    if year < _JALALI_BEFORE:
+        gregorian: dt.date = jdatetime.date(year, month, day).togregorian()
+        return gregorian
+    return dt.date(year, month, day)
+
+
 def _text(value: object, name: str) -> str:
     if value is None:
         # Jinja would print "None" into the SMS; a missing value is the row's problem.
@@ -182,7 +164,7 @@ def _with_digits(text: str, digits: object, name: str) -> str:
 
 
 def _shown(value: object) -> str:
-    """The value as a message quotes it, cut short so the reason stays one readable line."""
+    """The value as a message quotes it, short enough for one readable line."""
     text = repr(value)
     return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 3] + "..."
 
@@ -226,11 +208,7 @@ def _match_date(text: str, name: str) -> re.Match[str]:
 
 def _gregorian(match: re.Match[str]) -> dt.date:
     """The Gregorian date or datetime a matched text names; a Jalali one is converted."""
-    year, month, day = int(match["y"]), int(match["m"]), int(match["d"])
-    if year < _JALALI_BEFORE:
-        day_of: dt.date = jdatetime.date(year, month, day).togregorian()
-    else:
-        day_of = dt.date(year, month, day)
+    day_of = gregorian_date(int(match["y"]), int(match["m"]), int(match["d"]))
     if match["H"] is None and match["tz"] is None:
         return day_of
     return dt.datetime(
