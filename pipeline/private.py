@@ -6,6 +6,7 @@ server often runs with umask 022, which would make every report readable by ever
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 from typing import IO, Any
@@ -16,13 +17,7 @@ FOLDER_MODE = 0o700
 
 def private_folder(path: Path) -> None:
     """Create `path` and the parents it lacks as 0700; an existing folder is left as it is."""
-    missing = []
-    current = path
-    while not current.exists():
-        missing.append(current)
-        if current.parent == current:
-            break
-        current = current.parent
+    missing = list(itertools.takewhile(lambda p: not p.exists(), [path, *path.parents]))
     for folder in reversed(missing):
         try:
             folder.mkdir(mode=FOLDER_MODE)
