@@ -6,15 +6,12 @@ import functools
 import re
 
 import phonenumbers
+from phonenumbers import PhoneNumberType
 
 from pipeline.models import InvalidNumber
 
 # Persian and Arabic-Indic digits as ASCII; "٫" is the Arabic decimal point of an Excel float.
-_DIGITS = {
-    **{src: str(d) for d, src in enumerate("۰۱۲۳۴۵۶۷۸۹")},
-    **{src: str(d) for d, src in enumerate("٠١٢٣٤٥٦٧٨٩")},
-    "٫": ".",
-}
+_DIGITS = str.maketrans("۰۱۲۳۴۵۶۷۸۹٠١٢٣٤٥٦٧٨٩٫", "0123456789" * 2 + ".")
 # What people and spreadsheets put in a number that carries no digit: every Unicode space,
 # invisible marks (ZWNJ, bidi marks, BOM), dashes, brackets, separators, quotes, kashida.
 _INVISIBLE = (
@@ -27,23 +24,20 @@ _PUNCTUATION = "()[]{}（）/\\|,،٬'\"‘’‚‛“”„«»`\u0640"
 _SPACES = "".join(chr(c) for c in range(0x3001) if chr(c).isspace())
 
 _NOISE = _SPACES + _INVISIBLE + _DASHES + _PUNCTUATION
-_TABLE = str.maketrans({**_DIGITS, **dict.fromkeys(_NOISE)})
+_TABLE = {**_DIGITS, **str.maketrans("", "", _NOISE)}
 
-# A blank cell as spreadsheets and pandas write it in text.
-_BLANK_MARKERS = frozenset({"nan", "nat", "none", "null", "na", "<na>"})  # "n/a" arrives as "na"
+# A blank cell as spreadsheets and pandas write it in text ("n/a" arrives as "na").
+_BLANK_MARKERS = frozenset({"nan", "nat", "none", "null", "na", "<na>"})
 
 # Excel's 9.123456789E+09; dashes are noise, so 9.12E-09 reads as 9.12E09.
 _SCIENTIFIC = re.compile(r"([0-9]+)(?:\.([0-9]*))?[eE]\+?([0-9]{1,3})")
 
 _NATIONAL_LENGTH = 10  # 9XXXXXXXXX, the number without its trunk 0 or country code
-_MOBILE_TYPES = frozenset(
-    {phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE}
-)
+_MOBILE_TYPES = frozenset({PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE})
 
-# Every branch of phonenumbers' IR mobile pattern fixes at most the first five national digits,
-# then takes any five (`\d{5}`): one cached full parse per five-digit prefix answers for every
-# number. tests/test_phones.py checks this against a full parse of every prefix, so a metadata
-# update that breaks it fails the tests rather than the send.
+# Every branch of phonenumbers' IR mobile pattern fixes at most the first five national digits
+# and takes any five after: one cached parse per prefix answers for every number. The tests check
+# it against a full parse of every prefix, so a metadata update that breaks it fails them.
 _DECIDING_PREFIX = 5
 
 
@@ -73,7 +67,6 @@ def normalise_mobile(raw: str) -> str | InvalidNumber:
 
 
 # In free text, digit groups joined by noise or dots are one number; anything else ends it.
-_DIGITS_ONLY = str.maketrans(_DIGITS)
 _DIGIT_RUN = re.compile(f"[0-9]+(?:[{re.escape(_NOISE + '.')}]+[0-9]+)*")
 _DIGIT_GROUP = re.compile("[0-9]+")
 _SCIENTIFIC_IN_TEXT = re.compile(r"(?<![0-9])([0-9]+)(?:\.[0-9]*)?[eE]\+?([0-9]{1,3})(?![0-9])")
@@ -94,7 +87,7 @@ def find_mobiles(text: str) -> list[str] | InvalidNumber:
         if isinstance(whole, str):
             return [whole]
     if not text.isascii():
-        text = text.translate(_DIGITS_ONLY)
+        text = text.translate(_DIGITS)
     found: dict[str, None] = {}  # insertion-ordered, one entry per number
     reason = InvalidNumber("no digits")
     longest = 0
@@ -147,21 +140,20 @@ def _from_text(text: str) -> str | InvalidNumber:
         match = _SCIENTIFIC.fullmatch(text)
         if match is not None:
             return _from_scientific(text, match, international)
-    if "." in text:
-        text = _drop_dots(text)
+    if "." in text:  # `9123456789.0` is a float's whole part; any other dot separates digits
+        head, _, tail = text.partition(".")
+        whole_float = "." not in tail and head and tail and tail.strip("0") == ""
+        text = head if whole_float else text.replace(".", "")
     if not text:
         return InvalidNumber("not a number: no digits")
-    if not (text.isascii() and text.isdigit()):
-        return _not_a_number(text)
-    return _from_digits(text, international)
-
-
-def _drop_dots(text: str) -> str:
-    """Read `9123456789.0` as a float's whole part; any other dot is a digit separator."""
-    head, _, tail = text.partition(".")
-    if "." not in tail and head and tail and tail.strip("0") == "":
-        return head
-    return text.replace(".", "")
+    if text.isascii() and text.isdigit():
+        return _from_digits(text, international)
+    if any(char.isalpha() for char in text):
+        return InvalidNumber("not a number: contains letters")
+    odd = next(char for char in text if not ("0" <= char <= "9"))
+    if odd.isprintable():
+        return InvalidNumber(f"not a number: contains '{odd}'")
+    return InvalidNumber(f"not a number: contains the invisible character U+{ord(odd):04X}")
 
 
 def _from_scientific(text: str, match: re.Match[str], international: bool) -> str | InvalidNumber:
@@ -170,8 +162,7 @@ def _from_scientific(text: str, match: re.Match[str], international: bool) -> st
     mantissa = whole + (fraction or "")
     point = len(whole) + int(exponent)
     if point > len(mantissa):
-        # 9.12E+09 is 912XXXXXXX with seven digits rounded away: padding them with zeros
-        # would send the message to a stranger.
+        # 9.12E+09 lost seven digits: padding them with zeros would message a stranger.
         return InvalidNumber(
             f"Excel lost digits: {text} keeps only {len(mantissa)} of the number's {point} digits;"
             " format the phone column as Text in Excel and enter the numbers again"
@@ -181,22 +172,17 @@ def _from_scientific(text: str, match: re.Match[str], international: bool) -> st
     return _from_digits(mantissa[:point], international)
 
 
-def _not_a_number(text: str) -> InvalidNumber:
-    if any(char.isalpha() for char in text):
-        return InvalidNumber("not a number: contains letters")
-    odd = next(char for char in text if not ("0" <= char <= "9"))
-    if odd.isprintable():
-        return InvalidNumber(f"not a number: contains '{odd}'")
-    return InvalidNumber(f"not a number: contains the invisible character U+{ord(odd):04X}")
-
-
 def _from_digits(digits: str, international: bool) -> str | InvalidNumber:
     """Check ASCII digits, with or without country code or trunk 0, as an Iranian mobile."""
     national = _national_part(digits, international)
     if isinstance(national, InvalidNumber):
         return national
     if len(national) != _NATIONAL_LENGTH:
-        return _wrong_length(len(digits), len(digits) - len(national) + _NATIONAL_LENGTH)
+        given, expected = len(digits), len(digits) - len(national) + _NATIONAL_LENGTH
+        word = "short" if given < expected else "long"
+        hint = "; two numbers in one cell?" if given >= 2 * _NATIONAL_LENGTH else ""
+        unit = "digit" if given == 1 else "digits"
+        return InvalidNumber(f"too {word}: {given} {unit}, {expected} expected{hint}")
     if not _is_mobile_prefix(national[:_DECIDING_PREFIX]):
         return InvalidNumber(
             f"not an Iranian mobile number: prefix 0{national[:_DECIDING_PREFIX]}…"
@@ -220,8 +206,7 @@ def _national_part(digits: str, international: bool) -> str | InvalidNumber:
         national = digits[2:]
     else:
         national = digits
-    if national.startswith("0"):
-        # The trunk 0, alone or after the country code as in "+98 (0)912...".
+    if national.startswith("0"):  # the trunk 0, alone or after +98 as in "+98 (0)912..."
         national = national[1:]
     if national[:1] == "0":
         return InvalidNumber("not a mobile number: too many zeros before the 9")
@@ -239,10 +224,3 @@ def _foreign(after_plus: str) -> InvalidNumber:
     return InvalidNumber(
         f"not an Iranian number: +{after_plus[:4]}… (Iranian numbers start with +98)"
     )
-
-
-def _wrong_length(given: int, expected: int) -> InvalidNumber:
-    word = "short" if given < expected else "long"
-    hint = "; two numbers in one cell?" if given >= 2 * _NATIONAL_LENGTH else ""
-    unit = "digit" if given == 1 else "digits"
-    return InvalidNumber(f"too {word}: {given} {unit}, {expected} expected{hint}")
