@@ -39,8 +39,8 @@ def hold_lock(journal_path: Path) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = _read_pid(fd)
-            by = f" (PID {holder})" if holder else ""
+            text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()  # "" until written
+            by = f" (PID {int(text)})" if text.isdigit() and int(text) else ""
             raise LockHeld(
                 f"{path}: another run of this campaign's journal is in progress{by}; this run did "
                 "nothing. Wait for it to finish (or stop it), then run the same command again"
@@ -54,9 +54,3 @@ def hold_lock(journal_path: Path) -> Iterator[None]:
             os.ftruncate(fd, 0)
     finally:
         os.close(fd)  # closing the last descriptor releases the flock
-
-
-def _read_pid(fd: int) -> int | None:
-    """The PID the holder wrote, if it has written one yet."""
-    text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-    return int(text) if text.isdigit() else None

@@ -59,10 +59,9 @@ def load_suppression(path: Path, shown: str) -> Suppression:
     """Read the list; a missing file is an empty list (created on the first addition).
 
     A line suppresses the one mobile number anywhere in it (`0912... - لغو`, `name,0912...`).
-    Blank lines, comments ('#' to the end) and a CSV header (the first other line, with no
-    digit) are skipped. Any line with no readable number or with two is an InputError naming
-    it: a number that cannot be read must stop the run, never be messaged unnoticed.
-    """
+    Blank lines, comments ('#' on) and a CSV header (the first other line, with no digit) are
+    skipped. A line with no readable number or two is an InputError naming it: a number that
+    cannot be read must stop the run, never be messaged unnoticed."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:

@@ -1,17 +1,13 @@
 """The run's HTTP transport: httpx over httpcore, with one deadline for a whole request.
 
-httpx's timeouts bound each socket operation, not a request: a server that trickles its answer
-a byte at a time holds the request, and the run's lock, for as long as it trickles. Here every
-connect, TLS handshake, write and read gets no more than what is left of `whole` seconds from
-the request's start; past it httpcore's own timeout is raised (`ReadTimeout` once the request
-was written, which the Sender treats as an ambiguous answer). Outside the deadline: the name
-lookup (getaddrinfo takes no timeout) and a slowly read write, up to one `whole` per partial
-send (a request never written whole is safe to retry). Pool waits do not happen: a run posts
-from as many threads as the pool has connections.
-
-httpx cannot hand its transport a network backend (encode/httpx discussion #3180), so this is
-httpx.HTTPTransport's plain HTTP/1.1 path on httpcore's public ConnectionPool and
-NetworkBackend, mapping httpcore's errors to httpx's as httpx.HTTPTransport does.
+httpx's timeouts bound each socket operation: a server trickling its answer a byte at a time
+holds the request, and the run's lock, as long as it trickles. Here every connect, handshake,
+write and read gets only what is left of `whole` seconds from the request's start, then raises
+httpcore's timeout (`ReadTimeout` once written: an ambiguous answer to the Sender). Outside it:
+the name lookup (getaddrinfo has no timeout) and a slowly read write, one `whole` per partial
+send (safe to retry). No pool waits: a run posts from as many threads as there are connections.
+httpx takes no network backend (encode/httpx discussion #3180), so this is HTTPTransport's
+HTTP/1.1 path on httpcore's public ConnectionPool and NetworkBackend, errors mapped as httpx does.
 """
 
 from __future__ import annotations
@@ -89,8 +85,7 @@ class _Body(httpx.SyncByteStream):
             close()
 
 
-# httpcore's errors become the httpx errors of the same name (httpx's own mapping, no proxy
-# errors), the most specific first.
+# httpcore's errors as the httpx errors of the same name (httpx's mapping), most specific first.
 _HTTPX_ERRORS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = tuple(
     (getattr(httpcore, name), getattr(httpx, name))
     for name in (
@@ -112,16 +107,14 @@ def _as_httpx_errors() -> Iterator[None]:
         raise
 
 
-def _left(
-    timeout: float | None, expired: type[httpcore.TimeoutException], step: str
-) -> float | None:
+def _left(timeout: float | None, error: type[httpcore.TimeoutException], step: str) -> float | None:
     """The timeout for one socket operation: no longer than what is left of the request's."""
     deadline: float | None = getattr(_request, "deadline", None)
     if deadline is None:
         return timeout
     left = deadline - time.monotonic()
     if left <= 0:
-        raise expired(f"{step}: the request did not end within provider.timeout")
+        raise error(f"{step}: the request did not end within provider.timeout")
     return left if timeout is None else min(timeout, left)
 
 
@@ -139,14 +132,10 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
-        stream = self._sockets.connect_tcp(
-            host,
-            port,
-            _left(timeout, httpcore.ConnectTimeout, "connecting"),
-            local_address,
-            socket_options,
+        left = _left(timeout, httpcore.ConnectTimeout, "connecting")
+        return _DeadlineStream(
+            self._sockets.connect_tcp(host, port, left, local_address, socket_options)
         )
-        return _DeadlineStream(stream)
 
 
 class _DeadlineStream(httpcore.NetworkStream):
@@ -172,12 +161,8 @@ class _DeadlineStream(httpcore.NetworkStream):
         server_hostname: str | None = None,
         timeout: float | None = None,
     ) -> httpcore.NetworkStream:
-        tls = self._stream.start_tls(
-            ssl_context,
-            server_hostname,
-            _left(timeout, httpcore.ConnectTimeout, "the TLS handshake"),
-        )
-        return _DeadlineStream(tls)
+        left = _left(timeout, httpcore.ConnectTimeout, "the TLS handshake")
+        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, left))
 
     def get_extra_info(self, info: str) -> Any:
         return self._stream.get_extra_info(info)
