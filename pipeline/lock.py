@@ -21,16 +21,14 @@ def lock_path(journal_path: Path) -> Path:
 def hold_lock(journal_path: Path) -> Iterator[None]:
     """Hold the journal's lock for the `with` block, or raise LockHeld at once.
 
-    The lock is the flock itself, never the file's existence: a run killed by SIGKILL or a power
-    cut leaves no stale lock, because the kernel drops the flock with the process. The file holds
-    the holder's PID for the message only. It is never deleted: deleting it would let a run that
-    opened the old file and a run that created a new one both believe they hold the lock.
-    Not re-entrant: a second hold_lock on the same journal, even in this process, raises LockHeld.
+    The lock is the flock, not the file: a run killed by SIGKILL leaves no stale lock. The file
+    holds the holder's PID for the message only, and is never deleted (a run holding the old file
+    and one that created a new one would both hold "the" lock). Not re-entrant, even in-process.
     """
     path = lock_path(journal_path)
     try:
         private_folder(path.parent)
-        create_private(path)  # 0600, as every file the pipeline makes beside the journal
+        create_private(path)
         fd = os.open(path, os.O_RDWR)
     except OSError as exc:
         raise JournalError(
@@ -41,8 +39,8 @@ def hold_lock(journal_path: Path) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = _read_pid(fd)
-            by = f" (PID {holder})" if holder else ""
+            text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()  # "" until written
+            by = f" (PID {int(text)})" if text.isdigit() and int(text) else ""
             raise LockHeld(
                 f"{path}: another run of this campaign's journal is in progress{by}; this run did "
                 "nothing. Wait for it to finish (or stop it), then run the same command again"
@@ -52,13 +50,7 @@ def hold_lock(journal_path: Path) -> Iterator[None]:
         try:
             yield
         finally:
-            # Still locked here, so no other run is reading it: leave no PID of a finished run.
+            # Still locked, so no other run reads it: leave no PID of a finished run.
             os.ftruncate(fd, 0)
     finally:
         os.close(fd)  # closing the last descriptor releases the flock
-
-
-def _read_pid(fd: int) -> int | None:
-    """The PID the holder wrote, if it has written one yet."""
-    text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-    return int(text) if text.isdigit() else None

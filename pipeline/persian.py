@@ -12,19 +12,6 @@ import jdatetime  # ships no type information
 
 from pipeline.clock import Clock, tehran
 
-__all__ = [
-    "FILTERS",
-    "en_digits",
-    "fa_digits",
-    "jalali",
-    "money",
-    "normalise_text",
-    "rial",
-    "template_globals",
-    "toman",
-    "weekday",
-]
-
 Digits = Literal["fa", "en"]
 
 _PERSIAN_DIGITS = "۰۱۲۳۴۵۶۷۸۹"
@@ -34,41 +21,39 @@ _TO_LATIN = str.maketrans(_PERSIAN_DIGITS + _ARABIC_INDIC_DIGITS, "0123456789" *
 _THOUSANDS = "٬"  # U+066C ARABIC THOUSANDS SEPARATOR, what Persian typesetting uses
 _DECIMAL = "٫"  # U+066B ARABIC DECIMAL SEPARATOR
 
-# Arabic keyboards and old Windows-1256 data give Arabic yeh and kaf; they look alike but
-# break search, sorting and de-duplication against text typed on a Persian keyboard.
+# Arabic keyboards and Windows-1256 data give Arabic yeh and kaf: alike to the eye, they break
+# search, sorting and de-duplication against Persian-keyboard text.
 _PERSIAN_LETTERS = str.maketrans({"ي": "ی", "ى": "ی", "ك": "ک"})
 _ARABIC_LETTER = re.compile("[يىك]")
-# Invisible marks that spreadsheets and copy-paste leave around a value. Inside a word ZWNJ
-# is spelling (می‌خواهم), so only the ends are cleaned.
+# Invisible marks copy-paste leaves around a value; inside a word ZWNJ is spelling (می‌خواهم).
 _INVISIBLE = "\u061c\u200b\u200c\u200d\u200e\u200f\u2060\ufeff"
 _TRIMMED = _INVISIBLE + " \t\r\n\f\v\u00a0"
 
-# A date as contacts hold it: 2026-03-21, 2026/3/21, 1405/01/01, with an optional time
-# (T or space, seconds and fraction optional) and an optional UTC offset.
+# 2026-03-21, 2026/3/21, 1405/01/01, with an optional time and UTC offset.
 _DATE = re.compile(
     r"(?P<y>\d{4})[-/](?P<m>\d{1,2})[-/](?P<d>\d{1,2})"
     r"(?:[T ](?P<H>\d{1,2}):(?P<M>\d{2})(?::(?P<S>\d{2})(?:[.,](?P<f>\d{1,6}))?)?)?"
     r"\s*(?P<tz>Z|[+-]\d{2}:?\d{2})?",
     re.ASCII | re.IGNORECASE,
 )
-# Jalali years now are ~1400 and Gregorian ones ~2000: 1700 splits them for any contact date.
-_JALALI_BEFORE = 1700
+_JALALI_BEFORE = 1700  # Jalali years now are ~1400 and Gregorian ones ~2000
 
 # Whole number with optional fraction; thousands separators, if any, must group by three.
 _PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)", re.ASCII)
 _GROUPED_NUMBER = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?", re.ASCII)
+# Numeric text as Decimal reads it; U+2212 is the typographic minus sign.
+_AMOUNT_TEXT = str.maketrans(
+    _PERSIAN_DIGITS + _ARABIC_INDIC_DIGITS + _THOUSANDS + _DECIMAL + "\u2212",
+    "0123456789" * 2 + ",.-",
+)
 _CENTS = Decimal("0.01")
 _SHOWN_CHARS = 40
 
 
 def normalise_text(value: str) -> str:
-    """Contact text with Arabic ي/ى/ك as Persian ی/ک and invisible marks trimmed from the ends.
-
-    Digits, other letters (ة, ئ, ...) and marks inside the text are left as they are. Ordinary
-    whitespace at the ends is trimmed along with the invisible marks, since they come mixed.
-    """
-    # translate() looks every character up in a dict; most values hold no Arabic letter, and
-    # one regex search says so several times faster (this runs per value, per message).
+    """Contact text with Arabic ي/ى/ك as Persian ی/ک, whitespace and invisible marks trimmed
+    from the ends (they come mixed); everything else is left as it is."""
+    # Most values need no translate(): a regex search says so several times faster (per row).
     if _ARABIC_LETTER.search(value):
         value = value.translate(_PERSIAN_LETTERS)
     return value.strip(_TRIMMED)
@@ -87,13 +72,9 @@ def en_digits(value: object) -> str:
 def jalali(value: object, fmt: str = "%Y/%m/%d", digits: Digits = "fa") -> str:
     """A date in the Jalali calendar, formatted with jdatetime's strftime codes.
 
-    ``value`` is a date, a datetime, a jdatetime date or datetime, or text: an ISO Gregorian
-    date (``2026-03-21``, ``2026-03-21T10:00:00``, ``2026-03-21 10:00``, with ``/`` too) or a
-    Jalali date (``1405/01/01``, told apart by a year below 1700). Aware datetimes are shown
-    on Tehran's clock; naive ones are taken as Tehran time already. ``%B`` and ``%A`` give
-    Persian month and weekday names. ``%d`` and ``%m`` are zero-padded, ``%-d`` and ``%-m``
-    are not: ``%-d %B %Y`` gives ``۱ فروردین ۱۴۰۵``.
-    """
+    ``value`` is a (jdatetime) date or datetime, or text: Gregorian (``2026-03-21 10:00``) or
+    Jalali (``1405/01/01``, a year below 1700). Aware datetimes are shown on Tehran's clock,
+    naive ones are Tehran time. ``%-d %B %Y`` gives ``۱ فروردین ۱۴۰۵`` (``%d`` is zero-padded)."""
     if not isinstance(fmt, str):
         raise ValueError(f"jalali: the format must be text such as '%Y/%m/%d', not {fmt!r}")
     return _with_digits(_to_jalali(value, "jalali").strftime(fmt), digits, "jalali")
@@ -101,18 +82,14 @@ def jalali(value: object, fmt: str = "%Y/%m/%d", digits: Digits = "fa") -> str:
 
 def weekday(value: object) -> str:
     """The Persian name of the date's weekday (شنبه ... جمعه); takes what ``jalali`` takes."""
-    name: str = _to_jalali(value, "weekday").jweekday()
-    return name
+    return str(_to_jalali(value, "weekday").jweekday())
 
 
 def money(value: object, unit: str = "تومان", digits: Digits = "fa") -> str:
     """An amount with thousands separators and a unit: ``125000`` gives ``۱۲۵٬۰۰۰ تومان``.
 
-    Whole amounts show no decimals. Others are rounded half up to two decimals, with trailing
-    zeros dropped (``1234567.5`` gives ``۱٬۲۳۴٬۵۶۷٫۵``), so no part of a price disappears
-    silently. With Persian digits the separators are U+066C and U+066B; with ``digits="en"``
-    they are ``,`` and ``.``. A negative amount starts with ``-``. ``unit=""`` leaves it out.
-    """
+    Whole amounts show no decimals; others are rounded half up to two, trailing zeros dropped
+    (``۱٬۲۳۴٬۵۶۷٫۵``), so no part of a price disappears. ``digits="en"`` uses ``,`` and ``.``."""
     if not isinstance(unit, str):
         raise ValueError(f"money: the unit must be text, not {unit!r}")
     amount = _amount(value, "money")
@@ -141,10 +118,8 @@ def rial(tomans: object) -> int | Decimal:
 
 
 def template_globals(now: Clock) -> dict[str, Any]:
-    """``today`` (a jdatetime date) and ``now`` (an aware datetime), both Tehran time.
-
-    Read once from the injected clock, so every message of a run says the same day.
-    """
+    """``today`` (a jdatetime date) and ``now`` (aware), Tehran time, read once from the clock
+    so every message of a run says the same day."""
     moment = now()
     if moment.tzinfo is None:
         raise ValueError("the clock gave a naive datetime; it must give an aware one (UTC)")
@@ -156,14 +131,17 @@ def template_globals(now: Clock) -> dict[str, Any]:
 
 
 FILTERS: dict[str, Callable[..., Any]] = {
-    "jalali": jalali,
-    "weekday": weekday,
-    "fa_digits": fa_digits,
-    "en_digits": en_digits,
-    "money": money,
-    "toman": toman,
-    "rial": rial,
+    helper.__name__: helper
+    for helper in (jalali, weekday, fa_digits, en_digits, money, toman, rial)
 }
+
+
+def gregorian_date(year: int, month: int, day: int) -> dt.date:
+    """The day a written date names: Jalali when the year is below 1700, else Gregorian."""
+    if year < _JALALI_BEFORE:
+        gregorian: dt.date = jdatetime.date(year, month, day).togregorian()
+        return gregorian
+    return dt.date(year, month, day)
 
 
 def _text(value: object, name: str) -> str:
@@ -182,7 +160,7 @@ def _with_digits(text: str, digits: object, name: str) -> str:
 
 
 def _shown(value: object) -> str:
-    """The value as a message quotes it, cut short so the reason stays one readable line."""
+    """The value as a message quotes it, short enough for one readable line."""
     text = repr(value)
     return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 3] + "..."
 
@@ -191,7 +169,11 @@ def _to_jalali(value: object, name: str) -> Any:
     """The value as a jdatetime date or datetime with Persian names, on Tehran's clock."""
     if value is None:
         raise ValueError(f"{name}: there is no date (None)")
-    match = _match_date(value, name) if isinstance(value, str) else None
+    match = _DATE.fullmatch(value.strip().translate(_TO_LATIN)) if isinstance(value, str) else None
+    if isinstance(value, str) and match is None:
+        raise ValueError(
+            f"{name}: {_shown(value)} is not a date; write it like 2026-03-21 or 1405/01/01"
+        )
     try:
         if isinstance(value, jdatetime.datetime):  # before jdatetime.date: it is a subclass
             if value.tzinfo is not None:
@@ -215,34 +197,14 @@ def _from_gregorian(value: dt.date) -> Any:
     return jdatetime.date.fromgregorian(date=value, locale=jdatetime.FA_LOCALE)
 
 
-def _match_date(text: str, name: str) -> re.Match[str]:
-    match = _DATE.fullmatch(text.strip().translate(_TO_LATIN))
-    if match is None:
-        raise ValueError(
-            f"{name}: {_shown(text)} is not a date; write it like 2026-03-21 or 1405/01/01"
-        )
-    return match
-
-
 def _gregorian(match: re.Match[str]) -> dt.date:
-    """The Gregorian date or datetime a matched text names; a Jalali one is converted."""
-    year, month, day = int(match["y"]), int(match["m"]), int(match["d"])
-    if year < _JALALI_BEFORE:
-        day_of: dt.date = jdatetime.date(year, month, day).togregorian()
-    else:
-        day_of = dt.date(year, month, day)
+    day_of = gregorian_date(int(match["y"]), int(match["m"]), int(match["d"]))
     if match["H"] is None and match["tz"] is None:
         return day_of
-    return dt.datetime(
-        day_of.year,
-        day_of.month,
-        day_of.day,
-        int(match["H"] or 0),
-        int(match["M"] or 0),
-        int(match["S"] or 0),
-        int((match["f"] or "0").ljust(6, "0")),
-        tzinfo=_offset(match["tz"]) if match["tz"] else None,
-    )
+    zone = _offset(match["tz"]) if match["tz"] else None
+    micro = int((match["f"] or "0").ljust(6, "0"))
+    clock = dt.time(int(match["H"] or 0), int(match["M"] or 0), int(match["S"] or 0), micro)
+    return dt.datetime.combine(day_of, clock, tzinfo=zone)
 
 
 def _offset(text: str) -> dt.timezone:
@@ -266,25 +228,17 @@ def _amount(value: object, name: str) -> Decimal:
     elif isinstance(value, Decimal):
         amount = value
     elif isinstance(value, str):
-        amount = _parse_amount(value, name)
+        cleaned = value.strip().translate(_AMOUNT_TEXT)
+        if not (_PLAIN_NUMBER.fullmatch(cleaned) or _GROUPED_NUMBER.fullmatch(cleaned)):
+            raise ValueError(
+                f"{name}: {_shown(value)} is not an amount; write it like 125000 or 125,000"
+            )
+        amount = Decimal(cleaned.replace(",", ""))
     else:
         raise ValueError(f"{name}: {_shown(value)} is not an amount")
     if not amount.is_finite():
         raise ValueError(f"{name}: {_shown(value)} is not an amount")
     return amount
-
-
-def _parse_amount(text: str, name: str) -> Decimal:
-    cleaned = (
-        text.strip()
-        .translate(_TO_LATIN)
-        .replace(_THOUSANDS, ",")
-        .replace(_DECIMAL, ".")
-        .replace("\u2212", "-")  # the typographic minus sign
-    )
-    if _PLAIN_NUMBER.fullmatch(cleaned) or _GROUPED_NUMBER.fullmatch(cleaned):
-        return Decimal(cleaned.replace(",", ""))
-    raise ValueError(f"{name}: {_shown(text)} is not an amount; write it like 125000 or 125,000")
 
 
 def _plain(amount: Decimal) -> int | Decimal:

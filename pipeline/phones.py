@@ -6,18 +6,14 @@ import functools
 import re
 
 import phonenumbers
+from phonenumbers import PhoneNumberType
 
 from pipeline.models import InvalidNumber
 
-__all__ = ["find_mobiles", "normalise_mobile"]
-
-_PERSIAN_DIGITS = "۰۱۲۳۴۵۶۷۸۹"
-_ARABIC_INDIC_DIGITS = "٠١٢٣٤٥٦٧٨٩"
-
-# Characters people, word processors and spreadsheets put around or inside a number that carry
-# no digit: every Unicode space, invisible format marks (ZWNJ, ZWJ, bidi marks and isolates,
-# BOM, word joiner), dashes and minus signs of every script, brackets, slashes, thousands
-# separators, Excel's leading apostrophe and stray quotes, and the Persian kashida.
+# Persian and Arabic-Indic digits as ASCII; "٫" is the Arabic decimal point of an Excel float.
+_DIGITS = str.maketrans("۰۱۲۳۴۵۶۷۸۹٠١٢٣٤٥٦٧٨٩٫", "0123456789" * 2 + ".")
+# What people and spreadsheets put in a number that carries no digit: every Unicode space,
+# invisible marks (ZWNJ, bidi marks, BOM), dashes, brackets, separators, quotes, kashida.
 _INVISIBLE = (
     "\u00ad\u061c\u180e\u200b\u200c\u200d\u200e\u200f"
     "\u202a\u202b\u202c\u202d\u202e\u2060\u2066\u2067\u2068\u2069\ufeff"
@@ -27,35 +23,21 @@ _PUNCTUATION = "()[]{}（）/\\|,،٬'\"‘’‚‛“”„«»`\u0640"
 # str.isspace() is False for every code point above U+3000, so this range finds them all.
 _SPACES = "".join(chr(c) for c in range(0x3001) if chr(c).isspace())
 
-_TABLE = str.maketrans(
-    {
-        **{src: str(d) for d, src in enumerate(_PERSIAN_DIGITS)},
-        **{src: str(d) for d, src in enumerate(_ARABIC_INDIC_DIGITS)},
-        "٫": ".",  # Arabic decimal separator, as in an Excel float written in Persian digits
-        **dict.fromkeys(_SPACES + _INVISIBLE + _DASHES + _PUNCTUATION),
-    }
-)
+_NOISE = _SPACES + _INVISIBLE + _DASHES + _PUNCTUATION
+_TABLE = {**_DIGITS, **str.maketrans("", "", _NOISE)}
 
-# How spreadsheets and pandas write a blank cell once it has been through text.
-_BLANK_MARKERS = frozenset({"nan", "nat", "none", "null", "na", "<na>"})  # "n/a" arrives as "na"
+# A blank cell as spreadsheets and pandas write it in text ("n/a" arrives as "na").
+_BLANK_MARKERS = frozenset({"nan", "nat", "none", "null", "na", "<na>"})
 
-# Excel's scientific notation, after digits are ASCII: 9.123456789E+09, 9.12E9.
-# A minus sign never reaches it: dashes are noise, so 9.12E-09 reads as 9.12E09.
+# Excel's 9.123456789E+09; dashes are noise, so 9.12E-09 reads as 9.12E09.
 _SCIENTIFIC = re.compile(r"([0-9]+)(?:\.([0-9]*))?[eE]\+?([0-9]{1,3})")
 
 _NATIONAL_LENGTH = 10  # 9XXXXXXXXX, the number without its trunk 0 or country code
-_MOBILE_TYPES = frozenset(
-    {phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE}
-)
+_MOBILE_TYPES = frozenset({PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE})
 
-# phonenumbers' IR mobile pattern (metadata 9.0.x, national number, no trunk 0) is
-#   9(?:(?:0[0-5]|[13]\d|2[0-3])\d\d|9(?:[0-46]\d\d|5(?:10|5\d)|8(?:[12]\d|3[0-2]|88)
-#     |9(?:[0-359]\d|69|77|8[7-9])))\d{5}
-# Every branch fixes at most the first five digits (the deepest, 99510 or 99887, spell out all
-# five) and then takes any five digits (`\d{5}`). So the first five digits of a ten-digit
-# national number decide validity: one full parse per five-digit prefix, at most 10,000 of
-# them, answers for every number. tests/test_phones.py checks this against a full parse of
-# every prefix, so a metadata update that breaks it fails the tests rather than the send.
+# Every branch of phonenumbers' IR mobile pattern fixes at most the first five national digits
+# and takes any five after: one cached parse per prefix answers for every number. The tests check
+# it against a full parse of every prefix, so a metadata update that breaks it fails them.
 _DECIDING_PREFIX = 5
 
 
@@ -72,9 +54,8 @@ def _is_mobile_prefix(prefix: str) -> bool:
 def normalise_mobile(raw: str) -> str | InvalidNumber:
     """Return `raw` as `09XXXXXXXXX`, or an InvalidNumber whose reason a person can act on.
 
-    Accepts 09…, 9…, +98…, 0098…, 98…, Persian and Arabic-Indic digits, any spacing,
-    dashes, dots and brackets, and the forms Excel and pandas leave behind (9123456789.0,
-    9.123456789E+09, a leading apostrophe). Never raises for a str.
+    Accepts 09…, 9…, +98…, 0098…, 98…, any script's digits, any noise, and what Excel and pandas
+    leave behind (9123456789.0, 9.123456789E+09, a leading apostrophe). Never raises for a str.
     """
     # Most cells of a clean list are already 09XXXXXXXXX: answer those without translating.
     text = raw if raw.isascii() and raw.isdigit() else raw.translate(_TABLE)
@@ -85,35 +66,20 @@ def normalise_mobile(raw: str) -> str | InvalidNumber:
     return _from_text(text)
 
 
-# Between the digit groups of one number written in free text: what normalise_mobile drops as
-# noise (spaces, invisible marks, dashes, brackets, slashes, commas, quotes) and dots. A letter,
-# '+', ';', ':' or any other character ends the number.
-_DIGITS_ONLY = str.maketrans(
-    {
-        **{src: str(d) for d, src in enumerate(_PERSIAN_DIGITS)},
-        **{src: str(d) for d, src in enumerate(_ARABIC_INDIC_DIGITS)},
-        "٫": ".",
-    }
-)
-_JOINER = re.escape(_SPACES + _INVISIBLE + _DASHES + _PUNCTUATION + ".")
-_DIGIT_RUN = re.compile(f"[0-9]+(?:[{_JOINER}]+[0-9]+)*")
+# In free text, digit groups joined by noise or dots are one number; anything else ends it.
+_DIGIT_RUN = re.compile(f"[0-9]+(?:[{re.escape(_NOISE + '.')}]+[0-9]+)*")
 _DIGIT_GROUP = re.compile("[0-9]+")
 _SCIENTIFIC_IN_TEXT = re.compile(r"(?<![0-9])([0-9]+)(?:\.[0-9]*)?[eE]\+?([0-9]{1,3})(?![0-9])")
-# The longest way to write one mobile, in digits: 0098, a trunk 0 as in "+98 (0)912...", and
-# the ten national digits.
-_MOST_DIGITS = 15
+_MOST_DIGITS = 15  # 0098, a trunk 0 as in "+98 (0)912...", and the ten national digits
 
 
 def find_mobiles(text: str) -> list[str] | InvalidNumber:
     """Every distinct mobile number written anywhere in free text, in order of appearance.
 
-    A number is a run of digit groups joined only by the noise normalise_mobile drops
-    (`0912 123-4567`, `(0912) 1234567`, `+98 912...`), or an Excel float (`9.123456789E+09`);
-    any other character ends it, so the words, dates and cells around it do not matter. In a
-    run of groups, every stretch of whole groups holding 10-15 digits is tried with
-    normalise_mobile, so `09121234567 2026-03-21` finds the number and `0912... 0912...` finds
-    both. The same number written twice is listed once. When there is none, the InvalidNumber
-    says why (about the longest digit run, or the Excel float), for a person to act on.
+    A number is a run of digit groups joined only by noise (`(0912) 123-4567`), or an Excel
+    float. In a run, every stretch of whole groups holding 10-15 digits is tried, so
+    `09121234567 2026-03-21` finds the number and `0912... 0912...` finds both. With none, the
+    InvalidNumber says why, about the longest digit run (or the Excel float).
     """
     bare = text.strip()
     if bare.isdigit():  # the common line: the number alone, in any script's digits
@@ -121,7 +87,7 @@ def find_mobiles(text: str) -> list[str] | InvalidNumber:
         if isinstance(whole, str):
             return [whole]
     if not text.isascii():
-        text = text.translate(_DIGITS_ONLY)
+        text = text.translate(_DIGITS)
     found: dict[str, None] = {}  # insertion-ordered, one entry per number
     reason = InvalidNumber("no digits")
     longest = 0
@@ -174,21 +140,20 @@ def _from_text(text: str) -> str | InvalidNumber:
         match = _SCIENTIFIC.fullmatch(text)
         if match is not None:
             return _from_scientific(text, match, international)
-    if "." in text:
-        text = _drop_dots(text)
+    if "." in text:  # `9123456789.0` is a float's whole part; any other dot separates digits
+        head, _, tail = text.partition(".")
+        whole_float = "." not in tail and head and tail and tail.strip("0") == ""
+        text = head if whole_float else text.replace(".", "")
     if not text:
         return InvalidNumber("not a number: no digits")
-    if not (text.isascii() and text.isdigit()):
-        return _not_a_number(text)
-    return _from_digits(text, international)
-
-
-def _drop_dots(text: str) -> str:
-    """Read `9123456789.0` as a float's whole part; any other dot is a digit separator."""
-    head, _, tail = text.partition(".")
-    if "." not in tail and head and tail and tail.strip("0") == "":
-        return head
-    return text.replace(".", "")
+    if text.isascii() and text.isdigit():
+        return _from_digits(text, international)
+    if any(char.isalpha() for char in text):
+        return InvalidNumber("not a number: contains letters")
+    odd = next(char for char in text if not ("0" <= char <= "9"))
+    if odd.isprintable():
+        return InvalidNumber(f"not a number: contains '{odd}'")
+    return InvalidNumber(f"not a number: contains the invisible character U+{ord(odd):04X}")
 
 
 def _from_scientific(text: str, match: re.Match[str], international: bool) -> str | InvalidNumber:
@@ -197,8 +162,7 @@ def _from_scientific(text: str, match: re.Match[str], international: bool) -> st
     mantissa = whole + (fraction or "")
     point = len(whole) + int(exponent)
     if point > len(mantissa):
-        # 9.12E+09 is 912XXXXXXX with seven digits rounded away: padding them with zeros
-        # would send the message to a stranger.
+        # 9.12E+09 lost seven digits: padding them with zeros would message a stranger.
         return InvalidNumber(
             f"Excel lost digits: {text} keeps only {len(mantissa)} of the number's {point} digits;"
             " format the phone column as Text in Excel and enter the numbers again"
@@ -208,23 +172,17 @@ def _from_scientific(text: str, match: re.Match[str], international: bool) -> st
     return _from_digits(mantissa[:point], international)
 
 
-def _not_a_number(text: str) -> InvalidNumber:
-    """Name what stops `text` from being a number."""
-    if any(char.isalpha() for char in text):
-        return InvalidNumber("not a number: contains letters")
-    odd = next(char for char in text if not ("0" <= char <= "9"))
-    if odd.isprintable():
-        return InvalidNumber(f"not a number: contains '{odd}'")
-    return InvalidNumber(f"not a number: contains the invisible character U+{ord(odd):04X}")
-
-
 def _from_digits(digits: str, international: bool) -> str | InvalidNumber:
     """Check ASCII digits, with or without country code or trunk 0, as an Iranian mobile."""
     national = _national_part(digits, international)
     if isinstance(national, InvalidNumber):
         return national
     if len(national) != _NATIONAL_LENGTH:
-        return _wrong_length(len(digits), len(digits) - len(national) + _NATIONAL_LENGTH)
+        given, expected = len(digits), len(digits) - len(national) + _NATIONAL_LENGTH
+        word = "short" if given < expected else "long"
+        hint = "; two numbers in one cell?" if given >= 2 * _NATIONAL_LENGTH else ""
+        unit = "digit" if given == 1 else "digits"
+        return InvalidNumber(f"too {word}: {given} {unit}, {expected} expected{hint}")
     if not _is_mobile_prefix(national[:_DECIDING_PREFIX]):
         return InvalidNumber(
             f"not an Iranian mobile number: prefix 0{national[:_DECIDING_PREFIX]}…"
@@ -244,13 +202,11 @@ def _national_part(digits: str, international: bool) -> str | InvalidNumber:
     elif digits.startswith("00"):
         return _foreign(digits[2:])
     elif digits.startswith("98") and len(digits) > _NATIONAL_LENGTH:
-        # Ten digits starting 98 are a national number (and not a mobile); longer ones carry
-        # the country code.
+        # Ten digits starting 98 are a national (non-mobile) number; longer ones carry +98.
         national = digits[2:]
     else:
         national = digits
-    if national.startswith("0"):
-        # The trunk 0, alone or after the country code as in "+98 (0)912...".
+    if national.startswith("0"):  # the trunk 0, alone or after +98 as in "+98 (0)912..."
         national = national[1:]
     if national[:1] == "0":
         return InvalidNumber("not a mobile number: too many zeros before the 9")
@@ -263,17 +219,8 @@ def _national_part(digits: str, international: bool) -> str | InvalidNumber:
 
 
 def _foreign(after_plus: str) -> InvalidNumber:
-    """A number with a country code other than Iran's."""
     if not after_plus:
         return InvalidNumber("too short: no digits after the international prefix")
     return InvalidNumber(
         f"not an Iranian number: +{after_plus[:4]}… (Iranian numbers start with +98)"
     )
-
-
-def _wrong_length(given: int, expected: int) -> InvalidNumber:
-    """Say how far the digit count is from what this way of writing the number needs."""
-    word = "short" if given < expected else "long"
-    hint = "; two numbers in one cell?" if given >= 2 * _NATIONAL_LENGTH else ""
-    unit = "digit" if given == 1 else "digits"
-    return InvalidNumber(f"too {word}: {given} {unit}, {expected} expected{hint}")

@@ -1,11 +1,12 @@
 """Files and folders that hold customers' numbers and names: their owner's alone (0600 / 0700).
 
-The modes are set explicitly after creation, not left to the umask: a cron job or a shared
-server often runs with umask 022, which would make every report readable by every user.
-"""
+The modes are set after creation, not left to the umask: cron or a shared server often runs
+with umask 022, which would make every report readable by every user."""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 from pathlib import Path
 from typing import IO, Any
@@ -16,13 +17,7 @@ FOLDER_MODE = 0o700
 
 def private_folder(path: Path) -> None:
     """Create `path` and the parents it lacks as 0700; an existing folder is left as it is."""
-    missing = []
-    current = path
-    while not current.exists():
-        missing.append(current)
-        if current.parent == current:
-            break
-        current = current.parent
+    missing = list(itertools.takewhile(lambda p: not p.exists(), [path, *path.parents]))
     for folder in reversed(missing):
         try:
             folder.mkdir(mode=FOLDER_MODE)
@@ -33,24 +28,22 @@ def private_folder(path: Path) -> None:
 
 def create_private(path: Path) -> None:
     """Make sure `path` exists; a file this call creates is 0600 (an existing one is untouched)."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-    except FileExistsError:
-        return
-    try:
-        os.fchmod(fd, FILE_MODE)
-    finally:
-        os.close(fd)
+    with contextlib.suppress(FileExistsError):
+        os.close(_open_0600(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
 
 
 def open_private(path: Path, mode: str = "w", **kwargs: Any) -> IO[Any]:
     """`path.open(mode, ...)` for writing, the file 0600 whether it is new or replaced."""
-    flags = os.O_WRONLY | os.O_CREAT
-    flags |= os.O_APPEND if "a" in mode else os.O_TRUNC
+    append_or_truncate = os.O_APPEND if "a" in mode else os.O_TRUNC
+    fd = _open_0600(path, os.O_WRONLY | os.O_CREAT | append_or_truncate)
+    return os.fdopen(fd, mode, **kwargs)
+
+
+def _open_0600(path: Path, flags: int) -> int:
     fd = os.open(path, flags, FILE_MODE)
     try:
-        os.fchmod(fd, FILE_MODE)
+        os.fchmod(fd, FILE_MODE)  # os.open's mode is filtered by the umask
     except BaseException:
         os.close(fd)
         raise
-    return os.fdopen(fd, mode, **kwargs)
+    return fd

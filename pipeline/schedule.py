@@ -4,32 +4,18 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta, timezone
 from typing import Literal
 
 import jdatetime  # ships no type information
 
 from pipeline.clock import TEHRAN, tehran
-from pipeline.persian import en_digits
-
-__all__ = [
-    "Decision",
-    "OutsideWindow",
-    "Window",
-    "decide",
-    "format_duration",
-    "parse_duration",
-    "parse_send_at",
-    "parse_window",
-    "tehran_label",
-]
+from pipeline.persian import en_digits, gregorian_date
 
 OutsideWindow = Literal["wait", "schedule"]
 
 _DAY = timedelta(days=1)
 _MIDNIGHT = time(0, 0)
-# Jalali years now are ~1400 and Gregorian ones ~2000 (the same split as persian.jalali).
-_JALALI_BEFORE = 1700
 
 # Operators paste windows from chat and documents, where the hyphen is often a dash or minus.
 _DASHES = str.maketrans(dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2212", "-"))
@@ -49,11 +35,8 @@ _UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
 
 @dataclass(frozen=True, slots=True)
 class Window:
-    """A daily send window on Tehran's wall clock: ``start`` inclusive, ``end`` exclusive.
-
-    ``end`` earlier than ``start`` wraps past midnight (``20:00-02:00``); ``end`` at 00:00
-    runs to midnight (``08:00-24:00``). ``start == end`` is refused: it would never open.
-    """
+    """A daily send window on Tehran's wall clock, ``start`` inclusive, ``end`` exclusive; an
+    earlier ``end`` wraps past midnight (``20:00-02:00``), 00:00 is midnight (``08:00-24:00``)."""
 
     start: time
     end: time
@@ -97,10 +80,7 @@ class Decision:
 
 
 def parse_window(text: str) -> Window:
-    """A send window from ``HH:MM-HH:MM`` (Tehran time); Persian digits and spaces allowed.
-
-    ``24:00`` is accepted as the end (until midnight). Raises ValueError saying how to write it.
-    """
+    """A send window from ``HH:MM-HH:MM`` (Tehran time, any digits); ``24:00`` ends at midnight."""
     cleaned = en_digits(text).translate(_DASHES).strip()
     match = _WINDOW.fullmatch(cleaned)
     if match is None:
@@ -125,10 +105,9 @@ def parse_window(text: str) -> Window:
 def parse_send_at(text: str) -> datetime | None:
     """``now`` gives None; else an aware datetime on Tehran's clock.
 
-    Accepts a Gregorian (``2026-04-04 10:00``, ``2026-04-04T10:00:00``, ``2026/04/04 10:00``)
-    or Jalali (``1405/01/15 10:00``, told apart by a year below 1700) date with a time; Persian
-    digits are fine. Without an offset the time is Tehran's; ``+03:30``, ``Z`` and the like are
-    honoured and the result converted to Tehran. A date without a time is refused.
+    A Gregorian (``2026-04-04T10:00:00``, ``2026/04/04 10:00``) or Jalali (``1405/01/15 10:00``,
+    a year below 1700) date with a time, any digits; Tehran's unless an offset (``+03:30``,
+    ``Z``) is given. A date without a time is refused.
     """
     cleaned = en_digits(text).strip()
     if cleaned.lower() == "now":
@@ -143,22 +122,12 @@ def parse_send_at(text: str) -> datetime | None:
         raise ValueError(
             f"{text!r} has no time of day; give a time too, e.g. {match[0].strip()} 10:00"
         )
-    year, month, day = int(match["y"]), int(match["m"]), int(match["d"])
     try:
-        if year < _JALALI_BEFORE:
-            gregorian: date = jdatetime.date(year, month, day).togregorian()
-        else:
-            gregorian = date(year, month, day)
-        moment = datetime(
-            gregorian.year,
-            gregorian.month,
-            gregorian.day,
-            int(match["H"]),
-            int(match["M"]),
-            int(match["S"] or 0),
-            int((match["f"] or "0").ljust(6, "0")),
-            tzinfo=_offset(match["tz"]) if match["tz"] else TEHRAN,
-        )
+        day = gregorian_date(int(match["y"]), int(match["m"]), int(match["d"]))
+        zone = _offset(match["tz"]) if match["tz"] else TEHRAN
+        micro = int((match["f"] or "0").ljust(6, "0"))
+        clock = time(int(match["H"]), int(match["M"]), int(match["S"] or 0), micro)
+        moment = datetime.combine(day, clock, tzinfo=zone)
     except (ValueError, OverflowError) as exc:
         raise ValueError(
             f"{text!r} is not a real date and time ({exc}). Fix: correct it; a year below 1700 "
@@ -211,78 +180,49 @@ def decide(
     max_lateness: timedelta | None,
     outside_window: OutsideWindow,
 ) -> Decision:
-    """Whether to post now, and with which SendDateTime. All times compare on Tehran's clock.
+    """Whether to post now, and with which SendDateTime, on Tehran's clock (aware datetimes).
 
-    Rules, with ``now`` and ``send_at`` aware datetimes:
-
-    - ``send_at`` None ("now"), or in the past (a delayed cron, a restored server) and no
-      more than ``max_lateness`` ago: send now (``send_at`` None) when there is no window or
-      ``now`` is inside it. Outside it, ``"wait"`` posts nothing and the reason says when the
-      window opens; ``"schedule"`` posts now with ``send_at`` at the window's next opening,
-      so the provider holds the messages until then.
-    - ``send_at`` in the past by more than ``max_lateness`` (strictly): refused, ``stale``.
-    - ``send_at`` in the future: posted now with that ``send_at``; the provider holds them.
-      If it falls outside the window (a config mistake), ``"wait"`` posts nothing and the
-      reason asks for a better time; ``"schedule"`` moves ``send_at`` to the window's next
+    - ``send_at`` None, or past (a delayed cron) by no more than ``max_lateness``: send now
+      inside the window (or with none). Outside it, ``"wait"`` posts nothing and says when it
+      opens; ``"schedule"`` posts with ``send_at`` at the next opening (the provider holds them).
+    - ``send_at`` past by more than ``max_lateness`` (strictly): refused, ``stale``.
+    - ``send_at`` ahead: posted with that ``send_at``. Outside the window (a config mistake),
+      ``"wait"`` posts nothing and asks for a better time; ``"schedule"`` moves it to the next
       opening after it.
-    - When the window's next opening is more than ``max_lateness`` after a campaign's
-      ``send_at``, it is refused as stale too, whether ``"wait"`` (the run at the opening would
-      refuse it anyway) or ``"schedule"``: a message meant for this evening must not arrive
-      tomorrow morning.
-
-    ``reason`` is empty exactly when the decision is to send now with ``send_at`` None.
+    - An opening more than ``max_lateness`` after ``send_at`` is stale too, in both modes: a
+      message meant for this evening must not arrive tomorrow morning.
     """
     if outside_window not in ("wait", "schedule"):
         raise ValueError(f"outside_window must be 'wait' or 'schedule', not {outside_window!r}")
     _tehran_time(now, "decide: now")
-    if send_at is None:
-        return _in_window(now, window, outside_window, due=None, max_lateness=None)
-    _tehran_time(send_at, "decide: send_at")
-    if send_at > now:
-        return _future(send_at, window, outside_window, max_lateness)
-    late = now - send_at
-    if max_lateness is not None and late > max_lateness:
-        return Decision(
-            send=False,
-            send_at=None,
-            reason=(
+    if send_at is not None:
+        _tehran_time(send_at, "decide: send_at")
+        if send_at > now:
+            return _future(send_at, window, outside_window, max_lateness)
+        late = now - send_at
+        if max_lateness is not None and late > max_lateness:
+            return _refuse(
                 f"the campaign was due at {tehran_label(send_at)} (Tehran), {_ago(late)} ago, "
                 f"more than schedule.max_lateness ({format_duration(max_lateness)}): refusing "
-                "to send a stale campaign. Fix: set a new send_at, or raise max_lateness."
-            ),
-            stale=True,
-        )
-    return _in_window(now, window, outside_window, due=send_at, max_lateness=max_lateness)
-
-
-def _in_window(
-    now: datetime,
-    window: Window | None,
-    outside_window: OutsideWindow,
-    *,
-    due: datetime | None,
-    max_lateness: timedelta | None,
-) -> Decision:
-    """The decision for a campaign that is due now."""
+                "to send a stale campaign. Fix: set a new send_at, or raise max_lateness.",
+                stale=True,
+            )
+    # Due now (send_at None or past).
     if window is None or window.contains(now):
         return Decision(send=True, send_at=None, reason="")
     opens = window.next_open(now)
     # Waiting for the opening would make the next run refuse it as stale: say so today.
-    if due is not None and max_lateness is not None and opens - due > max_lateness:
-        return _stale_at_opening(due, window, opens, max_lateness)
+    if send_at is not None and max_lateness is not None and opens - send_at > max_lateness:
+        return _stale_at_opening(send_at, window, opens, max_lateness)
     if outside_window == "wait":
-        return Decision(
-            send=False,
-            send_at=None,
-            reason=f"outside the send window {window} (Tehran); it opens at {tehran_label(opens)}.",
+        return _refuse(
+            f"outside the send window {window} (Tehran); it opens at {tehran_label(opens)}."
         )
     return Decision(
-        send=True,
-        send_at=opens,
-        reason=(
-            f"outside the send window {window} (Tehran); the provider holds the messages "
-            f"until it opens at {tehran_label(opens)}."
-        ),
+        True,
+        opens,
+        f"outside the send window {window} (Tehran); the provider holds the messages "
+        f"until it opens at {tehran_label(opens)}.",
     )
 
 
@@ -295,55 +235,47 @@ def _future(
     """The decision for a campaign whose send_at is still ahead: the provider holds it."""
     if window is None or window.contains(send_at):
         return Decision(
-            send=True,
-            send_at=tehran(send_at),
-            reason=(
-                f"send_at is {tehran_label(send_at)} (Tehran): the provider holds the "
-                "messages until then."
-            ),
+            True,
+            tehran(send_at),
+            f"send_at is {tehran_label(send_at)} (Tehran): the provider holds the messages "
+            "until then.",
         )
     opens = window.next_open(send_at)
     if outside_window == "wait":
-        return Decision(
-            send=False,
-            send_at=None,
-            reason=(
-                f"send_at {tehran_label(send_at)} (Tehran) is outside the send window "
-                f"{window} (Tehran), so nothing would be delivered then. Fix: set send_at "
-                "inside the window, or change the window."
-            ),
+        return _refuse(
+            f"send_at {tehran_label(send_at)} (Tehran) is outside the send window "
+            f"{window} (Tehran), so nothing would be delivered then. Fix: set send_at "
+            "inside the window, or change the window."
         )
     if max_lateness is not None and opens - send_at > max_lateness:
         return _stale_at_opening(send_at, window, opens, max_lateness)
     return Decision(
-        send=True,
-        send_at=opens,
-        reason=(
-            f"send_at {tehran_label(send_at)} (Tehran) is outside the send window {window} "
-            f"(Tehran); the provider holds the messages until it opens at {tehran_label(opens)}."
-        ),
+        True,
+        opens,
+        f"send_at {tehran_label(send_at)} (Tehran) is outside the send window {window} "
+        f"(Tehran); the provider holds the messages until it opens at {tehran_label(opens)}.",
     )
 
 
 def _stale_at_opening(
     due: datetime, window: Window, opens: datetime, max_lateness: timedelta
 ) -> Decision:
-    return Decision(
-        send=False,
-        send_at=None,
-        reason=(
-            f"the campaign is due at {tehran_label(due)} (Tehran), but the send window "
-            f"{window} (Tehran) opens only at {tehran_label(opens)}, {_ago(opens - due)} "
-            f"later, more than schedule.max_lateness ({format_duration(max_lateness)}): "
-            "refusing to send a stale campaign. Fix: set a new send_at inside the window, "
-            "or raise max_lateness."
-        ),
+    return _refuse(
+        f"the campaign is due at {tehran_label(due)} (Tehran), but the send window "
+        f"{window} (Tehran) opens only at {tehran_label(opens)}, {_ago(opens - due)} "
+        f"later, more than schedule.max_lateness ({format_duration(max_lateness)}): "
+        "refusing to send a stale campaign. Fix: set a new send_at inside the window, "
+        "or raise max_lateness.",
         stale=True,
     )
 
 
+def _refuse(reason: str, *, stale: bool = False) -> Decision:
+    return Decision(send=False, send_at=None, reason=reason, stale=stale)
+
+
 def _tehran_time(moment: datetime, name: str) -> datetime:
-    # A naive datetime would be read in the machine's zone: exactly the cron-in-UTC mistake.
+    # A naive datetime would be read in the machine's zone: the cron-in-UTC mistake.
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"{name}: {moment.isoformat()} is naive; give an aware datetime")
     return tehran(moment)

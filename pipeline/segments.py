@@ -30,21 +30,17 @@ _ASTRAL = re.compile("[\U00010000-\U0010ffff]")
 def count_pages(text: str) -> Pages:
     """Return the encoding, the units (septets or UTF-16 code units) and the pages of `text`.
 
-    One character outside the GSM-7 alphabet (a Persian letter, ZWNJ, an emoji) makes the
-    whole message UCS-2. A multipart message never splits an escape pair (GSM-7) or a
-    surrogate pair (UCS-2) across two parts; the pair moves on and one unit is left unused.
-
-    An empty text costs 0 pages: it is never sent (the caller marks the row invalid), and
-    0 keeps "pages" an honest count rather than a charge for nothing.
+    One character outside GSM-7 (a Persian letter, ZWNJ, an emoji) makes it all UCS-2. A part
+    never splits an escape or surrogate pair: the pair moves on, one unit left unused. An empty
+    text costs 0 pages: it is never sent (the row is invalid), and 0 charges nothing.
     """
     if _NON_GSM.search(text) is None:
         extension = len(_EXTENSION.findall(text))
         units = len(text) + extension
         pages = _pages(text, units, _EXTENSION if extension else None, GSM_SINGLE, GSM_MULTI)
         return Pages(GSM7, units, pages)
-    # Each astral character is a surrogate pair: two code units. Counting them beats
-    # encoding to UTF-16, and a lone surrogate (possible in a Python str) stays one unit
-    # instead of raising.
+    # An astral character is two UTF-16 units. Counting them beats encoding, and a lone
+    # surrogate (possible in a str) stays one unit instead of raising.
     astral = len(_ASTRAL.findall(text))
     units = len(text) + astral
     pages = _pages(text, units, _ASTRAL if astral else None, UCS2_SINGLE, UCS2_MULTI)
@@ -56,13 +52,11 @@ def _pages(text: str, units: int, pair: re.Pattern[str] | None, single: int, mul
     if units <= single:
         return 1 if units else 0
     pages = -(-units // multi)
-    # A pair whose first unit would land on the last slot of a part moves to the next part,
-    # wasting that slot. At most one slot per boundary is wasted, and none past the last
-    # one, so while the last part has room for one per boundary the count cannot change.
+    # A pair starting on a part's last slot moves on, wasting that slot: at most one per
+    # boundary, so while the last part has room for one per boundary the count holds.
     if pair is None or units + pages - 1 <= pages * multi:
         return pages
-    # Only the pairs can shift the boundaries, so visit just those, tracking the slots
-    # that earlier pairs have wasted so far.
+    # Only pairs shift the boundaries: visit those, counting the slots wasted so far.
     wasted = 0
     for index, match in enumerate(pair.finditer(text)):
         start = match.start() + index + wasted  # earlier pairs each took one extra unit

@@ -56,15 +56,12 @@ class Suppression:
 
 
 def load_suppression(path: Path, shown: str) -> Suppression:
-    """Read the list; a missing file is an empty list (it is created on the first addition).
+    """Read the list; a missing file is an empty list (created on the first addition).
 
-    A line suppresses the one mobile number written anywhere in it, whatever else stands on
-    it (`0912... - لغو`, `name,0912...`, `9.123456789E+09`). Blank lines and comments (from
-    '#' to the end of the line) are skipped, and so is a CSV export's header: the first line
-    that is not blank or a comment, when it holds no digit at all (`name,mobile`). Any other
-    line, with no readable number or with two different ones, is an InputError naming the
-    line: a number that cannot be read must stop the run, never be messaged unnoticed.
-    """
+    A line suppresses the one mobile number anywhere in it (`0912... - لغو`, `name,0912...`).
+    Blank lines, comments ('#' on) and a CSV header (the first other line, with no digit) are
+    skipped. A line with no readable number or two is an InputError naming it: a number that
+    cannot be read must stop the run, never be messaged unnoticed."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
@@ -78,8 +75,7 @@ def load_suppression(path: Path, shown: str) -> Suppression:
     problems: list[tuple[int, str]] = []  # (line number, the line's stripped text)
     first = True
     for line_number, line in enumerate(text.splitlines(), 1):
-        # Everything after '#' is a comment, and the pipeline's own notes (a date, a reply
-        # quoted) stand there: their digits are never read as a number.
+        # The pipeline's own notes (a date, a quoted reply) stand after '#': never a number.
         value = line.split("#", 1)[0]
         if not value.strip():
             continue
@@ -99,7 +95,7 @@ _SHOWN_LINES = 5  # further bad lines named by number
 
 
 def _unreadable(shown: str, problems: list[tuple[int, str]]) -> str:
-    """The first line that does not hold exactly one number: where, what, the others, the fix."""
+    """The first line not holding exactly one number: where, what, the others, the fix."""
     line_number, value = problems[0]
     found = find_mobiles(value)
     text = value.strip()

@@ -1,25 +1,13 @@
 """The run's HTTP transport: httpx over httpcore, with one deadline for a whole request.
 
-httpx's timeouts bound each socket operation, not a request: a server (or a proxy) that
-trickles its answer a byte at a time, each byte within the read timeout, holds the request,
-and the run's lock with it, for as long as it keeps trickling. Here every connect, TLS
-handshake, write and read of a request is given no more than the time left until the
-request's deadline, `whole` seconds after the request reached the transport; past it the next
-socket operation raises httpcore's own timeout (`ReadTimeout` once the request was written,
-which the Sender treats as an ambiguous answer, as it treats a read timeout).
-
-So a request ends within `whole` seconds, whatever the server does, plus the CPU time of
-reading what arrived. Two waits are outside it: the name lookup (the standard library's
-getaddrinfo takes no timeout; it happens before any byte of the request leaves), and a
-write the server reads slowly, which may take one `whole` per partial send (a request body
-of 100 messages fits the kernel's send buffer in one; a request never written whole is safe
-to retry anyway). Waiting for a free connection does not happen: a run posts from as many
-threads as the pool has connections.
-
-httpx cannot hand its own transport a network backend (encode/httpx discussion #3180), so
-this is httpx.HTTPTransport's plain HTTP/1.1 path, on httpcore's public ConnectionPool and
-NetworkBackend: the same connection pool, keep-alive checks and error classes, and httpcore
-errors become the httpx errors `Sender._post` classifies, as httpx.HTTPTransport maps them.
+httpx's timeouts bound each socket operation: a server trickling its answer a byte at a time
+holds the request, and the run's lock, as long as it trickles. Here every connect, handshake,
+write and read gets only what is left of `whole` seconds from the request's start, then raises
+httpcore's timeout (`ReadTimeout` once written: an ambiguous answer to the Sender). Outside it:
+the name lookup (getaddrinfo has no timeout) and a slowly read write, one `whole` per partial
+send (safe to retry). No pool waits: a run posts from as many threads as there are connections.
+httpx takes no network backend (encode/httpx discussion #3180), so this is HTTPTransport's
+HTTP/1.1 path on httpcore's public ConnectionPool and NetworkBackend, errors mapped as httpx does.
 """
 
 from __future__ import annotations
@@ -34,15 +22,13 @@ from typing import Any
 import httpcore
 import httpx
 
-# The deadline of the request the current thread is making. A sync request runs on one thread
-# from the pool's connect to its body's last read (httpx reads the body in the same call),
-# and the next request on the thread sets its own deadline before any socket operation.
+# The deadline of the current thread's request: a sync request runs on one thread from connect
+# to its body's last read, and the next one sets its own deadline before any socket operation.
 _request = threading.local()
 
 
 class DeadlineTransport(httpx.BaseTransport):
-    """httpx.HTTPTransport(retries=0, limits=limits) without proxies, each request ending
-    within `whole` seconds (see the module docstring)."""
+    """httpx.HTTPTransport(retries=0, limits=limits), no proxies, each request within `whole` s."""
 
     def __init__(self, limits: httpx.Limits, whole: float) -> None:
         self._whole = whole
@@ -99,22 +85,14 @@ class _Body(httpx.SyncByteStream):
             close()
 
 
-# httpcore's errors and the httpx errors they become, the most specific first (the classes
-# of httpx's own mapping; a proxy's errors cannot happen here).
-_HTTPX_ERRORS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
-    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
-    (httpcore.ReadTimeout, httpx.ReadTimeout),
-    (httpcore.WriteTimeout, httpx.WriteTimeout),
-    (httpcore.PoolTimeout, httpx.PoolTimeout),
-    (httpcore.TimeoutException, httpx.TimeoutException),
-    (httpcore.ConnectError, httpx.ConnectError),
-    (httpcore.ReadError, httpx.ReadError),
-    (httpcore.WriteError, httpx.WriteError),
-    (httpcore.NetworkError, httpx.NetworkError),
-    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
-    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
-    (httpcore.ProtocolError, httpx.ProtocolError),
-    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
+# httpcore's errors as the httpx errors of the same name (httpx's mapping), most specific first.
+_HTTPX_ERRORS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = tuple(
+    (getattr(httpcore, name), getattr(httpx, name))
+    for name in (
+        *("ConnectTimeout", "ReadTimeout", "WriteTimeout", "PoolTimeout", "TimeoutException"),
+        *("ConnectError", "ReadError", "WriteError", "NetworkError"),
+        *("RemoteProtocolError", "LocalProtocolError", "ProtocolError", "UnsupportedProtocol"),
+    )
 )
 
 
@@ -129,16 +107,14 @@ def _as_httpx_errors() -> Iterator[None]:
         raise
 
 
-def _left(
-    timeout: float | None, expired: type[httpcore.TimeoutException], step: str
-) -> float | None:
+def _left(timeout: float | None, error: type[httpcore.TimeoutException], step: str) -> float | None:
     """The timeout for one socket operation: no longer than what is left of the request's."""
     deadline: float | None = getattr(_request, "deadline", None)
     if deadline is None:
         return timeout
     left = deadline - time.monotonic()
     if left <= 0:
-        raise expired(f"{step}: the request did not end within provider.timeout")
+        raise error(f"{step}: the request did not end within provider.timeout")
     return left if timeout is None else min(timeout, left)
 
 
@@ -156,14 +132,10 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
-        stream = self._sockets.connect_tcp(
-            host,
-            port,
-            _left(timeout, httpcore.ConnectTimeout, "connecting"),
-            local_address,
-            socket_options,
+        left = _left(timeout, httpcore.ConnectTimeout, "connecting")
+        return _DeadlineStream(
+            self._sockets.connect_tcp(host, port, left, local_address, socket_options)
         )
-        return _DeadlineStream(stream)
 
 
 class _DeadlineStream(httpcore.NetworkStream):
@@ -175,9 +147,8 @@ class _DeadlineStream(httpcore.NetworkStream):
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
         if not buffer:
-            # httpcore ends every body with an empty write, when the whole request is already
-            # on the wire: a timeout there would make a request the server has look unsent
-            # (WriteTimeout is safe to retry), and it would be posted twice.
+            # httpcore ends every body with an empty write: a WriteTimeout there would make a
+            # request the server has look unsent (safe to retry), and it would be posted twice.
             return
         self._stream.write(buffer, _left(timeout, httpcore.WriteTimeout, "sending the request"))
 
@@ -190,12 +161,8 @@ class _DeadlineStream(httpcore.NetworkStream):
         server_hostname: str | None = None,
         timeout: float | None = None,
     ) -> httpcore.NetworkStream:
-        tls = self._stream.start_tls(
-            ssl_context,
-            server_hostname,
-            _left(timeout, httpcore.ConnectTimeout, "the TLS handshake"),
-        )
-        return _DeadlineStream(tls)
+        left = _left(timeout, httpcore.ConnectTimeout, "the TLS handshake")
+        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, left))
 
     def get_extra_info(self, info: str) -> Any:
         return self._stream.get_extra_info(info)
