@@ -5,7 +5,7 @@
     ├── InputError                exit 2  the contacts source is missing or unreadable
     ├── TemplateError             exit 2  the template does not compile or needs a missing column
     ├── JournalError              exit 2  the journal file cannot be opened, read or written
-    ├── SpoolError                exit 2  no room beside the journal for the rows prepared to send
+    ├── SpoolError                exit 2  no room for the plan's spool (beside the journal)
     ├── DiskTrouble               exit 2  a file or folder the run writes failed before sending
     ├── ProviderFatal             exit 3  the provider said stop (token, user, line, credit, ...)
     │   ├── Refused               exit 3  the preflight said no (credit, max_cost, stale send_at)
@@ -18,8 +18,6 @@
 
     RenderOverrun                 never leaves render.py: one row's render went past a bound
                                   (time, memory, size); that row is `invalid`, the run goes on
-    WorkerFailed                  never leaves run.py: the sending process did not start; the
-                                  run sends from threads instead
 
 Every message starts with *where* (a file, a key, a line) and ends with *the fix*.
 The provider token never appears in one.
@@ -59,7 +57,7 @@ class JournalError(PipelineError):
 
 
 class SpoolError(PipelineError):
-    """The first pass cannot keep its prepared rows on disk (full, over quota); nothing was sent."""
+    """The plan cannot keep its prepared rows on disk (full, over quota); nothing was sent."""
 
     exit_code = 2
 
@@ -78,10 +76,6 @@ class ProviderFatal(PipelineError):
     def __init__(self, title: str, message: str) -> None:
         super().__init__(message)
         self.title = title
-
-    def __reduce__(self) -> tuple[type[ProviderFatal], tuple[str, str]]:
-        # Pickled with both arguments: it travels back from the sending process.
-        return (type(self), (self.title, str(self)))
 
 
 class Refused(ProviderFatal):
@@ -135,7 +129,3 @@ class RenderOverrun(Exception):
 
     Not a PipelineError: it stops one row, never the run (render.py turns it into data).
     """
-
-
-class WorkerFailed(Exception):
-    """The child could not be started or did not get ready: the run sends from threads."""

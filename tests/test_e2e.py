@@ -7,7 +7,7 @@ import shutil
 import time
 from datetime import UTC, datetime, timedelta
 
-from pipeline.gate import TEXT_CHANGED
+from pipeline.plan import TEXT_CHANGED
 from pipeline.sandbox import AmootSimulator
 from pipeline.sandbox_server import SandboxServer
 from tests.conftest import REPO, TOKEN, Campaign, live_provider, run_cli

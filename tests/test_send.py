@@ -11,7 +11,8 @@ import pytest
 
 from pipeline.models import Message, Status
 from pipeline.sandbox import AmootSimulator, Fault, Reply
-from pipeline.send import Dispatcher, Sender
+from pipeline.dispatch import Dispatcher
+from pipeline.send import Sender
 from tests.conftest import FakeSleep, GatedSimulator, make_sender
 
 TOKEN = "unit-token"
