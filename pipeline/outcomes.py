@@ -7,10 +7,10 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 from pipeline import schedule
+from pipeline.campaign import Campaign
 from pipeline.clock import Clock
 from pipeline.config import Config
 from pipeline.dispatch import Dispatcher
@@ -43,6 +43,17 @@ class Progress(Protocol):
     def finish(self) -> None: ...
 
 
+class _NoProgress:
+    def start(self, total: int) -> None:
+        pass
+
+    def update(self, done: int) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
 @dataclass(frozen=True, slots=True)
 class Settled:
     """What the pass did: the report's tallies and what the summary says besides."""
@@ -65,30 +76,27 @@ class Pass:
     options: RunOptions
     journal: Journal
     sender: Sender | None
-    suppression: Suppression | None
     stop: threading.Event
     clock: Clock
     log: Log
-    progress: Progress
+    progress: Progress | None
     detail: Log | None  # --verbose: one line per answered request
 
 
-def settle_plan(
-    plan: Plan, verdict: Verdict, report_path: Path, columns: tuple[str, ...], run: Pass
-) -> Settled:
+def settle_plan(campaign: Campaign, plan: Plan, verdict: Verdict, run: Pass) -> Settled:
     """Every planned row into the report, in order: sent when the verdict allows, else held.
 
     Raises only what stops the run: before the first request, as itself (the report is
     removed); after it, StoppedMidRun naming the partial report.
     """
     try:
-        report = ReportWriter(report_path, columns=columns, attention=True)
+        report = ReportWriter(campaign.report_path, columns=campaign.source.columns, attention=True)
     except OSError as exc:
         raise _report_trouble(exc) from exc
     with report:
-        rows = _Rows(run, verdict, report)
+        rows = _Rows(run, verdict, report, campaign.suppression)
         if verdict.send:
-            run.progress.start(plan.rows)
+            rows.progress.start(plan.rows)
         try:
             for batch in plan.spool.batches():
                 rows.take(batch)
@@ -102,7 +110,7 @@ def settle_plan(
             if isinstance(exc, OSError):  # a disk or a folder, before any request left
                 raise DiskTrouble(f"{described(exc)}; fix it and run again") from exc
             raise
-        run.progress.finish()
+        rows.progress.finish()
         # Put the report in place; a write to it that failed, on the way or now, ends the
         # run here, with every answer in the journal.
         report.close()
@@ -114,8 +122,11 @@ def settle_plan(
 class _Rows:
     """The per-row decisions of the pass, and the journal around each request (main thread)."""
 
-    def __init__(self, run: Pass, verdict: Verdict, report: ReportWriter) -> None:
-        self.run, self.report, self.stop = run, report, run.stop
+    def __init__(
+        self, run: Pass, verdict: Verdict, report: ReportWriter, suppression: Suppression | None
+    ) -> None:
+        self.run, self.report, self.stop, self.suppression = run, report, run.stop, suppression
+        self.progress = run.progress or _NoProgress()
         self.hold = verdict.hold  # a reason to hold every row to send back (`pending`)
         self.stopped = verdict.stopped
         self.account = verdict.account
@@ -175,7 +186,7 @@ class _Rows:
                 f"stopping: {described(self.report.error)}: the report cannot be written; "
                 "the requests in flight finish and are recorded"
             )
-        self.run.progress.update(sum(self.report.counts.values()))
+        self.progress.update(sum(self.report.counts.values()))
 
     def _decide(self, row: Row) -> None:
         """Send (or hold back) a row the plan left to send."""
@@ -329,11 +340,11 @@ class _Rows:
     def _suppress(self, numbers: list[tuple[str, str]]) -> None:
         if not numbers or not self.run.config.suppression.add_blacklisted:
             return
-        if self.run.suppression is None:
+        if self.suppression is None:
             self.blacklisted_unlisted += len(numbers)
             return
         try:
-            self.suppressed_added += self.run.suppression.add(numbers, moment=self.run.clock())
+            self.suppressed_added += self.suppression.add(numbers, moment=self.run.clock())
         except PipelineError as exc:  # a list we cannot write must not stop a run mid-way
             self.blacklisted_unlisted += len(numbers)
             self.run.log(f"warning: {exc}")

@@ -108,31 +108,15 @@ def run(
                 config, journal, sender, campaign.suppression, clock=clock, stop=stop
             )
 
-        # The plan: a dry run, spooled in the temporary folder, creates nothing beside the journal.
+        # A dry run spools in the temporary folder: it creates nothing beside the journal.
         spool = Spool(None if options.dry_run else config.journal.path.parent)
         stack.callback(spool.close)
         plan = make_plan(campaign.source, campaign.preparer, journal, options, spool)
         verdict = verdict or check(config, options, timing, plan, sender)
         if verdict.send and timing.reason:
             log(timing.reason)
-        settled = settle_plan(
-            plan,
-            verdict,
-            campaign.report_path,
-            campaign.source.columns,
-            Pass(
-                config,
-                options,
-                journal,
-                sender,
-                campaign.suppression,
-                stop,
-                clock,
-                log,
-                progress or _NoProgress(),
-                detail,
-            ),
-        )
+        stage = Pass(config, options, journal, sender, stop, clock, log, progress, detail)
+        settled = settle_plan(campaign, plan, verdict, stage)
 
     report = settled.report
     return RunResult(
@@ -155,17 +139,6 @@ def run(
         preview=list(settled.preview),
         deliveries=deliveries,
     )
-
-
-class _NoProgress:
-    def start(self, total: int) -> None:
-        pass
-
-    def update(self, done: int) -> None:
-        pass
-
-    def finish(self) -> None:
-        pass
 
 
 def _open_journal(stack: ExitStack, config: Config, key: str, *, readonly: bool) -> Journal:

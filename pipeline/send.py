@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
@@ -23,7 +22,8 @@ from tenacity import (
 from pipeline import amoot
 from pipeline.amoot import Kind
 from pipeline.clock import send_datetime
-from pipeline.errors import AmbiguousStorm, PipelineError, ProviderFatal
+from pipeline.doubt import STORM, Doubt, in_doubt, storm_stop
+from pipeline.errors import PipelineError, ProviderFatal
 from pipeline.models import Message, Outcome, Status
 from pipeline.throttle import Throttle
 
@@ -77,7 +77,7 @@ class Sender:
         self._throttle = throttle
         self._stop = stop
         self._halted = threading.Event()  # a fatal answer or a crash: start no other chunk
-        self._doubt = _Doubt()
+        self._doubt = Doubt()
         self._sleep = sleep
         self._send_at = send_at
         # Runs an attempt until it returns, retrying _SafeToRetry with backoff or Retry-After.
@@ -87,7 +87,7 @@ class Sender:
             stop=stop_after_attempt(settings.max_attempts) | stop_when_event_set(stop),
             wait=_wait_retry_after,
             retry=retry_if_exception_type(_SafeToRetry),
-            sleep=self._nap,
+            sleep=self._sleep,  # type: ignore[arg-type]  # Event.wait in a run: Ctrl-C wakes it
             reraise=True,
         )
         # Built once, not per request (httpx parses a str URL again on every call).
@@ -105,16 +105,9 @@ class Sender:
         except BaseException:
             self._halted.set()  # a bug: the main thread will stop the run; start nothing more
             raise
-        if result.stop is not None:
-            # Chunks queued behind this one must not start: the main thread learns of the stop
-            # only when it settles this result.
+        if result.stop is not None:  # the chunks queued behind this one must not start
             self._halted.set()
         return result
-
-    @property
-    def throttle(self) -> Throttle:
-        """The pace every request of this Sender keeps (shared by its threads)."""
-        return self._throttle
 
     def halt(self) -> None:
         """Start no other chunk (a chunk already posting finishes)."""
@@ -129,10 +122,9 @@ class Sender:
         # After an ambiguous answer, this waits for the requests on their way (see _Doubt).
         with self._doubt.turn(give_up=self._stopping) as answered:
             if self._stopping() or result.stop is not None:
-                for m in messages:
-                    result.outcomes[m.row] = Outcome(
-                        Status.PENDING, "the run stopped before this was sent"
-                    )
+                _settle_all(
+                    result, messages, Status.PENDING, "the run stopped before this was sent"
+                )
                 return
             by_key = {amoot.last10(m.number): m for m in messages}  # as answers name them
             try:
@@ -140,20 +132,18 @@ class Sender:
             except _SafeToRetry as exc:
                 reason = exc.reason
                 if self._stop.is_set():
-                    for m in messages:
-                        result.outcomes[m.row] = Outcome(Status.PENDING, "the run was interrupted")
+                    _settle_all(result, messages, Status.PENDING, "the run was interrupted")
                     return
-                for m in messages:
-                    result.outcomes[m.row] = Outcome(Status.PENDING, f"not accepted: {reason}")
+                _settle_all(result, messages, Status.PENDING, f"not accepted: {reason}")
                 result.stop = self._unreachable(reason)
                 return
-            storm = answered(_in_doubt(reply)) >= STORM
+            storm = answered(in_doubt(reply)) >= STORM
             if storm:
                 self._halted.set()  # before the turn ends: the requests waiting start none
 
         self._apply(reply, messages, by_key, pages, result)
         if storm and result.stop is None:
-            result.stop = _storm(reply)
+            result.stop = storm_stop(reply)
 
     def _apply(
         self,
@@ -180,15 +170,12 @@ class Sender:
             result.outcomes[messages[0].row] = Outcome(Status.FAILED, reply.title)
         elif reply.kind is Kind.RETRY:
             # amoot-api.md: a generic Failed is retried once or twice, then counts per row.
-            for m in messages:
-                result.outcomes[m.row] = Outcome(Status.FAILED, reply.title)
+            _settle_all(result, messages, Status.FAILED, reply.title)
         elif reply.kind is Kind.FATAL:
-            for m in messages:
-                result.outcomes[m.row] = Outcome(Status.PENDING, amoot.describe(reply.title))
+            _settle_all(result, messages, Status.PENDING, amoot.describe(reply.title))
             result.stop = _fatal(reply.title)
         else:  # AMBIGUOUS: it may have gone out; never send it again automatically
-            for m in messages:
-                result.outcomes[m.row] = Outcome(Status.UNKNOWN, reply.title)
+            _settle_all(result, messages, Status.UNKNOWN, reply.title)
             if reply.unknown_title:
                 result.stop = ProviderFatal(
                     reply.title,
@@ -196,10 +183,6 @@ class Sender:
                     "Fix: ask AmootSMS support what it means; the rows of that request are "
                     "`unknown` until you decide (--resend-unknown).",
                 )
-
-    def _nap(self, seconds: float) -> None:
-        """tenacity's sleep: the injected one (Event.wait in a run, so Ctrl-C wakes it)."""
-        self._sleep(seconds)
 
     def _post_with_retries(
         self,
@@ -349,72 +332,15 @@ class Sender:
         return response
 
 
-STORM = 3  # ambiguous answers in a row that stop the run (see _Doubt)
-DOUBT_CHECK = 0.2  # seconds between two looks at a stop, for a request waiting for its turn
-
-
-class _Doubt:
-    """Ambiguous answers in a row to one Sender's SendPeerToPeer requests, over all its
-    threads, in the order the answers arrive; any definite answer ends the run of them.
-
-    One ambiguous answer happens (a kept-alive connection closed under a request, one slow
-    answer); several in a row mean the provider, or the way to it, is broken, and each further
-    request would only turn another chunk `unknown`. So after an ambiguous answer no request
-    starts while another is on its way, and STORM in a row stop the run: a provider that drops
-    every answer costs the requests already in flight, then one at a time up to STORM, that
-    is max(concurrency, STORM) requests, and the other rows stay `pending`. (A request waiting
-    for its turn when the run is stopped gives up within DOUBT_CHECK.)
-    """
-
-    def __init__(self) -> None:
-        self._changed = threading.Condition()
-        self._posting = 0  # requests between their turn and their answer
-        self._in_a_row = 0
-
-    @contextmanager
-    def turn(self, *, give_up: Callable[[], bool]) -> Iterator[Callable[[bool], int]]:
-        """Wait until a request may start (or `give_up()` says none will); yields
-        `answered(ambiguous)`, which counts the answer and returns how many are in a row."""
-        with self._changed:
-            # Nothing notifies a stop (Ctrl-C, a fatal answer elsewhere): look again every
-            # DOUBT_CHECK instead of waiting for the requests on their way to answer.
-            while not (give_up() or not (self._in_a_row and self._posting)):
-                self._changed.wait(DOUBT_CHECK)
-            self._posting += 1
-        try:
-            yield self._answered
-        finally:
-            with self._changed:
-                self._posting -= 1
-                self._changed.notify_all()
-
-    def _answered(self, ambiguous: bool) -> int:
-        with self._changed:
-            self._in_a_row = self._in_a_row + 1 if ambiguous else 0
-            return self._in_a_row
-
-
-def _in_doubt(reply: amoot.SendReply) -> bool:
-    """An answer that leaves every row of its request `unknown`."""
-    if reply.kind is Kind.SUCCESS:
-        return all(o.status is Status.UNKNOWN for o in reply.outcomes.values())
-    return reply.kind is Kind.AMBIGUOUS
-
-
-def _storm(reply: amoot.SendReply) -> AmbiguousStorm:
-    last = "a Success naming none of its numbers" if reply.kind is Kind.SUCCESS else reply.title
-    return AmbiguousStorm(
-        f"{STORM} ambiguous answers in a row",
-        f"the provider gave no clear answer to {STORM} requests in a row (the last: {last}); "
-        "the run stopped rather than leave more rows `unknown`. The rows of those requests, "
-        "and of any others already on their way, are `unknown`: they may have gone out; the "
-        "rest are `pending`. Fix: check the `unknown` rows in the AmootSMS panel (reports), "
-        "then leave them or rerun with --resend-unknown; rerun the same command later for the "
-        "`pending` rows (cron will): it never resends the `unknown` ones by itself.",
-    )
-
-
 _T = TypeVar("_T")
+
+
+def _settle_all(result: ChunkResult, messages: Sequence[Message], status: Status, why: str) -> None:
+    outcome = Outcome(status, why)
+    for m in messages:
+        result.outcomes[m.row] = outcome
+
+
 _JSON = "application/json; charset=utf-8"
 _FORM = "application/x-www-form-urlencoded"
 
