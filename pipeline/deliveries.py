@@ -1,18 +1,9 @@
-"""Delivery reports: DeliveryType codes to classes and the lookup loop (answers: amoot.py).
+"""Delivery reports (--deliveries): DeliveryType codes to classes, and the lookup loop.
 
-| DeliveryType                | class          | final | afterwards                        |
-|-----------------------------|----------------|-------|-----------------------------------|
-| 1, 501, 502                 | delivered      | yes   |                                   |
-| 2, 3, 5, 16, 500, 951       | not_delivered  | yes   |                                   |
-| 0, 8, 200, 400, 900         | pending        | no    | asked again on the next call      |
-| 35                          | blacklisted    | yes   | number added to the suppression   |
-| 300                         | filtered       | yes   |                                   |
-| 950, 952                    | wrong_number   | yes   | number added to the suppression   |
-| 100, any code not listed    | unknown        | no    | asked again on the next call      |
-
-Names follow amoot-api.md §4 (from client code: the provider documents only 1, 2 and 35).
-An answer item's `Status` reports the lookup, not the delivery: an item that is not `Success`
-(e.g. MessageID_Invalid just after sending) is not classified and is asked about again later.
+Names follow amoot-api.md §4 (from client code: the provider documents only 1, 2 and 35). A
+class that is not final is asked about again on the next call; blacklisted and wrong numbers
+join the suppression list. An answer item's `Status` reports the lookup, not the delivery: an
+item that is not `Success` (MessageID_Invalid just after sending) is asked about again later.
 """
 
 from __future__ import annotations
@@ -22,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 from pipeline.clock import Clock
 from pipeline.config import Config
@@ -46,8 +38,7 @@ class Delivery(StrEnum):
     UNKNOWN = "unknown"
 
 
-@dataclass(frozen=True, slots=True)
-class DeliveryType:
+class DeliveryType(NamedTuple):
     """One DeliveryType code: its name in client code, its class, and whether it can change."""
 
     name: str

@@ -14,15 +14,8 @@ from pipeline.campaign import Campaign
 from pipeline.clock import Clock
 from pipeline.config import Config
 from pipeline.dispatch import Dispatcher
-from pipeline.errors import (
-    DiskTrouble,
-    InternalFailure,
-    Interrupted,
-    PipelineError,
-    ProviderFatal,
-    ReportUnwritable,
-    StoppedMidRun,
-)
+from pipeline.errors import DiskTrouble, InternalFailure, Interrupted, PipelineError, ProviderFatal
+from pipeline.failures import described, report_failed, report_trouble, stopped_mid_run
 from pipeline.journal import Journal
 from pipeline.models import Message, Outcome, Row, RunOptions, Status
 from pipeline.plan import Plan
@@ -85,14 +78,11 @@ class Pass:
 
 def settle_plan(campaign: Campaign, plan: Plan, verdict: Verdict, run: Pass) -> Settled:
     """Every planned row into the report, in order: sent when the verdict allows, else held.
-
-    Raises only what stops the run: before the first request, as itself (the report is
-    removed); after it, StoppedMidRun naming the partial report.
-    """
+    An error before the first request is raised as it is; after it, as StoppedMidRun."""
     try:
         report = ReportWriter(campaign.report_path, columns=campaign.source.columns, attention=True)
     except OSError as exc:
-        raise _report_trouble(exc) from exc
+        raise report_trouble(exc) from exc
     with report:
         rows = _Rows(run, verdict, report, campaign.suppression)
         if verdict.send:
@@ -106,16 +96,14 @@ def settle_plan(campaign: Campaign, plan: Plan, verdict: Verdict, run: Pass) -> 
             if not rows.posted:
                 report.discard()  # nothing happened: no half report to wonder about
             if isinstance(exc, (PipelineError, OSError)) and rows.posted:
-                raise _stopped_mid_run(exc, report) from exc
+                raise stopped_mid_run(exc, report) from exc
             if isinstance(exc, OSError):  # a disk or a folder, before any request left
                 raise DiskTrouble(f"{described(exc)}; fix it and run again") from exc
             raise
         rows.progress.finish()
-        # Put the report in place; a write to it that failed, on the way or now, ends the
-        # run here, with every answer in the journal.
-        report.close()
+        report.close()  # a write that failed, on the way or now, ends the run here
         if report.error is not None:
-            raise rows.report_failed(report.error)
+            raise report_failed(report.error, posted=rows.posted, stopped=bool(rows.unsent_by_stop))
     return rows.settled()
 
 
@@ -178,9 +166,7 @@ class _Rows:
         """Write the rows settled so far; the progress counts rows in the report."""
         self.report.flush_ready()
         if self.report.error is not None and not self.stop.is_set():
-            # A report that cannot be written (a full disk) stops the run as a signal does:
-            # no new request; those in flight finish and their answers go to the journal (a
-            # file of its own, perhaps on another disk). The end says what failed.
+            # A full disk stops the run as a signal does; the journal records what is in flight.
             self.stop.set()
             self.run.log(
                 f"stopping: {described(self.report.error)}: the report cannot be written; "
@@ -228,8 +214,7 @@ class _Rows:
                 self.inflight.pop(m.row).settle(Outcome(Status.PENDING, reason))
             return
         assert self.dispatcher is not None  # only a sending run queues messages
-        # Until submit returns, no request carries this chunk: an error in it (waiting for a
-        # slot, or the journal refusing the mark) leaves the chunk unposted (see abort).
+        # Until submit returns, no request carries this chunk (see abort).
         self.submitting = chunk
         self.dispatcher.submit(chunk, pages)
         self.submitting = []
@@ -268,9 +253,8 @@ class _Rows:
             for m in self.dispatcher.halt():
                 self.inflight.pop(m.row).settle(unposted)
                 self.unrecorded.append((m.number, unposted))
-            # Requests already posting end within provider.timeout. Their answers are recorded
-            # while this run still holds the lock, instead of being left `inflight` (`unknown`
-            # next run) while an overlapping run could already be sending.
+            # Requests posting end within provider.timeout: their answers are recorded while
+            # this run still holds the lock, not left `inflight` (`unknown` next run).
             with contextlib.suppress(Exception):  # e.g. the report cannot be written
                 self.dispatcher.drain()
         # Never handed to a request, and never marked: `pending`, and the journal has no row.
@@ -365,51 +349,3 @@ class _Rows:
         if isinstance(self.stopped, InternalFailure):
             return "not sent: the run stopped on an internal error"
         return "not sent: the run was interrupted"
-
-    def report_failed(self, error: OSError) -> PipelineError:
-        if not self.posted:  # the run stopped before its first request
-            return _report_trouble(error)
-        if self.unsent_by_stop:
-            happened = (
-                "The run stopped: the requests in flight finished and their answers are in the "
-                "journal; the rows not sent are `pending`."
-            )
-            rerun = "it continues where it stopped and writes a whole report"
-        else:
-            happened = "Every answer is in the journal."
-            rerun = "it sends nothing twice and writes the whole report"
-        return ReportUnwritable(
-            f"{described(error)}: the report cannot be written (the unfinished files were "
-            f"removed). {happened} Fix: free space on that disk (or fix what the error says), "
-            f"then rerun the same command: {rerun}."
-        )
-
-
-def _report_trouble(exc: OSError) -> DiskTrouble:
-    return DiskTrouble(
-        f"report.path: cannot write {described(exc)}. Free space on that disk, make the "
-        "folder writable by this user, or point report.path somewhere else"
-    )
-
-
-def described(exc: BaseException) -> str:
-    """A PipelineError's own message; an OSError as `path: what went wrong`."""
-    if isinstance(exc, OSError) and not isinstance(exc, PipelineError):
-        where = f"{exc.filename}: " if exc.filename else ""
-        return f"{where}{exc.strerror or exc}"
-    return str(exc)
-
-
-def _stopped_mid_run(exc: PipelineError | OSError, report: ReportWriter) -> StoppedMidRun:
-    report.close(complete=False)  # the rows known so far, before saying where they are
-    kept = (
-        f"The rows read so far are in {report.partial_path}."
-        if report.error is None
-        else f"The report could not be written either ({described(report.error)})."
-    )
-    return StoppedMidRun(
-        f"{described(exc)}\nThe run stopped after sending had started. The journal keeps what "
-        "was sent; rows whose request may have gone out are `unknown`. "
-        f"{kept} Fix the cause, then rerun the same command: it continues where it stopped "
-        "(and writes a whole report)."
-    )
