@@ -80,9 +80,8 @@ class Sender:
         self._doubt = Doubt()
         self._sleep = sleep
         self._send_at = send_at
-        # Runs an attempt until it returns, retrying _SafeToRetry with backoff or Retry-After.
-        # One shared by every call: tenacity keeps a call's state in a RetryCallState and a
-        # threading.local, so the sender threads can share it (none calls it nested).
+        # Retries _SafeToRetry with backoff or Retry-After; shared by the threads (tenacity
+        # keeps a call's state in a RetryCallState and a threading.local).
         self._retrying = Retrying(
             stop=stop_after_attempt(settings.max_attempts) | stop_when_event_set(stop),
             wait=_wait_retry_after,
@@ -90,7 +89,6 @@ class Sender:
             sleep=self._sleep,  # type: ignore[arg-type]  # Event.wait in a run: Ctrl-C wakes it
             reraise=True,
         )
-        # Built once, not per request (httpx parses a str URL again on every call).
         self._urls: dict[str, httpx.URL] = {}
         self._timeout = httpx.Timeout(settings.timeout)
         self._headers = {
@@ -119,7 +117,7 @@ class Sender:
     def _send_part(
         self, messages: list[Message], pages: dict[int, int], result: ChunkResult
     ) -> None:
-        # After an ambiguous answer, this waits for the requests on their way (see _Doubt).
+        # After an ambiguous answer, this waits for the requests on their way (see doubt.py).
         with self._doubt.turn(give_up=self._stopping) as answered:
             if self._stopping() or result.stop is not None:
                 _settle_all(
@@ -216,23 +214,17 @@ class Sender:
 
     def account_status(self) -> amoot.Account:
         """AccountStatus (credit and tariffs), retried freely: it changes nothing."""
-
         found = self._query("AccountStatus", b"", amoot.read_account_status)
         if isinstance(found, amoot.SendReply):
             raise _fatal(found.title)
         return found
 
     def get_deliveries(self, message_ids: Sequence[str]) -> dict[str, int]:
-        """GetDeliveries: DeliveryType by message ID, for the items the provider looked up.
-
-        Retried freely (it changes nothing); a fatal title raises ProviderFatal, and so does a
-        provider that stays unreachable. A top-level per-recipient title (MessageID_Invalid)
-        answers nothing for this batch: its rows are asked about again on the next call.
-        """
+        """GetDeliveries: DeliveryType by message ID, for the items the provider looked up;
+        retried freely. A top-level MessageID_Invalid answers nothing: asked again next call."""
         if not message_ids:
             return {}
         body = _form({"ListMessageID": ",".join(message_ids)})
-
         found = self._query("GetDeliveries", body, amoot.read_deliveries)
         if isinstance(found, amoot.SendReply):
             if found.kind is Kind.RECIPIENT:
@@ -244,8 +236,8 @@ class Sender:
     def _query(
         self, method: str, body: bytes, read: Callable[[bytes], _T | amoot.SendReply]
     ) -> _T | amoot.SendReply:
-        """A read-only call, retried freely (it changes nothing): the value read, or the final
-        answer that is not retryable; a provider that stays unreachable raises ProviderFatal."""
+        """A read-only call, retried freely: the value read, or the final answer that is not
+        retryable; a provider that stays unreachable raises ProviderFatal."""
 
         def attempt() -> _T | amoot.SendReply:
             answer = self._post(method, body, _FORM, idempotent=True)
@@ -278,9 +270,8 @@ class Sender:
     def _post(
         self, method: str, body: bytes, content_type: str, *, idempotent: bool
     ) -> httpx.Response | amoot.SendReply:
-        """One POST. Raises _SafeToRetry when it provably did not reach the server (or when
-        the method changes nothing, so repeating it is harmless); returns a SendReply for a
-        final non-200 outcome, else the 200 response to read."""
+        """One POST: _SafeToRetry when it provably did not reach the server (or repeating it is
+        harmless); a SendReply for a final non-200 outcome; else the 200 response to read."""
         if not self._throttle.acquire():
             raise _SafeToRetry("the run was interrupted")
         try:
@@ -296,8 +287,7 @@ class Sender:
             # The server never received the whole request, so it cannot have acted on it.
             raise _SafeToRetry(f"connection lost while sending: {type(exc).__name__}") from exc
         except httpx.TimeoutException as exc:
-            # The transport's timeout is for the whole request (pipeline.transport): an
-            # answer still trickling in at the end counts as none.
+            # The whole request's deadline (pipeline.transport): a trickling answer is none.
             late = f"no complete answer within {self._settings.timeout:g}s"
             if idempotent:
                 raise _SafeToRetry(late) from exc
@@ -306,8 +296,7 @@ class Sender:
             # Refused by our own side before a byte left (a malformed header, a bad URL).
             return amoot.SendReply(Kind.FATAL, f"HTTP: the request could not be sent ({exc})")
         except httpx.HTTPError as exc:
-            # A dropped connection, or an answer that could not be decoded (a broken gzip
-            # from a proxy): either way the request may have been processed.
+            # A dropped connection, or an undecodable answer: it may have been processed.
             reason = f"HTTP: no usable answer after sending ({type(exc).__name__})"
             if idempotent:
                 raise _SafeToRetry(reason) from exc
@@ -317,8 +306,7 @@ class Sender:
         if http_kind is Kind.RETRY:
             retry_after = _retry_after(response.headers.get("Retry-After"))
             if retry_after is not None and retry_after > MAX_RETRY_AFTER:
-                # Waiting that long inside a run (and a cron slot) helps nobody: stop for now;
-                # nothing was processed, so the rows stay pending for the next run.
+                # Waiting that long helps nobody: stop for now, the rows stay pending.
                 return amoot.SendReply(
                     Kind.FATAL, f"HTTP {response.status_code}, Retry-After {retry_after:g}s"
                 )
