@@ -87,9 +87,8 @@ def _interrupt(signum: int, _frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # Until run() installs its clean-stop handler, SIGTERM (a cron timeout, a deploy) and
-    # SIGHUP (the terminal or the ssh session closed) must end like Ctrl-C: exit 3 with a
-    # message, not the default silent death. One ignored from the start (nohup) stays so.
+    # Until run() installs its clean-stop handler, SIGTERM and SIGHUP end like Ctrl-C (exit 3
+    # with a message, not a silent death); one ignored from the start (nohup) stays so.
     previous = {
         sig: signal.signal(sig, _interrupt)
         for sig in (signal.SIGTERM, signal.SIGHUP)
@@ -104,10 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fill_closed_descriptors() -> None:
-    """Started with stdin, stdout or stderr closed (`>&-`, `2>&-`), Python has None for that
-    stream, and the next file the run opens (the lock, the report) would take its descriptor
-    and receive what is printed. /dev/null takes the place instead: that output is dropped,
-    as for a reader gone away (see Output)."""
+    """Started with a standard stream closed (`>&-`), the next file the run opens (the lock,
+    the report) would take its descriptor and receive what is printed: /dev/null takes it."""
     for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
         try:
             os.fstat(fd)
@@ -121,12 +118,8 @@ def _fill_closed_descriptors() -> None:
 
 
 class Output:
-    """stdout or stderr, written so that a reader gone away never changes the run.
-
-    `... | head -2` closes the pipe after two lines, and a terminal that hung up (ssh closed)
-    fails every write: such a write is dropped, and so is every later one. The run goes on,
-    every answer is recorded and the exit code is the one it would have been.
-    """
+    """stdout or stderr, written so that a reader gone away (`| head -2`, a hung-up ssh
+    terminal) never changes the run: that write and every later one are dropped."""
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
@@ -142,17 +135,15 @@ class Output:
             self.gone = True
             self._silence()
 
-    def flush(self) -> None:
-        """Nothing to do: every write is flushed (for the TerminalProgress stream)."""
+    def flush(self) -> None:  # every write is flushed already (TerminalProgress calls it)
+        pass
 
     def line(self, text: str) -> None:
         self.write(text + "\n")
 
     def _silence(self) -> None:
-        # What the failed write left in the stream's buffer would be flushed again at
-        # interpreter exit, fail again, and print "Exception ignored ... BrokenPipeError" and
-        # exit 120. Pointing the descriptor at /dev/null lets that flush succeed (the recipe
-        # of the signal module's docs, "Note on SIGPIPE").
+        # The failed write's buffer is flushed again at exit: to /dev/null, not "Exception
+        # ignored ... BrokenPipeError" and exit 120 (the signal module's "Note on SIGPIPE").
         try:
             fd = self._stream.fileno()
         except (OSError, ValueError):  # a stream without a descriptor (a test's StringIO)

@@ -1,18 +1,9 @@
-"""Delivery reports: DeliveryType codes to classes and the lookup loop (answers: amoot.py).
+"""Delivery reports (--deliveries): DeliveryType codes to classes, and the lookup loop.
 
-| DeliveryType                | class          | final | afterwards                        |
-|-----------------------------|----------------|-------|-----------------------------------|
-| 1, 501, 502                 | delivered      | yes   |                                   |
-| 2, 3, 5, 16, 500, 951       | not_delivered  | yes   |                                   |
-| 0, 8, 200, 400, 900         | pending        | no    | asked again on the next call      |
-| 35                          | blacklisted    | yes   | number added to the suppression   |
-| 300                         | filtered       | yes   |                                   |
-| 950, 952                    | wrong_number   | yes   | number added to the suppression   |
-| 100, any code not listed    | unknown        | no    | asked again on the next call      |
-
-Names follow amoot-api.md §4 (from client code: the provider documents only 1, 2 and 35).
-An answer item's `Status` reports the lookup, not the delivery: an item that is not `Success`
-(e.g. MessageID_Invalid just after sending) is not classified and is asked about again later.
+Names follow amoot-api.md §4 (from client code: the provider documents only 1, 2 and 35). A
+class that is not final is asked about again on the next call; blacklisted and wrong numbers
+join the suppression list. An answer item's `Status` reports the lookup, not the delivery: an
+item that is not `Success` (MessageID_Invalid just after sending) is asked about again later.
 """
 
 from __future__ import annotations
@@ -22,10 +13,14 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 from pipeline.clock import Clock
+from pipeline.config import Config
 from pipeline.errors import ProviderFatal
 from pipeline.journal import Journal
+from pipeline.preflight import Verdict
+from pipeline.send import Sender
 from pipeline.suppression import Suppression
 
 BATCH_SIZE = 100  # message IDs per GetDeliveries; the provider documents no maximum (§5.2)
@@ -43,8 +38,7 @@ class Delivery(StrEnum):
     UNKNOWN = "unknown"
 
 
-@dataclass(frozen=True, slots=True)
-class DeliveryType:
+class DeliveryType(NamedTuple):
     """One DeliveryType code: its name in client code, its class, and whether it can change."""
 
     name: str
@@ -157,3 +151,25 @@ def check_deliveries(
 
     counts = Counter({d: n for d, n in journal.delivery_counts().items() if d})
     return DeliveryReport(checked, counts, added, stopped, len(waiting) - closed)
+
+
+def look_up_deliveries(
+    config: Config,
+    journal: Journal,
+    sender: Sender,
+    suppression: Suppression | None,
+    *,
+    clock: Clock,
+    stop: threading.Event,
+) -> tuple[DeliveryReport, Verdict]:
+    """--deliveries: what the provider says of the sent rows; every row is then held back."""
+    report = check_deliveries(
+        journal,
+        sender.get_deliveries,
+        # Sandbox verdicts are not real: they never touch the real suppression list.
+        suppression=None if config.provider.sandbox else suppression,
+        clock=clock,
+        stop=stop,
+    )
+    held = "not sent: --deliveries only looks up delivery reports"
+    return report, Verdict(False, held, report.stopped)

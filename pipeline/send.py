@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
@@ -24,10 +22,10 @@ from tenacity import (
 from pipeline import amoot
 from pipeline.amoot import Kind
 from pipeline.clock import send_datetime
-from pipeline.errors import AmbiguousStorm, InternalFailure, PipelineError, ProviderFatal
+from pipeline.doubt import STORM, Doubt, in_doubt, storm_stop
+from pipeline.errors import PipelineError, ProviderFatal
 from pipeline.models import Message, Outcome, Status
 from pipeline.throttle import Throttle
-from pipeline.transport import DeadlineTransport
 
 MAX_RETRY_AFTER = 300.0  # seconds: a Retry-After longer than this is treated as "stop for now"
 
@@ -79,20 +77,18 @@ class Sender:
         self._throttle = throttle
         self._stop = stop
         self._halted = threading.Event()  # a fatal answer or a crash: start no other chunk
-        self._doubt = _Doubt()
+        self._doubt = Doubt()
         self._sleep = sleep
         self._send_at = send_at
-        # Runs an attempt until it returns, retrying _SafeToRetry with backoff or Retry-After.
-        # One shared by every call: tenacity keeps a call's state in a RetryCallState and a
-        # threading.local, so the sender threads can share it (none calls it nested).
+        # Retries _SafeToRetry with backoff or Retry-After; shared by the threads (tenacity
+        # keeps a call's state in a RetryCallState and a threading.local).
         self._retrying = Retrying(
             stop=stop_after_attempt(settings.max_attempts) | stop_when_event_set(stop),
             wait=_wait_retry_after,
             retry=retry_if_exception_type(_SafeToRetry),
-            sleep=self._nap,
+            sleep=self._sleep,  # type: ignore[arg-type]  # Event.wait in a run: Ctrl-C wakes it
             reraise=True,
         )
-        # Built once, not per request (httpx parses a str URL again on every call).
         self._urls: dict[str, httpx.URL] = {}
         self._timeout = httpx.Timeout(settings.timeout)
         self._headers = {
@@ -107,16 +103,9 @@ class Sender:
         except BaseException:
             self._halted.set()  # a bug: the main thread will stop the run; start nothing more
             raise
-        if result.stop is not None:
-            # Chunks queued behind this one must not start: the main thread learns of the stop
-            # only when it settles this result.
+        if result.stop is not None:  # the chunks queued behind this one must not start
             self._halted.set()
         return result
-
-    @property
-    def throttle(self) -> Throttle:
-        """The pace every request of this Sender keeps (shared by its threads)."""
-        return self._throttle
 
     def halt(self) -> None:
         """Start no other chunk (a chunk already posting finishes)."""
@@ -128,13 +117,12 @@ class Sender:
     def _send_part(
         self, messages: list[Message], pages: dict[int, int], result: ChunkResult
     ) -> None:
-        # After an ambiguous answer, this waits for the requests on their way (see _Doubt).
+        # After an ambiguous answer, this waits for the requests on their way (see doubt.py).
         with self._doubt.turn(give_up=self._stopping) as answered:
             if self._stopping() or result.stop is not None:
-                for m in messages:
-                    result.outcomes[m.row] = Outcome(
-                        Status.PENDING, "the run stopped before this was sent"
-                    )
+                _settle_all(
+                    result, messages, Status.PENDING, "the run stopped before this was sent"
+                )
                 return
             by_key = {amoot.last10(m.number): m for m in messages}  # as answers name them
             try:
@@ -142,20 +130,18 @@ class Sender:
             except _SafeToRetry as exc:
                 reason = exc.reason
                 if self._stop.is_set():
-                    for m in messages:
-                        result.outcomes[m.row] = Outcome(Status.PENDING, "the run was interrupted")
+                    _settle_all(result, messages, Status.PENDING, "the run was interrupted")
                     return
-                for m in messages:
-                    result.outcomes[m.row] = Outcome(Status.PENDING, f"not accepted: {reason}")
+                _settle_all(result, messages, Status.PENDING, f"not accepted: {reason}")
                 result.stop = self._unreachable(reason)
                 return
-            storm = answered(_in_doubt(reply)) >= STORM
+            storm = answered(in_doubt(reply)) >= STORM
             if storm:
                 self._halted.set()  # before the turn ends: the requests waiting start none
 
         self._apply(reply, messages, by_key, pages, result)
         if storm and result.stop is None:
-            result.stop = _storm(reply)
+            result.stop = storm_stop(reply)
 
     def _apply(
         self,
@@ -182,15 +168,12 @@ class Sender:
             result.outcomes[messages[0].row] = Outcome(Status.FAILED, reply.title)
         elif reply.kind is Kind.RETRY:
             # amoot-api.md: a generic Failed is retried once or twice, then counts per row.
-            for m in messages:
-                result.outcomes[m.row] = Outcome(Status.FAILED, reply.title)
+            _settle_all(result, messages, Status.FAILED, reply.title)
         elif reply.kind is Kind.FATAL:
-            for m in messages:
-                result.outcomes[m.row] = Outcome(Status.PENDING, amoot.describe(reply.title))
+            _settle_all(result, messages, Status.PENDING, amoot.describe(reply.title))
             result.stop = _fatal(reply.title)
         else:  # AMBIGUOUS: it may have gone out; never send it again automatically
-            for m in messages:
-                result.outcomes[m.row] = Outcome(Status.UNKNOWN, reply.title)
+            _settle_all(result, messages, Status.UNKNOWN, reply.title)
             if reply.unknown_title:
                 result.stop = ProviderFatal(
                     reply.title,
@@ -198,10 +181,6 @@ class Sender:
                     "Fix: ask AmootSMS support what it means; the rows of that request are "
                     "`unknown` until you decide (--resend-unknown).",
                 )
-
-    def _nap(self, seconds: float) -> None:
-        """tenacity's sleep: the injected one (Event.wait in a run, so Ctrl-C wakes it)."""
-        self._sleep(seconds)
 
     def _post_with_retries(
         self,
@@ -235,23 +214,17 @@ class Sender:
 
     def account_status(self) -> amoot.Account:
         """AccountStatus (credit and tariffs), retried freely: it changes nothing."""
-
         found = self._query("AccountStatus", b"", amoot.read_account_status)
         if isinstance(found, amoot.SendReply):
             raise _fatal(found.title)
         return found
 
     def get_deliveries(self, message_ids: Sequence[str]) -> dict[str, int]:
-        """GetDeliveries: DeliveryType by message ID, for the items the provider looked up.
-
-        Retried freely (it changes nothing); a fatal title raises ProviderFatal, and so does a
-        provider that stays unreachable. A top-level per-recipient title (MessageID_Invalid)
-        answers nothing for this batch: its rows are asked about again on the next call.
-        """
+        """GetDeliveries: DeliveryType by message ID, for the items the provider looked up;
+        retried freely. A top-level MessageID_Invalid answers nothing: asked again next call."""
         if not message_ids:
             return {}
         body = _form({"ListMessageID": ",".join(message_ids)})
-
         found = self._query("GetDeliveries", body, amoot.read_deliveries)
         if isinstance(found, amoot.SendReply):
             if found.kind is Kind.RECIPIENT:
@@ -263,8 +236,8 @@ class Sender:
     def _query(
         self, method: str, body: bytes, read: Callable[[bytes], _T | amoot.SendReply]
     ) -> _T | amoot.SendReply:
-        """A read-only call, retried freely (it changes nothing): the value read, or the final
-        answer that is not retryable; a provider that stays unreachable raises ProviderFatal."""
+        """A read-only call, retried freely: the value read, or the final answer that is not
+        retryable; a provider that stays unreachable raises ProviderFatal."""
 
         def attempt() -> _T | amoot.SendReply:
             answer = self._post(method, body, _FORM, idempotent=True)
@@ -297,9 +270,8 @@ class Sender:
     def _post(
         self, method: str, body: bytes, content_type: str, *, idempotent: bool
     ) -> httpx.Response | amoot.SendReply:
-        """One POST. Raises _SafeToRetry when it provably did not reach the server (or when
-        the method changes nothing, so repeating it is harmless); returns a SendReply for a
-        final non-200 outcome, else the 200 response to read."""
+        """One POST: _SafeToRetry when it provably did not reach the server (or repeating it is
+        harmless); a SendReply for a final non-200 outcome; else the 200 response to read."""
         if not self._throttle.acquire():
             raise _SafeToRetry("the run was interrupted")
         try:
@@ -315,8 +287,7 @@ class Sender:
             # The server never received the whole request, so it cannot have acted on it.
             raise _SafeToRetry(f"connection lost while sending: {type(exc).__name__}") from exc
         except httpx.TimeoutException as exc:
-            # The transport's timeout is for the whole request (pipeline.transport): an
-            # answer still trickling in at the end counts as none.
+            # The whole request's deadline (pipeline.transport): a trickling answer is none.
             late = f"no complete answer within {self._settings.timeout:g}s"
             if idempotent:
                 raise _SafeToRetry(late) from exc
@@ -325,8 +296,7 @@ class Sender:
             # Refused by our own side before a byte left (a malformed header, a bad URL).
             return amoot.SendReply(Kind.FATAL, f"HTTP: the request could not be sent ({exc})")
         except httpx.HTTPError as exc:
-            # A dropped connection, or an answer that could not be decoded (a broken gzip
-            # from a proxy): either way the request may have been processed.
+            # A dropped connection, or an undecodable answer: it may have been processed.
             reason = f"HTTP: no usable answer after sending ({type(exc).__name__})"
             if idempotent:
                 raise _SafeToRetry(reason) from exc
@@ -336,8 +306,7 @@ class Sender:
         if http_kind is Kind.RETRY:
             retry_after = _retry_after(response.headers.get("Retry-After"))
             if retry_after is not None and retry_after > MAX_RETRY_AFTER:
-                # Waiting that long inside a run (and a cron slot) helps nobody: stop for now;
-                # nothing was processed, so the rows stay pending for the next run.
+                # Waiting that long helps nobody: stop for now, the rows stay pending.
                 return amoot.SendReply(
                     Kind.FATAL, f"HTTP {response.status_code}, Retry-After {retry_after:g}s"
                 )
@@ -351,72 +320,15 @@ class Sender:
         return response
 
 
-STORM = 3  # ambiguous answers in a row that stop the run (see _Doubt)
-DOUBT_CHECK = 0.2  # seconds between two looks at a stop, for a request waiting for its turn
-
-
-class _Doubt:
-    """Ambiguous answers in a row to one Sender's SendPeerToPeer requests, over all its
-    threads, in the order the answers arrive; any definite answer ends the run of them.
-
-    One ambiguous answer happens (a kept-alive connection closed under a request, one slow
-    answer); several in a row mean the provider, or the way to it, is broken, and each further
-    request would only turn another chunk `unknown`. So after an ambiguous answer no request
-    starts while another is on its way, and STORM in a row stop the run: a provider that drops
-    every answer costs the requests already in flight, then one at a time up to STORM, that
-    is max(concurrency, STORM) requests, and the other rows stay `pending`. (A request waiting
-    for its turn when the run is stopped gives up within DOUBT_CHECK.)
-    """
-
-    def __init__(self) -> None:
-        self._changed = threading.Condition()
-        self._posting = 0  # requests between their turn and their answer
-        self._in_a_row = 0
-
-    @contextmanager
-    def turn(self, *, give_up: Callable[[], bool]) -> Iterator[Callable[[bool], int]]:
-        """Wait until a request may start (or `give_up()` says none will); yields
-        `answered(ambiguous)`, which counts the answer and returns how many are in a row."""
-        with self._changed:
-            # Nothing notifies a stop (Ctrl-C, a fatal answer elsewhere): look again every
-            # DOUBT_CHECK instead of waiting for the requests on their way to answer.
-            while not (give_up() or not (self._in_a_row and self._posting)):
-                self._changed.wait(DOUBT_CHECK)
-            self._posting += 1
-        try:
-            yield self._answered
-        finally:
-            with self._changed:
-                self._posting -= 1
-                self._changed.notify_all()
-
-    def _answered(self, ambiguous: bool) -> int:
-        with self._changed:
-            self._in_a_row = self._in_a_row + 1 if ambiguous else 0
-            return self._in_a_row
-
-
-def _in_doubt(reply: amoot.SendReply) -> bool:
-    """An answer that leaves every row of its request `unknown`."""
-    if reply.kind is Kind.SUCCESS:
-        return all(o.status is Status.UNKNOWN for o in reply.outcomes.values())
-    return reply.kind is Kind.AMBIGUOUS
-
-
-def _storm(reply: amoot.SendReply) -> AmbiguousStorm:
-    last = "a Success naming none of its numbers" if reply.kind is Kind.SUCCESS else reply.title
-    return AmbiguousStorm(
-        f"{STORM} ambiguous answers in a row",
-        f"the provider gave no clear answer to {STORM} requests in a row (the last: {last}); "
-        "the run stopped rather than leave more rows `unknown`. The rows of those requests, "
-        "and of any others already on their way, are `unknown`: they may have gone out; the "
-        "rest are `pending`. Fix: check the `unknown` rows in the AmootSMS panel (reports), "
-        "then leave them or rerun with --resend-unknown; rerun the same command later for the "
-        "`pending` rows (cron will): it never resends the `unknown` ones by itself.",
-    )
-
-
 _T = TypeVar("_T")
+
+
+def _settle_all(result: ChunkResult, messages: Sequence[Message], status: Status, why: str) -> None:
+    outcome = Outcome(status, why)
+    for m in messages:
+        result.outcomes[m.row] = outcome
+
+
 _JSON = "application/json; charset=utf-8"
 _FORM = "application/x-www-form-urlencoded"
 
@@ -456,104 +368,3 @@ def _wait_retry_after(state: RetryCallState) -> float:
         if isinstance(exc, _SafeToRetry) and exc.retry_after is not None:
             return exc.retry_after
     return float(_backoff(state))
-
-
-class Dispatcher:
-    """Keeps `concurrency` chunks in flight and as many queued behind them; journals each
-    chunk before it is handed over and settles its answer.
-
-    Every callback runs on the calling (main) thread, so the journal has one writer.
-    """
-
-    def __init__(
-        self,
-        sender: Sender,
-        concurrency: int,
-        *,
-        before_post: Callable[[Sequence[Message]], None],
-        after_answer: Callable[[Sequence[Message], ChunkResult], None],
-    ) -> None:
-        self._sender = sender
-        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="send")
-        # Chunks queued beyond those being posted: a thread that finishes one request starts
-        # the next at once, while the main thread prepares rows, instead of idling until the
-        # main thread comes round to hand it one. (A queued chunk is already marked in flight:
-        # a run killed now may leave these `unknown` too, at most twice `concurrency` chunks.)
-        self._limit = concurrency * 2
-        self._before_post = before_post
-        self._after_answer = after_answer
-        self._inflight: dict[Future[ChunkResult], Sequence[Message]] = {}
-
-    def submit(self, messages: Sequence[Message], pages: dict[int, int]) -> None:
-        """Post a chunk once a slot is free (settling finished chunks meanwhile)."""
-        while len(self._inflight) >= self._limit:
-            self._settle(block=True)
-        self._before_post(messages)
-        self._inflight[self._pool.submit(self._sender.send, messages, pages)] = messages
-
-    def halt(self) -> list[Message]:
-        """Start no chunk that is still queued (after an error in the main thread); the
-        messages of the chunks no thread had picked up (marked, but never posted)."""
-        self._sender.halt()
-        cancelled = [future for future in self._inflight if future.cancel()]
-        return [m for future in cancelled for m in self._inflight.pop(future)]
-
-    def poll(self) -> None:
-        """Settle whatever has finished, without waiting."""
-        if self._inflight:
-            self._settle(block=False)
-
-    def drain(self) -> None:
-        """Wait for every chunk in flight and settle it."""
-        while self._inflight:
-            self._settle(block=True)
-        self._pool.shutdown(wait=True)
-
-    def _settle(self, *, block: bool) -> None:
-        done, _ = wait(self._inflight, timeout=None if block else 0, return_when=FIRST_COMPLETED)
-        for future in done:
-            messages = self._inflight.pop(future)
-            try:
-                result = future.result()
-            except Exception as exc:  # a bug in a sender thread: its rows may have gone out
-                result = _crashed(messages, exc)
-            self._after_answer(messages, result)
-
-
-def _crashed(messages: Sequence[Message], exc: Exception) -> ChunkResult:
-    return unanswered(
-        messages,
-        Status.UNKNOWN,
-        f"an internal error while sending ({type(exc).__name__}): it may have gone out",
-        f"internal error in a sender thread ({type(exc).__name__}: {exc}); the rows of that "
-        "request are `unknown`, nothing else was lost. Please report this bug.",
-    )
-
-
-def unanswered(
-    messages: Sequence[Message], status: Status, error: str, failure: str
-) -> ChunkResult:
-    """A chunk settled without the provider's answer (a crash): every row `status` with
-    `error`, and the run stops with InternalFailure(`failure`)."""
-    outcome = Outcome(status, error)
-    result = ChunkResult(outcomes={m.row: outcome for m in messages})
-    result.internal = InternalFailure(failure)
-    return result
-
-
-def http_client(
-    concurrency: int, timeout: float, transport: httpx.BaseTransport | None = None
-) -> httpx.Client:
-    """The run's HTTP client: `concurrency` connections, no automatic retries or redirects,
-    each request (connect to the answer's last byte) ending within `timeout` seconds."""
-    limits = httpx.Limits(
-        max_connections=concurrency,
-        max_keepalive_connections=concurrency,
-        keepalive_expiry=5.0,  # shorter than servers' idle close: fewer "dropped" keep-alive races
-    )
-    return httpx.Client(
-        transport=transport or DeadlineTransport(limits, whole=timeout),
-        limits=limits,
-        timeout=timeout,
-        follow_redirects=False,  # a redirect on a POST would resend it: never silently
-    )

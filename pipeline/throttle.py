@@ -45,13 +45,3 @@ class Throttle:
         """Hold every worker back for `seconds` from now (a 429 / 503 / Retry-After)."""
         with self._lock:
             self._paused_until = max(self._paused_until, self._monotonic() + seconds)
-
-    def not_before(self, moment: float) -> None:
-        """Start no request before `moment` (on this Throttle's clock)."""
-        with self._lock:
-            self._next_start = max(self._next_start, moment)
-
-    def next_start(self) -> float:
-        """The earliest moment the next request may start (the pace, or a pause)."""
-        with self._lock:
-            return max(self._next_start, self._paused_until)

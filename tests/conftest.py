@@ -10,7 +10,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -225,21 +224,6 @@ def start_cli(config: Path, *args: str, env: dict[str, str] | None = None) -> su
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def sending_process_pid(run_pid: int, timeout: float = 10) -> int:
-    """The pid of the run's sending process (pipeline.sender_process), once it exists."""
-    deadline = time.monotonic() + timeout
-    while True:
-        for pid in Path(f"/proc/{run_pid}/task/{run_pid}/children").read_text().split():
-            try:
-                if b"pipeline.sender_process" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                    return int(pid)
-            except OSError:
-                continue
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no sending process under {run_pid}")
-        time.sleep(0.01)
 
 
 @pytest.fixture

@@ -26,7 +26,6 @@ from tests.conftest import (
     journal_snapshot,
     live_provider,
     run_cli,
-    sending_process_pid,
     sends,
     start_cli,
 )
@@ -264,12 +263,11 @@ def test_second_run_on_a_held_journal_exits_4_and_changes_nothing(
     assert_journal_agrees(campaign, report)
 
 
-def test_ctrl_c_reaches_both_processes_and_the_requests_in_flight_are_recorded(
+def test_ctrl_c_to_the_process_group_records_the_requests_in_flight(
     campaign: Campaign, gated: tuple[GatedSimulator, SandboxServer]
 ):
-    """Ctrl-C in a terminal signals the whole process group, the sending process included:
-    that one ignores it and lets the run decide, so the requests in flight still finish and
-    are recorded, as when only the run is signalled."""
+    """Ctrl-C in a terminal signals the whole process group: the requests in flight still
+    finish and are recorded, as when only the run is signalled."""
     sim, server = gated
     numbers = _numbers("0913", 8)
     _write_contacts(campaign, numbers)
@@ -297,33 +295,31 @@ def test_ctrl_c_reaches_both_processes_and_the_requests_in_flight_are_recorded(
     assert_journal_agrees(campaign, report)
 
 
-def test_a_sending_process_killed_mid_run_leaves_its_requests_unknown_never_resent(
+def test_a_run_killed_with_a_request_at_the_provider_never_resends_it(
     campaign: Campaign, gated: tuple[GatedSimulator, SandboxServer]
 ):
-    """The sending process dies (the OOM killer, a bug) while a request is at the provider:
-    the run stops with exit 1 and a message, that request's rows are `unknown` (it may have
-    gone out), no row is lost, and a rerun does not send them again."""
+    """kill -9 (the OOM killer) while a request is at the provider: the rerun finds that
+    request's rows (and the chunk queued behind it, marked but never posted) `unknown`, sends
+    every other row, and no number twice."""
     sim, server = gated
     numbers = _numbers("0914", 6)
     _write_contacts(campaign, numbers)
     campaign.write_config(live_provider(server, chunk_size=2, concurrency=1))
     proc = start_cli(campaign.config)
     sim.wait_for_arrivals(1)
-    os.kill(sending_process_pid(proc.pid), signal.SIGKILL)
-    out, err = proc.communicate(timeout=20)
+    proc.kill()
+    proc.communicate(timeout=20)
     sim.gate.set()
-    assert proc.returncode == 1, out + err
-    assert "sending process ended unexpectedly" in err and "Traceback" not in err
-    report = campaign.read_report()
-    assert [r["row"] for r in report] == [str(i) for i in range(1, 7)]
+    assert proc.returncode == -signal.SIGKILL
     in_flight = {item["Number"] for r in sends(sim) for item in r.body["Input"]}
-    unknown = {r["number"] for r in report if r["status"] == "unknown"}
-    assert unknown == in_flight  # the chunk queued in the dead process never began: pending
-    assert {r["number"] for r in report if r["status"] == "pending"} == set(numbers) - unknown
-    assert_journal_agrees(campaign, report)
 
     again = run_cli(campaign.config)
     assert again.returncode == 5, again.stdout + again.stderr  # the unknown rows remain
+    report = campaign.read_report()
+    assert [r["row"] for r in report] == [str(i) for i in range(1, 7)]
+    unknown = {r["number"] for r in report if r["status"] == "unknown"}
+    assert in_flight <= unknown and len(unknown) <= 4  # two chunks marked
+    assert {r["number"] for r in report if r["status"] == "sent"} == set(numbers) - unknown
     posted = Counter(item["Number"] for r in sends(sim) for item in r.body["Input"])
-    assert set(posted) == set(numbers) - unknown | in_flight  # the pending ones, now
-    assert set(posted.values()) == {1}  # and each number once, ever
+    assert set(posted.values()) == {1}  # each number once, ever
+    assert_journal_agrees(campaign, report)

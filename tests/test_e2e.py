@@ -7,7 +7,7 @@ import shutil
 import time
 from datetime import UTC, datetime, timedelta
 
-from pipeline.gate import TEXT_CHANGED
+from pipeline.plan import TEXT_CHANGED
 from pipeline.sandbox import AmootSimulator
 from pipeline.sandbox_server import SandboxServer
 from tests.conftest import REPO, TOKEN, Campaign, live_provider, run_cli
@@ -347,7 +347,7 @@ def test_a_runaway_template_costs_its_row_and_the_run_goes_on(
     """A template that, on some rows, loops without end, writes without end or repeats a
     column's count of characters makes just those rows `invalid`, each with its reason,
     within seconds; the other rows render (dry run) and are sent (the timer that stops a
-    render disturbs neither the sending process nor the journal)."""
+    render disturbs neither the sender threads nor the journal)."""
     (campaign.folder / "message.j2").write_text(
         '{% if code == "spin" %}{% for i in range(99999) %}{% for j in range(99999) %}'
         "{% endfor %}{% endfor %}{% endif %}"

@@ -86,7 +86,7 @@ class Watch:
 
 
 def test_every_file_and_folder_a_run_creates_is_its_owners_alone(tmp_path: Path) -> None:
-    """A whole sending run (first pass through the spool, a blacklisted number, an invalid
+    """A whole sending run (its plan through the spool, a blacklisted number, an invalid
     row): the journal, its -wal, -shm and lock, the spool, the report and its partial file, the
     attention file and a new opt-out list are 0600; state/, reports/ and lists/ are 0700."""
     folder = tmp_path / "campaign"
@@ -98,7 +98,7 @@ def test_every_file_and_folder_a_run_creates_is_its_owners_alone(tmp_path: Path)
     )
     (folder / "config.yaml").write_text(
         "campaign: private\n"
-        "contacts: {path: contacts.jsonl}\n"  # no census: every row goes through the spool
+        "contacts: {path: contacts.jsonl}\n"  # every run's plan goes through the spool
         "template: {text: '{{ first_name }} عزیز، سلام'}\n"
         "provider: {sandbox: false, token: '${AMOOT_TOKEN}', chunk_size: 2, preflight: false}\n"
         "suppression: {path: lists/optout.txt}\n"

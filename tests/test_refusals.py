@@ -229,7 +229,7 @@ FILE_LIMIT = 1 << 20  # bytes a file may grow to in the run below: the journal f
 def test_a_full_disk_while_rows_are_prepared_is_exit_2_and_nothing_is_sent(
     campaign, server, simulator
 ):
-    """JSON Lines has no census, so a sending run first prepares every row into a spool file
+    """A sending run first plans every row into a spool file
     beside the journal. A disk that fills there raised OSError from pickle (exit 1, a
     traceback). Now: exit 2 naming the folder and the fix; no request, no row journalled.
 
@@ -270,8 +270,8 @@ def test_a_full_disk_while_rows_are_prepared_is_exit_2_and_nothing_is_sent(
     assert list(campaign.journal.parent.glob("pipeline-spool-*")) == []
 
 
-def test_rows_still_buffered_when_the_first_pass_ends_meet_the_full_disk_then(tmp_path):
-    """The last rows of a first pass may still sit in the file's buffer: they are written when
+def test_rows_still_buffered_when_the_plan_ends_meet_the_full_disk_then(tmp_path):
+    """The last rows of a plan may still sit in the file's buffer: they are written when
     the sending pass is handed the spool, not when it starts reading, so a full disk is still
     the SpoolError (exit 2) rather than a disk error once the run is under way."""
     script = (

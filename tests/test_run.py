@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import csv
-import time
 from collections.abc import Callable
 
 import httpx
 import pytest
 
 from pipeline.config import load_config
-from pipeline.errors import DiskTrouble, InputError, StoppedMidRun, TemplateError
-from pipeline.gate import TEXT_NOT_KEPT
-from pipeline.journal import Journal, State
+from pipeline.errors import DiskTrouble, InputError, TemplateError
+from pipeline.journal import Journal
 from pipeline.models import Outcome, RunOptions, Status
-from pipeline.run import run
+from pipeline.plan import TEXT_NOT_KEPT
+from pipeline.run import RunResult, run
 from pipeline.sandbox import AmootSimulator, Fault
-from tests.conftest import TOKEN, Campaign, journal_snapshot
+from tests.conftest import TOKEN, Campaign, assert_journal_agrees
 
 
 def _go(campaign: Campaign, sim: AmootSimulator, **options: object):
@@ -296,29 +294,20 @@ def test_a_signal_after_the_last_request_changes_nothing(setup):
     assert result.exit_code == 0
 
 
-def test_a_run_whose_dearest_bound_fits_streams_without_a_first_pass(setup):
-    """With credit for rows x max_pages at the dearer price, rows are prepared while sending."""
+def test_the_preflight_prices_the_plan_exactly_then_sends(setup):
+    """Credit for exactly the planned pages: one AccountStatus, then every row goes."""
     campaign, sim = setup
-    sim.credit_rials = 10 * 3 * 5000  # ten rows, max_pages 3, 5000 rials a GSM-7 page: exactly
+    sim.credit_rials = 10 * 1000  # ten one-page messages exactly (max_pages would need 150,000)
     result = _go(campaign, sim)
-    assert result.streamed
     assert result.exit_code == 0 and result.counts[Status.SENT] == 10
     assert [r.method for r in sim.requests][:2] == ["AccountStatus", "SendPeerToPeer"]
-
-
-def test_when_only_the_exact_cost_fits_a_first_pass_decides(setup):
-    """Credit under the bound but over the exact cost: a first pass prices every row; all go."""
-    campaign, sim = setup
-    sim.credit_rials = 10 * 1000  # ten one-page messages exactly; the bound is 150,000
-    result = _go(campaign, sim)
-    assert not result.streamed
-    assert result.exit_code == 0 and result.counts[Status.SENT] == 10
     assert [r.method for r in sim.requests].count("AccountStatus") == 1
+    assert result.cost_rials == 10 * 1000
 
 
-def test_a_broken_last_row_stops_a_streamed_run_before_any_request(setup):
-    """The census reads the whole file first: a ragged row past the first 10,000 (which the
-    sending pass would have sent before meeting it) means exit 2 and nothing sent."""
+def test_a_broken_last_row_stops_the_run_before_any_request(setup):
+    """The plan reads the whole file first: a ragged row past the first 10,000 (which a
+    streamed send would have sent before meeting it) means exit 2 and nothing sent."""
     campaign, sim = setup
     campaign.contacts([(f"0912{i:07d}", f"n{i}", f"C{i}") for i in range(1, 10_501)])
     path = campaign.folder / "contacts.csv"
@@ -343,12 +332,11 @@ def test_a_template_named_only_by_the_last_row_is_checked_before_any_request(set
     assert sim.requests == []
 
 
-def _stopped_by_a_changed_file(
+def _sent_while_the_file_changes(
     campaign: Campaign, sim: AmootSimulator, change: Callable[[], None]
-) -> StoppedMidRun:
-    """3,000 rows, chunks of 30 on 2 threads; the file changes during the first request and
-    later answers are slow, so chunks are still on their way when the main thread stops."""
-    sim.credit_rials = 10**12  # the bound fits: a streamed run
+) -> RunResult:
+    """3,000 rows, chunks of 30 on 2 threads; the contacts file changes during the first
+    request, after the plan read it."""
     campaign.contacts([(f"0912{i:07d}", f"n{i}", f"C{i}") for i in range(1, 3_001)])
     campaign.write_config(
         "sandbox: false\nbase_url: https://portal.amootsms.com/rest\n"
@@ -358,35 +346,25 @@ def _stopped_by_a_changed_file(
     def misbehave(request: httpx.Request, n: int) -> httpx.Response | None:
         if n == 1:
             change()
-        else:
-            time.sleep(0.2)
         return None
 
     config = load_config(campaign.config)
-    with pytest.raises(StoppedMidRun, match="the file changed while the run was reading it") as e:
-        run(config, RunOptions(), transport=_scripted(sim, misbehave), sleep=lambda _s: False)
-    return e.value
+    return run(config, RunOptions(), transport=_scripted(sim, misbehave), sleep=lambda _s: False)
 
 
-def _assert_answers_kept(campaign: Campaign, sim: AmootSimulator, error: StoppedMidRun) -> None:
-    """Every request that left was waited for: its numbers are `sent` in the journal (none left
-    in flight), and the rows read so far are in the partial report the message names."""
+def _assert_the_plan_was_sent(campaign: Campaign, sim: AmootSimulator, result: RunResult) -> None:
+    """The spool is what is sent: every planned row once, nothing the file gained later."""
+    assert result.exit_code == 0 and result.counts[Status.SENT] == 3_000
     accepted = sorted(f"0{a.number}" for a in sim.accepted)
-    assert 0 < len(accepted) < 3_000
-    entries, counts = journal_snapshot(campaign, accepted)
-    assert counts[State.INFLIGHT] == 0 and counts[State.UNKNOWN] == 0
-    assert {entries[n].state for n in accepted} == {State.SENT}
-    partial = next((campaign.folder / "reports").glob("*.partial"))
-    assert str(partial) in str(error)
-    rows = list(csv.DictReader(partial.read_text("utf-8-sig").splitlines()))
-    sent = sorted(r["number"] for r in rows if r["status"] == "sent")
-    assert sent == accepted
-    assert {r["status"] for r in rows} == {"sent", "pending"}  # read but never carried: pending
+    assert accepted == [f"0912{i:07d}" for i in range(1, 3_001)]
+    report = campaign.read_report()
+    assert [r["row"] for r in report] == [str(i) for i in range(1, 3_001)]
+    assert_journal_agrees(campaign, report)
 
 
-def test_a_file_that_grows_while_streamed_stops_the_run(setup):
-    """An export still being written: once the file differs from what the census read, the run
-    stops (exit 3) instead of sending rows the checks never saw, keeping every answer."""
+def test_a_file_that_grows_after_the_plan_changes_nothing_that_is_sent(setup):
+    """An export still being written: the rows it gains after the plan read it are not sent
+    (the next run plans them), and the run ends as it would have (exit 0)."""
     campaign, sim = setup
     path = campaign.folder / "contacts.csv"
 
@@ -394,20 +372,17 @@ def test_a_file_that_grows_while_streamed_stops_the_run(setup):
         with path.open("a", encoding="utf-8") as f:
             f.write("".join(f"0913{i:07d},late,C{i}\n" for i in range(500)))
 
-    error = _stopped_by_a_changed_file(campaign, sim, grow)
-    assert not any(a.number.startswith("913") for a in sim.accepted)
-    _assert_answers_kept(campaign, sim, error)
+    _assert_the_plan_was_sent(campaign, sim, _sent_while_the_file_changes(campaign, sim, grow))
 
 
-def test_a_file_moved_away_while_streamed_stops_the_run_with_a_message(setup):
-    """A stat that fails (the export moved or deleted) is a changed file, not a traceback."""
+def test_a_file_moved_away_after_the_plan_changes_nothing_that_is_sent(setup):
+    """The export moved or deleted mid-run: the planned rows are still sent, from the spool."""
     campaign, sim = setup
     path = campaign.folder / "contacts.csv"
-    error = _stopped_by_a_changed_file(
+    result = _sent_while_the_file_changes(
         campaign, sim, lambda: path.replace(path.with_suffix(".old"))
     )
-    assert "moved or deleted" in str(error)
-    _assert_answers_kept(campaign, sim, error)
+    _assert_the_plan_was_sent(campaign, sim, result)
 
 
 def test_a_report_folder_that_cannot_be_made_is_exit_2_before_any_request(setup, tmp_path):

@@ -9,9 +9,10 @@ from typing import Any
 import httpx
 import pytest
 
+from pipeline.dispatch import Dispatcher
 from pipeline.models import Message, Status
 from pipeline.sandbox import AmootSimulator, Fault, Reply
-from pipeline.send import Dispatcher, Sender
+from pipeline.send import Sender
 from tests.conftest import FakeSleep, GatedSimulator, make_sender
 
 TOKEN = "unit-token"

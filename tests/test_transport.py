@@ -15,9 +15,9 @@ import httpcore
 import httpx
 import pytest
 
+from pipeline.dispatch import http_client
 from pipeline.sandbox import SANDBOX_TOKEN, AmootSimulator, Fault
 from pipeline.sandbox_server import SandboxServer
-from pipeline.send import http_client
 from tests.conftest import Campaign, live_provider, run_cli, sends
 
 ONE = {

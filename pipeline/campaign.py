@@ -1,0 +1,193 @@
+"""Open a campaign: the report's path, the contacts, the templates, the opt-out list, timing."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline import schedule
+from pipeline.clock import Clock, tehran
+from pipeline.config import Config
+from pipeline.contacts import ContactSource, open_contacts
+from pipeline.errors import ConfigError, TemplateError
+from pipeline.lock import lock_path
+from pipeline.persian import FILTERS, template_globals
+from pipeline.prepare import Preparer, Templates, read_template
+from pipeline.render import Renderer
+from pipeline.report import attention_file
+from pipeline.suppression import Suppression, load_suppression
+
+
+@dataclass(frozen=True, slots=True)
+class Campaign:
+    """Everything a run reads before its first row, checked (exit 2 where it cannot be used)."""
+
+    report_path: Path
+    source: ContactSource
+    preparer: Preparer
+    suppression: Suppression | None
+    timing: schedule.Decision
+    # Sandbox "sends" are journalled apart: switching the same campaign to live sending
+    # must not find its numbers already sent.
+    journal_key: str
+
+
+def open_campaign(config: Config, clock: Clock) -> Campaign:
+    report_path = _report_path(config, clock)
+    source = _open_source(config)
+    templates = _templates(config, source.columns, clock, report_path)
+    suppression = _suppression(config)
+    preparer = Preparer(
+        phone_column=config.contacts.phone_column,
+        templates=templates,
+        footer=config.template.optout_footer,
+        max_pages=config.template.max_pages,
+        suppression=suppression,
+        normalise=config.contacts.normalise_text,
+    )
+    key = f"sandbox:{config.campaign}" if config.provider.sandbox else config.campaign
+    return Campaign(report_path, source, preparer, suppression, _timing(config, clock), key)
+
+
+def _report_path(config: Config, clock: Clock) -> Path:
+    """This run's report file; exit 2 (nothing read or written yet) where it cannot be one.
+
+    A folder would fail only when the finished report is put in place, after sending. A file
+    the run reads (the contacts, the suppression list, the template, the config) or the
+    journal's would be overwritten without a word: the report, or the rows that need attention
+    beside it, never replaces a file the campaign needs.
+    """
+    stamp = tehran(clock()).strftime("%Y%m%d-%H%M%S")
+    path = Path(config.report.path.format(campaign=config.campaign, started=stamp))
+    base = config.source.resolve().parent
+
+    def shown(written: Path) -> str:  # as configured: a symlink is named, not its target
+        return str(written.relative_to(base)) if written.is_relative_to(base) else str(written)
+
+    kept = _kept_files(config)
+    where = f"{_shown(config, config.source)}: report.path: {shown(path)}"
+    fix = "Fix: give the report a file of its own, such as reports/{campaign}-{started}.csv"
+    _refuse_to_overwrite(path, kept, where, fix)
+    attention = attention_file(path)
+    _refuse_to_overwrite(
+        attention,
+        kept,
+        f"{where} puts the rows that need attention in {shown(attention)}, which",
+        f"{fix} (to read an attention file back in, rename it first)",
+    )
+    return path
+
+
+def _refuse_to_overwrite(written: Path, kept: list[tuple[Path, str]], where: str, fix: str) -> None:
+    if written.is_dir():
+        raise ConfigError(f"{where} is a folder. {fix}.")
+    for path, name in kept:
+        if _same_file(written, path):
+            raise ConfigError(f"{where} is {name}: the run would overwrite it. {fix}.")
+
+
+def _kept_files(config: Config) -> list[tuple[Path, str]]:
+    """The files a run reads or keeps, with how the message names them."""
+    journal = config.journal.path
+    kept = [
+        (config.source, "the config file itself"),
+        (journal, "the journal (journal.path)"),
+        (lock_path(journal), "the journal's lock file"),
+        *((journal.with_name(journal.name + end), "a file of the journal") for end in _SQLITE),
+    ]
+    if config.contacts.path is not None:
+        kept.append((config.contacts.path, "the contacts file (contacts.path)"))
+    if config.suppression.path is not None:
+        kept.append((config.suppression.path, "the suppression list (suppression.path)"))
+    if config.template.path is not None:
+        kept.append((config.template.path, "the template (template.path)"))
+    return kept
+
+
+_SQLITE = ("-wal", "-shm", "-journal")  # the files SQLite keeps beside a database
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """The same file, through symlinks and hard links; or the same place, if one is missing."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # not there (yet): where it would be, symlinked folders resolved
+        return a.resolve() == b.resolve()
+
+
+def _open_source(config: Config) -> ContactSource:
+    contacts = config.contacts
+    if contacts.path is None:
+        # The config allows no path only together with query and url.
+        assert contacts.query is not None and contacts.url is not None
+        from pipeline.sql_source import open_sql  # noqa: PLC0415 - SQLAlchemy is an extra
+
+        return open_sql(contacts.url, contacts.query, contacts.phone_column)
+    return open_contacts(
+        contacts.path, contacts.phone_column, shown_path=_shown(config, contacts.path)
+    )
+
+
+def _templates(
+    config: Config, columns: tuple[str, ...], clock: Clock, report_path: Path
+) -> Templates:
+    template = config.template
+    globals_ = template_globals(clock)
+    default: Renderer | None = None
+    folder = config.source.resolve().parent
+    if template.text is not None:
+        name = f"{_shown(config, config.source)}: template.text"
+        default = Renderer(template.text, name=name, filters=FILTERS, globals=globals_)
+    elif template.path is not None:
+        shown = _shown(config, template.path)
+        try:
+            source = read_template(template.path, shown)
+        except FileNotFoundError:
+            raise TemplateError(
+                f"{shown}: no such template file. Fix: check template.path in "
+                f"{_shown(config, config.source)}."
+            ) from None
+        default = Renderer(source, name=shown, filters=FILTERS, globals=globals_)
+        folder = template.path.parent
+    if template.column is not None and template.column not in columns:
+        raise TemplateError(
+            f"{_shown(config, config.source)}: template.column: the contacts have no column "
+            f"'{template.column}'. Fix: name the column that holds each row's template file."
+        )
+    return Templates(
+        default,
+        folder=folder,
+        column=template.column,
+        columns=columns,
+        filters=FILTERS,
+        globals=globals_,
+        written=(report_path, attention_file(report_path)),
+    )
+
+
+def _suppression(config: Config) -> Suppression | None:
+    path = config.suppression.path
+    return load_suppression(path, _shown(config, path)) if path is not None else None
+
+
+def _timing(config: Config, clock: Clock) -> schedule.Decision:
+    settings = config.schedule
+    return schedule.decide(
+        clock(),
+        send_at=schedule.parse_send_at(settings.send_at),
+        window=schedule.parse_window(settings.window) if settings.window else None,
+        max_lateness=(
+            schedule.parse_duration(settings.max_lateness) if settings.max_lateness else None
+        ),
+        outside_window=settings.outside_window,
+    )
+
+
+def _shown(config: Config, path: Path) -> str:
+    """A path as the operator thinks of it: relative to the config's folder when inside it."""
+    base = config.source.resolve().parent
+    try:
+        return str(path.resolve().relative_to(base))
+    except ValueError:
+        return str(path)

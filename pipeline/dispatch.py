@@ -1,0 +1,107 @@
+"""Chunks in flight from a pool of sender threads, and the run's HTTP client."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+import httpx
+
+from pipeline.errors import InternalFailure
+from pipeline.models import Message, Outcome, Status
+from pipeline.send import ChunkResult, Sender
+from pipeline.transport import DeadlineTransport
+
+
+class Dispatcher:
+    """Keeps `concurrency` chunks in flight and as many queued behind them; journals each
+    chunk before it is handed over and settles its answer.
+
+    Every callback runs on the calling (main) thread, so the journal has one writer.
+    """
+
+    def __init__(
+        self,
+        sender: Sender,
+        concurrency: int,
+        *,
+        before_post: Callable[[Sequence[Message]], None],
+        after_answer: Callable[[Sequence[Message], ChunkResult], None],
+    ) -> None:
+        self._sender = sender
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="send")
+        # Chunks queued beyond those being posted: a thread that finishes one request starts
+        # the next at once, while the main thread prepares rows, instead of idling until the
+        # main thread comes round to hand it one. (A queued chunk is already marked in flight:
+        # a run killed now may leave these `unknown` too, at most twice `concurrency` chunks.)
+        self._limit = concurrency * 2
+        self._before_post = before_post
+        self._after_answer = after_answer
+        self._inflight: dict[Future[ChunkResult], Sequence[Message]] = {}
+
+    def submit(self, messages: Sequence[Message], pages: dict[int, int]) -> None:
+        """Post a chunk once a slot is free (settling finished chunks meanwhile)."""
+        while len(self._inflight) >= self._limit:
+            self._settle(block=True)
+        self._before_post(messages)
+        self._inflight[self._pool.submit(self._sender.send, messages, pages)] = messages
+
+    def halt(self) -> list[Message]:
+        """Start no chunk that is still queued (after an error in the main thread); the
+        messages of the chunks no thread had picked up (marked, but never posted)."""
+        self._sender.halt()
+        cancelled = [future for future in self._inflight if future.cancel()]
+        return [m for future in cancelled for m in self._inflight.pop(future)]
+
+    def poll(self) -> None:
+        """Settle whatever has finished, without waiting."""
+        if self._inflight:
+            self._settle(block=False)
+
+    def drain(self) -> None:
+        """Wait for every chunk in flight and settle it."""
+        while self._inflight:
+            self._settle(block=True)
+        self._pool.shutdown(wait=True)
+
+    def _settle(self, *, block: bool) -> None:
+        done, _ = wait(self._inflight, timeout=None if block else 0, return_when=FIRST_COMPLETED)
+        for future in done:
+            messages = self._inflight.pop(future)
+            try:
+                result = future.result()
+            except Exception as exc:  # a bug in a sender thread: its rows may have gone out
+                result = _crashed(messages, exc)
+            self._after_answer(messages, result)
+
+
+def _crashed(messages: Sequence[Message], exc: Exception) -> ChunkResult:
+    """A bug in a sender thread: its rows may have gone out; the run stops (exit 1)."""
+    name = type(exc).__name__
+    why = f"an internal error while sending ({name}): it may have gone out"
+    outcome = Outcome(Status.UNKNOWN, why)
+    return ChunkResult(
+        outcomes={m.row: outcome for m in messages},
+        internal=InternalFailure(
+            f"internal error in a sender thread ({name}: {exc}); the rows of that request are "
+            "`unknown`, nothing else was lost. Please report this bug."
+        ),
+    )
+
+
+def http_client(
+    concurrency: int, timeout: float, transport: httpx.BaseTransport | None = None
+) -> httpx.Client:
+    """The run's HTTP client: `concurrency` connections, no automatic retries or redirects,
+    each request (connect to the answer's last byte) ending within `timeout` seconds."""
+    limits = httpx.Limits(
+        max_connections=concurrency,
+        max_keepalive_connections=concurrency,
+        keepalive_expiry=5.0,  # shorter than servers' idle close: fewer "dropped" keep-alive races
+    )
+    return httpx.Client(
+        transport=transport or DeadlineTransport(limits, whole=timeout),
+        limits=limits,
+        timeout=timeout,
+        follow_redirects=False,  # a redirect on a POST would resend it: never silently
+    )

@@ -1,0 +1,351 @@
+"""The sending pass: each planned row to the report, through the provider when it is sent."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from pipeline import schedule
+from pipeline.campaign import Campaign
+from pipeline.clock import Clock
+from pipeline.config import Config
+from pipeline.dispatch import Dispatcher
+from pipeline.errors import DiskTrouble, InternalFailure, Interrupted, PipelineError, ProviderFatal
+from pipeline.failures import described, report_failed, report_trouble, stopped_mid_run
+from pipeline.journal import Journal
+from pipeline.models import Message, Outcome, Row, RunOptions, Status
+from pipeline.plan import Plan
+from pipeline.preflight import Verdict
+from pipeline.report import ReportWriter
+from pipeline.send import ChunkResult, Sender
+from pipeline.suppression import Suppression
+
+PREVIEW_ROWS = 5
+Log = Callable[[str], None]
+
+
+class Progress(Protocol):
+    """Where the run reports how far it is (a bar on a terminal, log lines under cron)."""
+
+    def start(self, total: int) -> None: ...
+    def update(self, done: int) -> None: ...
+    def finish(self) -> None: ...
+
+
+class _NoProgress:
+    def start(self, total: int) -> None:
+        pass
+
+    def update(self, done: int) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What the pass did: the report's tallies and what the summary says besides."""
+
+    report: ReportWriter
+    stopped: PipelineError | None
+    cost: int  # rials, at AccountStatus prices: sent (dry run: would be sent)
+    page_mismatches: int
+    suppressed_added: int
+    blacklisted_unlisted: int  # rejected numbers with no suppression list to keep them in
+    preview: tuple[Row, ...]
+    hold: str  # why the rows to send were held back (the window may close mid-run)
+
+
+@dataclass(frozen=True, slots=True)
+class Pass:
+    """What the sending pass works with, besides the plan and the verdict."""
+
+    config: Config
+    options: RunOptions
+    journal: Journal
+    sender: Sender | None
+    stop: threading.Event
+    clock: Clock
+    log: Log
+    progress: Progress | None
+    detail: Log | None  # --verbose: one line per answered request
+
+
+def settle_plan(campaign: Campaign, plan: Plan, verdict: Verdict, run: Pass) -> Settled:
+    """Every planned row into the report, in order: sent when the verdict allows, else held.
+    An error before the first request is raised as it is; after it, as StoppedMidRun."""
+    try:
+        report = ReportWriter(campaign.report_path, columns=campaign.source.columns, attention=True)
+    except OSError as exc:
+        raise report_trouble(exc) from exc
+    with report:
+        rows = _Rows(run, verdict, report, campaign.suppression)
+        if verdict.send:
+            rows.progress.start(plan.rows)
+        try:
+            for batch in plan.spool.batches():
+                rows.take(batch)
+            rows.finish()
+        except BaseException as exc:
+            rows.abort()
+            if not rows.posted:
+                report.discard()  # nothing happened: no half report to wonder about
+            if isinstance(exc, (PipelineError, OSError)) and rows.posted:
+                raise stopped_mid_run(exc, report) from exc
+            if isinstance(exc, OSError):  # a disk or a folder, before any request left
+                raise DiskTrouble(f"{described(exc)}; fix it and run again") from exc
+            raise
+        rows.progress.finish()
+        report.close()  # a write that failed, on the way or now, ends the run here
+        if report.error is not None:
+            raise report_failed(report.error, posted=rows.posted, stopped=bool(rows.unsent_by_stop))
+    return rows.settled()
+
+
+class _Rows:
+    """The per-row decisions of the pass, and the journal around each request (main thread)."""
+
+    def __init__(
+        self, run: Pass, verdict: Verdict, report: ReportWriter, suppression: Suppression | None
+    ) -> None:
+        self.run, self.report, self.stop, self.suppression = run, report, run.stop, suppression
+        self.progress = run.progress or _NoProgress()
+        self.hold = verdict.hold  # a reason to hold every row to send back (`pending`)
+        self.stopped = verdict.stopped
+        self.account = verdict.account
+        window = run.config.schedule.window
+        self.window = schedule.parse_window(window) if window else None
+        self.dispatcher: Dispatcher | None = None
+        if verdict.send and run.sender is not None:
+            self.dispatcher = Dispatcher(
+                run.sender,
+                run.config.provider.concurrency,
+                before_post=self.before_post,
+                after_answer=self.after_answer,
+            )
+        self.queued = 0  # messages handed to the sender this run (for --limit)
+        self.chunk: list[Message] = []
+        self.chunk_pages: dict[int, int] = {}
+        self.submitting: list[Message] = []  # the chunk being handed to the dispatcher
+        self.inflight: dict[int, Row] = {}
+        self.unrecorded: list[tuple[str, Outcome]] = []  # answers the journal has not yet
+        self.posted = False  # a request was handed to the sender: errors now are mid-run
+        self.unsent_by_stop = 0  # rows left pending because the run was asked to stop
+        self.page_mismatches = self.cost = 0
+        self.prices: dict[str, int] = {}  # rials per page, by encoding
+        self.suppressed_added = self.blacklisted_unlisted = 0
+        self.preview: list[Row] = []
+
+    def settled(self) -> Settled:
+        return Settled(
+            self.report,
+            self.stopped,
+            self.cost,
+            self.page_mismatches,
+            self.suppressed_added,
+            self.blacklisted_unlisted,
+            tuple(self.preview),
+            self.hold,
+        )
+
+    def take(self, rows: Sequence[Row]) -> None:
+        for row in rows:
+            self.report.add(row)
+            if row.status is None:
+                self._decide(row)
+        if self.dispatcher is not None:
+            self.dispatcher.poll()
+        self._flush_report()
+
+    def _flush_report(self) -> None:
+        """Write the rows settled so far; the progress counts rows in the report."""
+        self.report.flush_ready()
+        if self.report.error is not None and not self.stop.is_set():
+            # A full disk stops the run as a signal does; the journal records what is in flight.
+            self.stop.set()
+            self.run.log(
+                f"stopping: {described(self.report.error)}: the report cannot be written; "
+                "the requests in flight finish and are recorded"
+            )
+        self.progress.update(sum(self.report.counts.values()))
+
+    def _decide(self, row: Row) -> None:
+        """Send (or hold back) a row the plan left to send."""
+        limit = self.run.options.limit
+        if self.run.options.dry_run:
+            row.status = Status.DRY_RUN
+            self._priced(row)
+            if len(self.preview) < PREVIEW_ROWS:
+                self.preview.append(row)
+        elif self.hold:
+            row.settle(Outcome(Status.PENDING, self.hold))
+        elif self.stopped is not None or self.stop.is_set():
+            row.settle(Outcome(Status.PENDING, self._why_stopped()))
+            self.unsent_by_stop += 1
+        elif limit is not None and self.queued >= limit:
+            row.settle(Outcome(Status.PENDING, f"held back by --limit {limit}"))
+        else:
+            self.queued += 1
+            self.inflight[row.row] = row
+            self.chunk.append(Message(row.row, row.number, row.text))
+            self.chunk_pages[row.row] = row.pages
+            if len(self.chunk) >= self.run.config.provider.chunk_size:
+                self._flush_chunk()
+
+    def _flush_chunk(self) -> None:
+        chunk, pages = self.chunk, self.chunk_pages
+        self.chunk, self.chunk_pages = [], {}
+        if not chunk:
+            return
+        if self._window_closed():
+            self.hold = (
+                f"held back: the send window {self.window} (Tehran) closed during the run; "
+                "rerun the same command when it opens"
+            )
+        if self.hold or self.stopped is not None or self.stop.is_set():
+            reason = self.hold or self._why_stopped()
+            self.unsent_by_stop += 0 if self.hold else len(chunk)
+            for m in chunk:
+                self.inflight.pop(m.row).settle(Outcome(Status.PENDING, reason))
+            return
+        assert self.dispatcher is not None  # only a sending run queues messages
+        # Until submit returns, no request carries this chunk (see abort).
+        self.submitting = chunk
+        self.dispatcher.submit(chunk, pages)
+        self.submitting = []
+
+    def _window_closed(self) -> bool:
+        """A long run that reaches the window's end stops sending (outside_window: wait)."""
+        return (
+            self.window is not None
+            and self.run.config.schedule.outside_window == "wait"
+            and not self.window.contains(self.run.clock())
+        )
+
+    def finish(self) -> None:
+        self._flush_chunk()
+        if self.dispatcher is not None:
+            self.dispatcher.drain()
+        if self.unrecorded:
+            self.run.journal.record(self.unrecorded)
+            self.unrecorded = []
+        # A signal that came when nothing was left to send changes nothing.
+        if self.stopped is None and self.stop.is_set() and self.unsent_by_stop:
+            self.stopped = Interrupted(
+                "interrupted: the requests in flight finished and were recorded; the rest are "
+                "`pending`. Fix: rerun the same command to continue."
+            )
+        self._flush_report()  # rows settled in the last partial chunk count too
+
+    def abort(self) -> None:
+        """After an unexpected error: start nothing more, wait for the requests already on
+        their way and keep their answers; rows no request carried are `pending`, rows whose
+        request's fate is not known are `unknown`."""
+        unposted = Outcome(Status.PENDING, "not sent: the run stopped with an error")
+        if self.dispatcher is not None:
+            self.stop.set()  # a chunk waiting to retry gives up instead
+            # Queued chunks never start: no request carried their rows (the journal hears so).
+            for m in self.dispatcher.halt():
+                self.inflight.pop(m.row).settle(unposted)
+                self.unrecorded.append((m.number, unposted))
+            # Requests posting end within provider.timeout: their answers are recorded while
+            # this run still holds the lock, not left `inflight` (`unknown` next run).
+            with contextlib.suppress(Exception):  # e.g. the report cannot be written
+                self.dispatcher.drain()
+        # Never handed to a request, and never marked: `pending`, and the journal has no row.
+        for m in [*self.chunk, *self.submitting]:
+            row = self.inflight.pop(m.row, None)
+            if row is not None and row.status is None:
+                row.settle(unposted)
+        self.chunk, self.submitting = [], []
+        reason = "the run stopped with an error while this was in flight; it may have gone out"
+        for row in self.inflight.values():
+            if row.status is None:
+                row.settle(Outcome(Status.UNKNOWN, reason))
+        self.inflight.clear()
+        if self.unrecorded:
+            # If the journal itself failed, its rows stay in flight: `unknown` next run.
+            with contextlib.suppress(PipelineError):
+                self.run.journal.record(self.unrecorded)
+            self.unrecorded = []
+
+    def before_post(self, messages: Sequence[Message]) -> None:
+        self.posted = True
+        # The answers gathered since the last request share this mark's transaction.
+        self.run.journal.mark_inflight([(m.number, m.text) for m in messages], self.unrecorded)
+        self.unrecorded = []
+
+    def after_answer(self, messages: Sequence[Message], result: ChunkResult) -> None:
+        recorded = []
+        blacklisted = []
+        for m in messages:
+            outcome = result.outcomes.get(m.row) or Outcome(
+                Status.UNKNOWN, "no outcome was recorded for this message"
+            )
+            row = self.inflight.pop(m.row)
+            row.settle(outcome)
+            row.attempts = result.attempts.get(m.row, 0)
+            recorded.append((m.number, outcome))
+            if outcome.status is Status.SENT:
+                self._priced(row)
+            elif outcome.status is Status.PENDING:
+                self.unsent_by_stop += 1
+            elif (
+                outcome.status is Status.FAILED
+                and outcome.error == "Mobile_Invalid"
+                and not self.run.config.provider.sandbox  # sandbox verdicts are not real
+            ):
+                why = f"Mobile_Invalid (invalid or blacklisted), {self.run.config.campaign}"
+                blacklisted.append((m.number, why))
+        self.unrecorded.extend(recorded)
+        self._suppress(blacklisted)
+        self.page_mismatches += result.page_mismatches
+        if self.run.detail is not None:
+            tally = Counter(outcome.status.value for _, outcome in recorded)
+            first, last = messages[0].row, messages[-1].row
+            self.run.detail(
+                f"rows {first}-{last}: "
+                + ", ".join(f"{n} {status}" for status, n in sorted(tally.items()))
+            )
+        if result.internal is not None and self.stopped is None:
+            self.stopped = result.internal
+            self.stop.set()
+        if result.stop is not None and self.stopped is None:
+            self.stopped = result.stop
+            self.stop.set()
+            self.run.log(f"stopping: {result.stop}")
+        self._flush_report()
+
+    def _suppress(self, numbers: list[tuple[str, str]]) -> None:
+        if not numbers or not self.run.config.suppression.add_blacklisted:
+            return
+        if self.suppression is None:
+            self.blacklisted_unlisted += len(numbers)
+            return
+        try:
+            self.suppressed_added += self.suppression.add(numbers, moment=self.run.clock())
+        except PipelineError as exc:  # a list we cannot write must not stop a run mid-way
+            self.blacklisted_unlisted += len(numbers)
+            self.run.log(f"warning: {exc}")
+
+    def _priced(self, row: Row) -> None:
+        if self.account is None:
+            return
+        price = self.prices.get(row.encoding)
+        if price is None:  # once per encoding, not per message
+            price = self.prices[row.encoding] = self.account.page_price(
+                self.run.config.provider.tariff, row.encoding
+            )
+        self.cost += row.pages * price
+
+    def _why_stopped(self) -> str:
+        if isinstance(self.stopped, ProviderFatal):
+            return f"not sent: the run stopped on {self.stopped.title}"
+        if isinstance(self.stopped, InternalFailure):
+            return "not sent: the run stopped on an internal error"
+        return "not sent: the run was interrupted"
