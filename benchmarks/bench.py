@@ -170,6 +170,12 @@ def round_trip(contacts: Path, fake: Fake, count: int = 200) -> Run:
     return Run(statistics.median(times), 0.0, 0.0)
 
 
+def progress(name: str, run: Run) -> None:
+    print(
+        f"{name}: {run.seconds:.2f} s, CPU {run.cpu:.1f} s, {run.peak_mb:.0f} MB", file=sys.stderr
+    )
+
+
 Results = dict[str, dict[str, Measure]]  # measurement -> pipeline label (or SHARED) -> Measure
 
 
@@ -184,9 +190,13 @@ def measure_all(args: argparse.Namespace, pipelines: list[Pipeline], folder: Pat
             for pipe in pipelines if i % 2 == 0 else pipelines[::-1]:
                 by = results.setdefault(name, {})
                 by.setdefault(pipe.label, Measure(name, n, note)).runs.append(run(pipe))
+                progress(f"{name}, {pipe.label}", by[pipe.label].runs[-1])
 
     def shared(name: str, n: int, note: str, run: Callable[[], Run]) -> None:
-        results[name] = {SHARED: Measure(name, n, note, [run() for _ in range(repeat)])}
+        results[name] = {SHARED: Measure(name, n, note)}
+        for _ in range(repeat):
+            results[name][SHARED].runs.append(run())
+            progress(name, results[name][SHARED].runs[-1])
 
     def pipeline(
         contacts: Path, fake: Fake, *extra: str, concurrency: int = 4

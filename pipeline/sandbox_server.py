@@ -36,11 +36,10 @@ from pipeline.sandbox import (
 class SandboxServer:
     """A context manager that serves `sim` on a ThreadingHTTPServer in a daemon thread.
 
-    `latency` (benchmarks): each answer leaves that many seconds after its request arrived,
-    the simulator's own processing included. (Holding the whole latency after processing made
-    every request slower than it claims, by this fake's CPU time on the cores it shares with
-    the pipeline it measures.) `timeline` (benchmarks): a file that gets one line a request,
-    `path arrived ended` in wall-clock seconds, ended once its answer is written.
+    For benchmarks: `latency` holds each answer until that many seconds after its request
+    arrived, the simulator's own processing included (it shares the cores of the pipeline it
+    measures); `timeline` gets a line a request, `path arrived ended` (wall clock, ended once
+    the answer is written).
     """
 
     def __init__(
@@ -155,9 +154,8 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as httpx's connection pool expects
-    # Each answer leaves in one write (_wire). Had headers and body left in two, Nagle's
-    # algorithm would hold the second until the client's delayed ACK: ~40 ms a request on
-    # loopback. Without Nagle, the trickle's bytes leave one segment each.
+    # An answer leaves in one write (_wire): with Nagle's algorithm, a body written after its
+    # headers waits for the client's delayed ACK, ~40 ms. No Nagle: a trickled byte a segment.
     disable_nagle_algorithm = True
     server: _Server
 
