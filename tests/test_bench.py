@@ -80,9 +80,11 @@ def test_timed_counts_the_cpu_of_the_processes_the_child_waited_for() -> None:
 
 def test_a_process_the_run_did_not_wait_for_is_flagged() -> None:
     """wait4 counts only waited-for descendants: one left running is seen in /proc only."""
-    child = (
-        f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {BURN!r}]); "
-        "time.sleep(0.9)"
+    orphan = f"{BURN}\nprint(flush=True)\ntime.sleep(2)"
+    child = (  # the orphan has burnt its CPU; then a second for the go-between to see it
+        "import subprocess, sys, time; "
+        f"subprocess.Popen([sys.executable, '-c', {orphan!r}], stdout=-1).stdout.readline(); "
+        "time.sleep(1)"
     )
     run = timed("orphan", [sys.executable, "-c", child])
     assert run.polled_cpu > run.cpu + 0.2
@@ -134,7 +136,7 @@ def test_the_fake_answers_in_one_write(monkeypatch: pytest.MonkeyPatch) -> None:
             start = time.perf_counter()
             http.post("/SendPeerToPeer", json=body, headers={"Authorization": TOKEN}).json()
             times.append(time.perf_counter() - start)
-    assert statistics.median(times) < 0.02
+    assert statistics.median(times) < 0.035  # a delayed ACK waits 40 ms at the least
 
 
 def _results(label: str, *, dry: float, peak: float) -> Results:
