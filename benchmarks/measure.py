@@ -160,10 +160,11 @@ def children(pid):
 def look(pid):
     try:
         with open(f"/proc/{pid}/status") as f:
-            kb = next((int(l.split()[1]) for l in f if l.startswith("VmHWM:")), 0)
+            kb = next((int(l.split()[1]) for l in f if l.startswith("VmHWM:")), None)
         with open(f"/proc/{pid}/stat") as f:
             ticks = f.read().rsplit(")", 1)[1].split()[11:13]
-        peaks[pid] = kb  # the last: a vfork()ed child shows its parent's until its exec
+        if kb is not None:  # gone once the process is exiting
+            peaks[pid] = kb  # the last: a vfork()ed child shows its parent's until its exec
         cpus[pid] = max(cpus.get(pid, 0), sum(map(int, ticks)) / os.sysconf("SC_CLK_TCK"))
     except (OSError, IndexError, ValueError):
         pass

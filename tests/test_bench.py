@@ -62,7 +62,8 @@ def test_timed_adds_the_peak_of_the_processes_the_child_starts() -> None:
     """A send before issue 14 ran in two processes: both count, summed, each once. (Linux's
     wait4 reports only the larger of the two: 165 MB here, where ~270 MB were resident; and
     that larger one is the child's, not the run's own.)"""
-    grandchild = "b = b'\\x01' * (150 * 1024 * 1024); import time; time.sleep(0.5)"
+    # the grandchild holds its peak long enough for the go-between's polls on a loaded machine
+    grandchild = "b = b'\\x01' * (150 * 1024 * 1024); import time; time.sleep(1.5)"
     child = (
         "import subprocess, sys; b = b'\\x01' * (100 * 1024 * 1024); "
         f"subprocess.run([sys.executable, '-c', {grandchild!r}], check=True)"
