@@ -17,7 +17,9 @@ from pathlib import Path
 
 # Children run as an installed program does: with its compiled bytecode cached. (Some
 # sandboxes set PYTHONDONTWRITEBYTECODE, which makes every start compile every module again.)
-CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+# No PYTHONPATH: it would make every interpreter import the same checkout's pipeline.
+_DROPPED = ("PYTHONDONTWRITEBYTECODE", "PYTHONPATH")
+CHILD_ENV = {k: v for k, v in os.environ.items() if k not in _DROPPED}
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,9 @@ def find_pipeline(python: str) -> Pipeline:
     python = str(Path(shutil.which(python) or python).absolute())  # not resolved: a venv's
     with tempfile.TemporaryDirectory() as neutral:
         asked = [python, "-c", "import pipeline; print(pipeline.__file__)"]
-        out = subprocess.run(asked, cwd=neutral, capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            asked, cwd=neutral, env=CHILD_ENV, capture_output=True, text=True, check=True
+        )
     checkout = Path(out.stdout.strip()).resolve().parent.parent
     describe = ["git", "-C", str(checkout), "describe", "--always", "--dirty"]
     commit = subprocess.run(describe, capture_output=True, text=True, check=False).stdout
