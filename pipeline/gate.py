@@ -12,7 +12,6 @@ from pipeline import bounds, schedule
 from pipeline.amoot import Account
 from pipeline.clock import Clock
 from pipeline.config import Config
-from pipeline.contacts import ContactSource
 from pipeline.deliveries import DeliveryReport, check_deliveries
 from pipeline.errors import InputError, PipelineError, ProviderFatal, Refused
 from pipeline.journal import Entry, Journal, State
@@ -20,6 +19,7 @@ from pipeline.models import Outcome, Row, RunOptions, Status
 from pipeline.prepare import Preparer
 from pipeline.segments import ENCODINGS, count_pages
 from pipeline.send import Sender
+from pipeline.sources import ContactSource
 from pipeline.spool import Spool
 from pipeline.suppression import Suppression
 

@@ -23,7 +23,6 @@ from pipeline.amoot import Account
 from pipeline.bounds import time_limit
 from pipeline.clock import Clock, tehran, utc_now
 from pipeline.config import Config
-from pipeline.contacts import ContactSource, open_contacts
 from pipeline.deliveries import DeliveryReport
 from pipeline.errors import (
     ConfigError,
@@ -54,6 +53,7 @@ from pipeline.send import (
     http_client,
 )
 from pipeline.sender_process import ProcessDispatcher, SenderProcess, Start
+from pipeline.sources import ContactSource, open_contacts
 from pipeline.suppression import Suppression, load_suppression
 from pipeline.throttle import Throttle
 
@@ -667,7 +667,7 @@ def _open(config: Config) -> ContactSource:
     if contacts.path is None:
         # The config allows no path only together with query and url.
         assert contacts.query is not None and contacts.url is not None
-        from pipeline.sql_source import open_sql  # noqa: PLC0415 - SQLAlchemy is an extra
+        from pipeline.sources import open_sql  # noqa: PLC0415 - SQLAlchemy is an extra
 
         return open_sql(contacts.url, contacts.query, contacts.phone_column)
     return open_contacts(

@@ -1,4 +1,4 @@
-"""Tests for pipeline.contacts: every format read as exact text, true row numbers, clear errors."""
+"""Tests for pipeline.sources: every format read as exact text, true row numbers, clear errors."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.contacts import ContactSource, cell_text, open_contacts
 from pipeline.errors import InputError
 from pipeline.models import Contact
+from pipeline.sources import ContactSource, cell_text, open_contacts
 
 DATA = Path(__file__).parent / "data"
 ZWNJ = "\u200c"
@@ -677,39 +677,38 @@ def test_damaged_parquet_is_an_input_error(tmp_path: Path) -> None:
     assert message.endswith("save the contacts as .csv.")
 
 
-# --- census: the whole source read before sending (counts, template names, errors) -------------
+# --- what the census proved, now proved by the read itself ------------------------------------
 
 
-def test_csv_census_counts_non_blank_rows_and_collects_a_column(tmp_path: Path) -> None:
-    """The census counts rows the real read yields (blank rows not) and the column's values."""
+def test_a_row_of_only_delimiters_is_not_read_and_cells_keep_their_spaces(tmp_path: Path) -> None:
+    """The rows read are the non-blank ones (`,,` is blank), numbered as in the file, each cell
+    exactly as written (" vip.j2" keeps its space: trimming is the caller's)."""
     path = tmp_path / "c.csv"
     path.write_text(
         "mobile,name,template\n09120000001,a, vip.j2\n,,\n09120000002,b,\n09120000003,c,vip.j2\n",
         encoding="utf-8",
     )
-    source = open_contacts(path, "mobile")
-    census = source.census(2)
-    assert census is not None
-    assert census.rows == len(read_all(source)) == 3
-    assert census.rereads
-    assert census.values == {"vip.j2", ""}
-    only_counted = source.census(None)
-    assert only_counted is not None and only_counted.values == frozenset()
+    assert [(row, values["template"]) for row, values in rows_of(path)] == [
+        (1, " vip.j2"),
+        (3, ""),
+        (4, "vip.j2"),
+    ]
 
 
-def test_csv_census_meets_a_ragged_row_the_first_batch_would_not(tmp_path: Path) -> None:
-    """A broken row far down the file fails the census, with the same message as the read."""
+def test_a_ragged_row_far_down_is_refused_when_the_batches_reach_it(tmp_path: Path) -> None:
+    """A row with an extra cell past the first read chunk: the first batches come, then reading
+    on raises the InputError naming its line and row (a run reads every row before sending)."""
     path = tmp_path / "c.csv"
     rows = "".join(f"0912{i:07d},n\n" for i in range(20_000))
     path.write_text(f"mobile,name\n{rows}09129999999,n,extra\n", encoding="utf-8")
     source = open_contacts(path, "mobile", batch_size=10, shown_path="c.csv")
-    assert len(next(source.batches)) == 10  # the streamed read has not met it yet
-    with pytest.raises(InputError, match=r"^c\.csv:20002: row 20001 has 3 cells"):
-        source.census(None)
+    assert len(next(source.batches)) == 10  # the read has not met it yet
+    with pytest.raises(InputError, match=r"^c\.csv:20002: row 20001 has 3 cells but the header"):
+        read_all(source)
 
 
-def test_parquet_census_counts_rows_and_reads_the_column(tmp_path: Path) -> None:
-    """Parquet: all-null rows are blank; the column's values come back as stripped text."""
+def test_parquet_rows_of_nulls_are_not_read(tmp_path: Path) -> None:
+    """Parquet: an all-null row is blank; the other rows keep their numbers, values as text."""
     pa = pytest.importorskip("pyarrow")
     pq = pytest.importorskip("pyarrow.parquet")
     path = tmp_path / "c.parquet"
@@ -720,25 +719,16 @@ def test_parquet_census_counts_rows_and_reads_the_column(tmp_path: Path) -> None
         }
     )
     pq.write_table(table, path, row_group_size=2)
-    census = open_contacts(path, "mobile").census(1)
-    assert census is not None
-    assert census.rows == 2 and census.values == {"1", "2"}
+    assert rows_of(path) == [
+        (1, {"mobile": "09120000001", "tier": "1"}),
+        (3, {"mobile": "09120000003", "tier": "2"}),
+    ]
 
 
-def test_json_census_and_the_sources_without_one(tmp_path: Path) -> None:
-    """A JSON array is counted from memory; JSON Lines and Excel have no census (first pass)."""
+def test_a_json_array_is_read_whole_when_opened(tmp_path: Path) -> None:
+    """A .json is parsed at open: rewriting the file afterwards changes nothing that is read."""
     array = tmp_path / "c.json"
-    array.write_text(
-        json.dumps([{"mobile": "09120000001", "t": " a.j2"}, {"mobile": "", "t": ""}]), "utf-8"
-    )
-    census = open_contacts(array, "mobile").census(1)
-    assert census is not None and census.rows == 1 and census.values == {"a.j2"}
-    assert not census.rereads  # held in memory: a later change to the file sends nothing new
-    lines = tmp_path / "c.jsonl"
-    lines.write_text('{"mobile": "09120000001"}\n', "utf-8")
-    assert open_contacts(lines, "mobile").census(None) is None
-    book = openpyxl.Workbook()
-    book.active.append(["mobile"])
-    book.active.append(["09120000001"])
-    book.save(tmp_path / "c.xlsx")
-    assert open_contacts(tmp_path / "c.xlsx", "mobile").census(None) is None
+    array.write_text(json.dumps([{"mobile": "09120000001"}, {"mobile": ""}]), "utf-8")
+    source = open_contacts(array, "mobile")
+    array.write_text(json.dumps([{"mobile": "09129999999"}]), "utf-8")
+    assert [(c.row, c.values) for c in read_all(source)] == [(1, {"mobile": "09120000001"})]

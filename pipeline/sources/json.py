@@ -1,0 +1,147 @@
+"""JSON (a list of objects) and JSON Lines (one object a line), numbers kept as their text."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import InputError
+from pipeline.sources.common import Rows, cell_text, check_utf8, decimal_text
+
+_EXAMPLE = '{"mobile": "09121234567", "name": "..."}'
+_AS_UTF8 = "JSON must be UTF-8: save the file again as UTF-8 in a text editor."
+
+
+def read_array(path: Path, shown: str, read_rows: int) -> Rows:
+    """Every key of every object (first seen first), then each item as a row."""
+    del read_rows  # a JSON array is one value: it is read whole
+    check_utf8(path, shown, _AS_UTF8)
+    text = path.read_text(encoding="utf-8-sig")
+    if not text.strip():
+        raise InputError(f"{shown}: the file is empty. Write the contacts as [{_EXAMPLE}, ...].")
+    data = _parsed(text, shown)
+    if not isinstance(data, list):
+        raise InputError(
+            f"{shown}: the top level is {_kind(data)}, not a list. "
+            f"Write the contacts as a list of objects: [{_EXAMPLE}, ...]."
+        )
+    records = [_record(item, f"{shown}: item {index}") for index, item in enumerate(data, 1)]
+    header = _keys(records)
+    if not header:
+        raise InputError(
+            f"{shown}: no contact has any field. Write the contacts as [{_EXAMPLE}, ...]."
+        )
+    yield header
+    yield from _aligned(records, header)
+
+
+def read_lines(path: Path, shown: str, read_rows: int) -> Rows:
+    """Every key in the file, then each line as a row (a blank line a blank row)."""
+    del read_rows  # read line by line, so memory stays bounded whatever the size
+    check_utf8(path, shown, _AS_UTF8)
+    # A whole pass first: the header is every key in the file, and a broken line stops the
+    # run before anything is sent.
+    header = _keys(_line_records(path, shown))
+    if not header:
+        raise InputError(
+            f"{shown}: the file has no contacts. Write one object per line, like {_EXAMPLE}."
+        )
+    yield header
+    yield from _aligned(_line_records(path, shown), header)
+
+
+def _line_records(path: Path, shown: str) -> Iterator[dict[str, str]]:
+    with path.open(encoding="utf-8-sig") as handle:
+        for line, text in enumerate(handle, 1):
+            if not text.strip():
+                yield {}  # a blank line: a blank row, so rows stay line numbers
+            else:
+                yield _record(_parsed(text, shown, line), f"{shown}:{line}: the line")
+
+
+def _keys(records: Iterable[dict[str, str]]) -> list[str]:
+    return list(dict.fromkeys(key for record in records for key in record))
+
+
+def _aligned(records: Iterable[dict[str, str]], header: list[str]) -> Rows:
+    for record in records:
+        yield [record.get(key, "") for key in header]
+
+
+class _DuplicateKeyError(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKeyError(key)
+        result[key] = value
+    return result
+
+
+def _parsed(text: str, shown: str, line: int | None = None) -> Any:
+    """Parse JSON with numbers kept as text from the start: no float ever holds a phone."""
+    where = shown if line is None else f"{shown}:{line}"
+    try:
+        return json.loads(
+            text,
+            parse_int=str,
+            parse_float=lambda number: decimal_text(Decimal(number)),
+            parse_constant=str,
+            object_pairs_hook=_unique_keys,
+        )
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"{shown}:{exc.lineno if line is None else line}: not valid JSON "
+            f"({exc.msg}, column {exc.colno}). "
+            "Fix the JSON there (a text editor or a JSON checker shows the spot)."
+        ) from exc
+    except _DuplicateKeyError as exc:
+        raise InputError(f"{where}: an object has the key '{exc.key}' twice. Keep one.") from exc
+    except RecursionError as exc:  # json's C parser counts its depth against Python's limit
+        raise InputError(_too_deep(where)) from exc
+
+
+def _too_deep(where: str) -> str:
+    return (
+        f"{where}: lists or objects are nested inside each other too deeply to read "
+        "(hundreds of levels). Fix: write each contact as an object of plain values, "
+        f"like {_EXAMPLE}."
+    )
+
+
+def _record(item: object, where: str) -> dict[str, str]:
+    if not isinstance(item, dict):
+        raise InputError(
+            f"{where} is {_kind(item)}, not an object. "
+            f"Make every contact an object like {_EXAMPLE}."
+        )
+    try:
+        record = {
+            key.replace("\ufeff", "").strip(): cell_text(value) for key, value in item.items()
+        }
+    except RecursionError as exc:  # a nested value just within the parser's depth, written back
+        raise InputError(_too_deep(where)) from exc
+    if len(record) < len(item):
+        twice = Counter(key.replace("\ufeff", "").strip() for key in item).most_common(1)[0][0]
+        raise InputError(
+            f"{where} has the key '{twice}' more than once (spaces around keys do not count). "
+            "Keep one."
+        )
+    return record
+
+
+def _kind(item: object) -> str:
+    if isinstance(item, dict):
+        return "an object"
+    if isinstance(item, list):
+        return "a list"
+    return "null" if item is None else "a single value"
