@@ -1,10 +1,8 @@
-"""The contacts sources: a file, one module per format, or a SQL query, read as text rows.
+"""The contacts sources: a file (one module per format) or a SQL query, read as text rows.
 
-Every cell is text exactly as the source holds it (leading zeros kept, no float phones):
-numbers a format stores as numbers become their plain digits (9123456789.0 -> "9123456789"),
-dates ISO text, empty cells "" (common.cell_text, the one rule every format shares). A row's
-number is its 1-based position among the data rows (for JSON Lines, which has no header, its
-line); blank rows are counted but not yielded.
+Every cell is text as the source holds it, by one rule (common.cell_text): leading zeros kept,
+numbers in plain digits, dates ISO, empty cells "". A row's number is its place among the data
+rows (JSON Lines: its line); blank rows count but are not yielded.
 """
 
 from __future__ import annotations
@@ -19,9 +17,7 @@ from pipeline.sources.sql import open_sql  # imports SQLAlchemy only when called
 
 __all__ = ["SUPPORTED", "ContactSource", "cell_text", "open_contacts", "open_sql"]
 
-# Files are read in large chunks (pandas' cost per chunk is real) but handed on in small
-# batches, so that a caller's work on one batch does not wait for the file's next chunk.
-_READ_ROWS = 10_000
+_READ_ROWS = 10_000  # read in large chunks (pandas' cost per chunk is real), handed on in batches
 _READERS: dict[str, Callable[[Path, str, int], Rows]] = {
     ".csv": delimited.read,
     ".tsv": delimited.read,
@@ -37,11 +33,8 @@ SUPPORTED = tuple(_READERS)
 def open_contacts(
     path: Path, phone_column: str, *, batch_size: int = 1_000, shown_path: str | None = None
 ) -> ContactSource:
-    """Open a contacts file, check it and its header now, and return its rows as lazy batches.
-
-    What can be checked before the first row is handed on is: the whole of a delimited file is
-    UTF-8 with no row short of cells, and every line of JSON Lines parses.
-    """
+    """Open a contacts file, check its header (and what a format checks whole: UTF-8, short
+    rows, JSON) now, and return its rows as lazy batches."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     shown = str(path) if shown_path is None else shown_path

@@ -8,21 +8,20 @@ import difflib
 import json
 import math
 from collections import Counter
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import singledispatch
 from pathlib import Path
+from typing import Any
 
 from pipeline.errors import InputError
 from pipeline.models import Contact
 
-# A reader's output: the raw header, then every row's cells in header order, blank rows
-# included, so that a row's number is its position (the header is not a row).
+# A reader's output: the raw header, then each row's cells, blank rows too (numbering is by place).
 Rows = Generator[Sequence[str]]
 
 _MAX_PLAIN_DIGITS = 40
-_UTF8_BLOCK = 1024 * 1024
 SAVE_AS_UTF8 = (
     'It was probably saved by Excel as plain "CSV" in a Windows code page: open it in Excel '
     'and use File > Save As > "CSV UTF-8 (Comma delimited) (*.csv)", '
@@ -99,10 +98,8 @@ def check_phone_column(phone_column: str, columns: tuple[str, ...], shown: str) 
     listed = ", ".join(f"'{name}'" for name in columns)
     by_folded = {name.casefold(): name for name in columns}
     folded = phone_column.casefold()
-    found = (
-        [folded] if folded in by_folded else difflib.get_close_matches(folded, list(by_folded), 1)
-    )
-    guess = f" Did you mean '{by_folded[found[0]]}'?" if found else ""
+    hit = [folded] if folded in by_folded else difflib.get_close_matches(folded, [*by_folded], 1)
+    guess = f" Did you mean '{by_folded[hit[0]]}'?" if hit else ""
     raise InputError(
         f"{shown}: there is no column '{phone_column}' for the phone numbers; "
         f"the columns are {listed}.{guess} "
@@ -111,17 +108,15 @@ def check_phone_column(phone_column: str, columns: tuple[str, ...], shown: str) 
 
 
 def check_utf8(path: Path, shown: str, fix: str = SAVE_AS_UTF8) -> None:
-    """Refuse a file that is not UTF-8, naming the line of the first bad byte: a wrong guess at
-    the encoding (Excel's plain "CSV" is Windows-1256 on Persian Windows) would garble names."""
+    """Refuse a file that is not UTF-8, naming the line: a guess would garble names."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     lines_before = 0
     with path.open("rb") as handle:
-        while block := handle.read(_UTF8_BLOCK):
+        while block := handle.read(1024 * 1024):
             try:
                 decoder.decode(block)
             except UnicodeDecodeError as exc:
-                # exc.object is the held-back partial character plus this block; a partial
-                # character never holds a newline, so counting in it is exact.
+                # exc.object is a held-back partial character (no newline) plus this block.
                 line = lines_before + exc.object[: exc.start].count(b"\n") + 1
                 raise InputError(
                     f"{shown}:{line}: the file is not UTF-8 text "
@@ -139,30 +134,26 @@ def check_utf8(path: Path, shown: str, fix: str = SAVE_AS_UTF8) -> None:
 @singledispatch
 def cell_text(value: object) -> str:
     """A cell as text, without float damage: 9123456789.0 -> "9123456789", dates in ISO.
-
-    Every format's cells go through this one rule (CSV cells are read as str, which it keeps).
-    """
+    Every format's cells go through this one rule."""
     return str(value)
 
 
-@cell_text.register(type(None))
-def _none_text(value: None) -> str:
-    return ""
+def _json_text(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
 
 
-@cell_text.register
-def _str_text(value: str) -> str:
-    return value
-
-
-@cell_text.register
-def _bool_text(value: bool) -> str:
-    return "true" if value else "false"
-
-
-@cell_text.register
-def _int_text(value: int) -> str:
-    return str(value)
+_ONE_LINE_RULES: dict[type, Callable[[Any], str]] = {  # str and int keep the default
+    type(None): lambda _: "",
+    bool: lambda value: "true" if value else "false",
+    bytes: lambda value: value.decode("utf-8", errors="replace"),
+    dt.date: lambda value: value.isoformat(),
+    dt.time: lambda value: value.isoformat(),
+    list: _json_text,
+    tuple: _json_text,
+    dict: _json_text,
+}
+for _kind, _rule in _ONE_LINE_RULES.items():
+    cell_text.register(_kind, _rule)
 
 
 @cell_text.register
@@ -182,24 +173,6 @@ def _datetime_text(value: dt.datetime) -> str:
     if value.tzinfo is None and value.time() == dt.time():
         return value.date().isoformat()  # a date cell: Excel stores dates as midnight
     return value.isoformat()
-
-
-@cell_text.register(dt.date)
-@cell_text.register(dt.time)
-def _iso_text(value: dt.date | dt.time) -> str:
-    return value.isoformat()
-
-
-@cell_text.register
-def _bytes_text(value: bytes) -> str:
-    return value.decode("utf-8", errors="replace")
-
-
-@cell_text.register(list)
-@cell_text.register(tuple)
-@cell_text.register(dict)
-def _nested_text(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def decimal_text(number: Decimal) -> str:

@@ -12,33 +12,26 @@ import pandas as pd
 from pipeline.errors import InputError
 from pipeline.sources.common import FIRST_ROW_EMPTY, Rows, cell_text, check_utf8
 
-DELIMITERS = (",", ";", "\t", "|")
-_DELIMITER_NAMES = {"\t": "a tab", ",": "','", ";": "';'", "|": "'|'"}
+_DELIMITER_NAMES = {",": "','", ";": "';'", "\t": "a tab", "|": "'|'"}  # ties: the first wins
 _SNIFF_CHARS = 64 * 1024
 _OPTIONS: dict[str, Any] = {
-    # header=None: the header is taken as the first record, so a first data row with an extra
-    # cell is an error instead of silently becoming pandas' index.
-    "header": None,
+    "header": None,  # the header is record 0: an extra cell in row 1 is no silent index
     "dtype": str,
     "keep_default_na": False,
-    "na_filter": False,  # every cell a str, a missing one "": no check per cell
-    "skip_blank_lines": False,  # blank rows count, so row numbers stay true to the file
+    "na_filter": False,  # every cell a str, a missing one ""
+    "skip_blank_lines": False,  # blank rows count: row numbers stay true to the file
     "encoding": "utf-8-sig",
     "engine": "c",
 }
-# The report and attention files (report.safe_cell), like many exports, put an apostrophe
-# before a cell starting with = + - or @ so that a spreadsheet does not run it as a formula. A
-# spreadsheet never writes such an apostrophe into a CSV, so it is a guard, not data: dropped,
-# so an attention file fed back as contacts gives the original cells (`@Ali`, `-20%`).
+# The report (report.safe_cell), like many exports, puts an apostrophe before a cell starting
+# with = + - or @ so a spreadsheet does not run it; no spreadsheet writes one into a CSV, so it
+# is dropped: an attention file fed back as contacts gives the original cells (`@Ali`).
 _GUARDED = ("'=", "'+", "'-", "'@")
 
 
 def read(path: Path, shown: str, read_rows: int) -> Rows:
-    """The header, then the rows, read `read_rows` records at a time.
-
-    Before the header is handed on, one pass over the whole file decodes it (a file that is not
-    UTF-8 is refused with the fix rather than guessed at) and counts every record's cells.
-    """
+    """The header, then the rows, `read_rows` records at a time. First one pass over the whole
+    file decodes it (UTF-8 or refused) and counts every record's cells (short rows refused)."""
     try:
         with path.open(encoding="utf-8-sig", newline="") as handle:
             head = handle.read(_SNIFF_CHARS)
@@ -80,8 +73,7 @@ def _drop_formula_guards(table: Any) -> None:
     """Undo the formula guard in a chunk's object array of str cells, in place."""
     for column in range(table.shape[1]):
         cells = table[:, column].tolist()
-        # One C-speed scan of the column (~40 ns a cell); only a column that may hold a guard
-        # is looked at cell by cell.
+        # One C-speed scan (~40 ns a cell); only a column that may hold a guard is looked into.
         if "\0'" in "\0" + "\0".join(cells):
             table[:, column] = [cell[1:] if cell.startswith(_GUARDED) else cell for cell in cells]
 
@@ -89,45 +81,34 @@ def _drop_formula_guards(table: Any) -> None:
 def _check_short_rows(
     path: Path, shown: str, options: dict[str, Any], header: list[str], widths: set[int]
 ) -> None:
-    """Refuse a row with fewer cells than the header, naming the first one.
-
-    pandas pads such a row with empty cells without a word, so a row that lost a cell would be
-    sent with blanks where its values belong. Cells missing only under unnamed header cells (a
-    header line ending with a delimiter) are fine; a row with too many cells is pandas' to name.
-    """
+    """Refuse the first row with fewer cells than the named header cells: pandas would pad it
+    with blanks without a word. A row with too many cells is pandas' to name."""
     names = [name.replace("\ufeff", "").strip() for name in header]
     named = max((i for i, name in enumerate(names, 1) if name), default=0)
-    if all(cells >= named for cells in widths):
+    if min(widths, default=named) >= named:
         return
     delimiter = options["sep"]
     with path.open(encoding="utf-8-sig", newline="") as handle:
-        short = _first_short_row(csv.reader(handle, delimiter=delimiter), named)
-    if short is None:
-        return
-    line, row, cells = short
+        records = csv.reader(handle, delimiter=delimiter)
+        line, row = 1, 0  # where the next record starts; the header is record 0, as in pandas
+        for cells in records:
+            if len(cells) < named and "".join(cells).strip():
+                break
+            line, row = records.line_num + 1, row + 1
+        else:
+            return
     # What pandas refuses up to this row (an unclosed quote, which the csv module reads as one
     # long cell; a row with too many cells above) is named in pandas' words first.
     pd.read_csv(path, nrows=row + 1, **options)
     shown_delimiter = _DELIMITER_NAMES[delimiter]
     empty = shown_delimiter if delimiter == "\t" else f"the {shown_delimiter}"
-    missing = ", ".join(f"'{name}'" for name in names[cells:named])
+    missing = ", ".join(f"'{name}'" for name in names[len(cells) : named])
     raise InputError(
-        f"{shown}:{line}: row {row} has {cells} cell{'' if cells == 1 else 's'} but the header "
-        f"has {len(header)} (the row ends before {missing}). Fix: give the row a cell for every "
-        f"column (an empty cell is just {empty}); if Excel saved this file (it can leave out "
-        "the empty cells at the end of rows), point contacts.path at the .xlsx workbook itself."
+        f"{shown}:{line}: row {row} has {len(cells)} cell{'' if len(cells) == 1 else 's'} but the "
+        f"header has {len(header)} (the row ends before {missing}). Fix: give the row a cell for "
+        f"every column (an empty cell is just {empty}); if Excel saved this file (it can leave "
+        "out the empty cells at the end of rows), point contacts.path at the .xlsx workbook itself."
     )
-
-
-def _first_short_row(records: Any, named: int) -> tuple[int, int, int] | None:
-    """(line, row, cells) of the first record that is not blank and has fewer than `named`
-    cells; the header is record 0, a blank line an empty record, as pandas numbers them."""
-    line = 1  # the line the next record starts on
-    for row, cells in enumerate(records):
-        if len(cells) < named and "".join(cells).strip():
-            return line, row, len(cells)
-        line = records.line_num + 1
-    return None
 
 
 def _ragged_message(error: str, shown: str, width: int, delimiter: str) -> str:
@@ -148,7 +129,7 @@ def _ragged_message(error: str, shown: str, width: int, delimiter: str) -> str:
 
 def _sniff_delimiter(head: str) -> str:
     """The candidate that appears most often (outside quotes) in the header line; ',' if none."""
-    counts = dict.fromkeys(DELIMITERS, 0)
+    counts = dict.fromkeys(_DELIMITER_NAMES, 0)
     quoted = False
     for char in head:
         if char == '"':
@@ -157,5 +138,5 @@ def _sniff_delimiter(head: str) -> str:
             break
         elif char in counts and not quoted:
             counts[char] += 1
-    best = max(DELIMITERS, key=lambda candidate: counts[candidate])
+    best = max(counts, key=counts.__getitem__)
     return best if counts[best] else ","

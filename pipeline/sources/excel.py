@@ -13,7 +13,7 @@ from pipeline.sources.common import Rows, cell_text
 
 def read(path: Path, shown: str, read_rows: int) -> Rows:
     """The header (row 1), then the rows; a value right of the last named column is refused."""
-    del read_rows  # openpyxl reads row by row; there is no chunk to size
+    del read_rows  # openpyxl reads row by row
     # Imported here: openpyxl costs 0.15 s at start-up, paid only by runs that read Excel.
     import openpyxl  # noqa: PLC0415
     from openpyxl.utils import get_column_letter  # noqa: PLC0415

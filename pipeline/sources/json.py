@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -14,10 +14,14 @@ from pipeline.sources.common import Rows, cell_text, check_utf8, decimal_text
 
 _EXAMPLE = '{"mobile": "09121234567", "name": "..."}'
 _AS_UTF8 = "JSON must be UTF-8: save the file again as UTF-8 in a text editor."
+_TOO_DEEP = (
+    "lists or objects are nested inside each other too deeply to read (hundreds of levels). "
+    f"Fix: write each contact as an object of plain values, like {_EXAMPLE}."
+)
 
 
 def read_array(path: Path, shown: str, read_rows: int) -> Rows:
-    """Every key of every object (first seen first), then each item as a row."""
+    """The keys, then each item as a row."""
     del read_rows  # a JSON array is one value: it is read whole
     check_utf8(path, shown, _AS_UTF8)
     text = path.read_text(encoding="utf-8-sig")
@@ -30,28 +34,27 @@ def read_array(path: Path, shown: str, read_rows: int) -> Rows:
             f"Write the contacts as a list of objects: [{_EXAMPLE}, ...]."
         )
     records = [_record(item, f"{shown}: item {index}") for index, item in enumerate(data, 1)]
-    header = _keys(records)
-    if not header:
-        raise InputError(
-            f"{shown}: no contact has any field. Write the contacts as [{_EXAMPLE}, ...]."
-        )
-    yield header
-    yield from _aligned(records, header)
+    empty = f"{shown}: no contact has any field. Write the contacts as [{_EXAMPLE}, ...]."
+    yield from _header_then_rows(lambda: records, empty)
 
 
 def read_lines(path: Path, shown: str, read_rows: int) -> Rows:
-    """Every key in the file, then each line as a row (a blank line a blank row)."""
+    """The keys, then each line as a row (a blank line a blank row)."""
     del read_rows  # read line by line, so memory stays bounded whatever the size
     check_utf8(path, shown, _AS_UTF8)
-    # A whole pass first: the header is every key in the file, and a broken line stops the
-    # run before anything is sent.
-    header = _keys(_line_records(path, shown))
+    empty = f"{shown}: the file has no contacts. Write one object per line, like {_EXAMPLE}."
+    yield from _header_then_rows(lambda: _line_records(path, shown), empty)
+
+
+def _header_then_rows(records: Callable[[], Iterable[dict[str, str]]], empty: str) -> Rows:
+    """Every key (first seen first), then each record as a row. JSON Lines is read twice: the
+    header needs every line, and so a broken line stops the run at open."""
+    header = list(dict.fromkeys(key for record in records() for key in record))
     if not header:
-        raise InputError(
-            f"{shown}: the file has no contacts. Write one object per line, like {_EXAMPLE}."
-        )
+        raise InputError(empty)
     yield header
-    yield from _aligned(_line_records(path, shown), header)
+    for record in records():
+        yield [record.get(key, "") for key in header]
 
 
 def _line_records(path: Path, shown: str) -> Iterator[dict[str, str]]:
@@ -63,40 +66,25 @@ def _line_records(path: Path, shown: str) -> Iterator[dict[str, str]]:
                 yield _record(_parsed(text, shown, line), f"{shown}:{line}: the line")
 
 
-def _keys(records: Iterable[dict[str, str]]) -> list[str]:
-    return list(dict.fromkeys(key for record in records for key in record))
-
-
-def _aligned(records: Iterable[dict[str, str]], header: list[str]) -> Rows:
-    for record in records:
-        yield [record.get(key, "") for key in header]
-
-
-class _DuplicateKeyError(Exception):
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        self.key = key
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise _DuplicateKeyError(key)
-        result[key] = value
-    return result
-
-
 def _parsed(text: str, shown: str, line: int | None = None) -> Any:
     """Parse JSON with numbers kept as text from the start: no float ever holds a phone."""
     where = shown if line is None else f"{shown}:{line}"
+
+    def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        record: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in record:  # json would keep the last of the two
+                raise InputError(f"{where}: an object has the key '{key}' twice. Keep one.")
+            record[key] = value
+        return record
+
     try:
         return json.loads(
             text,
             parse_int=str,
             parse_float=lambda number: decimal_text(Decimal(number)),
             parse_constant=str,
-            object_pairs_hook=_unique_keys,
+            object_pairs_hook=unique_keys,
         )
     except json.JSONDecodeError as exc:
         raise InputError(
@@ -104,18 +92,8 @@ def _parsed(text: str, shown: str, line: int | None = None) -> Any:
             f"({exc.msg}, column {exc.colno}). "
             "Fix the JSON there (a text editor or a JSON checker shows the spot)."
         ) from exc
-    except _DuplicateKeyError as exc:
-        raise InputError(f"{where}: an object has the key '{exc.key}' twice. Keep one.") from exc
     except RecursionError as exc:  # json's C parser counts its depth against Python's limit
-        raise InputError(_too_deep(where)) from exc
-
-
-def _too_deep(where: str) -> str:
-    return (
-        f"{where}: lists or objects are nested inside each other too deeply to read "
-        "(hundreds of levels). Fix: write each contact as an object of plain values, "
-        f"like {_EXAMPLE}."
-    )
+        raise InputError(f"{where}: {_TOO_DEEP}") from exc
 
 
 def _record(item: object, where: str) -> dict[str, str]:
@@ -129,7 +107,7 @@ def _record(item: object, where: str) -> dict[str, str]:
             key.replace("\ufeff", "").strip(): cell_text(value) for key, value in item.items()
         }
     except RecursionError as exc:  # a nested value just within the parser's depth, written back
-        raise InputError(_too_deep(where)) from exc
+        raise InputError(f"{where}: {_TOO_DEEP}") from exc
     if len(record) < len(item):
         twice = Counter(key.replace("\ufeff", "").strip() for key in item).most_common(1)[0][0]
         raise InputError(
@@ -140,8 +118,5 @@ def _record(item: object, where: str) -> dict[str, str]:
 
 
 def _kind(item: object) -> str:
-    if isinstance(item, dict):
-        return "an object"
-    if isinstance(item, list):
-        return "a list"
-    return "null" if item is None else "a single value"
+    kinds = {dict: "an object", list: "a list", type(None): "null"}
+    return kinds.get(type(item), "a single value")

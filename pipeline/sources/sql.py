@@ -18,20 +18,15 @@ _URL_FORM = (
     "Write it as dialect+driver://user:${DB_PASSWORD}@host:port/database, such as "
     "postgresql+psycopg://app:${DB_PASSWORD}@127.0.0.1:5432/shop or sqlite:////srv/contacts.db."
 )
-# The pip package that brings each driver module SQLAlchemy may ask for.
+# The pip package that brings a driver module SQLAlchemy may ask for, where the names differ.
 _DRIVER_PACKAGES = {
     "psycopg": "psycopg[binary]",
     "psycopg2": "psycopg2-binary",
     "pymysql": "PyMySQL",
     "MySQLdb": "mysqlclient",
-    "mariadb": "mariadb",
-    "pg8000": "pg8000",
-    "oracledb": "oracledb",
-    "pyodbc": "pyodbc",
 }
-# Seconds to wait for the database to answer a connection: a server that takes the TCP
-# connection and then says nothing would otherwise hold a cron run, and its lock, forever.
-# `?connect_timeout=N` in the URL overrides; drivers outside _TIMEOUT_DRIVERS keep their own.
+# Seconds to wait for a connection: a hung server would otherwise hold a cron run, and its
+# lock, forever. `?connect_timeout=N` in the URL overrides; other drivers keep their own.
 CONNECT_TIMEOUT = 30
 _TIMEOUT_DRIVERS = frozenset({"psycopg", "psycopg2", "pymysql", "mysqldb"})
 # URL query options that carry credentials (?password=..., ?sslpassword=..., ?token=...).
@@ -39,13 +34,10 @@ _SECRET_OPTION = re.compile(r"pass|pwd|secret|token|key", re.IGNORECASE)
 
 
 def open_sql(url: str, query: str, phone_column: str, *, batch_size: int = 1_000) -> ContactSource:
-    """Run the query now, check its columns, and return its rows as lazy batches.
-
-    The query runs at once so that a bad URL, a refused login, an SQL error or a missing phone
-    column stops the run before anything is sent. Each call runs the query afresh on its own
-    connection, closed (its transaction rolled back) when the batches end or are dropped.
-    No message holds the URL's password, nor the database's own text.
-    """
+    """Run the query now (a bad URL, login or SQL stops the run before anything is sent) and
+    return its rows as lazy batches. Each call runs the query afresh on its own connection,
+    closed (its transaction rolled back) when the batches end or are dropped. No message holds
+    the URL's password or other secrets, even quoting the database's own text."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     try:
@@ -97,11 +89,10 @@ class _Target:
             text = text.replace(secret, "***")
         return text
 
-    def server(self) -> str:
-        if self.url.get_backend_name() == "sqlite":
-            return f"the SQLite database {self.url.database or '(in memory)'}"
-        host = self.url.host or "localhost"
-        return f"{host}:{self.url.port}" if self.url.port else f"{host} (its default port)"
+    def said(self, error: BaseException | None) -> str:
+        """The error's first line (not the caret diagram, LINE 1: ... ^), secrets scrubbed."""
+        text = str(error).strip()
+        return self.scrub(text.splitlines()[0].strip() if text else "no message")
 
 
 def _connect(target: _Target) -> Connection:
@@ -109,8 +100,18 @@ def _connect(target: _Target) -> Connection:
     from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError  # noqa: PLC0415
     from sqlalchemy.pool import NullPool  # noqa: PLC0415
 
-    _check_sqlite_file(target)
-    url = target.url
+    url, database = target.url, target.url.database or ":memory:"
+    # SQLite creates a missing file on connect: a typo in the path would read an empty database.
+    if (
+        url.get_backend_name() == "sqlite"
+        and database != ":memory:"
+        and not (database.startswith("file:") or Path(database).is_file())
+    ):
+        raise InputError(
+            f"{target.where}: there is no SQLite file {database}. Check the path in contacts.url: "
+            "sqlite:////srv/contacts.db is absolute, sqlite:///contacts.db is relative to the "
+            "folder the command runs in."
+        )
     # Every failure here is raised `from None`: the foreign text can quote the URL.
     try:
         driver = url.get_driver_name().lower()  # loads the dialect
@@ -129,33 +130,23 @@ def _connect(target: _Target) -> Connection:
             f"{target.where}: SQLAlchemy knows no database kind '{url.drivername}'. {_URL_FORM}"
         ) from None
     except ArgumentError as exc:
-        raise InputError(f"{target.where}: {target.scrub(_first_line(exc))} {_URL_FORM}") from None
+        raise InputError(f"{target.where}: {target.said(exc)} {_URL_FORM}") from None
     try:
         return engine.connect()
     except DBAPIError as exc:
         # libpq gives one line per address it tried: joined into one.
         lines = [" ".join(line.split()) for line in str(exc.orig).splitlines()]
+        host, port = url.host or "localhost", url.port
+        server = f"{host}:{port}" if port else f"{host} (its default port)"
+        if url.get_backend_name() == "sqlite":
+            server = f"the SQLite database {url.database or '(in memory)'}"
         raise InputError(
-            f"{target.where}: cannot connect to {target.server()} "
+            f"{target.where}: cannot connect to {server} "
             f"({target.scrub('; '.join(line for line in lines if line) or 'no message')}). "
             "Check that the database server is running and that the host, port, user, password "
             "and database name in contacts.url are right (the password comes from the ${VAR} "
             "you set in the environment)."
         ) from None
-
-
-def _check_sqlite_file(target: _Target) -> None:
-    # SQLite creates a missing file on connect: a typo in the path would read an empty database.
-    database = target.url.database
-    if target.url.get_backend_name() != "sqlite" or not database or database == ":memory:":
-        return
-    if database.startswith("file:") or Path(database).is_file():
-        return
-    raise InputError(
-        f"{target.where}: there is no SQLite file {database}. Check the path in contacts.url: "
-        "sqlite:////srv/contacts.db is absolute, sqlite:///contacts.db is relative to the "
-        "folder the command runs in."
-    )
 
 
 def _rows(connection: Connection, query: str, target: _Target, batch_size: int) -> Rows:
@@ -172,7 +163,7 @@ def _rows(connection: Connection, query: str, target: _Target, batch_size: int) 
         except DBAPIError as exc:
             raise InputError(
                 f"{_QUERY}: the database refused the query "
-                f"({target.scrub(_first_line(exc.orig))}) on {target.where}. "
+                f"({target.said(exc.orig)}) on {target.where}. "
                 "Fix the SQL in contacts.query: one SELECT statement "
                 "(try it in the database's own client first)."
             ) from exc
@@ -194,16 +185,10 @@ def _rows(connection: Connection, query: str, target: _Target, batch_size: int) 
         except DBAPIError as exc:  # part-way: a bad cast in some row, a dropped connection
             raise InputError(
                 f"{_QUERY}: reading the rows stopped "
-                f"({target.scrub(_first_line(exc.orig))}) on {target.where}. "
+                f"({target.said(exc.orig)}) on {target.where}. "
                 "Fix the query or the data it reads, then run again."
             ) from exc
         finally:
             result.close()
     finally:
         connection.close()
-
-
-def _first_line(error: BaseException | None) -> str:
-    """The database's message without its caret diagram and hints (LINE 1: ... ^)."""
-    text = str(error).strip()
-    return text.splitlines()[0].strip() if text else "no message"
