@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import sqlite3
+import subprocess
 import sys
 import tempfile
 from decimal import Decimal
@@ -18,7 +20,7 @@ from hypothesis import strategies as st
 
 from pipeline.errors import InputError
 from pipeline.models import Contact
-from pipeline.sources import ContactSource, cell_text, open_contacts
+from pipeline.sources import ContactSource, cell_text, open_contacts, open_sql
 
 DATA = Path(__file__).parent / "data"
 ZWNJ = "\u200c"
@@ -732,3 +734,92 @@ def test_a_json_array_is_read_whole_when_opened(tmp_path: Path) -> None:
     source = open_contacts(array, "mobile")
     array.write_text(json.dumps([{"mobile": "09129999999"}]), "utf-8")
     assert [(c.row, c.values) for c in read_all(source)] == [(1, {"mobile": "09120000001"})]
+
+
+# --- one cell-to-text rule across formats ------------------------------------------------------
+
+TEXTS = ["09121234567", f"زهرا{ZWNJ}سادات", "  padded  ", "12.50", "9.12E+09", "007", ""]
+TYPED: dict[str, Any] = {
+    "int": 9123456789,
+    "whole_float": 9123456789.0,
+    "float": 12.5,
+    "none": None,
+}
+TYPED_TEXT = {"int": "9123456789", "whole_float": "9123456789", "float": "12.5", "none": ""}
+
+
+def each_format(folder: Path, columns: dict[str, list[Any]], formats: list[str]) -> dict[str, Path]:
+    """The same table written as each format asked for; SQLite as a file of one table."""
+    names, rows = list(columns), list(zip(*columns.values(), strict=True))
+    written: dict[str, Path] = {}
+    for kind in formats:
+        path = folder / f"c.{kind}"
+        if kind == "csv":
+            with path.open("w", encoding="utf-8", newline="") as handle:
+                csv.writer(handle).writerows([names, *rows])
+        elif kind == "json":
+            path.write_text(json.dumps([dict(zip(names, row, strict=True)) for row in rows]))
+        elif kind == "jsonl":
+            path.write_text(
+                "".join(json.dumps(dict(zip(names, r, strict=True))) + "\n" for r in rows)
+            )
+        elif kind == "xlsx":
+            book = openpyxl.Workbook()
+            for row in [names, *rows]:
+                book.active.append(list(row))
+            book.save(path)
+        elif kind == "parquet":
+            pq = pytest.importorskip("pyarrow.parquet")
+            pq.write_table(pytest.importorskip("pyarrow").table(columns), path)
+        else:  # sqlite
+            with sqlite3.connect(path) as db:
+                db.execute(f"CREATE TABLE t ({', '.join(names)})")
+                db.executemany(f"INSERT INTO t VALUES ({', '.join('?' * len(names))})", rows)
+            db.close()
+        written[kind] = path
+    return written
+
+
+def read_back(kind: str, path: Path) -> list[dict[str, str]]:
+    if kind == "sqlite":
+        source = open_sql(f"sqlite:///{path}", "SELECT * FROM t ORDER BY rowid", "mobile")
+    else:
+        source = open_contacts(path, "mobile")
+    return [contact.values for contact in read_all(source)]
+
+
+def test_the_same_text_reads_as_the_same_text_in_every_format(tmp_path: Path) -> None:
+    """Text cells come back unchanged from CSV (read as str), JSON, JSON Lines, Excel, Parquet
+    and SQL alike: leading zeros, spaces, Persian, number-like text."""
+    columns = {"mobile": ["0912"] * len(TEXTS), "value": TEXTS}
+    formats = ["csv", "json", "jsonl", "xlsx", "parquet", "sqlite"]
+    expected = [{"mobile": "0912", "value": text} for text in TEXTS]
+    for kind, path in each_format(tmp_path, columns, formats).items():
+        assert read_back(kind, path) == expected, kind
+
+
+def test_the_same_numbers_read_as_the_same_text_in_every_format_that_types_them(
+    tmp_path: Path,
+) -> None:
+    """A number (or a missing value) becomes the same text whichever format stored it: plain
+    digits for a whole float, never 9123456789.0, and "" for null."""
+    columns: dict[str, list[Any]] = {"mobile": ["0912"], **{k: [v] for k, v in TYPED.items()}}
+    expected = [{"mobile": "0912", **TYPED_TEXT}]
+    for kind, path in each_format(tmp_path, columns, ["json", "jsonl", "xlsx", "parquet"]).items():
+        assert read_back(kind, path) == expected, kind
+    sqlite = each_format(tmp_path, columns, ["sqlite"])["sqlite"]
+    assert read_back("sqlite", sqlite) == expected
+
+
+def test_opening_a_file_source_needs_neither_sqlalchemy_nor_openpyxl() -> None:
+    """SQLAlchemy (an extra) and openpyxl (0.15 s to import) load only for the sources that
+    need them: importing the sources and reading a CSV leaves both out."""
+    code = (
+        "import sys; from pathlib import Path; from pipeline.sources import open_contacts; "
+        f"list(open_contacts(Path({str(DATA / 'bom.csv')!r}), 'mobile').batches); "
+        "print(sorted({'sqlalchemy', 'openpyxl'} & set(sys.modules)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
