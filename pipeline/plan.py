@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 from pipeline import bounds
 from pipeline.amoot import Account
-from pipeline.contacts import ContactSource
 from pipeline.journal import Entry, Journal, State
 from pipeline.models import Outcome, Row, RunOptions, Status
 from pipeline.prepare import Preparer
 from pipeline.segments import count_pages
+from pipeline.sources import ContactSource
 from pipeline.spool import Spool
 
 
