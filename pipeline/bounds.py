@@ -1,23 +1,22 @@
-"""The bounds on rendering one row: its size (checked before a value is built), its time and memory.
+"""The bounds on rendering one row: its size (refused before a value is built), time and memory.
 
-A template is written by a person, and a mistake in it (a loop over the wrong range, a count
-taken from a column, a macro that calls itself) must cost one row, not the run. Three bounds:
+A mistake in a template (a loop over the wrong range, a count taken from a column, a macro
+that calls itself) must cost one row, not the run:
 
-- size: the text a template renders has at most MAX_TEXT characters (rendering stops
-  there), and a value it builds at most MAX_VALUE (characters, items of a list, digits).
-  What can build a large value from a small one is checked before it runs (``'x' * 10**9``
-  is refused, not allocated): the operators ``*`` ``**`` ``+`` ``%``, and the filters and
-  ``str`` methods with a width, a count or a separator.
-  Values carried from one loop iteration or call to the next (namespace attributes, the
-  arguments of every call, macros included) are checked too, so nothing doubles unseen.
-- time: a render still running after MAX_SECONDS is stopped by SIGALRM (see time_limit).
-- memory: the same timer stops a render that has grown the process's memory by MAX_MEMORY.
+- size: a row's text has at most MAX_TEXT characters (render.py stops there), a value the
+  template builds at most MAX_VALUE. What can build a large value from a small one is refused
+  before it runs (``'x' * 10**9`` is never allocated): the operators ``*`` ``**`` ``+`` ``%``,
+  and the filters and ``str`` methods with a width, a count or a separator. Namespace
+  attributes and the arguments of every call (macros included) are checked too, so nothing
+  doubles unseen from one loop pass or call to the next.
+- time and memory: SIGALRM stops a render past MAX_SECONDS or MAX_MEMORY (see time_limit).
 
 Each stop raises RenderOverrun, which render.py turns into the row's error (`invalid`).
 """
 
 from __future__ import annotations
 
+import gc
 import math
 import re
 import resource
@@ -34,25 +33,18 @@ from typing import Any
 
 from jinja2 import pass_environment, pass_eval_context
 from jinja2.nodes import EvalContext
-from jinja2.utils import Namespace
 
 from pipeline.errors import RenderOverrun
 
 MAX_TEXT = 10_000
-"""The most characters a row's text may have while it renders. The longest message that
-template.max_pages allows is 20 GSM-7 pages, 3,060 characters."""
+"""Characters a row's text may have; template.max_pages allows at most 3,060 (20 GSM-7 pages)."""
 
 MAX_VALUE = 100_000
-"""The most characters (items, digits) a value built by the template may have: as many as
-the sandbox lets range() count. A contacts row passed whole to a macro stays far below."""
+"""Characters (items, digits) a value built by the template may have: what range() may count."""
 
-MAX_SECONDS = 2.0
-"""How long one row's render may take; a real SMS renders in a few microseconds."""
-
-MAX_MEMORY = 50 * 2**20
-"""Bytes a render may add to the process's memory (checked every TICK seconds)."""
-
-TICK = 0.1  # seconds between two looks at a render that is still running
+MAX_SECONDS = 2.0  # one row's render; a real SMS renders in a few microseconds
+MAX_MEMORY = 50 * 2**20  # bytes a render may add to the process's memory
+TICK = 0.1  # seconds between two looks at a render still running
 
 _LOG10_2 = math.log10(2)
 
@@ -97,7 +89,7 @@ def _built(measured: int, value: object) -> str:
 
 
 def _refuse_over(measured: int, unit: str = "characters", *, exact: bool = True) -> None:
-    """Refuse a value predicted to be `measured` large (`exact`: not a bound from size)."""
+    """Refuse a value predicted to be `measured` large (`exact`: not a lower bound from size)."""
     if measured <= MAX_VALUE:
         return
     if exact:
@@ -107,7 +99,14 @@ def _refuse_over(measured: int, unit: str = "characters", *, exact: bool = True)
     raise RenderOverrun(f"the template would build a value of more than {MAX_VALUE:,} {unit}")
 
 
-# -- operators -----------------------------------------------------------------------
+def _refuse_padding(*widths: object) -> None:
+    """Refuse a width or precision past MAX_VALUE (only ints are widths)."""
+    for width in widths:
+        if isinstance(width, int) and width > MAX_VALUE:
+            raise RenderOverrun(f"the template pads a value to {width:,}, more than {MAX_VALUE:,}")
+
+
+# -- operators and formats -----------------------------------------------------------------
 
 INTERCEPTED_BINOPS = frozenset({"*", "**", "+", "%"})
 """The operators that can make a value far larger than their operands (see check_binop)."""
@@ -152,38 +151,28 @@ def check_percent(template: str, values: Any) -> None:
     for width, precision in _PERCENT_SPEC.findall(template):
         for number in (width, precision):
             if number == "*":  # the width is one of the values
-                items = values if isinstance(values, tuple) else (values,)
-                _refuse_padding(item for item in items if isinstance(item, int))
+                _refuse_padding(*(values if isinstance(values, tuple) else (values,)))
             elif number:
-                _refuse_padding([int(number[:6])])  # six digits are past MAX_VALUE already
+                _refuse_padding(int(number[:6]))  # six digits are past MAX_VALUE already
 
 
-def check_format(template: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
-    """Refuse `template.format(...)` if a field's width or precision is past MAX_VALUE."""
+def check_format(template: str, values: tuple[Any, ...]) -> None:
+    """Refuse `template.format(*values)` if a field's width or precision is past MAX_VALUE."""
     for _literal, _field, spec, _conversion in string.Formatter().parse(template):
-        if not spec:
-            continue
-        if "{" in spec:  # a width taken from the arguments: {:{width}}
-            _refuse_padding(v for v in chain(args, kwargs.values()) if isinstance(v, int))
-        else:
-            _refuse_padding(int(number[:6]) for number in re.findall(r"\d+", spec))
+        if spec and "{" in spec:  # a width taken from the values: {:{width}}
+            _refuse_padding(*values)
+        elif spec:
+            _refuse_padding(*(int(number[:6]) for number in re.findall(r"\d+", spec)))
 
 
-def _refuse_padding(widths: Iterator[int] | list[int]) -> None:
-    for width in widths:
-        if width > MAX_VALUE:
-            raise RenderOverrun(f"the template pads a value to {width:,}, more than {MAX_VALUE:,}")
-
-
-# -- calls and namespaces ------------------------------------------------------------
+# -- calls -----------------------------------------------------------------------------------
 
 
 def check_call(function: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> tuple[Any, ...]:
     """The call's arguments, refused if too large or if a ``str`` method would build too much.
 
-    Every call's arguments are checked because recursion (a macro calling itself with a
-    doubled value, ``loop(...)`` in a recursive for) is the other way to grow a value
-    without a bound; a namespace attribute is the loop's way (see check_namespace).
+    Every call's arguments are checked: recursion (a macro calling itself with a doubled value,
+    ``loop(...)`` in a recursive for) is a way to grow a value without a bound.
     """
     owner = getattr(function, "__self__", None)
     name = getattr(function, "__name__", "")
@@ -196,13 +185,6 @@ def check_call(function: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) 
         if predict is not None:
             _refuse_over(predict(owner, *args, **kwargs), exact=False)
     return args
-
-
-def check_namespace(owner: object, value: Any) -> Any:
-    """`value`, read from `owner`; refused when `owner` is a namespace and `value` too large."""
-    if isinstance(owner, Namespace):
-        checked(value)
-    return value
 
 
 def _padded(text: str | bytes, width: Any = 0, *_args: Any) -> int:
@@ -245,23 +227,26 @@ _STR_METHODS: dict[str, Callable[..., int]] = {
 }
 
 
-# -- filters -------------------------------------------------------------------------
+# -- filters ---------------------------------------------------------------------------------
 
 
 def checked_filters(builtin: Mapping[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
-    """The built-in filters that pad, repeat or fill, wrapped to refuse a result too large."""
+    """The built-in filters that pad, repeat or fill, refusing a result too large first.
+
+    Filters are called directly by the compiled template, past the sandbox's call(): each one
+    that can build much from little needs its own check (each has a test that fails without).
+    """
     center, indent, fmt = builtin["center"], builtin["indent"], builtin["format"]
     join, replace, wordwrap = builtin["join"], builtin["replace"], builtin["wordwrap"]
     batch, slice_, tojson = builtin["batch"], builtin["slice"], builtin["tojson"]
 
     def do_center(value: Any, width: int = 80) -> Any:
-        _refuse_padding([width] if isinstance(width, int) else [])
+        _refuse_padding(width)
         return center(value, width)
 
     def do_indent(s: Any, width: int | str = 4, first: bool = False, blank: bool = False) -> Any:
-        lines = str(s).count("\n") + 1
         step = width if isinstance(width, int) else len(str(width))
-        _refuse_over(len(str(s)) + lines * step, exact=False)
+        _refuse_over(len(str(s)) + (str(s).count("\n") + 1) * step, exact=False)
         return indent(s, width, first, blank)
 
     def do_format(value: Any, *args: Any, **kwargs: Any) -> Any:
@@ -271,13 +256,12 @@ def checked_filters(builtin: Mapping[str, Callable[..., Any]]) -> dict[str, Call
     @pass_eval_context
     def do_join(eval_ctx: EvalContext, value: Any, d: str = "", attribute: Any = None) -> Any:
         items = list(value)
-        _refuse_over(len(str(d)) * max(len(items) - 1, 0) + size(items), exact=False)
+        _refuse_over(_joined(str(d), items), exact=False)
         return join(eval_ctx, items, d, attribute)
 
     @pass_eval_context
     def do_replace(eval_ctx: EvalContext, s: Any, old: Any, new: Any, count: Any = None) -> Any:
-        predicted = _replaced(str(s), str(old), str(new), -1 if count is None else count)
-        _refuse_over(predicted)
+        _refuse_over(_replaced(str(s), str(old), str(new), -1 if count is None else count))
         return replace(eval_ctx, s, old, new, count)
 
     @pass_environment
@@ -299,7 +283,7 @@ def checked_filters(builtin: Mapping[str, Callable[..., Any]]) -> dict[str, Call
 
     @pass_eval_context
     def do_tojson(eval_ctx: EvalContext, value: Any, indent: Any = None) -> Any:
-        _refuse_padding([indent] if isinstance(indent, int) else [size(indent)])
+        _refuse_padding(indent if isinstance(indent, int) else size(indent))
         return tojson(eval_ctx, value, indent)
 
     return {
@@ -315,27 +299,35 @@ def checked_filters(builtin: Mapping[str, Callable[..., Any]]) -> dict[str, Call
     }
 
 
-# -- time and memory -----------------------------------------------------------------
+# -- time and memory -------------------------------------------------------------------------
 
 
 class _Clock:
     """SIGALRM while rows render: stops a render past its time or memory.
 
-    The timer ticks every TICK seconds from the first render of a batch until rest() (the
-    batch is prepared), so a batch that is prepared in less than TICK, as a normal one is,
-    sees no signal at all, and a row costs no system call: only begin() and end() mark it.
-    A tick during a render past its bound raises RenderOverrun in the main thread, where
-    the render runs; ticks go on until the render ends, so a template that swallowed one
-    exception still meets the next. A tick between two renders does nothing.
+    The timer ticks every TICK from a batch's first render until rest() (the batch is
+    prepared), so a batch prepared within TICK, as a normal one is, sees no signal, and a row
+    costs no system call: begin() and end() only mark it. A tick during a render past its
+    bound raises RenderOverrun in the main thread, where renders run, and again at the next
+    tick if the render goes on; a tick between two renders does nothing.
     """
 
     def __init__(self) -> None:
-        self.thread = 0  # the thread that renders under the timer (0: no timer in force)
+        self.thread = 0  # the thread whose renders are timed (0: none)
         self.seconds = MAX_SECONDS
         self.memory = MAX_MEMORY
         self.armed = False
         self.started = 0.0  # time.monotonic() when the render in progress began; 0.0: none
         self.baseline = 0  # the process's memory at this render's first tick (0: no tick yet)
+        self.stopped = False  # a tick stopped the render in progress
+
+    def watch(self, seconds: float, memory: int) -> None:
+        """Time the renders of this thread (the main one) from now on."""
+        self.seconds, self.memory, self.thread = seconds, memory, threading.get_ident()
+
+    def unwatch(self) -> None:
+        self.thread = 0
+        self.rest()
 
     def begin(self) -> None:
         """A render starts (only in `thread`)."""
@@ -346,6 +338,11 @@ class _Clock:
 
     def end(self) -> None:
         self.started = 0.0
+        if self.stopped:
+            # Jinja's rewritten traceback of the stop is a reference cycle through the render's
+            # frames, and so holds what the render built (up to MAX_MEMORY): collect it now.
+            self.stopped = False
+            gc.collect()
 
     def rest(self) -> None:
         """No render for a while (a batch is prepared): stop the ticks until the next one."""
@@ -357,26 +354,24 @@ class _Clock:
         if not self.started:  # between two renders
             return
         if time.monotonic() - self.started >= self.seconds:
+            self.stopped = True
             raise RenderOverrun(f"the template took longer than {self.seconds:g} s")
         memory = _memory()
         if not self.baseline:
             self.baseline = memory
         elif memory - self.baseline > self.memory:
+            self.stopped = True
             raise RenderOverrun(f"the template used more than {self.memory >> 20} MB of memory")
 
 
 CLOCK = _Clock()
 """The one render timer of the process (SIGALRM is one per process); see time_limit."""
 
-
 _PAGE = resource.getpagesize()
 
 
 def _memory() -> int:
-    """The process's resident memory now, in bytes; where /proc is missing, its peak so far.
-
-    Read only at a tick of a render already running long (at most ten times a second).
-    """
+    """The process's resident memory now, in bytes; where /proc is missing, its peak so far."""
     try:
         with open("/proc/self/statm", "rb") as statm:
             return int(statm.read().split()[1]) * _PAGE
@@ -389,9 +384,8 @@ def _memory() -> int:
 def time_limit(seconds: float = MAX_SECONDS, memory: int = MAX_MEMORY) -> Iterator[None]:
     """Bound the time and memory of every render in this thread until the block ends.
 
-    Only the main thread can take signals. Where the timer is not free (another thread, a
-    SIGALRM handler or an alarm timer already in use by the program), renders are not timed
-    and only the size bounds hold.
+    Only the main thread takes signals. Where the timer is not free (another thread, a SIGALRM
+    handler or an alarm timer already in use), renders are not timed: the size bounds hold.
     """
     free = (
         threading.current_thread() is threading.main_thread()
@@ -403,10 +397,9 @@ def time_limit(seconds: float = MAX_SECONDS, memory: int = MAX_MEMORY) -> Iterat
         yield
         return
     previous = signal.signal(signal.SIGALRM, CLOCK.tick)
-    CLOCK.seconds, CLOCK.memory, CLOCK.thread = seconds, memory, threading.get_ident()
+    CLOCK.watch(seconds, memory)
     try:
         yield
     finally:
-        CLOCK.thread = 0
-        CLOCK.rest()
+        CLOCK.unwatch()
         signal.signal(signal.SIGALRM, previous)
