@@ -108,7 +108,9 @@ class Gate:
         stamp = _stamp(source.path)
         census = source.census(source.columns.index(column) if column is not None else None)
         if census is not None:
-            preparer.templates.load_named(census.values)  # TemplateError: exit 2, nothing sent
+            if column is not None:  # every named template compiled and checked: exit 2 now
+                for name in census.values:
+                    preparer.templates.for_row({column: name})
             self.rows = census.rows
             if census.rereads:  # what is sent must be the file the census read
                 streamed = _as_counted(streamed, source.path, stamp, census.rows)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +18,9 @@ from pipeline.suppression import Suppression
 class Templates:
     """The default template, and the ones a contacts column names per row (compiled once each).
 
-    A named template is a file beside the default one (or beside the config for inline text).
-    Each is checked against the contacts columns when first used; the run's first pass uses
-    every one of them before anything is sent, so a wrong variable still stops the run (exit 2).
+    A named template is a file beside the default one (or beside the config for inline text),
+    checked against the contacts columns when first used: the plan uses each one before
+    anything is sent, so a wrong variable stops the run (TemplateError, exit 2).
     """
 
     def __init__(
@@ -57,20 +57,6 @@ class Templates:
         if found is None:
             found = self._named[name] = self._load(name)
         return found
-
-    def load_named(self, names: Iterable[str]) -> None:
-        """Compile and check every template these column values name, now.
-
-        Called with the census of the template column before a streamed run sends anything,
-        so a template with a wrong variable still stops the run (exit 2) before the first
-        request, as the first pass would. A missing file is not an error here: its rows are
-        reported `invalid` with the reason.
-        """
-        if self.column is None:
-            return
-        for name in names:
-            if name:
-                self.for_row({self.column: name})
 
     def _load(self, name: str) -> Renderer | str:
         path = (self.folder / name).resolve()
