@@ -11,9 +11,6 @@ from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
-from jinja2.runtime import Context
-from jinja2.sandbox import ImmutableSandboxedEnvironment
-from jinja2.utils import Namespace
 
 from pipeline import bounds
 from pipeline.errors import RenderOverrun, TemplateError
@@ -30,51 +27,14 @@ class RenderFailure:
     reason: str
 
 
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox, with the size bounds of pipeline.bounds on its override points."""
-
-    intercepted_binops = bounds.INTERCEPTED_BINOPS
-
-    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
-        bounds.check_binop(operator, left, right)
-        return super().call_binop(context, operator, left, right)
-
-    def call(self, context: Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
-        args = bounds.check_call(obj, args, kwargs)
-        return super().call(context, obj, *args, **kwargs)
-
-    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
-        if isinstance(obj, Namespace):  # a loop's way to carry a value to its next pass
-            bounds.checked(value)
-        return super().is_safe_attribute(obj, attr, value)
-
-    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
-        """``'...'.format(...)`` and ``format_map``: the sandbox's, refusing a huge padding."""
-        wrapped = super().wrap_str_format(value)
-        if wrapped is None:
-            return None
-        template, by_name = value.__self__, value.__name__ == "format_map"
-
-        def checked_format(*args: Any, **kwargs: Any) -> str:
-            named = args[0] if by_name and args and isinstance(args[0], Mapping) else kwargs
-            bounds.check_format(template, (*args, *named.values()))
-            return wrapped(*args, **kwargs)
-
-        return checked_format
-
-
 class Renderer:
     """A template compiled once and rendered for each contact row.
 
-    Each contacts column is a template variable: ``{{ first_name }}``. A column whose name is
-    not a Python identifier ("first name", "نام") is reached through ``row``, a mapping of every
-    column of the row: ``{{ row["first name"] }}``; a literal key under ``row`` is checked
-    against the columns like a variable. A contacts column named ``row`` is ``{{ row["row"] }}``.
-
-    The immutable sandbox keeps templates written by non-programmers from reaching Python
-    internals or changing values; StrictUndefined makes a misspelt name an error instead of a
-    gap in the SMS; there is no HTML, so no autoescape. A render past a bound of
-    pipeline.bounds fails its row with the reason, as any other render error does.
+    Each column is a variable, ``{{ first_name }}``, and ``row`` maps every column of the row,
+    for names that are not identifiers: ``{{ row["نام"] }}`` (a column named ``row`` is
+    ``{{ row["row"] }}``). The sandbox keeps templates from Python internals and from changing
+    values; StrictUndefined makes a misspelt name an error, not a gap in the SMS; no HTML, so
+    no autoescape. A render that fails or goes past a bound fails its row with the reason.
     """
 
     def __init__(
@@ -86,8 +46,7 @@ class Renderer:
         globals: Mapping[str, Any] | None = None,
     ) -> None:
         self.name = name
-        environment = _Sandbox(undefined=StrictUndefined, autoescape=False)
-        environment.filters.update(bounds.checked_filters(environment.filters))
+        environment = bounds.Sandbox(undefined=StrictUndefined, autoescape=False)
         environment.filters.update(filters or {})
         # The globals go in with each row's values: from environment.globals, Jinja would copy
         # them out of a ChainMap into every row's context, 8 us a row (more than the render).
@@ -124,8 +83,8 @@ class Renderer:
         clock = bounds.CLOCK
         if clock.thread != threading.get_ident():  # no render timer in force in this thread
             return self._render(values)
-        # A tick raises only inside a render past its bound, and ticks are TICK apart: one that
-        # comes as _render returns (or inside end()) is caught here, and the next is far off.
+        # A tick raises only in a render past its bound, TICK apart: one that comes as _render
+        # returns (or inside end()) is caught here, and the next is far off.
         try:
             clock.begin()
             try:
@@ -140,9 +99,8 @@ class Renderer:
         chunks = self._template.generate({**self._globals, **values, ROW: values})
         try:
             text = "".join(islice(chunks, _BATCH))
-            # A real SMS is a few chunks. Past _BATCH the rest comes a few at a time, so a
-            # template writing without end stops just past MAX_TEXT instead of filling memory
-            # (one looping while it writes nothing is the timer's to stop).
+            # Past _BATCH chunks (a real SMS is a few) the rest comes a few at a time: a template
+            # writing without end stops just past MAX_TEXT (one writing nothing, at the timer).
             for more in chunks:
                 text += more + "".join(islice(chunks, _BATCH))
                 if len(text) > bounds.MAX_TEXT:
