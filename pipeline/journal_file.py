@@ -8,38 +8,27 @@ import sqlite3
 import stat
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
+from itertools import chain
 from pathlib import Path
 
 from pipeline.errors import JournalError
 from pipeline.private import FILE_MODE, private_folder
 
-WAL_CHECKPOINT_PAGES = 10_000  # the WAL grows to about 40 MB before it is folded into the file
-BUSY_TIMEOUT = 5.0  # seconds to wait for another program (an sqlite3 shell, a backup) to let go
-
-# _MIGRATIONS[v] turns a version-v journal into version v+1. A later schema appends one step;
-# old journals catch up on open (in the same transaction as recovery), read-only ones in memory.
+# _MIGRATIONS[v] turns a version-v journal into version v+1; a later schema appends a step.
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
-        """CREATE TABLE messages (
-            campaign TEXT NOT NULL,
-            number TEXT NOT NULL,
-            state TEXT NOT NULL,
-            error TEXT NOT NULL DEFAULT '',
-            message_id TEXT NOT NULL DEFAULT '',
-            campaign_id TEXT NOT NULL DEFAULT '',
-            text TEXT NOT NULL DEFAULT '',
-            attempts INT NOT NULL DEFAULT 0,
-            updated_at TEXT NOT NULL,
-            PRIMARY KEY (campaign, number)
-        ) WITHOUT ROWID""",
+        """CREATE TABLE messages (campaign TEXT NOT NULL, number TEXT NOT NULL,
+            state TEXT NOT NULL, error TEXT NOT NULL DEFAULT '', message_id TEXT NOT NULL
+            DEFAULT '', campaign_id TEXT NOT NULL DEFAULT '', text TEXT NOT NULL DEFAULT '',
+            attempts INT NOT NULL DEFAULT 0, updated_at TEXT NOT NULL,
+            PRIMARY KEY (campaign, number)) WITHOUT ROWID""",
         # Recovery on every open looks only for in-flight rows: cheap even on a million rows.
         "CREATE INDEX messages_inflight ON messages (campaign, number) WHERE state = 'inflight'",
     ),
     (
-        # Finality is stored rather than derived from the class, so which rows to ask about
-        # again is one query, whatever the table says later.
+        # Finality is stored, not derived from the class: which rows to ask again is one query.
         "ALTER TABLE messages ADD COLUMN delivery TEXT NOT NULL DEFAULT ''",
         "ALTER TABLE messages ADD COLUMN delivery_code TEXT NOT NULL DEFAULT ''",
         "ALTER TABLE messages ADD COLUMN delivery_final INTEGER NOT NULL DEFAULT 0",
@@ -48,23 +37,16 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
-# Step 2 also made an index of the sent rows awaiting a delivery report until 2026-11: it cost
-# every recorded answer about 4.5 us (a third of recording it) to spare one scan when reports
-# are looked up. Dropped after the migrations, not by a schema step: the rows and queries are
-# the same either way, so versions before and after share journals (a new version would lock
-# out a rollback).
-_TIDY = ("DROP INDEX IF EXISTS messages_awaiting_delivery",)
+# Made by step 2 until 2026-11: 4.5 us an answer to spare one scan a delivery check. Dropped
+# outside the schema steps (the rows are the same either way), so versions share journals.
+_TIDY = "DROP INDEX IF EXISTS messages_awaiting_delivery"
 
 # Errors that mean a bug in this code, not a problem with the file: they keep their traceback.
 _BUGS = (sqlite3.ProgrammingError, sqlite3.InterfaceError, sqlite3.IntegrityError)
 
 
 def open_writable(path: Path, busy_timeout: float) -> sqlite3.Connection:
-    """A connection to the journal at `path` for writing, creating it (and its folders) if missing.
-
-    Refuses an empty (0-byte) file. A journal this creates is 0600 (its -wal and -shm too), in
-    folders it creates 0700. The caller migrates it (`migrate`) in its own transaction.
-    """
+    """The journal for writing, created (0600, in folders made 0700) if missing; not migrated."""
     try:
         private_folder(path.parent)
     except OSError as exc:
@@ -77,59 +59,42 @@ def open_writable(path: Path, busy_timeout: float) -> sqlite3.Connection:
         _create(path)
     with translated(path):
         conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
-    try:
-        with translated(path):
+        with closed_on_error(conn):
             # WAL: a --dry-run reading the journal never blocks the run that is sending.
             conn.execute("PRAGMA journal_mode = WAL")
-            # In WAL mode, NORMAL fsyncs only at checkpoints, so a power cut could undo a
-            # committed `inflight` mark of a request that left, and the next run would send
-            # it again. FULL fsyncs every commit: one per chunk, nothing next to its HTTP trip.
+            # NORMAL would fsync only at checkpoints: a power cut could undo the `inflight` mark
+            # of a request that left, and the next run send it again. FULL: a fsync a chunk.
             conn.execute("PRAGMA synchronous = FULL")
-            # Numbers in random order dirty a page per row; checkpointing every 1,000 pages
-            # copied the same pages back again and again: 10.8 -> 7.4 ms a chunk on 100,000 rows.
-            conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
-    except BaseException:
-        conn.close()
-        raise
+            # Numbers in random order dirty a page each: folding the WAL in every 1,000 pages (not
+            # 10,000, a WAL of 40 MB) copied them back again and again (10.8 -> 7.4 ms a chunk).
+            conn.execute("PRAGMA wal_autocheckpoint = 10000")
     return conn
 
 
 def open_readonly(path: Path, busy_timeout: float) -> sqlite3.Connection:
-    """A connection that cannot change the file, or an in-memory journal when there is none.
-
-    An older file is migrated in an in-memory copy, never in place.
-    """
+    """A connection that cannot change the file: in memory when there is none, and an
+    up-to-date copy in memory of an older one."""
     if not path.exists():
         memory = sqlite3.connect(":memory:", isolation_level=None)
-        migrate(memory, path)
-        return memory
-    _refuse_empty(path)
-    with translated(path):
-        conn = _reader(path, busy_timeout)
-    try:
+    else:
+        _refuse_empty(path)
         with translated(path):
-            if _schema_version(conn, path) == SCHEMA_VERSION:
-                return conn
-            memory = sqlite3.connect(":memory:", isolation_level=None)
-            conn.backup(memory)
-    except BaseException:
-        conn.close()
-        raise
-    conn.close()
+            conn = _reader(path, busy_timeout)
+            with closed_on_error(conn):
+                if _schema_version(conn, path) == SCHEMA_VERSION:
+                    return conn
+            memory = _copied(conn)
     migrate(memory, path)
     return memory
 
 
 def _reader(path: Path, busy_timeout: float) -> sqlite3.Connection:
-    """A read-only connection to the journal; an in-memory copy if its folder is read-only.
+    """A read-only connection; a copy in memory when the folder is read-only.
 
-    Reading a WAL journal takes its -shm, which SQLite creates when missing (after every clean
-    close): in a folder this user cannot write, even a read-only open fails. Then the file alone
-    is the whole journal (a WAL is deleted only once folded in) and is copied at once with
-    `immutable`. That holds even if a run starts sending meanwhile: it writes to a new -wal and
-    folds it in only at its end or 40 MB later; an immutable connection held for the whole dry
-    run could read pages folded in under it. While a run sends, its -wal and -shm exist, and
-    the plain open reads its commits.
+    Reading a WAL journal takes its -shm, which SQLite creates when missing: in a folder this
+    user cannot write, even a read-only open fails. With no -wal holding changes, the file is
+    the whole journal: copied at once (`immutable`), as a run starting meanwhile may fold its
+    new -wal into the file under a connection held open.
     """
     uri = path.resolve().as_uri()
     shm, wal = path.with_name(f"{path.name}-shm"), path.with_name(f"{path.name}-wal")
@@ -139,8 +104,8 @@ def _reader(path: Path, busy_timeout: float) -> sqlite3.Connection:
         return conn
     except sqlite3.OperationalError as exc:
         conn.close()
-        # What SQLite says when it cannot create the -shm: READONLY_DIRECTORY, or CANTOPEN
-        # when a -wal is there. With a -shm there, a run may be writing: never `immutable`.
+        # What SQLite says when it cannot create the -shm (CANTOPEN when a -wal is there).
+        # With a -shm there, a run may be writing: never `immutable`.
         name = getattr(exc, "sqlite_errorname", "")
         if name not in ("SQLITE_READONLY_DIRECTORY", "SQLITE_CANTOPEN") or shm.exists():
             raise
@@ -152,71 +117,63 @@ def _reader(path: Path, busy_timeout: float) -> sqlite3.Connection:
                 f"{shm.name} beside it. Fix: make the folder writable by this user, or point "
                 "journal.path at a writable copy."
             )
-    frozen = sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, isolation_level=None)
-    try:
+    return _copied(sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, isolation_level=None))
+
+
+def _copied(conn: sqlite3.Connection) -> sqlite3.Connection:
+    """A copy in memory of what `conn` reads; `conn` is closed."""
+    with closing(conn):
         memory = sqlite3.connect(":memory:", isolation_level=None)
-        frozen.backup(memory)
-    finally:
-        frozen.close()
+        conn.backup(memory)
     return memory
 
 
 def _refuse_empty(path: Path) -> None:
-    """Refuse a 0-byte journal: what a failed restore or a full disk leaves, never _create.
-
-    Taken for a new journal, it would let every number of its campaigns be sent again.
-    """
-    try:
+    """Refuse a 0-byte journal (a failed restore, a full disk; never _create's): taken for a new
+    one, it would let every number of its campaigns be sent again."""
+    with contextlib.suppress(OSError):  # missing (a new journal) or unreachable: opening says why
         info = path.stat()
-    except OSError:  # missing (a new journal), or unreachable: opening it says why
-        return
-    if stat.S_ISREG(info.st_mode) and info.st_size == 0:
-        raise JournalError(
-            f"{path}: the journal is empty (0 bytes), as a failed restore or a copy onto a "
-            "full disk leaves it; taken for a new journal, it would let every message of its "
-            "campaigns be sent again. Fix: restore it from a backup; only if no run has ever "
-            "sent with it, delete it."
-        )
+        if stat.S_ISREG(info.st_mode) and info.st_size == 0:
+            raise JournalError(
+                f"{path}: the journal is empty (0 bytes), as a failed restore or a copy onto a "
+                "full disk leaves it; taken for a new journal, it would let every message of "
+                "its campaigns be sent again. Fix: restore it from a backup; only if no run "
+                "has ever sent with it, delete it."
+            )
 
 
 def _create(path: Path) -> None:
     """Create the journal with its schema in one step: a journal that exists has its schema.
 
-    The schema is committed (and fsynced) in a temporary file, then linked under the journal's
-    name: a run killed half-way leaves at most a stray `<name>.new-*`, never a 0-byte journal.
-    A link, not a rename, never replaces a journal another process created meanwhile. SQLite
-    gives the -wal and -shm the mode of the file (0600).
+    Committed (fsynced) in a temporary file, then linked under the journal's name: a run killed
+    half-way leaves a stray `<name>.new-*`, never a 0-byte journal; a link, unlike a rename,
+    never replaces a journal another process made meanwhile.
     """
-    problem = f"{path}: cannot create the journal"
-    fix = "make its folder writable by this user, or point journal.path elsewhere"
     try:
         fd, name = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.new-")
-    except OSError as exc:
-        raise JournalError(f"{problem} ({exc.strerror}); {fix}") from exc
-    temp = Path(name)
-    try:
-        os.fchmod(fd, FILE_MODE)  # mkstemp's 0600 is still filtered by the umask
-        os.close(fd)
-        with translated(path):
-            conn = sqlite3.connect(temp, isolation_level=None)
-            try:
-                with transaction(conn):  # a rollback journal, synchronous=FULL: fsynced
-                    migrate(conn, path)
-            finally:
-                conn.close()
         try:
-            os.link(temp, path)
-        except FileExistsError:
-            return  # created by another process meanwhile: that one is the journal
-        folder = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(folder)  # the new name survives a power cut
+            os.fchmod(fd, FILE_MODE)  # mkstemp's 0600 is still filtered by the umask
+            os.close(fd)
+            with (
+                translated(path),
+                closing(sqlite3.connect(name, isolation_level=None)) as conn,
+                transaction(conn),  # a rollback journal, synchronous=FULL: fsynced
+            ):
+                migrate(conn, path)
+            with contextlib.suppress(FileExistsError):  # another process's is the journal
+                os.link(name, path)
+                folder = os.open(path.parent, os.O_RDONLY)
+                try:
+                    os.fsync(folder)  # the new name survives a power cut
+                finally:
+                    os.close(folder)
         finally:
-            os.close(folder)
+            Path(name).unlink(missing_ok=True)
     except OSError as exc:
-        raise JournalError(f"{problem} ({exc.strerror}); {fix}") from exc
-    finally:
-        temp.unlink(missing_ok=True)
+        raise JournalError(
+            f"{path}: cannot create the journal ({exc.strerror}); "
+            "make its folder writable by this user, or point journal.path elsewhere"
+        ) from exc
 
 
 def _schema_version(conn: sqlite3.Connection, path: Path) -> int:
@@ -224,18 +181,15 @@ def _schema_version(conn: sqlite3.Connection, path: Path) -> int:
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     if not tables:
         return 0
-    row = None
-    if "meta" in tables:
-        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    query = "SELECT value FROM meta WHERE key = 'schema_version'"
+    row = conn.execute(query).fetchone() if "meta" in tables else None
     if row is None:
         raise JournalError(
             f"{path}: this SQLite file is not a pipeline journal; "
             "point journal.path at a new file (it is created on the first run)"
         )
-    value = row[0]
-    # Every version is written as digits; anything else (a hand edit, damage) is no version.
-    is_number = isinstance(value, str) and value.isascii() and value.isdecimal()
-    version = int(value) if is_number else 0
+    value = row[0]  # always written as digits: anything else (a hand edit, damage) is none
+    version = int(value) if isinstance(value, str) and value.isascii() and value.isdecimal() else 0
     if version < 1:
         raise JournalError(
             f"{path}: the journal's schema_version is {value!r}, which no version of the "
@@ -252,16 +206,20 @@ def _schema_version(conn: sqlite3.Connection, path: Path) -> int:
 def migrate(conn: sqlite3.Connection, path: Path) -> None:
     """Bring the schema up to SCHEMA_VERSION (inside the caller's transaction, if any)."""
     version = _schema_version(conn, path)
-    for step in _MIGRATIONS[version:]:
-        for statement in step:
-            conn.execute(statement)
-    if version < SCHEMA_VERSION:
-        conn.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
-            (str(SCHEMA_VERSION),),
-        )
-    for statement in _TIDY:
+    for statement in chain.from_iterable(_MIGRATIONS[version:]):
         conn.execute(statement)
+    if version < SCHEMA_VERSION:
+        conn.execute(f"INSERT OR REPLACE INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}')")
+    conn.execute(_TIDY)
+
+
+@contextmanager
+def closed_on_error(conn: sqlite3.Connection) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        conn.close()
+        raise
 
 
 @contextmanager
