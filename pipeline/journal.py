@@ -12,7 +12,7 @@ from enum import StrEnum
 from functools import cache
 from itertools import chain
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 from pipeline.errors import JournalError
 from pipeline.journal_file import (
@@ -27,9 +27,7 @@ from pipeline.journal_file import (
 from pipeline.models import Outcome, Status
 
 __all__ = ["RECOVERED_ERROR", "SCHEMA_VERSION", "Entry", "Journal", "State"]
-
 RECOVERED_ERROR = "the run stopped while this request was in flight; the provider may have sent it"
-
 _MAX_PARAMS = 999  # bound parameters per statement: SQLite before 3.32 allows no more
 _NUMBER = re.compile(r"09[0-9]{9}")
 _NUMBERS = re.compile(r"(?:09[0-9]{9}\n)*")
@@ -51,9 +49,8 @@ ON CONFLICT (campaign, number) DO UPDATE SET
     state = excluded.state, error = excluded.error, message_id = excluded.message_id,
     campaign_id = excluded.campaign_id, updated_at = excluded.updated_at
 WHERE messages.state <> 'sent'"""
-_RECOVER = (
-    "UPDATE messages SET state = 'unknown', error = ?, updated_at = ? WHERE state = 'inflight'"
-)
+_RECOVER = """UPDATE messages SET state = 'unknown', error = ?, updated_at = ?
+WHERE state = 'inflight'"""
 # Only a sent row has a delivery; a final one is the last word.
 _DELIVERY = """UPDATE messages SET delivery = ?, delivery_code = ?, delivery_final = ?,
     delivery_checked_at = ?
@@ -88,13 +85,13 @@ class Entry:
 
 _COLUMNS = ", ".join(field.name for field in fields(Entry))  # each a column of the same name
 _LOOKUP = f"SELECT {_COLUMNS} FROM messages WHERE number IN ({{values}}) AND campaign = ?"
-
+_AWAITING = f"""SELECT {_COLUMNS} FROM messages WHERE campaign = ? AND state = 'sent'
+AND delivery_final = 0 AND message_id <> '' ORDER BY number"""
 _STATE = {state.value: state for state in State}  # State(value) costs ~0.5 us a row
-# The outcomes a request's answer can have, each stored as the State of the same value.
-_ANSWERED = frozenset({Status.SENT, Status.FAILED, Status.UNKNOWN, Status.PENDING})
+_ANSWERED = frozenset({Status.SENT, Status.FAILED, Status.UNKNOWN, Status.PENDING})  # as States
 
 
-class Journal:
+class Journal(contextlib.AbstractContextManager["Journal"]):
     """What one campaign has attempted, keyed by (campaign, normalised number).
 
     Every change is committed (fsynced) before the call returns. Use it from one thread, and for
@@ -116,10 +113,9 @@ class Journal:
     ) -> Journal:
         """Open (or create) the journal; rows a dead run left `inflight` become `unknown`
         (`recovered` counts this campaign's). `readonly` (--dry-run) creates, changes and
-        recovers nothing. Refused before anything changes: a 0-byte file, and a schema version
-        or a row state of `campaign` this version does not know. `busy_timeout`: seconds to
-        wait for another program (an sqlite3 shell) to let go.
-        """
+        recovers nothing. Refused before anything changes: a 0-byte file, a schema version or
+        a row state of `campaign` this version does not know. `busy_timeout`: seconds to wait
+        for another program (an sqlite3 shell) to let go."""
         conn = open_readonly(path, busy_timeout) if readonly else open_writable(path, busy_timeout)
         with closed_on_error(conn), translated(path):
             if readonly:
@@ -147,8 +143,7 @@ class Journal:
 
         Outcomes `answered` but not yet recorded share the transaction: one fsync a request, not
         two. Written late, an answer only widens the moment in which a crash leaves its rows
-        `unknown`, never unsent. A number already `sent` raises RuntimeError; nothing changes.
-        """
+        `unknown`, never unsent. A number already `sent` raises RuntimeError; nothing changes."""
         self._check_writable()
         numbers = _checked([number for number, _ in items])
         rows = _answer_rows(answered)
@@ -174,14 +169,8 @@ class Journal:
 
     def awaiting_delivery(self) -> list[Entry]:
         """This campaign's sent rows with a message ID and no final delivery, by number: a scan
-        of the campaign's rows (no index: see journal_file._TIDY)."""
-        with translated(self.path):
-            rows = self._conn.execute(
-                f"SELECT {_COLUMNS} FROM messages WHERE campaign = ? AND state = 'sent' "
-                "AND delivery_final = 0 AND message_id <> '' ORDER BY number",
-                (self.campaign,),
-            )
-            return [_entry(row) for row in rows]
+        of the campaign's rows (no index: see journal_file.migrate)."""
+        return [_entry(row) for row in self._query(_AWAITING)]
 
     def record_deliveries(self, results: Sequence[tuple[str, str, str, bool]]) -> None:
         """Commit `(number, delivery, code, final)` for sent rows, in one transaction; other
@@ -195,11 +184,13 @@ class Journal:
 
     def delivery_counts(self) -> dict[str, int]:
         """How many sent rows of this campaign are in each delivery class ('' = not yet known)."""
-        return dict(self._grouped("delivery", "AND state = 'sent'"))
+        sql = "SELECT delivery, count(*) FROM messages WHERE campaign = ? AND state = 'sent'"
+        return dict(self._query(f"{sql} GROUP BY delivery"))
 
     def counts(self) -> dict[State, int]:
         """How many numbers of this campaign are in each state (every state present, maybe 0)."""
-        return dict.fromkeys(State, 0) | {State(s): n for s, n in self._grouped("state")}
+        rows = self._query("SELECT state, count(*) FROM messages WHERE campaign = ? GROUP BY state")
+        return dict.fromkeys(State, 0) | {State(s): n for s, n in rows}
 
     def close(self) -> None:
         """Close, a writable journal's WAL folded into the file first, so that a backup of the
@@ -210,19 +201,12 @@ class Journal:
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._conn.close()
 
-    def __enter__(self) -> Self:
-        return self
-
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _grouped(self, column: str, where: str = "") -> list[tuple[str, int]]:
+    def _query(self, sql: str) -> list[Any]:  # `sql` takes this campaign as its one parameter
         with translated(self.path):
-            return self._conn.execute(
-                f"SELECT {column}, count(*) FROM messages WHERE campaign = ? {where} "
-                f"GROUP BY {column}",
-                (self.campaign,),
-            ).fetchall()
+            return self._conn.execute(sql, (self.campaign,)).fetchall()
 
     def _check_writable(self) -> None:
         if self.readonly:
@@ -261,18 +245,15 @@ def _answer_rows(results: Sequence[tuple[str, Outcome]]) -> list[tuple[str, ...]
 def _execute(
     conn: sqlite3.Connection, sql: str, rows: Sequence[tuple[object, ...]], *shared: object
 ) -> list[Any]:
-    """`sql` over `rows` (its `{values}`) in as few statements as _MAX_PARAMS allows: the rows
-    it selects. Not executemany: sqlite3 releases the GIL at every step, and with sender threads
-    busy each step can wait a switch interval (100 rows: ~1.5 ms in a run, ~0.2 ms alone).
-    The `shared` values are bound once a statement: binding copies each parameter."""
+    """`sql` over `rows` (its `{values}`) in as few statements as _MAX_PARAMS allows, `shared`
+    bound once a statement; the rows selected. Not executemany: sqlite3 releases the GIL at every
+    step, each waiting up to a switch interval with senders busy (100 rows: ~1.5 ms, not 0.2)."""
     found: list[Any] = []
-    if rows:
-        width = len(rows[0])
-        group = (_MAX_PARAMS - len(shared)) // width
-        for start in range(0, len(rows), group):
-            part = rows[start : start + group]
-            values = [*chain.from_iterable(part), *shared]
-            found += conn.execute(_statement(sql, width, len(part)), values)
+    width = len(rows[0]) if rows else 1
+    group = (_MAX_PARAMS - len(shared)) // width
+    for start in range(0, len(rows), group):
+        part = rows[start : start + group]
+        found += conn.execute(_statement(sql, width, len(part)), [*chain(*part), *shared])
     return found
 
 

@@ -37,13 +37,6 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
-# Made by step 2 until 2026-11: 4.5 us an answer to spare one scan a delivery check. Dropped
-# outside the schema steps (the rows are the same either way), so versions share journals.
-_TIDY = "DROP INDEX IF EXISTS messages_awaiting_delivery"
-
-# Errors that mean a bug in this code, not a problem with the file: they keep their traceback.
-_BUGS = (sqlite3.ProgrammingError, sqlite3.InterfaceError, sqlite3.IntegrityError)
-
 
 def open_writable(path: Path, busy_timeout: float) -> sqlite3.Connection:
     """The journal for writing, created (0600, in folders made 0700) if missing; not migrated."""
@@ -72,8 +65,7 @@ def open_writable(path: Path, busy_timeout: float) -> sqlite3.Connection:
 
 
 def open_readonly(path: Path, busy_timeout: float) -> sqlite3.Connection:
-    """A connection that cannot change the file: in memory when there is none, and an
-    up-to-date copy in memory of an older one."""
+    """A connection that cannot change the file; in memory when there is none or it is older."""
     if not path.exists():
         memory = sqlite3.connect(":memory:", isolation_level=None)
     else:
@@ -89,13 +81,10 @@ def open_readonly(path: Path, busy_timeout: float) -> sqlite3.Connection:
 
 
 def _reader(path: Path, busy_timeout: float) -> sqlite3.Connection:
-    """A read-only connection; a copy in memory when the folder is read-only.
-
-    Reading a WAL journal takes its -shm, which SQLite creates when missing: in a folder this
-    user cannot write, even a read-only open fails. With no -wal holding changes, the file is
-    the whole journal: copied at once (`immutable`), as a run starting meanwhile may fold its
-    new -wal into the file under a connection held open.
-    """
+    """A read-only connection; a copy in memory when the folder is read-only: reading a WAL
+    journal takes its -shm, which SQLite creates when missing, so there even a read-only open
+    fails. With no -wal holding changes the file is the whole journal, copied at once
+    (`immutable`): a run starting meanwhile may fold its new -wal in under a held connection."""
     uri = path.resolve().as_uri()
     shm, wal = path.with_name(f"{path.name}-shm"), path.with_name(f"{path.name}-wal")
     conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=busy_timeout, isolation_level=None)
@@ -210,7 +199,9 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
         conn.execute(statement)
     if version < SCHEMA_VERSION:
         conn.execute(f"INSERT OR REPLACE INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}')")
-    conn.execute(_TIDY)
+    # Made by step 2 until 2026-11: 4.5 us an answer to spare one scan a delivery check. Dropped
+    # outside the schema steps (the rows are the same either way), so versions share journals.
+    conn.execute("DROP INDEX IF EXISTS messages_awaiting_delivery")
 
 
 @contextmanager
@@ -240,8 +231,8 @@ def translated(path: Path) -> Iterator[None]:
     """Turn SQLite's errors about the file into a JournalError that names the path and the fix."""
     try:
         yield
-    except _BUGS:
-        raise
+    except (sqlite3.ProgrammingError, sqlite3.InterfaceError, sqlite3.IntegrityError):
+        raise  # a bug in this code, not a problem with the file: it keeps its traceback
     except sqlite3.Error as exc:
         raise _journal_error(path, exc) from exc
 
