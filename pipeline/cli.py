@@ -8,12 +8,12 @@ import signal
 import sys
 import traceback
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import TextIO
 
 from pipeline import __version__
 from pipeline.config import load_config
-from pipeline.deliveries import DeliveryReport
 from pipeline.errors import PipelineError
 from pipeline.models import RunOptions, Status
 from pipeline.progress import LogProgress, TerminalProgress
@@ -133,53 +133,35 @@ class Output:
             self._stream.flush()
         except OSError:  # EPIPE from a closed pipe, EIO from a hung-up terminal
             self.gone = True
-            self._silence()
-
-    def flush(self) -> None:  # every write is flushed already (TerminalProgress calls it)
-        pass
+            # The failed write's buffer is flushed again at exit: to /dev/null, not "Exception
+            # ignored ... BrokenPipeError" and exit 120 (the signal module's "Note on SIGPIPE").
+            try:
+                fd = self._stream.fileno()
+            except (OSError, ValueError):  # a stream without a descriptor (a test's StringIO)
+                return
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, fd)
+            finally:
+                os.close(devnull)
 
     def line(self, text: str) -> None:
         self.write(text + "\n")
 
-    def _silence(self) -> None:
-        # The failed write's buffer is flushed again at exit: to /dev/null, not "Exception
-        # ignored ... BrokenPipeError" and exit 120 (the signal module's "Note on SIGPIPE").
-        try:
-            fd = self._stream.fileno()
-        except (OSError, ValueError):  # a stream without a descriptor (a test's StringIO)
-            return
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, fd)
-        finally:
-            os.close(devnull)
-
 
 def _main(args: argparse.Namespace) -> int:
-    options = RunOptions(
-        dry_run=args.dry_run,
-        limit=args.limit,
-        resend_unknown=args.resend_unknown,
-        retry_failed=args.retry_failed,
-        deliveries=args.deliveries,
-    )
+    options = RunOptions(**{field.name: getattr(args, field.name) for field in fields(RunOptions)})
     out, err = Output(sys.stdout), Output(sys.stderr)
     log = err.line
-
+    detail = log if args.verbose else None
     progress: Progress | None = None
     if not args.quiet:
         # A bar only where a person watches; cron (no terminal) gets plain lines.
         on_terminal = sys.stdout.isatty() and sys.stderr.isatty()
-        progress = TerminalProgress(err) if on_terminal else LogProgress(log)
+        progress = TerminalProgress(err.write) if on_terminal else LogProgress(log)
     try:
         config = load_config(args.config)
-        result = run(
-            config,
-            options,
-            log=log,
-            progress=progress,
-            detail=log if args.verbose else None,
-        )
+        result = run(config, options, log=log, progress=progress, detail=detail)
     except PipelineError as exc:
         log(f"error: {exc}")
         if exc.exit_code == 2:
@@ -201,19 +183,6 @@ def _main(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-_ORDER = (
-    Status.SENT,
-    Status.ALREADY_SENT,
-    Status.DRY_RUN,
-    Status.FAILED,
-    Status.INVALID,
-    Status.DUPLICATE,
-    Status.SUPPRESSED,
-    Status.UNKNOWN,
-    Status.PENDING,
-)
-
-
 def summary(campaign: str, result: RunResult, *, quiet: bool = False) -> str:
     """The end-of-run lines: preview, counts per status, pages, cost, files, elapsed, next step."""
     if quiet:
@@ -221,14 +190,16 @@ def summary(campaign: str, result: RunResult, *, quiet: bool = False) -> str:
     where = "sandbox: nothing left this machine" if result.sandbox else "live"
     if result.dry_run:
         where = "dry run: nothing was sent"
-    lines = _preview(result) if result.dry_run else []
+    lines = []
+    for row in result.preview:  # a dry run's first rows
+        lines.append(f"row {row.row} -> {row.number}  ({row.pages} page(s), {row.encoding})")
+        lines += [f"  | {line}" for line in row.text.splitlines()]
+    if lines:
+        lines.append("")
     lines.append(f"campaign {campaign} ({where})")
-    lines += [
-        f"  {status.value:<13}{result.counts[status]:>9,}"
-        for status in _ORDER
-        if result.counts[status]
-    ]
-    lines.append(f"  {'rows':<13}{sum(result.counts.values()):>9,}")
+    counts = result.counts
+    lines += [f"  {status.value:<13}{counts[status]:>9,}" for status in Status if counts[status]]
+    lines.append(f"  {'rows':<13}{sum(counts.values()):>9,}")
     pages = result.pages_total if result.dry_run else result.pages_sent
     scope = "would be sent" if result.dry_run else "sent in this run"
     lines.append(f"  {'pages':<13}{pages:>9,}  ({scope})")
@@ -236,37 +207,23 @@ def summary(campaign: str, result: RunResult, *, quiet: bool = False) -> str:
         lines.append(f"  {'cost':<13}{result.cost_rials / 10:>9,.0f}  tomans, estimated ({scope})")
     if result.credit_rials is not None and not result.sandbox:  # the sandbox's is make-believe
         lines.append(f"  {'credit':<13}{result.credit_rials / 10:>9,.0f}  tomans before this run")
-    if result.deliveries is not None:
-        lines += _delivery_lines(result.deliveries)
+    if (report := result.deliveries) is not None:  # where the sent messages stand
+        lines.append(f"deliveries (looked up {report.checked:,} now):")
+        lines += [f"  {name:<13}{n:>9,}" for name, n in sorted(report.counts.items()) if n]
+        if report.rate is not None:
+            lines.append(
+                f"  {'rate':<13}{report.rate:>9.1%}  delivered, of those with a final state"
+            )
+        if report.still_open:
+            lines.append(
+                f"  {report.still_open:,} not final yet: run --deliveries again later (cron can)."
+            )
     lines.append(f"report: {result.report_path}")
     if result.attention_path is not None:
         lines.append(f"needs attention: {result.attention_path}")
     lines.append(f"elapsed: {result.elapsed:.1f}s")
     lines += _next_steps(result)
     return "\n".join(lines)
-
-
-def _preview(result: RunResult) -> list[str]:
-    lines = []
-    for row in result.preview:
-        lines.append(f"row {row.row} -> {row.number}  ({row.pages} page(s), {row.encoding})")
-        lines += [f"  | {line}" for line in row.text.splitlines()]
-    if lines:
-        lines.append("")
-    return lines
-
-
-def _delivery_lines(report: DeliveryReport) -> list[str]:
-    """Where the campaign's sent messages stand, from the delivery reports."""
-    lines = [f"deliveries (looked up {report.checked:,} now):"]
-    lines += [f"  {name:<13}{count:>9,}" for name, count in sorted(report.counts.items()) if count]
-    if report.rate is not None:
-        lines.append(f"  {'rate':<13}{report.rate:>9.1%}  delivered, of those with a final state")
-    if report.still_open:
-        lines.append(
-            f"  {report.still_open:,} not final yet: run --deliveries again later (cron can)."
-        )
-    return lines
 
 
 def _next_steps(result: RunResult) -> list[str]:

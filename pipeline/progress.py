@@ -1,24 +1,15 @@
 """How far a run is: a one-line bar on a terminal, plain log lines for cron.
 
-Our own ~60 lines rather than rich's progress: the run updates from one thread, needs one
-line, and must degrade to plain timestamp-free log lines that cron mails read well; rich
-would add a dependency and a live-display thread for no gain here.
+Our own, not rich's progress: one thread updates one line, which must degrade to plain log
+lines that read well in cron's mail; rich would add a dependency and a display thread.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Protocol
 
 BAR_WIDTH = 24
-
-
-class Stream(Protocol):
-    """Where the bar is drawn: a terminal's stderr (through the CLI's cli.Output)."""
-
-    def write(self, text: str, /) -> object: ...
-    def flush(self) -> object: ...
 
 
 def _rate_eta(done: int, total: int, elapsed: float) -> tuple[float, str]:
@@ -31,14 +22,13 @@ def _rate_eta(done: int, total: int, elapsed: float) -> tuple[float, str]:
 
 
 class TerminalProgress:
-    """`[#########---------------]  1,200/10,000 rows  85 rows/s  ETA 1m43s`, redrawn in place.
+    """`[#########---------------]  1,200/10,000 rows  85 rows/s  ETA 1m43s`, redrawn in place
+    by `write` (cli.Output's, which flushes), counting rows written to the report."""
 
-    It counts rows written to the report (sent, skipped or refused alike), out of the rows
-    the source holds, so the bar ends at the end of the report, not at the last request.
-    """
-
-    def __init__(self, stream: Stream, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self._stream = stream
+    def __init__(
+        self, write: Callable[[str], object], *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._write = write
         self._clock = clock
         self._total = 0
         self._started = 0.0
@@ -56,15 +46,12 @@ class TerminalProgress:
         rate, eta = _rate_eta(done, self._total, self._clock() - self._started)
         filled = BAR_WIDTH * done // self._total
         bar = "#" * filled + "-" * (BAR_WIDTH - filled)
-        line = f"[{bar}] {done:,}/{self._total:,} rows  {rate:,.0f} rows/s  ETA {eta}"
-        self._stream.write(f"\r{line}\x1b[K")
-        self._stream.flush()
+        self._write(f"\r[{bar}] {done:,}/{self._total:,} rows  {rate:,.0f} rows/s  ETA {eta}\x1b[K")
         self._drawn = True
 
     def finish(self) -> None:
         if self._drawn:
-            self._stream.write("\n")
-            self._stream.flush()
+            self._write("\n")
 
 
 class LogProgress:
@@ -106,7 +93,7 @@ class LogProgress:
 
     def _line(self, done: int, now: float) -> None:
         rate, eta = _rate_eta(done, self._total, now - self._started)
-        percent = 100 * done // self._total if self._total else 100
         self._log(
-            f"processed {done:,}/{self._total:,} rows ({percent}%), {rate:,.0f} rows/s, ETA {eta}"
+            f"processed {done:,}/{self._total:,} rows ({100 * done // self._total}%), "
+            f"{rate:,.0f} rows/s, ETA {eta}"
         )
