@@ -1,4 +1,5 @@
-"""The command line: parse argv, run, print the summary, choose the exit code (the only printer)."""
+"""The command line: parse argv, run, show progress and the summary, choose the exit code (the
+only printer). The progress display is our own: rich's would add a dependency and a thread."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import argparse
 import os
 import signal
 import sys
+import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import fields
 from pathlib import Path
 from typing import TextIO
@@ -16,7 +18,6 @@ from pipeline import __version__
 from pipeline.config import load_config
 from pipeline.errors import PipelineError
 from pipeline.models import RunOptions, Status
-from pipeline.progress import LogProgress, TerminalProgress
 from pipeline.run import Progress, RunResult, run
 
 EPILOG = """\
@@ -87,8 +88,8 @@ def _interrupt(signum: int, _frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # Until run() installs its clean-stop handler, SIGTERM and SIGHUP end like Ctrl-C (exit 3
-    # with a message, not a silent death); one ignored from the start (nohup) stays so.
+    # Until run() installs its clean-stop handler, SIGTERM and SIGHUP end like Ctrl-C (exit 3,
+    # not a silent death); one ignored from the start (nohup) stays so.
     previous = {
         sig: signal.signal(sig, _interrupt)
         for sig in (signal.SIGTERM, signal.SIGHUP)
@@ -155,8 +156,7 @@ def _main(args: argparse.Namespace) -> int:
     log = err.line
     detail = log if args.verbose else None
     progress: Progress | None = None
-    if not args.quiet:
-        # A bar only where a person watches; cron (no terminal) gets plain lines.
+    if not args.quiet:  # a bar only where a person watches; cron (no terminal) gets plain lines
         on_terminal = sys.stdout.isatty() and sys.stderr.isatty()
         progress = TerminalProgress(err.write) if on_terminal else LogProgress(log)
     try:
@@ -274,3 +274,81 @@ def _next_steps(result: RunResult) -> list[str]:
             "number of pages than this tool; the cost may differ from the estimate."
         )
     return steps
+
+
+BAR_WIDTH = 24
+Seconds = Callable[[], float]  # a monotonic clock
+
+
+def _rate_eta(done: int, total: int, elapsed: float) -> tuple[float, str]:
+    rate = done / elapsed if elapsed > 0 else 0.0
+    if rate <= 0 or done >= total:
+        return rate, "0s"
+    seconds = int((total - done) / rate)
+    eta = f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+    return rate, eta
+
+
+class TerminalProgress:
+    """`[#########---------------]  1,200/10,000 rows  85 rows/s  ETA 1m43s`, redrawn in place
+    by `write` (cli.Output's, which flushes), counting rows written to the report."""
+
+    def __init__(self, write: Callable[[str], object], *, clock: Seconds = time.monotonic) -> None:
+        self._write, self._clock = write, clock
+        self._total, self._started, self._drawn = 0, 0.0, False
+
+    def start(self, total: int) -> None:
+        self._total = total
+        self._started = self._clock()
+        if total:
+            self.update(0)
+
+    def update(self, done: int) -> None:
+        if not self._total:
+            return
+        rate, eta = _rate_eta(done, self._total, self._clock() - self._started)
+        filled = BAR_WIDTH * done // self._total
+        bar = "#" * filled + "-" * (BAR_WIDTH - filled)
+        self._write(f"\r[{bar}] {done:,}/{self._total:,} rows  {rate:,.0f} rows/s  ETA {eta}\x1b[K")
+        self._drawn = True
+
+    def finish(self) -> None:
+        if self._drawn:
+            self._write("\n")
+
+
+class LogProgress:
+    """One plain line at most every `every` seconds (and at the end), for cron's mail."""
+
+    def __init__(
+        self, log: Callable[[str], None], *, every: float = 5.0, clock: Seconds = time.monotonic
+    ) -> None:
+        self._log, self._every, self._clock = log, every, clock
+        self._total = self._done = 0
+        self._started = self._last = 0.0
+
+    def start(self, total: int) -> None:
+        self._total = total
+        self._started = self._last = self._clock()
+        if total:
+            self._log(f"sending: {total:,} rows to go through")
+
+    def update(self, done: int) -> None:
+        if not self._total:  # not a sending run (dry run, held, refused): nothing to show
+            return
+        self._done = done
+        now = self._clock()
+        if now - self._last >= self._every:
+            self._last = now
+            self._line(done, now)
+
+    def finish(self) -> None:
+        if self._total and self._done:
+            self._line(self._done, self._clock())
+
+    def _line(self, done: int, now: float) -> None:
+        rate, eta = _rate_eta(done, self._total, now - self._started)
+        self._log(
+            f"processed {done:,}/{self._total:,} rows ({100 * done // self._total}%), "
+            f"{rate:,.0f} rows/s, ETA {eta}"
+        )

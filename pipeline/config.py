@@ -60,13 +60,6 @@ class TemplateConfig(_Section):
         return self
 
 
-_SCHEDULE_PARSERS: dict[str, Callable[[str], object]] = {
-    "send_at": schedule.parse_send_at,
-    "window": schedule.parse_window,
-    "max_lateness": schedule.parse_duration,
-}
-
-
 class ScheduleConfig(_Section):
     send_at: str = "now"  # or a Tehran date-time, Gregorian or Jalali: 1405-01-15 10:00
     window: str | None = None  # a daily Tehran window such as "08:00-21:00"
@@ -84,8 +77,13 @@ class ScheduleConfig(_Section):
     @field_validator("send_at", "window", "max_lateness")
     @classmethod
     def _readable(cls, value: str | None, info: pydantic.ValidationInfo) -> str | None:
+        parse: dict[str | None, Callable[[str], object]] = {
+            "send_at": schedule.parse_send_at,
+            "window": schedule.parse_window,
+            "max_lateness": schedule.parse_duration,
+        }
         if value is not None:
-            _SCHEDULE_PARSERS[info.field_name or ""](value)  # its ValueError says what is wrong
+            parse[info.field_name](value)  # its ValueError says what is wrong
         return value
 
 

@@ -92,9 +92,7 @@ class ReportWriter:
                 row.error = "the run stopped with an error before this row was settled"
         self._write(rows)
         self._attempt(self.partial_path, self._file.close)  # flushes: a full disk may say so now
-        # The attention file first: if it cannot be put in place, neither is the report, and
-        # the message that says the report cannot be written is true.
-        attention = self._attention
+        attention = self._attention  # first: if it cannot be put in place, neither is the report
         if attention is not None:
             self._attempt(
                 attention.partial, attention.close, complete=complete and self.error is None
@@ -188,9 +186,7 @@ class _Attention:
     """`<report>-attention.csv`: the original contacts columns plus status and error."""
 
     def __init__(self, path: Path, columns: tuple[str, ...]) -> None:
-        self.path = path
-        self.rows = 0
-        self._columns = columns
+        self.path, self.rows, self._columns = path, 0, columns
         self.partial = path.with_name(f"{path.name}.{os.getpid()}.partial")  # till complete
         self._file: TextIO | None = None
         self._csv: Any = None  # the csv module's writer, once the first row comes
@@ -198,16 +194,10 @@ class _Attention:
     def write(self, rows: list[Row]) -> None:
         if self._file is None:
             self._file, self._csv = _open_csv(self.partial, (*self._columns, "status", "error"))
-        columns = self._columns
+        columns = self._columns  # then status and error, guarded as in the report
         self._csv.writerows(
-            [
-                (
-                    *[safe_cell(row.values.get(c, "")) for c in columns],
-                    row.status,
-                    safe_cell(row.error),  # guarded as in the report: it may quote a cell
-                )
-                for row in rows
-            ]
+            (*[safe_cell(row.values.get(c, "")) for c in columns], row.status, safe_cell(row.error))
+            for row in rows
         )
         self.rows += len(rows)
 
@@ -228,9 +218,8 @@ class _Attention:
 
 
 def _open_csv(path: Path, header: tuple[str, ...]) -> tuple[TextIO, Any]:
-    """A new 0600 CSV file (customers' numbers) with the BOM Excel needs to show Persian, and
-    a csv writer on it with `header` written."""
-    # The BOM by hand: encoding="utf-8-sig" would encode every write through a Python codec.
+    """A new 0600 CSV file (customers' numbers) with the BOM Excel needs for Persian (by hand:
+    "utf-8-sig" would encode every write through a Python codec), and its header written."""
     file = cast(TextIO, open_private(path, "w", encoding="utf-8", newline=""))
     file.write("\ufeff")
     writer = csv.writer(file)

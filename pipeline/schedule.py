@@ -70,11 +70,11 @@ class Window:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """What a run may do now. ``reason`` is empty exactly when sending now (``send_at`` None)."""
+    """What a run may do now: nothing unless ``send``; ``reason`` is empty when sending now."""
 
-    send: bool  # may messages be posted now?
-    send_at: datetime | None  # SendDateTime, on Tehran's clock; None: deliver on arrival
     reason: str  # a sentence for the operator
+    send: bool = False  # may messages be posted now?
+    send_at: datetime | None = None  # SendDateTime, on Tehran's clock; None: deliver on arrival
     stale: bool = False  # refused: delivery would come later than send_at + max_lateness
 
 
@@ -190,8 +190,6 @@ def decide(
         late = now - send_at
         if max_lateness is not None and late > max_lateness:
             return Decision(
-                False,
-                None,
                 f"the campaign was due at {tehran_label(send_at)} (Tehran), {_ago(late)} ago, "
                 f"more than schedule.max_lateness ({format_duration(max_lateness)}): refusing "
                 "to send a stale campaign. Fix: set a new send_at, or raise max_lateness.",
@@ -202,25 +200,21 @@ def decide(
     if window is None or window.contains(due):
         if ahead is not None:
             return Decision(
-                True,
-                tehran(ahead),
                 f"send_at is {tehran_label(ahead)} (Tehran): the provider holds the messages "
                 "until then.",
+                send=True,
+                send_at=tehran(ahead),
             )
-        return Decision(send=True, send_at=None, reason="")
+        return Decision("", send=True)
     opens = window.next_open(due)
     if ahead is not None and outside_window == "wait":
         return Decision(
-            False,
-            None,
             f"send_at {tehran_label(due)} (Tehran) is outside the send window {window} "
             "(Tehran), so nothing would be delivered then. Fix: set send_at inside the "
             "window, or change the window.",
         )
     if send_at is not None and max_lateness is not None and opens - send_at > max_lateness:
         return Decision(
-            False,
-            None,
             f"the campaign is due at {tehran_label(send_at)} (Tehran), but the send window "
             f"{window} (Tehran) opens only at {tehran_label(opens)}, {_ago(opens - send_at)} "
             f"later, more than schedule.max_lateness ({format_duration(max_lateness)}): "
@@ -232,11 +226,11 @@ def decide(
     if ahead is not None:
         outside = f"send_at {tehran_label(due)} (Tehran) is {outside}"
     elif outside_window == "wait":
-        return Decision(False, None, f"{outside}; it opens at {tehran_label(opens)}.")
+        return Decision(f"{outside}; it opens at {tehran_label(opens)}.")
     return Decision(
-        True,
-        opens,
         f"{outside}; the provider holds the messages until it opens at {tehran_label(opens)}.",
+        send=True,
+        send_at=opens,
     )
 
 
