@@ -291,7 +291,7 @@ def _rate_eta(done: int, total: int, elapsed: float) -> tuple[float, str]:
 
 class TerminalProgress:
     """`[#########---------------]  1,200/10,000 rows  85 rows/s  ETA 1m43s`, redrawn in place
-    by `write` (cli.Output's, which flushes), counting rows written to the report."""
+    by `write` (Output.write, which flushes), counting rows written to the report."""
 
     def __init__(self, write: Callable[[str], object], *, clock: Seconds = time.monotonic) -> None:
         self._write, self._clock = write, clock

@@ -46,9 +46,8 @@ def where(shown: str, lines: dict[str, int], key: str) -> str:
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader, except that a timestamp that is no real Gregorian date (`2026-02-30 10:00`,
-    which would raise ValueError) stays text: the key's own check explains it, or reads it as
-    the Jalali date it may be (`1405-02-31 10:00`)."""
+    """SafeLoader, but a timestamp that is no Gregorian date stays text (not a ValueError): the
+    key's own check explains it, or reads it as the Jalali date it may be (1405-02-31 10:00)."""
 
 
 def _date_or_text(loader: yaml.SafeLoader, node: yaml.Node) -> object:

@@ -35,8 +35,7 @@ _PLAIN_NUMBER = re.compile(r"[+-]?[\d\s().-]+")
 
 def safe_cell(value: str) -> str:
     """Quote a cell a spreadsheet would run as a formula; a plain number (+98912...) stays."""
-    # The common cell starts with a letter or digit: one index and one set lookup decide it.
-    # isdecimal() is exactly regex \d (category Nd): the usual +98912... skips the regex.
+    # Most cells start with a letter or digit; isdecimal() (regex \d) spares +98912... the regex.
     if (
         value
         and value[0] in _FORMULA_START

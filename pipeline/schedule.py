@@ -175,13 +175,11 @@ def decide(
     max_lateness: timedelta | None,
     outside_window: OutsideWindow,
 ) -> Decision:
-    """Whether to post now, and with which SendDateTime, on Tehran's clock (aware datetimes).
+    """Whether to post now, and with which SendDateTime (aware datetimes, on Tehran's clock).
 
-    Due (``send_at`` None or past, by no more than ``max_lateness``) or ahead (the provider holds
-    it until ``send_at``), it is posted inside the window. Outside, ``"wait"`` posts nothing
-    (ahead, that is a config mistake); ``"schedule"`` posts for the next opening, unless that is
-    more than ``max_lateness`` after ``send_at``: stale, as past it by more is, in both modes (a
-    message meant for this evening must not arrive tomorrow morning).
+    Due or ahead, it is posted inside the window. Outside, ``"wait"`` posts nothing; ``"schedule"``
+    posts for the next opening. Stale (refused, in both modes): past ``send_at`` or an opening
+    after it by more than ``max_lateness`` (this evening's message must not arrive tomorrow).
     """
     if outside_window not in ("wait", "schedule"):
         raise ValueError(f"outside_window must be 'wait' or 'schedule', not {outside_window!r}")
