@@ -1,4 +1,5 @@
-"""The command line: parse argv, run, print the summary, choose the exit code (the only printer)."""
+"""The command line: parse argv, run, show progress and the summary, choose the exit code (the
+only printer). The progress display is our own: rich's would add a dependency and a thread."""
 
 from __future__ import annotations
 
@@ -6,17 +7,17 @@ import argparse
 import os
 import signal
 import sys
+import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import TextIO
 
 from pipeline import __version__
 from pipeline.config import load_config
-from pipeline.deliveries import DeliveryReport
 from pipeline.errors import PipelineError
 from pipeline.models import RunOptions, Status
-from pipeline.progress import LogProgress, TerminalProgress
 from pipeline.run import Progress, RunResult, run
 
 EPILOG = """\
@@ -87,8 +88,8 @@ def _interrupt(signum: int, _frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # Until run() installs its clean-stop handler, SIGTERM and SIGHUP end like Ctrl-C (exit 3
-    # with a message, not a silent death); one ignored from the start (nohup) stays so.
+    # Until run() installs its clean-stop handler, SIGTERM and SIGHUP end like Ctrl-C (exit 3,
+    # not a silent death); one ignored from the start (nohup) stays so.
     previous = {
         sig: signal.signal(sig, _interrupt)
         for sig in (signal.SIGTERM, signal.SIGHUP)
@@ -133,53 +134,34 @@ class Output:
             self._stream.flush()
         except OSError:  # EPIPE from a closed pipe, EIO from a hung-up terminal
             self.gone = True
-            self._silence()
-
-    def flush(self) -> None:  # every write is flushed already (TerminalProgress calls it)
-        pass
+            # The failed write's buffer is flushed again at exit: to /dev/null, not "Exception
+            # ignored ... BrokenPipeError" and exit 120 (the signal module's "Note on SIGPIPE").
+            try:
+                fd = self._stream.fileno()
+            except (OSError, ValueError):  # a stream without a descriptor (a test's StringIO)
+                return
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, fd)
+            finally:
+                os.close(devnull)
 
     def line(self, text: str) -> None:
         self.write(text + "\n")
 
-    def _silence(self) -> None:
-        # The failed write's buffer is flushed again at exit: to /dev/null, not "Exception
-        # ignored ... BrokenPipeError" and exit 120 (the signal module's "Note on SIGPIPE").
-        try:
-            fd = self._stream.fileno()
-        except (OSError, ValueError):  # a stream without a descriptor (a test's StringIO)
-            return
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, fd)
-        finally:
-            os.close(devnull)
-
 
 def _main(args: argparse.Namespace) -> int:
-    options = RunOptions(
-        dry_run=args.dry_run,
-        limit=args.limit,
-        resend_unknown=args.resend_unknown,
-        retry_failed=args.retry_failed,
-        deliveries=args.deliveries,
-    )
+    options = RunOptions(**{field.name: getattr(args, field.name) for field in fields(RunOptions)})
     out, err = Output(sys.stdout), Output(sys.stderr)
     log = err.line
-
+    detail = log if args.verbose else None
     progress: Progress | None = None
-    if not args.quiet:
-        # A bar only where a person watches; cron (no terminal) gets plain lines.
+    if not args.quiet:  # a bar only where a person watches; cron (no terminal) gets plain lines
         on_terminal = sys.stdout.isatty() and sys.stderr.isatty()
-        progress = TerminalProgress(err) if on_terminal else LogProgress(log)
+        progress = TerminalProgress(err.write) if on_terminal else LogProgress(log)
     try:
         config = load_config(args.config)
-        result = run(
-            config,
-            options,
-            log=log,
-            progress=progress,
-            detail=log if args.verbose else None,
-        )
+        result = run(config, options, log=log, progress=progress, detail=detail)
     except PipelineError as exc:
         log(f"error: {exc}")
         if exc.exit_code == 2:
@@ -201,19 +183,6 @@ def _main(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-_ORDER = (
-    Status.SENT,
-    Status.ALREADY_SENT,
-    Status.DRY_RUN,
-    Status.FAILED,
-    Status.INVALID,
-    Status.DUPLICATE,
-    Status.SUPPRESSED,
-    Status.UNKNOWN,
-    Status.PENDING,
-)
-
-
 def summary(campaign: str, result: RunResult, *, quiet: bool = False) -> str:
     """The end-of-run lines: preview, counts per status, pages, cost, files, elapsed, next step."""
     if quiet:
@@ -221,14 +190,16 @@ def summary(campaign: str, result: RunResult, *, quiet: bool = False) -> str:
     where = "sandbox: nothing left this machine" if result.sandbox else "live"
     if result.dry_run:
         where = "dry run: nothing was sent"
-    lines = _preview(result) if result.dry_run else []
+    lines = []
+    for row in result.preview:  # a dry run's first rows
+        lines.append(f"row {row.row} -> {row.number}  ({row.pages} page(s), {row.encoding})")
+        lines += [f"  | {line}" for line in row.text.splitlines()]
+    if lines:
+        lines.append("")
     lines.append(f"campaign {campaign} ({where})")
-    lines += [
-        f"  {status.value:<13}{result.counts[status]:>9,}"
-        for status in _ORDER
-        if result.counts[status]
-    ]
-    lines.append(f"  {'rows':<13}{sum(result.counts.values()):>9,}")
+    counts = result.counts
+    lines += [f"  {status.value:<13}{counts[status]:>9,}" for status in Status if counts[status]]
+    lines.append(f"  {'rows':<13}{sum(counts.values()):>9,}")
     pages = result.pages_total if result.dry_run else result.pages_sent
     scope = "would be sent" if result.dry_run else "sent in this run"
     lines.append(f"  {'pages':<13}{pages:>9,}  ({scope})")
@@ -236,37 +207,23 @@ def summary(campaign: str, result: RunResult, *, quiet: bool = False) -> str:
         lines.append(f"  {'cost':<13}{result.cost_rials / 10:>9,.0f}  tomans, estimated ({scope})")
     if result.credit_rials is not None and not result.sandbox:  # the sandbox's is make-believe
         lines.append(f"  {'credit':<13}{result.credit_rials / 10:>9,.0f}  tomans before this run")
-    if result.deliveries is not None:
-        lines += _delivery_lines(result.deliveries)
+    if (report := result.deliveries) is not None:  # where the sent messages stand
+        lines.append(f"deliveries (looked up {report.checked:,} now):")
+        lines += [f"  {name:<13}{n:>9,}" for name, n in sorted(report.counts.items()) if n]
+        if report.rate is not None:
+            lines.append(
+                f"  {'rate':<13}{report.rate:>9.1%}  delivered, of those with a final state"
+            )
+        if report.still_open:
+            lines.append(
+                f"  {report.still_open:,} not final yet: run --deliveries again later (cron can)."
+            )
     lines.append(f"report: {result.report_path}")
     if result.attention_path is not None:
         lines.append(f"needs attention: {result.attention_path}")
     lines.append(f"elapsed: {result.elapsed:.1f}s")
     lines += _next_steps(result)
     return "\n".join(lines)
-
-
-def _preview(result: RunResult) -> list[str]:
-    lines = []
-    for row in result.preview:
-        lines.append(f"row {row.row} -> {row.number}  ({row.pages} page(s), {row.encoding})")
-        lines += [f"  | {line}" for line in row.text.splitlines()]
-    if lines:
-        lines.append("")
-    return lines
-
-
-def _delivery_lines(report: DeliveryReport) -> list[str]:
-    """Where the campaign's sent messages stand, from the delivery reports."""
-    lines = [f"deliveries (looked up {report.checked:,} now):"]
-    lines += [f"  {name:<13}{count:>9,}" for name, count in sorted(report.counts.items()) if count]
-    if report.rate is not None:
-        lines.append(f"  {'rate':<13}{report.rate:>9.1%}  delivered, of those with a final state")
-    if report.still_open:
-        lines.append(
-            f"  {report.still_open:,} not final yet: run --deliveries again later (cron can)."
-        )
-    return lines
 
 
 def _next_steps(result: RunResult) -> list[str]:
@@ -317,3 +274,81 @@ def _next_steps(result: RunResult) -> list[str]:
             "number of pages than this tool; the cost may differ from the estimate."
         )
     return steps
+
+
+BAR_WIDTH = 24
+Seconds = Callable[[], float]  # a monotonic clock
+
+
+def _rate_eta(done: int, total: int, elapsed: float) -> tuple[float, str]:
+    rate = done / elapsed if elapsed > 0 else 0.0
+    if rate <= 0 or done >= total:
+        return rate, "0s"
+    seconds = int((total - done) / rate)
+    eta = f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+    return rate, eta
+
+
+class TerminalProgress:
+    """`[#########---------------]  1,200/10,000 rows  85 rows/s  ETA 1m43s`, redrawn in place
+    by `write` (Output.write, which flushes), counting rows written to the report."""
+
+    def __init__(self, write: Callable[[str], object], *, clock: Seconds = time.monotonic) -> None:
+        self._write, self._clock = write, clock
+        self._total, self._started, self._drawn = 0, 0.0, False
+
+    def start(self, total: int) -> None:
+        self._total = total
+        self._started = self._clock()
+        if total:
+            self.update(0)
+
+    def update(self, done: int) -> None:
+        if not self._total:
+            return
+        rate, eta = _rate_eta(done, self._total, self._clock() - self._started)
+        filled = BAR_WIDTH * done // self._total
+        bar = "#" * filled + "-" * (BAR_WIDTH - filled)
+        self._write(f"\r[{bar}] {done:,}/{self._total:,} rows  {rate:,.0f} rows/s  ETA {eta}\x1b[K")
+        self._drawn = True
+
+    def finish(self) -> None:
+        if self._drawn:
+            self._write("\n")
+
+
+class LogProgress:
+    """One plain line at most every `every` seconds (and at the end), for cron's mail."""
+
+    def __init__(
+        self, log: Callable[[str], None], *, every: float = 5.0, clock: Seconds = time.monotonic
+    ) -> None:
+        self._log, self._every, self._clock = log, every, clock
+        self._total = self._done = 0
+        self._started = self._last = 0.0
+
+    def start(self, total: int) -> None:
+        self._total = total
+        self._started = self._last = self._clock()
+        if total:
+            self._log(f"sending: {total:,} rows to go through")
+
+    def update(self, done: int) -> None:
+        if not self._total:  # not a sending run (dry run, held, refused): nothing to show
+            return
+        self._done = done
+        now = self._clock()
+        if now - self._last >= self._every:
+            self._last = now
+            self._line(done, now)
+
+    def finish(self) -> None:
+        if self._total and self._done:
+            self._line(self._done, self._clock())
+
+    def _line(self, done: int, now: float) -> None:
+        rate, eta = _rate_eta(done, self._total, now - self._started)
+        self._log(
+            f"processed {done:,}/{self._total:,} rows ({100 * done // self._total}%), "
+            f"{rate:,.0f} rows/s, ETA {eta}"
+        )

@@ -1,26 +1,23 @@
-"""config.yaml, validated once: the typed sections, their errors explained, paths resolved.
-
-Validation is pydantic's (typed fields, `extra="forbid"`); this module turns its errors into
-messages an operator can act on: the file and line, the key, what is wrong, the fix.
-"""
+"""config.yaml, validated once by pydantic: the typed sections, their errors explained to the
+operator (the file and line, the key, what is wrong, the fix), paths resolved."""
 
 from __future__ import annotations
 
 import difflib
 import re
 import string
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
+import pydantic
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline import schedule
 from pipeline.amoot import SANDBOX_TOKEN
 from pipeline.config_yaml import read_yaml, where
 from pipeline.errors import ConfigError
-
-DEFAULT_BASE_URL = "https://portal.amootsms.com/rest"
 
 
 class _Section(BaseModel):
@@ -77,24 +74,16 @@ class ScheduleConfig(_Section):
             return value.isoformat(sep=" ") if value.tzinfo else f"{value:%Y-%m-%d %H:%M:%S}"
         return value
 
-    @field_validator("send_at")
+    @field_validator("send_at", "window", "max_lateness")
     @classmethod
-    def _send_at(cls, value: str) -> str:
-        schedule.parse_send_at(value)
-        return value
-
-    @field_validator("window")
-    @classmethod
-    def _window(cls, value: str | None) -> str | None:
+    def _readable(cls, value: str | None, info: pydantic.ValidationInfo) -> str | None:
+        parse: dict[str | None, Callable[[str], object]] = {
+            "send_at": schedule.parse_send_at,
+            "window": schedule.parse_window,
+            "max_lateness": schedule.parse_duration,
+        }
         if value is not None:
-            schedule.parse_window(value)
-        return value
-
-    @field_validator("max_lateness")
-    @classmethod
-    def _lateness(cls, value: str | None) -> str | None:
-        if value is not None:
-            schedule.parse_duration(value)
+            parse[info.field_name](value)  # its ValueError says what is wrong
         return value
 
 
@@ -105,15 +94,14 @@ class SuppressionConfig(_Section):
 
 class ProviderConfig(_Section):
     sandbox: bool = False
-    base_url: str = DEFAULT_BASE_URL
+    base_url: str = "https://portal.amootsms.com/rest"
     token: str = Field(default="", repr=False)  # repr=False: never shown in a traceback or log
     line_number: str = Field(default="public", min_length=1)
     chunk_size: int = Field(default=100, ge=1, le=1000)
     concurrency: int = Field(default=4, ge=1, le=64)
     timeout: float = Field(default=30.0, gt=0, le=600)
     max_attempts: int = Field(default=5, ge=1, le=20)
-    # requests per second, all workers together
-    rate_limit: float | None = Field(default=None, gt=0)
+    rate_limit: float | None = Field(default=None, gt=0)  # requests a second, all workers
     tariff: Literal["base", "service", "ads"] = "base"  # which AccountStatus prices the line pays
     max_cost: float | None = Field(default=None, gt=0)  # tomans: refuse a campaign costing more
     preflight: bool = True  # check credit (AccountStatus) against the estimate before sending
@@ -147,9 +135,6 @@ class ProviderConfig(_Section):
         return self
 
 
-REPORT_FIELDS = ("campaign", "started")  # what report.path may hold, as {campaign}
-
-
 class ReportConfig(_Section):
     path: str = "reports/{campaign}-{started}.csv"
 
@@ -166,7 +151,7 @@ class ReportConfig(_Section):
         except ValueError as exc:  # a { without its }, or a } alone
             raise ValueError(f"a stray brace ({exc}). {fix}") from None
         for _text, name, spec, conversion in fields:
-            if name not in REPORT_FIELDS or spec or conversion:
+            if name not in ("campaign", "started") or spec or conversion:
                 shown = "{" + (name or "") + (f"!{conversion}" if conversion else "")
                 shown += (f":{spec}" if spec else "") + "}"
                 raise ValueError(f"{shown} is not a field it can hold. {fix}")
@@ -201,15 +186,10 @@ class Config(_Section):
         return self.provider.token or SANDBOX_TOKEN
 
 
-_SECTIONS: dict[str, type[BaseModel]] = {
-    "": Config,
-    "contacts": ContactsConfig,
-    "template": TemplateConfig,
-    "provider": ProviderConfig,
-    "report": ReportConfig,
-    "journal": JournalConfig,
-    "schedule": ScheduleConfig,
-    "suppression": SuppressionConfig,
+_SECTIONS: dict[str, type[BaseModel]] = {"": Config} | {
+    name: field.annotation
+    for name, field in Config.model_fields.items()
+    if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
 }
 
 
@@ -259,8 +239,7 @@ def _explain(exc: ValidationError, lines: dict[str, int], shown: str) -> str:
     return "\n".join(message for _, message in sorted(messages))
 
 
-# sqlite:///..., also with a driver named: sqlite+pysqlite:///...
-_SQLITE_URL = re.compile(r"sqlite(?:\+\w+)?:///")
+_SQLITE_URL = re.compile(r"sqlite(?:\+\w+)?:///")  # also with a driver: sqlite+pysqlite:///
 
 
 def _resolve(config: Config, path: Path) -> Config:
@@ -277,18 +256,12 @@ def _resolve(config: Config, path: Path) -> Config:
         database = url[sqlite.end() :]
         if database and not database.startswith(("/", ":memory:", "file:")):
             url = f"{sqlite.group(0)}{base / database}"
-    contacts = {"path": under(config.contacts.path), "url": url}
-    return config.model_copy(
-        update={
-            "suppression": config.suppression.model_copy(
-                update={"path": under(config.suppression.path)}
-            ),
-            "contacts": config.contacts.model_copy(update=contacts),
-            "template": config.template.model_copy(update={"path": under(config.template.path)}),
-            "report": config.report.model_copy(
-                update={"path": report if Path(report).is_absolute() else str(base / report)}
-            ),
-            "journal": config.journal.model_copy(update={"path": under(config.journal.path)}),
-            "source": path,
-        }
-    )
+    updates: dict[str, dict[str, object]] = {
+        "suppression": {"path": under(config.suppression.path)},
+        "contacts": {"path": under(config.contacts.path), "url": url},
+        "template": {"path": under(config.template.path)},
+        "report": {"path": report if Path(report).is_absolute() else str(base / report)},
+        "journal": {"path": under(config.journal.path)},
+    }
+    sections = {name: getattr(config, name).model_copy(update=new) for name, new in updates.items()}
+    return config.model_copy(update={**sections, "source": path})

@@ -12,9 +12,8 @@ from pipeline.errors import ConfigError
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
-# Values in the config once every alias (*name) is written out. A real config has under a
-# hundred; aliases that refer to aliases multiply (nine levels of nine make 387 million, the
-# "billion laughs"), and walking them would take hours: refused before anything walks them.
+# Values once every alias (*name) is written out; a real config has under a hundred. Aliases of
+# aliases multiply (the "billion laughs": nine levels of nine make 387 million, hours to walk).
 MAX_VALUES = 10_000
 
 
@@ -47,12 +46,8 @@ def where(shown: str, lines: dict[str, int], key: str) -> str:
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader, except that a date-like value that is no real date stays text.
-
-    YAML 1.1 reads an unquoted `2026-02-30 10:00:00` as a timestamp, whose constructor raises
-    ValueError (a traceback). As text, the key's own check says what is wrong, and a Jalali
-    date the Gregorian calendar lacks (`1405-02-31 10:00:00`) is read as the date it is.
-    """
+    """SafeLoader, but a timestamp that is no Gregorian date stays text (not a ValueError): the
+    key's own check explains it, or reads it as the Jalali date it may be (1405-02-31 10:00)."""
 
 
 def _date_or_text(loader: yaml.SafeLoader, node: yaml.Node) -> object:
@@ -67,11 +62,8 @@ _Loader.add_constructor("tag:yaml.org,2002:timestamp", _date_or_text)
 
 
 def _check_aliases(root: yaml.Node, shown: str) -> None:
-    """Refuse aliases that expand past MAX_VALUES or refer to themselves.
-
-    Each node's expanded size is counted once (shared nodes are remembered), so this takes a
-    moment however large the expansion would be.
-    """
+    """Refuse aliases that expand past MAX_VALUES or refer to themselves; each node's size is
+    counted once, so this is quick however large the expansion would be."""
     sizes: dict[int, int] = {}  # id(node) -> expanded size; -1 while its children are counted
 
     def size(node: yaml.Node) -> int:

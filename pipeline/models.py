@@ -1,9 +1,5 @@
-"""The values that flow between stages: contacts, rows, messages, outcomes.
-
-The immutable values made once per message (Contact, Pages, Message, Outcome) are NamedTuples:
-as immutable as a frozen dataclass, and about three times cheaper to create, which counts a
-million times in a large run.
-"""
+"""The values that flow between stages. Those made once per message are NamedTuples: as
+immutable as a frozen dataclass, and three times cheaper to create (a million times a run)."""
 
 from __future__ import annotations
 
@@ -13,17 +9,17 @@ from typing import NamedTuple
 
 
 class Status(StrEnum):
-    """A row's final word in the report (see the contract's status table)."""
+    """A row's final word in the report (the contract's status table), in the summary's order."""
 
     SENT = "sent"
     ALREADY_SENT = "already_sent"
+    DRY_RUN = "dry_run"
     FAILED = "failed"
     INVALID = "invalid"
     DUPLICATE = "duplicate"
     SUPPRESSED = "suppressed"
     UNKNOWN = "unknown"
     PENDING = "pending"
-    DRY_RUN = "dry_run"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +63,8 @@ class Outcome(NamedTuple):
 
 @dataclass(slots=True)
 class Row:
-    """One input row as it moves through the stages and into the report.
-
-    Mutable on purpose: each stage fills in its part (number, text, pages, outcome)
-    and the report writes what is there; copying per stage would cost a million
-    allocations on a large list for no gain in safety.
-    """
+    """One input row as it moves through the stages into the report. Mutable on purpose: each
+    stage fills in its part; a copy per stage would cost a million allocations for nothing."""
 
     row: int
     phone: str
@@ -90,7 +82,6 @@ class Row:
     delivery_code: str = ""  # the raw DeliveryType
 
     def settle(self, outcome: Outcome) -> None:
-        """Record a final outcome for this row."""
         self.status = outcome.status
         self.error = outcome.error
         self.message_id = outcome.message_id

@@ -8,7 +8,6 @@ import re
 from collections import Counter, deque
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 from typing import Any, TextIO, cast
 
 from pipeline.models import Row, Status
@@ -36,36 +35,30 @@ _PLAIN_NUMBER = re.compile(r"[+-]?[\d\s().-]+")
 
 def safe_cell(value: str) -> str:
     """Quote a cell a spreadsheet would run as a formula; a plain number (+98912...) stays."""
-    # The common cell starts with a letter or digit: one index and one set lookup decide it.
-    if value and value[0] in _FORMULA_START and not _plain_number(value):
+    # Most cells start with a letter or digit; isdecimal() (regex \d) spares +98912... the regex.
+    if (
+        value
+        and value[0] in _FORMULA_START
+        and not (value[0] in "+-" and value[1:].isdecimal())
+        and _PLAIN_NUMBER.fullmatch(value) is None
+    ):
         return "'" + value
     return value
 
 
-def _plain_number(value: str) -> bool:
-    # isdecimal() is exactly regex \d (category Nd): the usual +98912... skips the regex.
-    if value[0] in "+-" and value[1:].isdecimal():
-        return True
-    return _PLAIN_NUMBER.fullmatch(value) is not None
-
-
 class ReportWriter:
-    """Writes rows in input order as soon as every earlier row is settled.
-
-    A row still waiting for the provider (status None) holds back the rows after it, so memory
-    holds only the window in flight. The file is written as `<name>.<pid>.partial` and renamed
-    when complete: a report that exists is never half-written. A failed write (a full disk)
-    raises nothing: it goes to `error`, nothing more is written and the unfinished files are
-    removed when closed, while the tallies go on (the run reads `error` and stops).
-    """
+    """Writes rows in input order as soon as every earlier row is settled (status not None),
+    so memory holds only the rows in flight. It writes `<name>.<pid>.partial`, renamed when
+    complete: a report that exists is whole. A failed write (a full disk) raises nothing: it is
+    kept in `error` (the run reads it and stops), the tallies go on and nothing more is written."""
 
     def __init__(
         self, path: Path, *, columns: tuple[str, ...] = (), attention: bool = False
     ) -> None:
         self.path = path
         private_folder(path.parent)
-        self._partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-        self._file, self._csv = _open_csv(self._partial, COLUMNS)
+        self.partial_path = path.with_name(f"{path.name}.{os.getpid()}.partial")  # till complete
+        self._file, self._csv = _open_csv(self.partial_path, COLUMNS)
         self._attention: _Attention | None = (
             _Attention(attention_file(path), columns) if attention else None
         )
@@ -88,37 +81,34 @@ class ReportWriter:
             self._write(ready)
 
     def close(self, *, complete: bool = True) -> None:
-        """Write what is left and put the files in place; with `complete=False` (the run
-        failed part-way) leave them under their `.partial` names. After a failed write
-        (`error`) the unfinished files are removed instead."""
-        self._write_remaining()  # all settled by now, unless a bug: never lose a row over it
-        self._attempt(self._partial, self._file.close)  # flushes: a full disk may say so now
-        # The attention file first: if it cannot be put in place, neither is the report, and
-        # the message that says the report cannot be written is true.
-        attention = self._attention
+        """Write what is left and put the files in place, or leave them `.partial` when not
+        `complete` (the run failed part-way); after a failed write, remove them."""
+        rows = list(self._waiting)
+        self._waiting.clear()
+        for row in rows:  # all settled by now, unless a bug: never lose a row over it
+            if row.status is None:  # it may have gone out
+                row.status = Status.UNKNOWN
+                row.error = "the run stopped with an error before this row was settled"
+        self._write(rows)
+        self._attempt(self.partial_path, self._file.close)  # flushes: a full disk may say so now
+        attention = self._attention  # first: if it cannot be put in place, neither is the report
         if attention is not None:
             self._attempt(
                 attention.partial, attention.close, complete=complete and self.error is None
             )
         if complete and self.error is None:
-            self._attempt(self._partial, os.replace, self._partial, self.path)
+            self._attempt(self.partial_path, os.replace, self.partial_path, self.path)
         if self.error is not None:
             # Cut short at an unknown row: no use to anyone, and it takes the space a rerun
             # needs (the journal keeps what was sent; the rerun writes a whole report).
-            self._attempt(self._partial, self._partial.unlink, missing_ok=True)
+            self._attempt(self.partial_path, self.partial_path.unlink, missing_ok=True)
             if attention is not None:
                 self._attempt(attention.partial, attention.discard)
 
-    @property
-    def partial_path(self) -> Path:
-        """Where the report is written until complete (left if the run fails, unless writing it
-        is what failed)."""
-        return self._partial
-
     def discard(self) -> None:
         """Close and remove the unfinished files (a run that stopped before any request)."""
-        self._attempt(self._partial, self._file.close)
-        self._partial.unlink(missing_ok=True)
+        self._attempt(self.partial_path, self._file.close)
+        self.partial_path.unlink(missing_ok=True)
         if self._attention is not None:
             self._attempt(self._attention.partial, self._attention.discard)
 
@@ -130,16 +120,9 @@ class ReportWriter:
     def __enter__(self) -> ReportWriter:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._file.closed:
-            return
-        # Failed part-way: what is known is written, under the `.partial` name.
-        self.close(complete=exc is None)
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        if not self._file.closed:  # failed part-way: what is known is written, as `.partial`
+            self.close(complete=exc_type is None)
 
     def _attempt(self, path: Path, action: Callable[..., object], *args: Any, **kw: Any) -> None:
         """Do `action` on the report's file at `path`; a failure goes to `error`, naming the
@@ -150,16 +133,6 @@ class ReportWriter:
             if self.error is None:  # the first says why; what follows is the same cause
                 where = exc.filename2 or path
                 self.error = OSError(exc.errno, exc.strerror, str(where))
-
-    def _write_remaining(self) -> None:
-        """Every row still waiting, in order; one never settled may have gone out: unknown."""
-        for row in self._waiting:
-            if row.status is None:
-                row.status = Status.UNKNOWN
-                row.error = "the run stopped with an error before this row was settled"
-        rows = list(self._waiting)
-        self._waiting.clear()
-        self._write(rows)
 
     def _write(self, rows: list[Row]) -> None:
         """The rows' lines to the file and the attention file; their tallies."""
@@ -191,7 +164,7 @@ class ReportWriter:
                 )
             )
         if self.error is None:
-            self._attempt(self._partial, self._csv.writerows, lines)
+            self._attempt(self.partial_path, self._csv.writerows, lines)
         if attention and self._attention is not None and self.error is None:
             self._attempt(self._attention.partial, self._attention.write, attention)
 
@@ -212,57 +185,40 @@ class _Attention:
     """`<report>-attention.csv`: the original contacts columns plus status and error."""
 
     def __init__(self, path: Path, columns: tuple[str, ...]) -> None:
-        self.path = path
-        self.rows = 0
-        self._columns = columns
-        self._partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+        self.path, self.rows, self._columns = path, 0, columns
+        self.partial = path.with_name(f"{path.name}.{os.getpid()}.partial")  # till complete
         self._file: TextIO | None = None
         self._csv: Any = None  # the csv module's writer, once the first row comes
 
-    @property
-    def partial(self) -> Path:
-        """Where the rows are written until the run is complete."""
-        return self._partial
-
     def write(self, rows: list[Row]) -> None:
         if self._file is None:
-            self._file, self._csv = _open_csv(self._partial, (*self._columns, "status", "error"))
-        columns = self._columns
+            self._file, self._csv = _open_csv(self.partial, (*self._columns, "status", "error"))
+        columns = self._columns  # then status and error, guarded as in the report
         self._csv.writerows(
-            [
-                (
-                    *[safe_cell(row.values.get(c, "")) for c in columns],
-                    row.status,
-                    safe_cell(row.error),  # guarded as in the report: it may quote a cell
-                )
-                for row in rows
-            ]
+            (*[safe_cell(row.values.get(c, "")) for c in columns], row.status, safe_cell(row.error))
+            for row in rows
         )
         self.rows += len(rows)
 
     def discard(self) -> None:
         if self._file is not None:
             self._file.close()
-            self._partial.unlink(missing_ok=True)
+            self.partial.unlink(missing_ok=True)
 
     def close(self, *, complete: bool = True) -> None:
-        """Close the file; put it in place only when the run is complete.
-
-        A complete run with nothing to attend to removes the file an earlier run left at
-        the same path (a report.path without {started}): it would list rows that are fine now.
-        """
+        """Close the file and, when the run is complete, put it in place; with no rows, remove the
+        one an earlier run left there (no {started} in report.path): those rows are fine now."""
         if self._file is not None:
             self._file.close()
             if complete:
-                os.replace(self._partial, self.path)
+                os.replace(self.partial, self.path)
         elif complete:
             self.path.unlink(missing_ok=True)
 
 
 def _open_csv(path: Path, header: tuple[str, ...]) -> tuple[TextIO, Any]:
-    """A new 0600 CSV file (customers' numbers) with the BOM Excel needs to show Persian, and
-    a csv writer on it with `header` written."""
-    # The BOM by hand: encoding="utf-8-sig" would encode every write through a Python codec.
+    """A new 0600 CSV file (customers' numbers) with the BOM Excel needs for Persian (by hand:
+    "utf-8-sig" would encode every write through a Python codec), and its header written."""
     file = cast(TextIO, open_private(path, "w", encoding="utf-8", newline=""))
     file.write("\ufeff")
     writer = csv.writer(file)

@@ -14,7 +14,6 @@ from pipeline.persian import en_digits, gregorian_date
 
 OutsideWindow = Literal["wait", "schedule"]
 
-_DAY = timedelta(days=1)
 _MIDNIGHT = time(0, 0)
 
 # Operators paste windows from chat and documents, where the hyphen is often a dash or minus.
@@ -61,7 +60,7 @@ class Window:
         local = _tehran_time(moment, "Window.next_open")
         if self.contains(local):
             return local
-        day = local.date() if local.time() < self.start else local.date() + _DAY
+        day = local.date() if local.time() < self.start else local.date() + timedelta(days=1)
         return datetime.combine(day, self.start, tzinfo=TEHRAN)
 
     def __str__(self) -> str:
@@ -71,11 +70,11 @@ class Window:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """What a run may do now. ``reason`` is empty exactly when sending now (``send_at`` None)."""
+    """What a run may do now: nothing unless ``send``; ``reason`` is empty when sending now."""
 
-    send: bool  # may messages be posted now?
-    send_at: datetime | None  # SendDateTime, on Tehran's clock; None: deliver on arrival
     reason: str  # a sentence for the operator
+    send: bool = False  # may messages be posted now?
+    send_at: datetime | None = None  # SendDateTime, on Tehran's clock; None: deliver on arrival
     stale: bool = False  # refused: delivery would come later than send_at + max_lateness
 
 
@@ -103,12 +102,8 @@ def parse_window(text: str) -> Window:
 
 
 def parse_send_at(text: str) -> datetime | None:
-    """``now`` gives None; else an aware datetime on Tehran's clock.
-
-    A Gregorian (``2026-04-04T10:00:00``, ``2026/04/04 10:00``) or Jalali (``1405/01/15 10:00``,
-    a year below 1700) date with a time, any digits; Tehran's unless an offset (``+03:30``,
-    ``Z``) is given. A date without a time is refused.
-    """
+    """``now`` gives None; else a Gregorian or Jalali (a year below 1700) date and time, any
+    digits, Tehran's unless an offset (``+03:30``, ``Z``) is given, as an aware Tehran datetime."""
     cleaned = en_digits(text).strip()
     if cleaned.lower() == "now":
         return None
@@ -180,98 +175,61 @@ def decide(
     max_lateness: timedelta | None,
     outside_window: OutsideWindow,
 ) -> Decision:
-    """Whether to post now, and with which SendDateTime, on Tehran's clock (aware datetimes).
+    """Whether to post now, and with which SendDateTime (aware datetimes, on Tehran's clock).
 
-    - ``send_at`` None, or past (a delayed cron) by no more than ``max_lateness``: send now
-      inside the window (or with none). Outside it, ``"wait"`` posts nothing and says when it
-      opens; ``"schedule"`` posts with ``send_at`` at the next opening (the provider holds them).
-    - ``send_at`` past by more than ``max_lateness`` (strictly): refused, ``stale``.
-    - ``send_at`` ahead: posted with that ``send_at``. Outside the window (a config mistake),
-      ``"wait"`` posts nothing and asks for a better time; ``"schedule"`` moves it to the next
-      opening after it.
-    - An opening more than ``max_lateness`` after ``send_at`` is stale too, in both modes: a
-      message meant for this evening must not arrive tomorrow morning.
+    Due or ahead, it is posted inside the window. Outside, ``"wait"`` posts nothing; ``"schedule"``
+    posts for the next opening. Stale (refused, in both modes): past ``send_at`` or an opening
+    after it by more than ``max_lateness`` (this evening's message must not arrive tomorrow).
     """
     if outside_window not in ("wait", "schedule"):
         raise ValueError(f"outside_window must be 'wait' or 'schedule', not {outside_window!r}")
     _tehran_time(now, "decide: now")
-    if send_at is not None:
-        _tehran_time(send_at, "decide: send_at")
-        if send_at > now:
-            return _future(send_at, window, outside_window, max_lateness)
+    if send_at is not None and _tehran_time(send_at, "decide: send_at") <= now:
         late = now - send_at
         if max_lateness is not None and late > max_lateness:
-            return _refuse(
+            return Decision(
                 f"the campaign was due at {tehran_label(send_at)} (Tehran), {_ago(late)} ago, "
                 f"more than schedule.max_lateness ({format_duration(max_lateness)}): refusing "
                 "to send a stale campaign. Fix: set a new send_at, or raise max_lateness.",
                 stale=True,
             )
-    # Due now (send_at None or past).
-    if window is None or window.contains(now):
-        return Decision(send=True, send_at=None, reason="")
-    opens = window.next_open(now)
-    # Waiting for the opening would make the next run refuse it as stale: say so today.
-    if send_at is not None and max_lateness is not None and opens - send_at > max_lateness:
-        return _stale_at_opening(send_at, window, opens, max_lateness)
-    if outside_window == "wait":
-        return _refuse(
-            f"outside the send window {window} (Tehran); it opens at {tehran_label(opens)}."
-        )
-    return Decision(
-        True,
-        opens,
-        f"outside the send window {window} (Tehran); the provider holds the messages "
-        f"until it opens at {tehran_label(opens)}.",
-    )
-
-
-def _future(
-    send_at: datetime,
-    window: Window | None,
-    outside_window: OutsideWindow,
-    max_lateness: timedelta | None,
-) -> Decision:
-    """The decision for a campaign whose send_at is still ahead: the provider holds it."""
-    if window is None or window.contains(send_at):
+    ahead = send_at if send_at is not None and send_at > now else None  # the provider holds it
+    due = ahead or now
+    if window is None or window.contains(due):
+        if ahead is not None:
+            return Decision(
+                f"send_at is {tehran_label(ahead)} (Tehran): the provider holds the messages "
+                "until then.",
+                send=True,
+                send_at=tehran(ahead),
+            )
+        return Decision("", send=True)
+    opens = window.next_open(due)
+    if ahead is not None and outside_window == "wait":
         return Decision(
-            True,
-            tehran(send_at),
-            f"send_at is {tehran_label(send_at)} (Tehran): the provider holds the messages "
-            "until then.",
+            f"send_at {tehran_label(due)} (Tehran) is outside the send window {window} "
+            "(Tehran), so nothing would be delivered then. Fix: set send_at inside the "
+            "window, or change the window.",
         )
-    opens = window.next_open(send_at)
-    if outside_window == "wait":
-        return _refuse(
-            f"send_at {tehran_label(send_at)} (Tehran) is outside the send window "
-            f"{window} (Tehran), so nothing would be delivered then. Fix: set send_at "
-            "inside the window, or change the window."
+    if send_at is not None and max_lateness is not None and opens - send_at > max_lateness:
+        return Decision(
+            f"the campaign is due at {tehran_label(send_at)} (Tehran), but the send window "
+            f"{window} (Tehran) opens only at {tehran_label(opens)}, {_ago(opens - send_at)} "
+            f"later, more than schedule.max_lateness ({format_duration(max_lateness)}): "
+            "refusing to send a stale campaign. Fix: set a new send_at inside the window, "
+            "or raise max_lateness.",
+            stale=True,
         )
-    if max_lateness is not None and opens - send_at > max_lateness:
-        return _stale_at_opening(send_at, window, opens, max_lateness)
+    outside = f"outside the send window {window} (Tehran)"
+    if ahead is not None:
+        outside = f"send_at {tehran_label(due)} (Tehran) is {outside}"
+    elif outside_window == "wait":
+        return Decision(f"{outside}; it opens at {tehran_label(opens)}.")
     return Decision(
-        True,
-        opens,
-        f"send_at {tehran_label(send_at)} (Tehran) is outside the send window {window} "
-        f"(Tehran); the provider holds the messages until it opens at {tehran_label(opens)}.",
+        f"{outside}; the provider holds the messages until it opens at {tehran_label(opens)}.",
+        send=True,
+        send_at=opens,
     )
-
-
-def _stale_at_opening(
-    due: datetime, window: Window, opens: datetime, max_lateness: timedelta
-) -> Decision:
-    return _refuse(
-        f"the campaign is due at {tehran_label(due)} (Tehran), but the send window "
-        f"{window} (Tehran) opens only at {tehran_label(opens)}, {_ago(opens - due)} "
-        f"later, more than schedule.max_lateness ({format_duration(max_lateness)}): "
-        "refusing to send a stale campaign. Fix: set a new send_at inside the window, "
-        "or raise max_lateness.",
-        stale=True,
-    )
-
-
-def _refuse(reason: str, *, stale: bool = False) -> Decision:
-    return Decision(send=False, send_at=None, reason=reason, stale=stale)
 
 
 def _tehran_time(moment: datetime, name: str) -> datetime:
