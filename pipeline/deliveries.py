@@ -1,9 +1,8 @@
 """Delivery reports (--deliveries): DeliveryType codes to classes, and the lookup loop.
 
-Names follow amoot-api.md §4 (from client code: the provider documents only 1, 2 and 35). A
-class that is not final is asked about again on the next call; blacklisted and wrong numbers
-join the suppression list. An answer item's `Status` reports the lookup, not the delivery: an
-item that is not `Success` (MessageID_Invalid just after sending) is asked about again later.
+Names follow amoot-api.md §4 (from client code: the provider documents only 1, 2 and 35). An
+answer item's `Status` reports the lookup, not the delivery: one that is not `Success`
+(MessageID_Invalid just after sending) is asked about again, as is a class not final.
 """
 
 from __future__ import annotations
@@ -103,14 +102,10 @@ def check_deliveries(
     clock: Clock,
     stop: threading.Event | None = None,
 ) -> DeliveryReport:
-    """Ask `lookup` about every sent row whose delivery is not final, `batch_size` IDs at a time.
-
-    `lookup(message_ids)` answers `{message_id: DeliveryType}` for the items it could look up
-    and raises ProviderFatal to stop. Each batch is committed before the next is asked, so a
-    stop (or a crash) loses nothing: the rows not yet answered are asked again next time.
-    Blacklisted and wrong numbers join `suppression` before their row becomes final, so a
-    failed write to the list leaves the row to be asked (and listed) again.
-    """
+    """Ask `lookup` (`{message_id: DeliveryType}`, or ProviderFatal to stop) about every sent
+    row whose delivery is not final. Each batch is committed before the next is asked, so a
+    stop or a crash loses nothing; blacklisted and wrong numbers join `suppression` before
+    their row becomes final, so a failed write to the list leaves the row to ask again."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
     waiting = journal.awaiting_delivery()

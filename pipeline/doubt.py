@@ -16,16 +16,14 @@ DOUBT_CHECK = 0.2  # seconds between two looks at a stop, for a request waiting 
 
 
 class Doubt:
-    """Ambiguous answers in a row to one Sender's SendPeerToPeer requests, over all its
-    threads, in the order the answers arrive; any definite answer ends the run of them.
+    """Ambiguous answers in a row to one Sender's requests, over all its threads, in the order
+    they arrive; a definite answer ends the run of them.
 
-    One ambiguous answer happens (a kept-alive connection closed under a request, one slow
-    answer); several in a row mean the provider, or the way to it, is broken, and each further
-    request would only turn another chunk `unknown`. So after an ambiguous answer no request
-    starts while another is on its way, and STORM in a row stop the run: a provider that drops
-    every answer costs the requests already in flight, then one at a time up to STORM, that
-    is max(concurrency, STORM) requests, and the other rows stay `pending`. (A request waiting
-    for its turn when the run is stopped gives up within DOUBT_CHECK.)
+    One happens (a kept-alive connection closed under a request, a slow answer); several in a
+    row mean the provider or the way to it is broken, and each further request would turn
+    another chunk `unknown`. So after one, no request starts while another is on its way, and
+    STORM stop the run: a provider that drops every answer costs max(concurrency, STORM)
+    requests, and the other rows stay `pending`.
     """
 
     def __init__(self) -> None:
@@ -35,8 +33,8 @@ class Doubt:
 
     @contextmanager
     def turn(self, *, give_up: Callable[[], bool]) -> Iterator[Callable[[bool], int]]:
-        """Wait until a request may start (or `give_up()` says none will); yields
-        `answered(ambiguous)`, which counts the answer and returns how many are in a row."""
+        """Wait until a request may start (or `give_up()`); yields `answered(ambiguous)`, which
+        counts the answer and returns how many are in a row."""
         with self._changed:
             # Nothing notifies a stop (Ctrl-C, a fatal answer elsewhere): look again every
             # DOUBT_CHECK instead of waiting for the requests on their way to answer.

@@ -36,31 +36,6 @@ class Progress(Protocol):
     def finish(self) -> None: ...
 
 
-class _NoProgress:
-    def start(self, total: int) -> None:
-        pass
-
-    def update(self, done: int) -> None:
-        pass
-
-    def finish(self) -> None:
-        pass
-
-
-@dataclass(frozen=True, slots=True)
-class Settled:
-    """What the pass did: the report's tallies and what the summary says besides."""
-
-    report: ReportWriter
-    stopped: PipelineError | None
-    cost: int  # rials, at AccountStatus prices: sent (dry run: would be sent)
-    page_mismatches: int
-    suppressed_added: int
-    blacklisted_unlisted: int  # rejected numbers with no suppression list to keep them in
-    preview: tuple[Row, ...]
-    hold: str  # why the rows to send were held back (the window may close mid-run)
-
-
 @dataclass(frozen=True, slots=True)
 class Pass:
     """What the sending pass works with, besides the plan and the verdict."""
@@ -76,7 +51,7 @@ class Pass:
     detail: Log | None  # --verbose: one line per answered request
 
 
-def settle_plan(campaign: Campaign, plan: Plan, verdict: Verdict, run: Pass) -> Settled:
+def settle_plan(campaign: Campaign, plan: Plan, verdict: Verdict, run: Pass) -> Tally:
     """Every planned row into the report, in order: sent when the verdict allows, else held.
     An error before the first request is raised as it is; after it, as StoppedMidRun."""
     try:
@@ -84,9 +59,9 @@ def settle_plan(campaign: Campaign, plan: Plan, verdict: Verdict, run: Pass) -> 
     except OSError as exc:
         raise report_trouble(exc) from exc
     with report:
-        rows = _Rows(run, verdict, report, campaign.suppression)
-        if verdict.send:
-            rows.progress.start(plan.rows)
+        rows = Tally(run, verdict, report, campaign.suppression)
+        if verdict.send and run.progress is not None:
+            run.progress.start(plan.rows)
         try:
             for batch in plan.spool.batches():
                 rows.take(batch)
@@ -100,22 +75,23 @@ def settle_plan(campaign: Campaign, plan: Plan, verdict: Verdict, run: Pass) -> 
             if isinstance(exc, OSError):  # a disk or a folder, before any request left
                 raise DiskTrouble(f"{described(exc)}; fix it and run again") from exc
             raise
-        rows.progress.finish()
+        if run.progress is not None:
+            run.progress.finish()
         report.close()  # a write that failed, on the way or now, ends the run here
         if report.error is not None:
             raise report_failed(report.error, posted=rows.posted, stopped=bool(rows.unsent_by_stop))
-    return rows.settled()
+    return rows
 
 
-class _Rows:
-    """The per-row decisions of the pass, and the journal around each request (main thread)."""
+class Tally:
+    """The pass's per-row decisions, the journal around each request (main thread), and the
+    tallies the summary reads."""
 
     def __init__(
         self, run: Pass, verdict: Verdict, report: ReportWriter, suppression: Suppression | None
     ) -> None:
         self.run, self.report, self.stop, self.suppression = run, report, run.stop, suppression
-        self.progress = run.progress or _NoProgress()
-        self.hold = verdict.hold  # a reason to hold every row to send back (`pending`)
+        self.hold = verdict.hold  # why the rows to send are held back (set if the window closes)
         self.stopped = verdict.stopped
         self.account = verdict.account
         window = run.config.schedule.window
@@ -136,22 +112,10 @@ class _Rows:
         self.unrecorded: list[tuple[str, Outcome]] = []  # answers the journal has not yet
         self.posted = False  # a request was handed to the sender: errors now are mid-run
         self.unsent_by_stop = 0  # rows left pending because the run was asked to stop
-        self.page_mismatches = self.cost = 0
+        self.page_mismatches = self.cost = 0  # rials at AccountStatus prices (dry run: would be)
         self.prices: dict[str, int] = {}  # rials per page, by encoding
-        self.suppressed_added = self.blacklisted_unlisted = 0
+        self.suppressed_added = self.blacklisted_unlisted = 0  # unlisted: no suppression list
         self.preview: list[Row] = []
-
-    def settled(self) -> Settled:
-        return Settled(
-            self.report,
-            self.stopped,
-            self.cost,
-            self.page_mismatches,
-            self.suppressed_added,
-            self.blacklisted_unlisted,
-            tuple(self.preview),
-            self.hold,
-        )
 
     def take(self, rows: Sequence[Row]) -> None:
         for row in rows:
@@ -163,7 +127,6 @@ class _Rows:
         self._flush_report()
 
     def _flush_report(self) -> None:
-        """Write the rows settled so far; the progress counts rows in the report."""
         self.report.flush_ready()
         if self.report.error is not None and not self.stop.is_set():
             # A full disk stops the run as a signal does; the journal records what is in flight.
@@ -172,10 +135,10 @@ class _Rows:
                 f"stopping: {described(self.report.error)}: the report cannot be written; "
                 "the requests in flight finish and are recorded"
             )
-        self.progress.update(sum(self.report.counts.values()))
+        if self.run.progress is not None:
+            self.run.progress.update(sum(self.report.counts.values()))
 
     def _decide(self, row: Row) -> None:
-        """Send (or hold back) a row the plan left to send."""
         limit = self.run.options.limit
         if self.run.options.dry_run:
             row.status = Status.DRY_RUN
@@ -202,7 +165,12 @@ class _Rows:
         self.chunk, self.chunk_pages = [], {}
         if not chunk:
             return
-        if self._window_closed():
+        window = self.window
+        if (  # a long run that reaches the window's end stops sending (outside_window: wait)
+            window is not None
+            and self.run.config.schedule.outside_window == "wait"
+            and not window.contains(self.run.clock())
+        ):
             self.hold = (
                 f"held back: the send window {self.window} (Tehran) closed during the run; "
                 "rerun the same command when it opens"
@@ -218,14 +186,6 @@ class _Rows:
         self.submitting = chunk
         self.dispatcher.submit(chunk, pages)
         self.submitting = []
-
-    def _window_closed(self) -> bool:
-        """A long run that reaches the window's end stops sending (outside_window: wait)."""
-        return (
-            self.window is not None
-            and self.run.config.schedule.outside_window == "wait"
-            and not self.window.contains(self.run.clock())
-        )
 
     def finish(self) -> None:
         self._flush_chunk()
@@ -243,9 +203,8 @@ class _Rows:
         self._flush_report()  # rows settled in the last partial chunk count too
 
     def abort(self) -> None:
-        """After an unexpected error: start nothing more, wait for the requests already on
-        their way and keep their answers; rows no request carried are `pending`, rows whose
-        request's fate is not known are `unknown`."""
+        """After an unexpected error: start nothing more, keep the answers of the requests on
+        their way; rows no request carried are `pending`, rows still in flight `unknown`."""
         unposted = Outcome(Status.PENDING, "not sent: the run stopped with an error")
         if self.dispatcher is not None:
             self.stop.set()  # a chunk waiting to retry gives up instead
@@ -253,8 +212,7 @@ class _Rows:
             for m in self.dispatcher.halt():
                 self.inflight.pop(m.row).settle(unposted)
                 self.unrecorded.append((m.number, unposted))
-            # Requests posting end within provider.timeout: their answers are recorded while
-            # this run still holds the lock, not left `inflight` (`unknown` next run).
+            # Requests posting end within provider.timeout: recorded now, not `unknown` next run.
             with contextlib.suppress(Exception):  # e.g. the report cannot be written
                 self.dispatcher.drain()
         # Never handed to a request, and never marked: `pending`, and the journal has no row.
@@ -281,8 +239,7 @@ class _Rows:
         self.unrecorded = []
 
     def after_answer(self, messages: Sequence[Message], result: ChunkResult) -> None:
-        recorded = []
-        blacklisted = []
+        recorded, blacklisted = [], []
         for m in messages:
             outcome = result.outcomes.get(m.row) or Outcome(
                 Status.UNKNOWN, "no outcome was recorded for this message"
@@ -312,13 +269,11 @@ class _Rows:
                 f"rows {first}-{last}: "
                 + ", ".join(f"{n} {status}" for status, n in sorted(tally.items()))
             )
-        if result.internal is not None and self.stopped is None:
-            self.stopped = result.internal
+        if self.stopped is None and (result.internal or result.stop) is not None:
+            self.stopped = result.internal or result.stop
             self.stop.set()
-        if result.stop is not None and self.stopped is None:
-            self.stopped = result.stop
-            self.stop.set()
-            self.run.log(f"stopping: {result.stop}")
+            if result.internal is None:
+                self.run.log(f"stopping: {result.stop}")
         self._flush_report()
 
     def _suppress(self, numbers: list[tuple[str, str]]) -> None:

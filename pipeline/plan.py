@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pipeline import bounds
@@ -43,7 +43,11 @@ def make_plan(
     for contacts in source.batches:
         batch = [preparer.prepare(contact) for contact in contacts]
         bounds.CLOCK.rest()  # rendered: the render timer stops ticking while they wait
-        entries = lookup_entries(journal, batch)
+        # Also the rows today's template fails on: an earlier run may have sent them.
+        numbers = [
+            r.number for r in batch if r.status is None or (r.status is Status.INVALID and r.number)
+        ]
+        entries = journal.lookup(numbers) if numbers else {}
         for row in batch:
             entry = entries.get(row.number)
             if row.status is None:
@@ -59,20 +63,22 @@ def make_plan(
 
 
 def _decide(row: Row, entry: Entry | None, options: RunOptions) -> None:
-    """Settle what the journal says is done; the rest stays to send."""
+    """Settle what the journal says is done, unless a flag asks to try again."""
     if entry is None:
         return
     row.delivery, row.delivery_code = entry.delivery, entry.delivery_code
-    skipped = journal_outcome(entry, options)
-    if skipped is not None:
-        row.settle(skipped)
-        if skipped.status is Status.ALREADY_SENT:
-            show_sent(row, entry)  # the text that went out, not today's render
+    if entry.state is State.SENT:
+        row.settle(Outcome(Status.ALREADY_SENT, "", entry.message_id, entry.campaign_id))
+        show_sent(row, entry)
+    elif entry.state is State.FAILED and not options.retry_failed:
+        row.settle(Outcome(Status.FAILED, f"{entry.error} (in an earlier run; --retry-failed)"))
+    elif entry.state in (State.UNKNOWN, State.INFLIGHT) and not options.resend_unknown:
+        row.settle(Outcome(Status.UNKNOWN, entry.error or "outcome unknown from an earlier run"))
 
 
 def _sent_before(row: Row, entry: Entry | None) -> None:
     """A row today's template fails on (or makes too long) that an earlier run sent: the
-    report says it went out, and what went out, rather than `invalid`."""
+    report says what went out, not `invalid`."""
     if entry is None or entry.state is not State.SENT:
         return
     why = row.error
@@ -82,30 +88,14 @@ def _sent_before(row: Row, entry: Entry | None) -> None:
     row.error = f"sent in an earlier run; today's template fails on this row ({why})"
 
 
-def journal_outcome(entry: Entry | None, options: RunOptions) -> Outcome | None:
-    """The final word the journal already has for a row, unless a flag asks to try again."""
-    if entry is None:
-        return None
-    if entry.state is State.SENT:
-        return Outcome(Status.ALREADY_SENT, "", entry.message_id, entry.campaign_id)
-    if entry.state is State.FAILED and not options.retry_failed:
-        return Outcome(Status.FAILED, f"{entry.error} (in an earlier run; --retry-failed)")
-    if entry.state in (State.UNKNOWN, State.INFLIGHT) and not options.resend_unknown:
-        return Outcome(Status.UNKNOWN, entry.error or "outcome unknown from an earlier run")
-    return None
-
-
 # An already_sent row's error: its text cell is not what today's template renders.
 TEXT_CHANGED = "the text sent differs from today's template; this is the text that was sent"
 TEXT_NOT_KEPT = "the journal does not hold the text that was sent; this is today's render"
 
 
 def show_sent(row: Row, entry: Entry) -> None:
-    """Make an already_sent row show what went out: the journal's text and its pages.
-
-    The report is the record of what recipients got; today's render of an edited template
-    would misstate it. A journal row without its text keeps today's render, and says so.
-    """
+    """An already_sent row shows the journal's text and pages: the report records what
+    recipients got, which today's render of an edited template would misstate."""
     if entry.text == row.text:
         return
     if not entry.text:
@@ -114,14 +104,3 @@ def show_sent(row: Row, entry: Entry) -> None:
     pages = count_pages(entry.text)
     row.text, row.pages, row.encoding = entry.text, pages.pages, pages.encoding
     row.error = TEXT_CHANGED
-
-
-def lookup_entries(journal: Journal, rows: Sequence[Row]) -> dict[str, Entry]:
-    """The journal's entries for the rows still to decide, and for the rows today's template
-    fails on (an earlier run may have sent them: the report must say so)."""
-    numbers = [
-        row.number
-        for row in rows
-        if row.status is None or (row.status is Status.INVALID and row.number)
-    ]
-    return journal.lookup(numbers) if numbers else {}

@@ -88,15 +88,23 @@ def run(
             # its WAL at the end (up to busy_timeout), where a SIGTERM would otherwise raise
             # KeyboardInterrupt and say "nothing was sent" after a whole run.
             stack.enter_context(_stop_on_signals(stop))
-        journal = _open_journal(stack, config, campaign.journal_key, readonly=options.dry_run)
+            stack.enter_context(hold_lock(config.journal.path))  # exit 4 if held
+        path, key, provider = config.journal.path, campaign.journal_key, config.provider
+        journal = stack.enter_context(Journal.open(path, key, readonly=options.dry_run))
         sender: Sender | None = None
-        if not options.dry_run or config.provider.sandbox:
-            client = stack.enter_context(_open_client(config, transport))
+        if not options.dry_run or provider.sandbox:
+            if transport is None and provider.sandbox:  # in-process: nothing leaves the machine
+                transport = httpx.MockTransport(shipped_sandbox(config.token).handle)
+            client = http_client(provider.concurrency, provider.timeout, transport)
+            settings = SenderSettings(
+                provider.base_url, config.token, provider.line_number, provider.timeout,
+                provider.max_attempts,
+            )  # fmt: skip
             fixed = timing.send_at
             sender = Sender(
-                client,
-                _sender_settings(config),
-                throttle=Throttle(config.provider.rate_limit, sleep=stop.wait),
+                stack.enter_context(client),
+                settings,
+                throttle=Throttle(provider.rate_limit, sleep=stop.wait),
                 stop=stop,
                 sleep=sleep or stop.wait,
                 send_at=(lambda: fixed) if fixed is not None else clock,
@@ -116,9 +124,9 @@ def run(
         if verdict.send and timing.reason:
             log(timing.reason)
         stage = Pass(config, options, journal, sender, stop, clock, log, progress, detail)
-        settled = settle_plan(campaign, plan, verdict, stage)
+        tally = settle_plan(campaign, plan, verdict, stage)
 
-    report = settled.report
+    report = tally.report
     return RunResult(
         report_path=campaign.report_path,
         counts=report.counts,
@@ -128,42 +136,17 @@ def run(
         sandbox=config.provider.sandbox,
         dry_run=options.dry_run,
         recovered=journal.recovered,
-        page_mismatches=settled.page_mismatches,
-        stopped=settled.stopped,
-        cost_rials=settled.cost if verdict.account is not None else None,
+        page_mismatches=tally.page_mismatches,
+        stopped=tally.stopped,
+        cost_rials=tally.cost if verdict.account is not None else None,
         credit_rials=verdict.account.credit if verdict.account is not None else None,
         attention_path=report.attention_path,
-        held=settled.hold if not timing.stale else "",
-        suppressed_added=settled.suppressed_added,
-        blacklisted_unlisted=settled.blacklisted_unlisted,
-        preview=list(settled.preview),
+        held=tally.hold if not timing.stale else "",
+        suppressed_added=tally.suppressed_added,
+        blacklisted_unlisted=tally.blacklisted_unlisted,
+        preview=tally.preview,
         deliveries=deliveries,
     )
-
-
-def _open_journal(stack: ExitStack, config: Config, key: str, *, readonly: bool) -> Journal:
-    """The journal, read-only for a dry run; otherwise behind the lock (exit 4 if held)."""
-    if readonly:
-        return stack.enter_context(Journal.open(config.journal.path, key, readonly=True))
-    stack.enter_context(hold_lock(config.journal.path))
-    return stack.enter_context(Journal.open(config.journal.path, key))
-
-
-def _sender_settings(config: Config) -> SenderSettings:
-    provider = config.provider
-    return SenderSettings(
-        provider.base_url, config.token, provider.line_number, provider.timeout,
-        provider.max_attempts,
-    )  # fmt: skip
-
-
-@contextmanager
-def _open_client(config: Config, transport: httpx.BaseTransport | None) -> Iterator[httpx.Client]:
-    """One client for the run; the sandbox answers in-process, so nothing leaves the machine."""
-    if transport is None and config.provider.sandbox:
-        transport = httpx.MockTransport(shipped_sandbox(config.token).handle)
-    with http_client(config.provider.concurrency, config.provider.timeout, transport) as client:
-        yield client
 
 
 # Ctrl-C; a cron timeout, a deploy, systemd; the terminal or the ssh session closed.
@@ -172,9 +155,8 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 @contextmanager
 def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGINT / SIGTERM / SIGHUP ask for a clean stop: in-flight requests finish and are
-    recorded. A signal ignored when the run started stays ignored: `nohup` ignores SIGHUP so
-    that the run outlives the terminal, a shell script's `&` job ignores SIGINT."""
+    """A clean stop: in-flight requests finish and are recorded. A signal ignored when the run
+    started stays ignored (`nohup` ignores SIGHUP, a shell script's `&` job SIGINT)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return

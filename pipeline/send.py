@@ -78,15 +78,13 @@ class Sender:
         self._stop = stop
         self._halted = threading.Event()  # a fatal answer or a crash: start no other chunk
         self._doubt = Doubt()
-        self._sleep = sleep
         self._send_at = send_at
-        # Retries _SafeToRetry with backoff or Retry-After; shared by the threads (tenacity
-        # keeps a call's state in a RetryCallState and a threading.local).
+        # Shared by the threads: tenacity keeps a call's state in a RetryCallState.
         self._retrying = Retrying(
             stop=stop_after_attempt(settings.max_attempts) | stop_when_event_set(stop),
             wait=_wait_retry_after,
             retry=retry_if_exception_type(_SafeToRetry),
-            sleep=self._sleep,  # type: ignore[arg-type]  # Event.wait in a run: Ctrl-C wakes it
+            sleep=sleep,  # type: ignore[arg-type]  # Event.wait in a run: Ctrl-C wakes it
             reraise=True,
         )
         self._urls: dict[str, httpx.URL] = {}
@@ -108,7 +106,7 @@ class Sender:
         return result
 
     def halt(self) -> None:
-        """Start no other chunk (a chunk already posting finishes)."""
+        """Start no other chunk (one already posting finishes)."""
         self._halted.set()
 
     def _stopping(self) -> bool:
@@ -128,12 +126,11 @@ class Sender:
             try:
                 reply = self._post_with_retries(messages, by_key, pages, result)
             except _SafeToRetry as exc:
-                reason = exc.reason
                 if self._stop.is_set():
                     _settle_all(result, messages, Status.PENDING, "the run was interrupted")
                     return
-                _settle_all(result, messages, Status.PENDING, f"not accepted: {reason}")
-                result.stop = self._unreachable(reason)
+                _settle_all(result, messages, Status.PENDING, f"not accepted: {exc.reason}")
+                result.stop = self._unreachable(exc.reason)
                 return
             storm = answered(in_doubt(reply)) >= STORM
             if storm:
@@ -220,11 +217,12 @@ class Sender:
         return found
 
     def get_deliveries(self, message_ids: Sequence[str]) -> dict[str, int]:
-        """GetDeliveries: DeliveryType by message ID, for the items the provider looked up;
-        retried freely. A top-level MessageID_Invalid answers nothing: asked again next call."""
+        """DeliveryType by message ID, for the items looked up (retried freely). A top-level
+        MessageID_Invalid answers nothing: asked again next call."""
         if not message_ids:
             return {}
-        body = _form({"ListMessageID": ",".join(message_ids)})
+        # Commas stay literal, as the provider's samples send `ListMessageID`.
+        body = urlencode({"ListMessageID": ",".join(message_ids)}, safe=",").encode("ascii")
         found = self._query("GetDeliveries", body, amoot.read_deliveries)
         if isinstance(found, amoot.SendReply):
             if found.kind is Kind.RECIPIENT:
@@ -236,8 +234,7 @@ class Sender:
     def _query(
         self, method: str, body: bytes, read: Callable[[bytes], _T | amoot.SendReply]
     ) -> _T | amoot.SendReply:
-        """A read-only call, retried freely: the value read, or the final answer that is not
-        retryable; a provider that stays unreachable raises ProviderFatal."""
+        """A read-only call, retried freely; ProviderFatal when the provider stays unreachable."""
 
         def attempt() -> _T | amoot.SendReply:
             answer = self._post(method, body, _FORM, idempotent=True)
@@ -341,20 +338,12 @@ def _fatal(title: str) -> ProviderFatal:
     )
 
 
-def _form(fields: dict[str, str]) -> bytes:
-    """A form body; commas stay literal, as the provider's samples send `ListMessageID`."""
-    return urlencode(fields, safe=",").encode("ascii")
-
-
 def _retry_after(value: str | None) -> float | None:
     """Seconds from a Retry-After header (delta-seconds; an HTTP date falls back to backoff)."""
-    if value is None:
-        return None
     try:
-        seconds = float(value.strip())
+        return None if value is None else max(float(value.strip()), 0.0)
     except ValueError:
         return None
-    return max(seconds, 0.0)
 
 
 _backoff = wait_exponential_jitter(initial=1, max=60, jitter=1)

@@ -21,11 +21,8 @@ _fields_of = operator.attrgetter(*(f.name for f in dataclasses.fields(Row)))
 
 
 class Spool:
-    """Batches of rows in an anonymous file (0600, gone when closed, also on a crash).
-
-    Only this process reads what it wrote, so pickle is safe here. `folder` None: the
-    system's temporary folder (a dry run, which creates nothing beside the journal).
-    """
+    """Batches of rows in an anonymous file (0600, gone when closed, also on a crash); only
+    this process reads what it wrote, so pickle is safe. `folder` None: the temporary folder."""
 
     def __init__(self, folder: Path | None) -> None:
         if folder is None:
@@ -48,11 +45,8 @@ class Spool:
             raise self._full(exc) from exc
 
     def batches(self) -> Iterator[list[Row]]:
-        """Every batch written, in order; the file is closed (and gone) at the end.
-
-        What is still buffered is written now, not when the reading starts, so a full disk
-        is met before anything is sent.
-        """
+        """Every batch written, in order, then the file is gone. The seek writes what is still
+        buffered now, so a full disk is met before anything is sent."""
         try:
             self._file.seek(0)
         except OSError as exc:

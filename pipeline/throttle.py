@@ -8,13 +8,9 @@ from collections.abc import Callable
 
 
 class Throttle:
-    """Spaces request starts at least 1/rate apart and holds everyone back after a "slow down".
-
-    A 429 or 503 for one request means the provider is overrun, not that one request was
-    unlucky: `pause(seconds)` makes every worker wait, so the whole run slows down.
-    `sleep` is injectable (tests pass a fake clock's sleep); it returns True when the run was
-    asked to stop, so a waiting worker wakes at once on Ctrl-C.
-    """
+    """Spaces request starts at least 1/rate apart. A 429 or 503 means the provider is
+    overrun, so `pause` holds every worker back. `sleep` returns True when the run is asked to
+    stop, so a waiting worker wakes at once on Ctrl-C."""
 
     def __init__(
         self,
