@@ -15,11 +15,8 @@ from enum import StrEnum
 from typing import NamedTuple
 
 from pipeline.clock import Clock
-from pipeline.config import Config
 from pipeline.errors import ProviderFatal
 from pipeline.journal import Journal
-from pipeline.preflight import Verdict
-from pipeline.send import Sender
 from pipeline.suppression import Suppression
 
 BATCH_SIZE = 100  # message IDs per GetDeliveries; the provider documents no maximum (§5.2)
@@ -146,25 +143,3 @@ def check_deliveries(
 
     counts = Counter({d: n for d, n in journal.delivery_counts().items() if d})
     return DeliveryReport(checked, counts, added, stopped, len(waiting) - closed)
-
-
-def look_up_deliveries(
-    config: Config,
-    journal: Journal,
-    sender: Sender,
-    suppression: Suppression | None,
-    *,
-    clock: Clock,
-    stop: threading.Event,
-) -> tuple[DeliveryReport, Verdict]:
-    """--deliveries: what the provider says of the sent rows; every row is then held back."""
-    report = check_deliveries(
-        journal,
-        sender.get_deliveries,
-        # Sandbox verdicts are not real: they never touch the real suppression list.
-        suppression=None if config.provider.sandbox else suppression,
-        clock=clock,
-        stop=stop,
-    )
-    held = "not sent: --deliveries only looks up delivery reports"
-    return report, Verdict(False, held, report.stopped)

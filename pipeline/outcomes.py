@@ -37,6 +37,20 @@ class Progress(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class Settled:
+    """What the pass did: the report's tallies and what the summary says besides."""
+
+    report: ReportWriter
+    stopped: PipelineError | None
+    cost: int  # rials, at AccountStatus prices: sent (dry run: would be sent)
+    page_mismatches: int
+    suppressed_added: int
+    blacklisted_unlisted: int  # rejected numbers with no suppression list to keep them in
+    preview: tuple[Row, ...]
+    hold: str  # why the rows to send were held back (the window may close mid-run)
+
+
+@dataclass(frozen=True, slots=True)
 class Pass:
     """What the sending pass works with, besides the plan and the verdict."""
 
@@ -51,7 +65,7 @@ class Pass:
     detail: Log | None  # --verbose: one line per answered request
 
 
-def settle_plan(campaign: Campaign, plan: Plan, verdict: Verdict, run: Pass) -> Tally:
+def settle_plan(campaign: Campaign, plan: Plan, verdict: Verdict, run: Pass) -> Settled:
     """Every planned row into the report, in order: sent when the verdict allows, else held.
     An error before the first request is raised as it is; after it, as StoppedMidRun."""
     try:
@@ -59,7 +73,7 @@ def settle_plan(campaign: Campaign, plan: Plan, verdict: Verdict, run: Pass) -> 
     except OSError as exc:
         raise report_trouble(exc) from exc
     with report:
-        rows = Tally(run, verdict, report, campaign.suppression)
+        rows = _Rows(run, verdict, report, campaign.suppression)
         if verdict.send and run.progress is not None:
             run.progress.start(plan.rows)
         try:
@@ -80,18 +94,17 @@ def settle_plan(campaign: Campaign, plan: Plan, verdict: Verdict, run: Pass) -> 
         report.close()  # a write that failed, on the way or now, ends the run here
         if report.error is not None:
             raise report_failed(report.error, posted=rows.posted, stopped=bool(rows.unsent_by_stop))
-    return rows
+    return rows.settled()
 
 
-class Tally:
-    """The pass's per-row decisions, the journal around each request (main thread), and the
-    tallies the summary reads."""
+class _Rows:
+    """The per-row decisions of the pass, and the journal around each request (main thread)."""
 
     def __init__(
         self, run: Pass, verdict: Verdict, report: ReportWriter, suppression: Suppression | None
     ) -> None:
         self.run, self.report, self.stop, self.suppression = run, report, run.stop, suppression
-        self.hold = verdict.hold  # why the rows to send are held back (set if the window closes)
+        self.hold = verdict.hold
         self.stopped = verdict.stopped
         self.account = verdict.account
         window = run.config.schedule.window
@@ -112,10 +125,16 @@ class Tally:
         self.unrecorded: list[tuple[str, Outcome]] = []  # answers the journal has not yet
         self.posted = False  # a request was handed to the sender: errors now are mid-run
         self.unsent_by_stop = 0  # rows left pending because the run was asked to stop
-        self.page_mismatches = self.cost = 0  # rials at AccountStatus prices (dry run: would be)
+        self.page_mismatches = self.cost = 0
         self.prices: dict[str, int] = {}  # rials per page, by encoding
-        self.suppressed_added = self.blacklisted_unlisted = 0  # unlisted: no suppression list
+        self.suppressed_added = self.blacklisted_unlisted = 0
         self.preview: list[Row] = []
+
+    def settled(self) -> Settled:
+        return Settled(
+            self.report, self.stopped, self.cost, self.page_mismatches, self.suppressed_added,
+            self.blacklisted_unlisted, tuple(self.preview), self.hold,
+        )  # fmt: skip
 
     def take(self, rows: Sequence[Row]) -> None:
         for row in rows:

@@ -18,7 +18,7 @@ from pipeline.bounds import time_limit
 from pipeline.campaign import open_campaign
 from pipeline.clock import Clock, utc_now
 from pipeline.config import Config
-from pipeline.deliveries import DeliveryReport, look_up_deliveries
+from pipeline.deliveries import DeliveryReport, check_deliveries
 from pipeline.dispatch import http_client
 from pipeline.errors import PipelineError
 from pipeline.journal import Journal
@@ -26,7 +26,7 @@ from pipeline.lock import hold_lock
 from pipeline.models import Row, RunOptions, Status
 from pipeline.outcomes import Log, Pass, Progress, settle_plan
 from pipeline.plan import make_plan
-from pipeline.preflight import check
+from pipeline.preflight import Verdict, check
 from pipeline.sandbox import shipped_sandbox
 from pipeline.send import Sender, SenderSettings
 from pipeline.spool import Spool
@@ -112,9 +112,13 @@ def run(
         deliveries = verdict = None
         if options.deliveries:  # before the plan, so the report shows what it learnt
             assert sender is not None
-            deliveries, verdict = look_up_deliveries(
-                config, journal, sender, campaign.suppression, clock=clock, stop=stop
+            # Sandbox verdicts are not real: they never touch the real suppression list.
+            listed = None if provider.sandbox else campaign.suppression
+            deliveries = check_deliveries(
+                journal, sender.get_deliveries, suppression=listed, clock=clock, stop=stop
             )
+            held = "not sent: --deliveries only looks up delivery reports"
+            verdict = Verdict(False, held, deliveries.stopped)
 
         # A dry run spools in the temporary folder: it creates nothing beside the journal.
         spool = Spool(None if options.dry_run else config.journal.path.parent)
@@ -124,9 +128,9 @@ def run(
         if verdict.send and timing.reason:
             log(timing.reason)
         stage = Pass(config, options, journal, sender, stop, clock, log, progress, detail)
-        tally = settle_plan(campaign, plan, verdict, stage)
+        settled = settle_plan(campaign, plan, verdict, stage)
 
-    report = tally.report
+    report = settled.report
     return RunResult(
         report_path=campaign.report_path,
         counts=report.counts,
@@ -136,15 +140,15 @@ def run(
         sandbox=config.provider.sandbox,
         dry_run=options.dry_run,
         recovered=journal.recovered,
-        page_mismatches=tally.page_mismatches,
-        stopped=tally.stopped,
-        cost_rials=tally.cost if verdict.account is not None else None,
+        page_mismatches=settled.page_mismatches,
+        stopped=settled.stopped,
+        cost_rials=settled.cost if verdict.account is not None else None,
         credit_rials=verdict.account.credit if verdict.account is not None else None,
         attention_path=report.attention_path,
-        held=tally.hold if not timing.stale else "",
-        suppressed_added=tally.suppressed_added,
-        blacklisted_unlisted=tally.blacklisted_unlisted,
-        preview=tally.preview,
+        held=settled.hold if not timing.stale else "",
+        suppressed_added=settled.suppressed_added,
+        blacklisted_unlisted=settled.blacklisted_unlisted,
+        preview=list(settled.preview),
         deliveries=deliveries,
     )
 
