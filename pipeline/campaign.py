@@ -47,8 +47,18 @@ def open_campaign(config: Config, clock: Clock) -> Campaign:
         suppression=suppression,
         normalise=config.contacts.normalise_text,
     )
+    settings = config.schedule
+    timing = schedule.decide(
+        clock(),
+        send_at=schedule.parse_send_at(settings.send_at),
+        window=schedule.parse_window(settings.window) if settings.window else None,
+        max_lateness=(
+            schedule.parse_duration(settings.max_lateness) if settings.max_lateness else None
+        ),
+        outside_window=settings.outside_window,
+    )
     key = f"sandbox:{config.campaign}" if config.provider.sandbox else config.campaign
-    return Campaign(report_path, source, preparer, suppression, _timing(config, clock), key)
+    return Campaign(report_path, source, preparer, suppression, timing, key)
 
 
 def _report_path(config: Config, clock: Clock) -> Path:
@@ -62,7 +72,19 @@ def _report_path(config: Config, clock: Clock) -> Path:
     def shown(written: Path) -> str:  # as configured: a symlink is named, not its target
         return str(written.relative_to(base)) if written.is_relative_to(base) else str(written)
 
-    kept = _kept_files(config)
+    journal = config.journal.path
+    read = (
+        (config.contacts.path, "the contacts file (contacts.path)"),
+        (config.suppression.path, "the suppression list (suppression.path)"),
+        (config.template.path, "the template (template.path)"),
+    )
+    kept = [  # the files a run reads or keeps, as the message names them
+        (config.source, "the config file itself"),
+        (journal, "the journal (journal.path)"),
+        (lock_path(journal), "the journal's lock file"),
+        *((journal.with_name(journal.name + end), "a file of the journal") for end in _SQLITE),
+        *((path, name) for path, name in read if path is not None),
+    ]
     where = f"{_shown(config, config.source)}: report.path: {shown(path)}"
     fix = "Fix: give the report a file of its own, such as reports/{campaign}-{started}.csv"
     attention = attention_file(path)
@@ -80,23 +102,6 @@ def _report_path(config: Config, clock: Clock) -> Path:
             if _same_file(written, other):
                 raise ConfigError(f"{said} is {name}: the run would overwrite it. {fixed}.")
     return path
-
-
-def _kept_files(config: Config) -> list[tuple[Path, str]]:
-    """The files a run reads or keeps, with how the message names them."""
-    journal = config.journal.path
-    read = (
-        (config.contacts.path, "the contacts file (contacts.path)"),
-        (config.suppression.path, "the suppression list (suppression.path)"),
-        (config.template.path, "the template (template.path)"),
-    )
-    return [
-        (config.source, "the config file itself"),
-        (journal, "the journal (journal.path)"),
-        (lock_path(journal), "the journal's lock file"),
-        *((journal.with_name(journal.name + end), "a file of the journal") for end in _SQLITE),
-        *((path, name) for path, name in read if path is not None),
-    ]
 
 
 _SQLITE = ("-wal", "-shm", "-journal")  # the files SQLite keeps beside a database
@@ -157,19 +162,6 @@ def _templates(
         filters=FILTERS,
         globals=globals_,
         written=(report_path, attention_file(report_path)),
-    )
-
-
-def _timing(config: Config, clock: Clock) -> schedule.Decision:
-    settings = config.schedule
-    return schedule.decide(
-        clock(),
-        send_at=schedule.parse_send_at(settings.send_at),
-        window=schedule.parse_window(settings.window) if settings.window else None,
-        max_lateness=(
-            schedule.parse_duration(settings.max_lateness) if settings.max_lateness else None
-        ),
-        outside_window=settings.outside_window,
     )
 
 

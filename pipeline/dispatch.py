@@ -8,7 +8,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 import httpx
 
 from pipeline.errors import InternalFailure
-from pipeline.models import Message, Outcome, Status
+from pipeline.models import Message, Status
 from pipeline.send import ChunkResult, Sender
 from pipeline.transport import DeadlineTransport
 
@@ -25,13 +25,11 @@ class Dispatcher:
         before_post: Callable[[Sequence[Message]], None],
         after_answer: Callable[[Sequence[Message], ChunkResult], None],
     ) -> None:
-        self._sender = sender
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="send")
         # A thread that finishes a request starts a queued one at once, not when the main thread
         # comes round (a queued chunk is marked in flight: a kill may leave it `unknown` too).
         self._limit = concurrency * 2
-        self._before_post = before_post
-        self._after_answer = after_answer
+        self._sender, self._before_post, self._after_answer = sender, before_post, after_answer
         self._inflight: dict[Future[ChunkResult], Sequence[Message]] = {}
 
     def submit(self, messages: Sequence[Message], pages: dict[int, int]) -> None:
@@ -65,23 +63,17 @@ class Dispatcher:
             messages = self._inflight.pop(future)
             try:
                 result = future.result()
-            except Exception as exc:
-                result = _crashed(messages, exc)
+            except Exception as exc:  # a bug in a sender thread: the run stops (exit 1)
+                name = type(exc).__name__
+                result = ChunkResult(
+                    internal=InternalFailure(
+                        f"internal error in a sender thread ({name}: {exc}); the rows of that "
+                        "request are `unknown`, nothing else was lost. Please report this bug."
+                    )
+                )
+                why = f"an internal error while sending ({name}): it may have gone out"
+                result.settle(messages, Status.UNKNOWN, why)
             self._after_answer(messages, result)
-
-
-def _crashed(messages: Sequence[Message], exc: Exception) -> ChunkResult:
-    """A bug in a sender thread: its rows may have gone out; the run stops (exit 1)."""
-    name = type(exc).__name__
-    why = f"an internal error while sending ({name}): it may have gone out"
-    outcome = Outcome(Status.UNKNOWN, why)
-    return ChunkResult(
-        outcomes={m.row: outcome for m in messages},
-        internal=InternalFailure(
-            f"internal error in a sender thread ({name}: {exc}); the rows of that request are "
-            "`unknown`, nothing else was lost. Please report this bug."
-        ),
-    )
 
 
 def http_client(

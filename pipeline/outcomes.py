@@ -104,9 +104,7 @@ class _Rows:
         self, run: Pass, verdict: Verdict, report: ReportWriter, suppression: Suppression | None
     ) -> None:
         self.run, self.report, self.stop, self.suppression = run, report, run.stop, suppression
-        self.hold = verdict.hold
-        self.stopped = verdict.stopped
-        self.account = verdict.account
+        self.hold, self.stopped, self.account = verdict.hold, verdict.stopped, verdict.account
         window = run.config.schedule.window
         self.window = schedule.parse_window(window) if window else None
         self.dispatcher: Dispatcher | None = None
@@ -125,9 +123,8 @@ class _Rows:
         self.unrecorded: list[tuple[str, Outcome]] = []  # answers the journal has not yet
         self.posted = False  # a request was handed to the sender: errors now are mid-run
         self.unsent_by_stop = 0  # rows left pending because the run was asked to stop
-        self.page_mismatches = self.cost = 0
         self.prices: dict[str, int] = {}  # rials per page, by encoding
-        self.suppressed_added = self.blacklisted_unlisted = 0
+        self.page_mismatches = self.cost = self.suppressed_added = self.blacklisted_unlisted = 0
         self.preview: list[Row] = []
 
     def settled(self) -> Settled:
@@ -283,11 +280,8 @@ class _Rows:
         self.page_mismatches += result.page_mismatches
         if self.run.detail is not None:
             tally = Counter(outcome.status.value for _, outcome in recorded)
-            first, last = messages[0].row, messages[-1].row
-            self.run.detail(
-                f"rows {first}-{last}: "
-                + ", ".join(f"{n} {status}" for status, n in sorted(tally.items()))
-            )
+            counts = ", ".join(f"{n} {status}" for status, n in sorted(tally.items()))
+            self.run.detail(f"rows {messages[0].row}-{messages[-1].row}: {counts}")
         if self.stopped is None and (result.internal or result.stop) is not None:
             self.stopped = result.internal or result.stop
             self.stop.set()

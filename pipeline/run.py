@@ -25,11 +25,10 @@ from pipeline.journal import Journal
 from pipeline.lock import hold_lock
 from pipeline.models import Row, RunOptions, Status
 from pipeline.outcomes import Log, Pass, Progress, settle_plan
-from pipeline.plan import make_plan
+from pipeline.plan import Spool, make_plan
 from pipeline.preflight import Verdict, check
 from pipeline.sandbox import shipped_sandbox
 from pipeline.send import Sender, SenderSettings
-from pipeline.spool import Spool
 from pipeline.throttle import Throttle
 
 __all__ = ["Progress", "RunResult", "run"]

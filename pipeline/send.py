@@ -28,6 +28,10 @@ from pipeline.models import Message, Outcome, Status
 from pipeline.throttle import Throttle
 
 MAX_RETRY_AFTER = 300.0  # seconds: a Retry-After longer than this is treated as "stop for now"
+_JSON = "application/json; charset=utf-8"
+_FORM = "application/x-www-form-urlencoded"
+_T = TypeVar("_T")
+_backoff = wait_exponential_jitter(initial=1, max=60, jitter=1)
 
 
 @dataclass(slots=True)
@@ -39,6 +43,11 @@ class ChunkResult:
     stop: ProviderFatal | None = None
     page_mismatches: int = 0
     internal: PipelineError | None = None  # a sender thread crashed (see Dispatcher._settle)
+
+    def settle(self, messages: Sequence[Message], status: Status, why: str) -> None:
+        outcome = Outcome(status, why)
+        for m in messages:
+            self.outcomes[m.row] = outcome
 
 
 class _SafeToRetry(Exception):
@@ -72,13 +81,10 @@ class Sender:
         sleep: Callable[[float], object],
         send_at: Callable[[], datetime],
     ) -> None:
-        self._client = client
-        self._settings = settings
-        self._throttle = throttle
-        self._stop = stop
+        self._client, self._settings, self._throttle = client, settings, throttle
+        self._stop, self._send_at = stop, send_at
         self._halted = threading.Event()  # a fatal answer or a crash: start no other chunk
         self._doubt = Doubt()
-        self._send_at = send_at
         # Shared by the threads: tenacity keeps a call's state in a RetryCallState.
         self._retrying = Retrying(
             stop=stop_after_attempt(settings.max_attempts) | stop_when_event_set(stop),
@@ -118,18 +124,17 @@ class Sender:
         # After an ambiguous answer, this waits for the requests on their way (see doubt.py).
         with self._doubt.turn(give_up=self._stopping) as answered:
             if self._stopping() or result.stop is not None:
-                _settle_all(
-                    result, messages, Status.PENDING, "the run stopped before this was sent"
-                )
+                result.settle(messages, Status.PENDING, "the run stopped before this was sent")
                 return
             by_key = {amoot.last10(m.number): m for m in messages}  # as answers name them
+            local_pages = {key: pages.get(m.row, 0) for key, m in by_key.items()}
             try:
-                reply = self._post_with_retries(messages, by_key, pages, result)
+                reply = self._post_with_retries(messages, local_pages, result)
             except _SafeToRetry as exc:
                 if self._stop.is_set():
-                    _settle_all(result, messages, Status.PENDING, "the run was interrupted")
+                    result.settle(messages, Status.PENDING, "the run was interrupted")
                     return
-                _settle_all(result, messages, Status.PENDING, f"not accepted: {exc.reason}")
+                result.settle(messages, Status.PENDING, f"not accepted: {exc.reason}")
                 result.stop = self._unreachable(exc.reason)
                 return
             storm = answered(in_doubt(reply)) >= STORM
@@ -165,12 +170,12 @@ class Sender:
             result.outcomes[messages[0].row] = Outcome(Status.FAILED, reply.title)
         elif reply.kind is Kind.RETRY:
             # amoot-api.md: a generic Failed is retried once or twice, then counts per row.
-            _settle_all(result, messages, Status.FAILED, reply.title)
+            result.settle(messages, Status.FAILED, reply.title)
         elif reply.kind is Kind.FATAL:
-            _settle_all(result, messages, Status.PENDING, amoot.describe(reply.title))
+            result.settle(messages, Status.PENDING, amoot.describe(reply.title))
             result.stop = _fatal(reply.title)
         else:  # AMBIGUOUS: it may have gone out; never send it again automatically
-            _settle_all(result, messages, Status.UNKNOWN, reply.title)
+            result.settle(messages, Status.UNKNOWN, reply.title)
             if reply.unknown_title:
                 result.stop = ProviderFatal(
                     reply.title,
@@ -180,14 +185,9 @@ class Sender:
                 )
 
     def _post_with_retries(
-        self,
-        messages: list[Message],
-        by_key: dict[str, Message],
-        pages: dict[int, int],
-        result: ChunkResult,
+        self, messages: list[Message], local_pages: dict[str, int], result: ChunkResult
     ) -> amoot.SendReply:
         failed_seen = 0
-        local_pages = {key: pages.get(m.row, 0) for key, m in by_key.items()}
 
         def attempt() -> amoot.SendReply:
             nonlocal failed_seen
@@ -317,19 +317,6 @@ class Sender:
         return response
 
 
-_T = TypeVar("_T")
-
-
-def _settle_all(result: ChunkResult, messages: Sequence[Message], status: Status, why: str) -> None:
-    outcome = Outcome(status, why)
-    for m in messages:
-        result.outcomes[m.row] = outcome
-
-
-_JSON = "application/json; charset=utf-8"
-_FORM = "application/x-www-form-urlencoded"
-
-
 def _fatal(title: str) -> ProviderFatal:
     return ProviderFatal(
         title,
@@ -344,9 +331,6 @@ def _retry_after(value: str | None) -> float | None:
         return None if value is None else max(float(value.strip()), 0.0)
     except ValueError:
         return None
-
-
-_backoff = wait_exponential_jitter(initial=1, max=60, jitter=1)
 
 
 def _wait_retry_after(state: RetryCallState) -> float:

@@ -12,32 +12,22 @@ class Throttle:
     overrun, so `pause` holds every worker back. `sleep` returns True when the run is asked to
     stop, so a waiting worker wakes at once on Ctrl-C."""
 
-    def __init__(
-        self,
-        rate_limit: float | None,
-        *,
-        sleep: Callable[[float], bool],
-        monotonic: Callable[[], float] = time.monotonic,
-    ) -> None:
+    def __init__(self, rate_limit: float | None, *, sleep: Callable[[float], bool]) -> None:
         self._interval = 1.0 / rate_limit if rate_limit else 0.0
         self._sleep = sleep
-        self._monotonic = monotonic
         self._lock = threading.Lock()
-        self._next_start = 0.0
-        self._paused_until = 0.0
+        self._next_start = self._paused_until = 0.0
 
     def acquire(self) -> bool:
         """Wait for this worker's turn to post; False when the run is stopping instead."""
         with self._lock:
-            now = self._monotonic()
+            now = time.monotonic()
             start = max(now, self._next_start, self._paused_until)
             self._next_start = start + self._interval
         delay = start - now
-        if delay > 0:
-            return not self._sleep(delay)
-        return True
+        return delay <= 0 or not self._sleep(delay)
 
     def pause(self, seconds: float) -> None:
         """Hold every worker back for `seconds` from now (a 429 / 503 / Retry-After)."""
         with self._lock:
-            self._paused_until = max(self._paused_until, self._monotonic() + seconds)
+            self._paused_until = max(self._paused_until, time.monotonic() + seconds)
