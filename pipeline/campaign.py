@@ -28,8 +28,7 @@ class Campaign:
     preparer: Preparer
     suppression: Suppression | None
     timing: schedule.Decision
-    # Sandbox "sends" are journalled apart: switching the same campaign to live sending
-    # must not find its numbers already sent.
+    # Sandbox "sends" are journalled apart: going live must not find its numbers already sent.
     journal_key: str
 
 

@@ -1,9 +1,7 @@
 """Delivery reports (--deliveries): DeliveryType codes to classes, and the lookup loop.
 
-Names follow amoot-api.md §4 (from client code: the provider documents only 1, 2 and 35). An
-answer item's `Status` reports the lookup, not the delivery: one that is not `Success`
-(MessageID_Invalid just after sending) is asked about again, as is a class not final.
-"""
+Names follow amoot-api.md §4 (from client code: the provider documents only 1, 2 and 35). A
+class not final, or an item whose lookup `Status` is not `Success`, is asked about again."""
 
 from __future__ import annotations
 
@@ -127,8 +125,7 @@ def check_deliveries(
         results: list[tuple[str, str, str, bool]] = []
         blocked: list[tuple[str, str]] = []
         for message_id in ids[start : start + batch_size]:
-            code = found.get(message_id)
-            if code is None:
+            if (code := found.get(message_id)) is None:
                 continue
             meaning = delivery_type(code)
             for number in numbers_of[message_id]:

@@ -18,8 +18,7 @@ from pipeline.errors import DiskTrouble, InternalFailure, Interrupted, PipelineE
 from pipeline.failures import described, report_failed, report_trouble, stopped_mid_run
 from pipeline.journal import Journal
 from pipeline.models import Message, Outcome, Row, RunOptions, Status
-from pipeline.plan import Plan
-from pipeline.preflight import Verdict
+from pipeline.plan import Plan, Verdict
 from pipeline.report import ReportWriter
 from pipeline.send import ChunkResult, Sender
 from pipeline.suppression import Suppression

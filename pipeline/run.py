@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 
 import httpx
 
@@ -25,8 +24,7 @@ from pipeline.journal import Journal
 from pipeline.lock import hold_lock
 from pipeline.models import Row, RunOptions, Status
 from pipeline.outcomes import Log, Pass, Progress, settle_plan
-from pipeline.plan import Spool, make_plan
-from pipeline.preflight import Verdict, check
+from pipeline.plan import Spool, Verdict, check, make_plan
 from pipeline.sandbox import shipped_sandbox
 from pipeline.send import Sender, SenderSettings
 from pipeline.throttle import Throttle
@@ -59,9 +57,8 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        if self.stopped is not None:
-            return self.stopped.exit_code
-        return 5 if self.counts[Status.UNKNOWN] else 0
+        unknown = 5 if self.counts[Status.UNKNOWN] else 0
+        return self.stopped.exit_code if self.stopped is not None else unknown
 
 
 def run(
@@ -83,9 +80,8 @@ def run(
     with ExitStack() as stack, time_limit():
         stop = threading.Event()
         if not options.dry_run:
-            # Before the journal: its handler is then still in place while the journal folds
-            # its WAL at the end (up to busy_timeout), where a SIGTERM would otherwise raise
-            # KeyboardInterrupt and say "nothing was sent" after a whole run.
+            # Before the journal, so still in place while it folds its WAL at the end (up to
+            # busy_timeout): a SIGTERM then would say "nothing was sent" after a whole run.
             stack.enter_context(_stop_on_signals(stop))
             stack.enter_context(hold_lock(config.journal.path))  # exit 4 if held
         path, key, provider = config.journal.path, campaign.journal_key, config.provider
@@ -164,11 +160,8 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
         yield
         return
 
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
     previous = {
-        sig: signal.signal(sig, handler)
+        sig: signal.signal(sig, lambda _signum, _frame: stop.set())
         for sig in STOP_SIGNALS
         if signal.getsignal(sig) is not signal.SIG_IGN
     }

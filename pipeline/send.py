@@ -22,10 +22,9 @@ from tenacity import (
 from pipeline import amoot
 from pipeline.amoot import Kind
 from pipeline.clock import send_datetime
-from pipeline.doubt import STORM, Doubt, in_doubt, storm_stop
 from pipeline.errors import PipelineError, ProviderFatal
 from pipeline.models import Message, Outcome, Status
-from pipeline.throttle import Throttle
+from pipeline.throttle import STORM, Doubt, Throttle, in_doubt, storm_stop
 
 MAX_RETRY_AFTER = 300.0  # seconds: a Retry-After longer than this is treated as "stop for now"
 _JSON = "application/json; charset=utf-8"
@@ -121,7 +120,7 @@ class Sender:
     def _send_part(
         self, messages: list[Message], pages: dict[int, int], result: ChunkResult
     ) -> None:
-        # After an ambiguous answer, this waits for the requests on their way (see doubt.py).
+        # After an ambiguous answer, this waits for the requests on their way (see throttle.Doubt).
         with self._doubt.turn(give_up=self._stopping) as answered:
             if self._stopping() or result.stop is not None:
                 result.settle(messages, Status.PENDING, "the run stopped before this was sent")
@@ -161,8 +160,8 @@ class Sender:
             if reply.fatal_title:
                 result.stop = _fatal(reply.fatal_title)
         elif reply.kind is Kind.RECIPIENT and len(messages) > 1:
-            # A list-level "invalid number" with no data: nothing was processed, so the
-            # halves can be sent safely until the bad recipients stand alone.
+            # A list-level "invalid number" with no data: nothing was processed, so halves are
+            # sent safely until the bad recipients stand alone.
             half = len(messages) // 2
             self._send_part(messages[:half], pages, result)
             self._send_part(messages[half:], pages, result)
