@@ -82,7 +82,7 @@ def _report_path(config: Config, clock: Clock) -> Path:
         (journal, "the journal (journal.path)"),
         (lock_path(journal), "the journal's lock file"),
         *((journal.with_name(journal.name + end), "a file of the journal") for end in _SQLITE),
-        *((path, name) for path, name in read if path is not None),
+        *((file, name) for file, name in read if file is not None),
     ]
     where = f"{_shown(config, config.source)}: report.path: {shown(path)}"
     fix = "Fix: give the report a file of its own, such as reports/{campaign}-{started}.csv"
