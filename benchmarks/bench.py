@@ -1,38 +1,52 @@
-"""Measure the pipeline side by side with the floor a hand-written script pays.
+"""Measure issue 14's speed and memory targets for one pipeline, or two side by side.
 
-    .venv/bin/python -m benchmarks.bench              # N = 1,000,000 (about 16 minutes)
-    .venv/bin/python -m benchmarks.bench --n 100000   # a quicker look
+    .venv/bin/python -m benchmarks.bench                           # this checkout, N = 1,000,000
+    .venv/bin/python -m benchmarks.bench --n 100000 --repeat 1     # a quicker look
+    .venv/bin/python -m benchmarks.bench --python BEFORE/.venv/bin/python \\
+        --python AFTER/.venv/bin/python                            # paired, one table
 
-Every pipeline and bare run is a fresh `python` process (imports included, as cron pays
-them), timed from the outside; the floor and the sample approach run in this process. Peak
-memory is the run's own peak plus that of every process it starts (the sending process),
-read by a small go-between process (see _GO_BETWEEN).
-Each measurement runs --repeat times (3; the slow sample approach once) and the median time is
-shown: one run on a shared machine can be 25 % off its median. The fake provider is the
-project's simulator served on 127.0.0.1 in its own process, with a per-request latency.
+Every pipeline run is a fresh process of its interpreter, started in its checkout (imports
+included, as cron pays them), from a small go-between process that times it and reads its CPU
+(wait4: the run and every process it waited for) and its peak RSS (its own plus every process
+it starts). Two pipelines alternate run by run, in ABBA order. The fake provider (this
+checkout's simulator on 127.0.0.1, in its own process) and the bare loop are the same for
+both; the fake writes each request's arrival and end to a timeline, which gives a send's first
+request and last answer. Each measurement runs --repeat times: the median time is shown (one
+run on a shared machine can be 25 % off its median) and the highest peak.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
+import math
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 import jinja2
 import pandas as pd
 
+from benchmarks.measure import (
+    CHILD_ENV,
+    Fake,
+    Measure,
+    Pipeline,
+    Run,
+    fake_provider,
+    find_pipeline,
+    timed,
+)
 from pipeline.clock import send_datetime, utc_now
 
 TOKEN = "bench-token"
@@ -40,6 +54,8 @@ TEMPLATE = "{{ first_name }} عزیز، کد تخفیف ۲۰٪ بهاره شما
 NAMES = ("سارا", "علی", "مریم", "رضا", "زهرا", "حسین", "فاطمه", "محمد", "نرگس", "امیر")
 PREFIXES = ("12", "13", "19", "35", "36", "01", "02", "03", "90", "21")
 CITIES = ("تهران", "مشهد", "اصفهان", "شیراز", "تبریز", "کرج", "قم", "اهواز")
+CHUNK = 100
+SHARED = "shared"  # the label of what does not depend on the pipeline: bare loop, fake, floor
 
 BARE = textwrap.dedent(
     """
@@ -57,49 +73,6 @@ BARE = textwrap.dedent(
     print(n)
     """
 )
-
-
-# Children run as an installed program does: with its compiled bytecode cached. (Some
-# sandboxes set PYTHONDONTWRITEBYTECODE, which makes every start compile every module again.)
-_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-
-
-@contextmanager
-def fake_provider(latency: float) -> Iterator[str]:
-    """The simulator on a socket, in its own process (its CPU and memory are not ours)."""
-    command = [
-        sys.executable,
-        "-m",
-        "pipeline.sandbox_server",
-        "--port",
-        "0",
-        "--token",
-        TOKEN,
-        "--credit",
-        str(10**13),
-        "--latency",
-        str(latency),
-    ]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=_ENV)
-    try:
-        assert proc.stdout is not None
-        yield proc.stdout.readline().strip()
-    finally:
-        proc.terminate()
-        proc.wait()
-
-
-@dataclass
-class Measure:
-    name: str
-    n: int
-    seconds: float
-    peak_mb: float
-    note: str = ""
-
-    @property
-    def rate(self) -> float:
-        return self.n / self.seconds
 
 
 def write_contacts(path: Path, n: int, *, shuffled: bool = False) -> None:
@@ -122,13 +95,11 @@ def write_contacts(path: Path, n: int, *, shuffled: bool = False) -> None:
             f.write(f"{number},{rng.choice(NAMES)},C{i:07d},{rng.choice(CITIES)}\n")
 
 
-def write_config(
-    folder: Path, contacts: Path, base_url: str, *, chunk: int, concurrency: int
-) -> Path:
+def write_config(folder: Path, contacts: Path, base_url: str, *, concurrency: int) -> Path:
     """A config of its own campaign and journal: every repetition sends every row afresh,
     into an empty journal (a journal grown by earlier runs would make later ones dearer)."""
     stamp = time.monotonic_ns()
-    config = folder / f"config-{contacts.stem}-{chunk}-{concurrency}-{stamp}.yaml"
+    config = folder / f"config-{contacts.stem}-{concurrency}-{stamp}.yaml"
     config.write_text(
         textwrap.dedent(
             f"""\
@@ -141,7 +112,7 @@ def write_config(
               sandbox: false
               base_url: {base_url}
               token: {TOKEN}
-              chunk_size: {chunk}
+              chunk_size: {CHUNK}
               concurrency: {concurrency}
               timeout: 60
             report:
@@ -155,243 +126,257 @@ def write_config(
     return config
 
 
-# Children start from a small go-between process, which times them and reads their peak RSS.
-# Linux carries a process's peak RSS over fork and exec: a child started from this process
-# (which holds the generated contacts, ~180 MB) would report at least this process's peak,
-# and a small run's own peak would never be seen. A run sends from a process of its own
-# (pipeline.sender_process), whose memory counts too: the go-between adds the peak of every
-# other process under the child (VmHWM, polled), as if all peaks fell at the same moment.
-_GO_BETWEEN = """
-import json, os, subprocess, sys, threading, time
-
-def children(pid):
-    found = []
-    try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/children") as f:
-                found += [int(c) for c in f.read().split()]
-    except OSError:
-        pass
-    return found
-
-def peak_kb(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-def watch():
-    while not done.wait(0.2):
-        peaks[proc.pid] = max(peaks.get(proc.pid, 0), peak_kb(proc.pid))
-        todo = children(proc.pid)
-        while todo:
-            pid = todo.pop()
-            peaks[pid] = max(peaks.get(pid, 0), peak_kb(pid))
-            todo += children(pid)
-
-start = time.perf_counter()
-proc = subprocess.Popen(sys.argv[1:])
-peaks, done = {}, threading.Event()
-watcher = threading.Thread(target=watch, daemon=True)
-watcher.start()
-_, status, usage = os.wait4(proc.pid, 0)
-seconds = time.perf_counter() - start
-done.set()
-watcher.join()
-others = [kb for pid, kb in peaks.items() if pid != proc.pid]
-# wait4 reports the larger of the run's own peak and its children's: it is the run's own
-# only when no child peaked higher; else the last polled high-water mark stands in.
-own = usage.ru_maxrss if usage.ru_maxrss > max(others, default=0) else peaks.get(proc.pid, 0)
-print(json.dumps([seconds, own + sum(others), os.waitstatus_to_exitcode(status)]))
-"""
+def send_body(records: list[dict[Hashable, Any]], template: jinja2.Template, send_at: str) -> bytes:
+    items = [{"Number": r["mobile"], "MessageText": template.render(r)} for r in records]
+    body = {"SendDateTime": send_at, "LineNumber": "public", "Input": items}
+    return json.dumps(body, ensure_ascii=False).encode()
 
 
-def timed(name: str, n: int, command: list[str], note: str = "") -> Measure:
-    """Run a command to the end; its wall time and its own peak RSS."""
-    go_between = [sys.executable, "-I", "-S", "-c", _GO_BETWEEN]
-    proc = subprocess.run([*go_between, *command], capture_output=True, env=_ENV, check=False)
-    out, err = proc.stdout.decode(), proc.stderr.decode()
-    try:
-        seconds, peak_kb, code = json.loads(out.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        raise SystemExit(f"{name}: the go-between failed\n{out}\n{err}") from None
-    if code != 0:
-        raise SystemExit(f"{name}: exit {code}\n{out}\n{err}")
-    return Measure(name, n, seconds, peak_kb / 1024, note)
-
-
-def median_of(runs: list[Measure]) -> Measure:
-    """The run of median time, with the highest peak memory of them all (memory is not noisy
-    the way time is on a shared machine, and the highest is the one to plan for)."""
-    ordered = sorted(runs, key=lambda m: m.seconds)
-    middle = ordered[len(ordered) // 2]
-    spread = f"{ordered[0].seconds:.1f}-{ordered[-1].seconds:.1f}s" if len(runs) > 1 else ""
-    note = "; ".join(part for part in (middle.note, spread and f"runs {spread}") if part)
-    return Measure(middle.name, middle.n, middle.seconds, max(m.peak_mb for m in runs), note)
-
-
-def sequential(contacts: Path, base_url: str, chunk: int) -> Measure:
-    """The provider's sample approach: render, then post one request after another."""
-    template = jinja2.Environment().from_string(TEMPLATE)
-    start = time.perf_counter()
-    n = 0
-    with httpx.Client(timeout=60) as client:
-        batch: list[dict[str, str]] = []
-
-        def post() -> None:
-            body = {
-                "SendDateTime": send_datetime(utc_now()),
-                "LineNumber": "public",
-                "Input": batch,
-            }
-            client.post(f"{base_url}/SendPeerToPeer", json=body, headers={"Authorization": TOKEN})
-
-        for frame in pd.read_csv(contacts, dtype=str, keep_default_na=False, chunksize=10_000):
-            for record in frame.to_dict("records"):
-                batch.append({"Number": record["mobile"], "MessageText": template.render(record)})
-                n += 1
-                if len(batch) == chunk:
-                    post()
-                    batch = []
-        if batch:
-            post()
-    return Measure(
-        "sequential sample", n, time.perf_counter() - start, 0.0, "one request at a time"
-    )
-
-
-def floor(contacts: Path, base_url: str, chunk: int, concurrency: int) -> Measure:
+def floor(contacts: Path, fake: Fake, concurrency: int) -> Run:
     """What the fake and httpx cost before a single row is read or written: the bodies built
     beforehand, posted from `concurrency` threads (no journal, no report, no retries)."""
     template = jinja2.Environment().from_string(TEMPLATE)
     records = pd.read_csv(contacts, dtype=str, keep_default_na=False).to_dict("records")
     send_at = send_datetime(utc_now())
     bodies = [
-        json.dumps(
-            {
-                "SendDateTime": send_at,
-                "LineNumber": "public",
-                "Input": [
-                    {"Number": r["mobile"], "MessageText": template.render(r)}
-                    for r in records[start : start + chunk]
-                ],
-            },
-            ensure_ascii=False,
-        ).encode()
-        for start in range(0, len(records), chunk)
+        send_body(records[i : i + CHUNK], template, send_at) for i in range(0, len(records), CHUNK)
     ]
     headers = {"Authorization": TOKEN, "Content-Type": "application/json"}
     limits = httpx.Limits(max_connections=concurrency)
     with httpx.Client(timeout=60, limits=limits) as client:
 
         def post(body: bytes) -> None:
-            client.post(f"{base_url}/SendPeerToPeer", content=body, headers=headers).json()
+            client.post(f"{fake.url}/SendPeerToPeer", content=body, headers=headers).json()
 
-        start = time.perf_counter()
+        since, start, cpu = fake.mark(), time.perf_counter(), time.process_time()
         with ThreadPoolExecutor(concurrency) as pool:
             list(pool.map(post, bodies))
-        seconds = time.perf_counter() - start
-    return Measure(
-        "floor: httpx alone",
-        len(records),
-        seconds,
-        0.0,
-        f"bodies built beforehand, {concurrency} threads",
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return Run(seconds, cpu, 0.0, window=fake.window(since))
+
+
+def round_trip(contacts: Path, fake: Fake, count: int = 200) -> Run:
+    """One request of CHUNK messages after another: the median time of one (seconds)."""
+    template = jinja2.Environment().from_string(TEMPLATE)
+    records = pd.read_csv(contacts, dtype=str, keep_default_na=False, nrows=CHUNK)
+    body = send_body(records.to_dict("records"), template, send_datetime(utc_now()))
+    headers = {"Authorization": TOKEN, "Content-Type": "application/json"}
+    times = []
+    with httpx.Client(timeout=60) as client:
+        for _ in range(count):
+            start = time.perf_counter()
+            client.post(f"{fake.url}/SendPeerToPeer", content=body, headers=headers).json()
+            times.append(time.perf_counter() - start)
+    return Run(statistics.median(times), 0.0, 0.0)
+
+
+def progress(name: str, run: Run) -> None:
+    print(
+        f"{name}: {run.seconds:.2f} s, CPU {run.cpu:.1f} s, {run.peak_mb:.0f} MB", file=sys.stderr
     )
+
+
+Results = dict[str, dict[str, Measure]]  # measurement -> pipeline label (or SHARED) -> Measure
+
+
+def measure_all(args: argparse.Namespace, pipelines: list[Pipeline], folder: Path) -> Results:
+    """Every measurement --repeat times; the pipelines' runs alternate, in ABBA order, so that
+    a drift of the machine's load hits each alike."""
+    results: Results = {}
+    repeat = max(args.repeat, 1)
+
+    def each(name: str, n: int, note: str, run: Callable[[Pipeline], Run]) -> None:
+        for i in range(repeat):
+            for pipe in pipelines if i % 2 == 0 else pipelines[::-1]:
+                by = results.setdefault(name, {})
+                by.setdefault(pipe.label, Measure(name, n, note)).runs.append(run(pipe))
+                progress(f"{name}, {pipe.label}", by[pipe.label].runs[-1])
+
+    def shared(name: str, n: int, note: str, run: Callable[[], Run]) -> None:
+        results[name] = {SHARED: Measure(name, n, note)}
+        for _ in range(repeat):
+            results[name][SHARED].runs.append(run())
+            progress(name, results[name][SHARED].runs[-1])
+
+    def pipeline(
+        contacts: Path, fake: Fake, *extra: str, concurrency: int = 4
+    ) -> Callable[[Pipeline], Run]:
+        def run(pipe: Pipeline) -> Run:
+            config = write_config(folder, contacts, fake.url, concurrency=concurrency)
+            since = fake.mark()
+            command = [pipe.python, "-m", "pipeline", str(config), "-q", *extra]
+            return replace(timed(config.name, command, pipe.checkout), window=fake.window(since))
+
+        return run
+
+    big, small = folder / f"c{args.n}.csv", folder / f"c{args.n_small}.csv"
+    shuffled, slow_file = folder / f"s{args.n_small}.csv", folder / f"c{args.n_latency}.csv"
+    for path, n in ((big, args.n), (small, args.n_small), (slow_file, args.n_latency)):
+        write_contacts(path, n)
+    write_contacts(shuffled, args.n_small, shuffled=True)
+    # Warm up: the first start of a fresh install writes the bytecode caches.
+    for pipe in pipelines:
+        warm = [pipe.python, "-c", "import pipeline.cli"]
+        subprocess.run(warm, cwd=pipe.checkout, env=CHILD_ENV, check=True)
+    subprocess.run(
+        [sys.executable, "-c", "import pipeline.sandbox_server"], env=CHILD_ENV, check=True
+    )
+
+    startup = "import pipeline.cli"
+    each(
+        "start-up",
+        0,
+        "python + imports",
+        lambda p: timed("start-up", [p.python, "-c", startup], p.checkout),
+    )
+    bare = [sys.executable, "-c", BARE, str(big), TEMPLATE]
+    shared("bare", args.n, "pandas + jinja2 alone", lambda: timed("bare", bare))
+    with fake_provider(folder, 0.0, TOKEN) as fast:
+        note = f"the fake's: one request of {CHUNK} after another"
+        shared("round trip, 0 ms", 0, note, lambda: round_trip(small, fast))
+        each("dry run", args.n, "", pipeline(big, fast, "--dry-run"))
+        each("send, 0 ms", args.n, "chunk 100, concurrency 4", pipeline(big, fast))
+        each("send, 0 ms, small N", args.n_small, "", pipeline(small, fast))
+        note = "numbers in random order"
+        each("send, 0 ms, shuffled", args.n_small, note, pipeline(shuffled, fast))
+        each("dry run, latency N", args.n_latency, "", pipeline(slow_file, fast, "--dry-run"))
+    with fake_provider(folder, args.latency, TOKEN) as slow:
+        note = f"{args.latency * 1000:.0f} ms a request, concurrency {args.concurrency}"
+        run = pipeline(slow_file, slow, concurrency=args.concurrency)
+        each("send, latency", args.n_latency, note, run)
+        note = f"httpx alone, bodies built beforehand, {args.concurrency} threads"
+        shared("floor", args.n_latency, note, lambda: floor(slow_file, slow, args.concurrency))
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=1_000_000, help="contacts for the large runs")
-    parser.add_argument("--n-latency", type=int, default=100_000, help="contacts at 50 ms latency")
-    parser.add_argument("--latency", type=float, default=0.05, help="seconds per request")
     parser.add_argument(
-        "--repeat", type=int, default=3, help="runs of each measurement; the median is shown"
+        "--python", action="append", help="a pipeline's interpreter (twice: paired)"
     )
+    parser.add_argument("--n", type=int, default=1_000_000, help="contacts for the large runs")
+    parser.add_argument("--n-small", type=int, default=100_000, help="contacts, small sends")
+    parser.add_argument("--n-latency", type=int, default=20_000, help="contacts, slow sends")
+    parser.add_argument("--latency", type=float, default=0.1, help="seconds a request")
+    parser.add_argument("--concurrency", type=int, default=8, help="of the slow sends")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each measurement")
     args = parser.parse_args(argv)
-    python = sys.executable
-    results: list[Measure] = []
-    repeat = max(args.repeat, 1)
+    pipelines = [find_pipeline(python) for python in args.python or [sys.executable]]
+    if len({p.label for p in pipelines}) < len(pipelines):  # the same checkout twice
+        pipelines = [replace(p, label=f"{i}:{p.label}") for i, p in enumerate(pipelines, 1)]
     with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as tmp:
-        folder = Path(tmp)
-        big, small = folder / f"c{args.n}.csv", folder / f"c{args.n_latency}.csv"
-        shuffled = folder / f"s{args.n_latency}.csv"
-        write_contacts(big, args.n)
-        write_contacts(small, args.n_latency)
-        write_contacts(shuffled, args.n_latency, shuffled=True)
-
-        def pipeline(
-            name: str, contacts: Path, url: str, n: int, *extra: str, concurrency: int, note: str
-        ) -> Measure:
-            runs = []
-            for _ in range(repeat):
-                config = write_config(folder, contacts, url, chunk=100, concurrency=concurrency)
-                command = [python, "-m", "pipeline", str(config), "-q", *extra]
-                runs.append(timed(name, n, command, note))
-            return median_of(runs)
-
-        # Warm up: the first start of a fresh install writes the bytecode caches.
-        subprocess.run(
-            [python, "-c", "import pipeline.cli, pipeline.sandbox_server"], env=_ENV, check=True
-        )
-        startup = [python, "-c", "import pipeline.cli"]
-        start_runs = [timed("start-up", 1, startup, "python + imports") for _ in range(repeat)]
-        results.append(median_of(start_runs))
-        bare_command = [python, "-c", BARE, str(big), TEMPLATE]
-        bare_runs = [timed("bare", args.n, bare_command, "pandas + jinja2") for _ in range(repeat)]
-        results.append(median_of(bare_runs))
-        with fake_provider(0.0) as fast:
-            for name, contacts, n, extra, note in (
-                ("dry run", big, args.n, ("--dry-run",), ""),
-                ("send, 0 ms", big, args.n, (), "chunk 100, concurrency 4"),
-                ("send, 0 ms, small N", small, args.n_latency, (), ""),
-                ("send, 0 ms, shuffled", shuffled, args.n_latency, (), "numbers in random order"),
-            ):
-                results.append(pipeline(name, contacts, fast, n, *extra, concurrency=4, note=note))
-        with fake_provider(args.latency) as slow:
-            note = f"{args.latency * 1000:.0f} ms a request, chunk 100, concurrency 8"
-            results.append(
-                pipeline("send, latency", small, slow, args.n_latency, concurrency=8, note=note)
-            )
-            results.append(median_of([floor(small, slow, 100, 8) for _ in range(repeat)]))
-            results.append(sequential(small, slow, 100))
-
-    print(table(results, args))
+        results = measure_all(args, pipelines, Path(tmp))
+    labels = [p.label for p in pipelines]
+    print("\n".join([*runs_table(results, labels), "", *targets(results, labels, args)]))
     return 0
 
 
-def table(results: list[Measure], args: argparse.Namespace) -> str:
-    by = {m.name: m for m in results}
-    bare = by["bare"]
-    lines = [f"{'run':<28}{'N':>11}{'seconds':>10}{'msg/s':>10}{'peak MB':>9}  note"]
-    lines += [
-        f"{m.name:<28}{m.n:>11,}{m.seconds:>10.2f}{m.rate:>10,.0f}{m.peak_mb:>9.0f}  {m.note}"
-        for m in results
+def runs_table(results: Results, labels: list[str]) -> list[str]:
+    """Markdown: a row a measurement, three columns a pipeline (median seconds and the
+    spread, median CPU seconds, highest peak); a shared row shows the same in each."""
+    lines = [
+        "| run | N |" + "".join(f" {label}: s | CPU s | peak MB |" for label in labels) + " note |",
+        "|---|---:|" + "---:|---:|---:|" * len(labels) + "---|",
     ]
-    dry, send, small = by["dry run"], by["send, 0 ms"], by["send, 0 ms, small N"]
-    latency, seq = by["send, latency"], by["sequential sample"]
-    requests = -(-args.n_latency // 100)
-    ideal = max(requests * args.latency / 8, bare.seconds * args.n_latency / args.n)
-    lines += [
-        "",
-        f"dry run rate / bare rate       {dry.rate / bare.rate:6.2f}  (target >= 0.60)",
-        f"send (0 ms) rate / bare rate   {send.rate / bare.rate:6.2f}  (target >= 0.30)",
-        f"send (latency) / ideal time    {latency.seconds / ideal:6.2f}  "
-        f"(target <= 1.30; ideal {ideal:.1f}s)",
-        f"floor (httpx alone) / ideal    {by['floor: httpx alone'].seconds / ideal:6.2f}"
-        "  (no target: the fake and httpx, with no pipeline at all)",
-        f"sequential / send (latency)    {seq.seconds / latency.seconds:6.2f}  (target >= 5)",
-        f"peak MB of send at N={args.n:,}  {send.peak_mb:6.0f}  (target <= 350)",
-        f"peak MB ratio, N={args.n:,} / {args.n_latency:,}  "
-        f"{send.peak_mb / small.peak_mb:5.2f}  (target <= 1.6)",
-        f"shuffled / in-order numbers    {by['send, 0 ms, shuffled'].seconds / small.seconds:6.2f}"
-        "  (no target: what random keys cost the journal)",
+    for name, by in results.items():
+        cells = []
+        for m in (by.get(label) or by[SHARED] for label in labels):
+            seconds = f"{m.seconds * 1000:.1f} ms" if m.seconds < 0.1 else f"{m.seconds:.2f}"
+            seconds += f" ({m.spread})" if m.spread and m.seconds >= 0.1 else ""
+            cells += [
+                seconds,
+                f"{m.cpu:.1f}" if m.cpu else "",
+                f"{m.peak_mb:.0f}" if m.peak_mb else "",
+            ]
+        first = next(iter(by.values()))
+        n = f"{first.n:,}" if first.n else ""
+        note = "; ".join(part for part in (first.note, SHARED if SHARED in by else "") if part)
+        lines.append(f"| {name} | {n} | " + " | ".join(cells) + f" | {note} |")
+    return lines
+
+
+def targets(results: Results, labels: list[str], args: argparse.Namespace) -> list[str]:
+    """Markdown: a row a target of issue 14, a column a pipeline; then what looks wrong."""
+    lines = ["| target | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(labels)]
+    for text, cell in _targets(args):
+        cells = [
+            cell({name: by.get(label) or by[SHARED] for name, by in results.items()})
+            for label in labels
+        ]
+        lines.append(f"| {text} | " + " | ".join(cells) + " |")
+    return lines + [f"- check: {problem}" for problem in checks(results)]
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def _targets(args: argparse.Namespace) -> list[tuple[str, Callable[[dict[str, Measure]], str]]]:
+    def ideal(m: Measure) -> float:  # every request's latency, `concurrency` at a time
+        return m.requests * float(args.latency) / int(args.concurrency)
+
+    def dry(m: dict[str, Measure]) -> str:
+        ratio = m["bare"].seconds / m["dry run"].seconds * m["dry run"].n / m["bare"].n
+        return f"{ratio:.2f} {_met(ratio >= 0.5)}"
+
+    def cpu(m: dict[str, Measure]) -> str:
+        send, bare = m["send, 0 ms"], m["bare"]
+        per_message, per_row = send.cpu / send.n * 1e6, bare.cpu / bare.n * 1e6
+        ratio = per_message / per_row
+        return (
+            f"{ratio:.2f} ({per_message:.0f} / {per_row:.0f} us){'' if ratio <= 4 else ' above 4'}"
+        )
+
+    def span(m: dict[str, Measure]) -> str:
+        send = m["send, latency"]
+        ratio = send.span / ideal(send)
+        return f"{ratio:.2f} ({send.span:.2f} / {ideal(send):.2f} s) {_met(ratio <= 1.1)}"
+
+    def first(m: dict[str, Measure]) -> str:
+        send, plan = m["send, latency"], m["dry run, latency N"]
+        late = send.first_request - plan.seconds
+        return f"{late:+.2f} s ({send.first_request:.2f} - {plan.seconds:.2f}) {_met(late <= 1.0)}"
+
+    def peak(m: dict[str, Measure]) -> str:
+        return f"{m['send, 0 ms'].peak_mb:.0f} MB {_met(m['send, 0 ms'].peak_mb <= 300)}"
+
+    def growth(m: dict[str, Measure]) -> str:
+        ratio = m["send, 0 ms"].peak_mb / m["send, 0 ms, small N"].peak_mb
+        return f"{ratio:.2f} {_met(ratio <= 1.6)}"
+
+    def shuffled(m: dict[str, Measure]) -> str:
+        return f"{m['send, 0 ms, shuffled'].seconds / m['send, 0 ms, small N'].seconds:.2f}"
+
+    def floor_span(m: dict[str, Measure]) -> str:
+        return f"{m['floor'].span / ideal(m['floor']):.2f}"
+
+    n, n_small, n_latency = f"{args.n:,}", f"{args.n_small:,}", f"{args.n_latency:,}"
+    return [
+        (f"1. dry run rate / bare rate, {n} rows (>= 0.5)", dry),
+        ("2. CPU a sent message / bare's CPU a row, send at 0 ms (report; aim <= 4)", cpu),
+        (
+            f"3. first request to last answer / (requests x latency / {args.concurrency}) (<= 1.1)",
+            span,
+        ),
+        (f"4. first request - dry run, {n_latency} rows (<= +1 s)", first),
+        (f"5. peak RSS, send of {n} (<= 300 MB)", peak),
+        (f"5. peak RSS, {n} / {n_small} (<= 1.6)", growth),
+        ("no target: shuffled / in-order numbers, send at 0 ms", shuffled),
+        ("no target: the floor's first request to last answer / ideal", floor_span),
     ]
-    return "\n".join(lines)
+
+
+def checks(results: Results) -> list[str]:
+    """What would make a number wrong: a send whose rows did not all reach the fake, or a run
+    whose CPU (wait4) is below what /proc showed of its processes (one it did not wait for)."""
+    problems = []
+    for name, by in results.items():
+        for label, m in by.items():
+            if name.startswith("send") and m.requests != math.ceil(m.n / CHUNK):
+                problems.append(f"{label} {name}: {m.requests} requests, not {m.n / CHUNK:.0f}")
+            if any(r.cpu < r.polled_cpu - 0.05 for r in m.runs):
+                problems.append(f"{label} {name}: CPU below what /proc showed of its processes")
+    return problems
 
 
 if __name__ == "__main__":

@@ -1,23 +1,17 @@
-"""The bounds on rendering one row: its size (checked before a value is built), its time and memory.
+"""The bounds on rendering one row: its size (refused before a value is built), time and memory.
 
-A template is written by a person, and a mistake in it (a loop over the wrong range, a count
-taken from a column, a macro that calls itself) must cost one row, not the run. Three bounds:
-
-- size: the text a template renders has at most MAX_TEXT characters (rendering stops
-  there), and a value it builds at most MAX_VALUE (characters, items of a list, digits).
-  What can build a large value from a small one is checked before it runs (``'x' * 10**9``
-  is refused, not allocated): the operators ``*`` ``**`` ``+`` ``%``, and the filters and
-  ``str`` methods with a width, a count or a separator.
-  Values carried from one loop iteration or call to the next (namespace attributes, the
-  arguments of every call, macros included) are checked too, so nothing doubles unseen.
-- time: a render still running after MAX_SECONDS is stopped by SIGALRM (see time_limit).
-- memory: the same timer stops a render that has grown the process's memory by MAX_MEMORY.
-
+A mistake in a template (a loop over the wrong range, a count from a column, a macro calling
+itself) must cost one row, not the run. A row's text has at most MAX_TEXT characters, a value
+the template builds at most MAX_VALUE: what can build much from little (``*`` ``**`` ``+``
+``%``, filters and ``str`` methods with a width, count or separator) is refused before it runs,
+and namespace attributes and call arguments are checked so nothing doubles unseen from one loop
+pass or call to the next. SIGALRM stops a render past MAX_SECONDS or MAX_MEMORY (time_limit).
 Each stop raises RenderOverrun, which render.py turns into the row's error (`invalid`).
 """
 
 from __future__ import annotations
 
+import gc
 import math
 import re
 import resource
@@ -34,41 +28,98 @@ from typing import Any
 
 from jinja2 import pass_environment, pass_eval_context
 from jinja2.nodes import EvalContext
+from jinja2.runtime import Context
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import Namespace
 
 from pipeline.errors import RenderOverrun
 
 MAX_TEXT = 10_000
-"""The most characters a row's text may have while it renders. The longest message that
-template.max_pages allows is 20 GSM-7 pages, 3,060 characters."""
+"""Characters a row's text may have; template.max_pages allows at most 3,060 (20 GSM-7 pages)."""
 
 MAX_VALUE = 100_000
-"""The most characters (items, digits) a value built by the template may have: as many as
-the sandbox lets range() count. A contacts row passed whole to a macro stays far below."""
+"""Characters (items, digits) a value built by the template may have: what range() may count."""
 
-MAX_SECONDS = 2.0
-"""How long one row's render may take; a real SMS renders in a few microseconds."""
-
-MAX_MEMORY = 50 * 2**20
-"""Bytes a render may add to the process's memory (checked every TICK seconds)."""
-
-TICK = 0.1  # seconds between two looks at a render that is still running
+MAX_SECONDS = 2.0  # one row's render; a real SMS renders in a few microseconds
+MAX_MEMORY = 50 * 2**20  # bytes a render may add to the process's memory
+TICK = 0.1  # seconds between two looks at a render still running
 
 _LOG10_2 = math.log10(2)
+_MORE = f"more than {MAX_VALUE:,}"
+
+
+class Sandbox(ImmutableSandboxedEnvironment):
+    """Jinja2's immutable sandbox, with the size bounds on its override points and filters."""
+
+    intercepted_binops = frozenset({"*", "**", "+", "%"})  # what can grow far past its operands
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.filters.update(_checked_filters(self.filters))
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            _refuse_times(left, right)
+        elif operator == "**":
+            if isinstance(left, int) and isinstance(right, int) and right > 0 and abs(left) > 1:
+                exponent = min(right, 10**15)  # past any bound already, and still a float
+                digits = _digits(exponent * math.log2(abs(left)))
+                _refuse_over(digits, "digits", exact=right == exponent)
+        elif operator == "+":
+            if isinstance(left, str | bytes) and isinstance(right, type(left)):
+                _refuse_over(len(left) + len(right))
+            elif isinstance(left, list | tuple) and isinstance(right, list | tuple):
+                _refuse_over(size(left) + size(right), "items and characters", exact=False)
+        elif operator == "%" and isinstance(left, str):
+            _check_percent(left, right)
+        return super().call_binop(context, operator, left, right)
+
+    def call(self, context: Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        # Every call's arguments: recursion (a macro calling itself with a doubled value,
+        # loop(...) in a recursive for) is a way to grow a value without a bound.
+        owner, name = getattr(obj, "__self__", None), getattr(obj, "__name__", "")
+        if isinstance(owner, str | bytes) and name == "join" and args:
+            args = (tuple(args[0]), *args[1:])  # its length is needed before it is joined
+        for value in chain(args, kwargs.values()):
+            checked(value)
+        predict = _STR_METHODS.get(name) if isinstance(owner, str | bytes) else None
+        if predict is not None:
+            _refuse_over(predict(owner, *args, **kwargs), exact=False)
+        return super().call(context, obj, *args, **kwargs)
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        if isinstance(obj, Namespace):  # a loop's way to carry a value to its next pass
+            checked(value)
+        return super().is_safe_attribute(obj, attr, value)
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        """``'...'.format(...)`` and ``format_map``: the sandbox's, refusing a huge padding."""
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None:
+            return None
+        template, by_name = value.__self__, value.__name__ == "format_map"
+
+        def checked_format(*args: Any, **kwargs: Any) -> str:
+            named = args[0] if by_name and args and isinstance(args[0], Mapping) else kwargs
+            _check_format(template, (*args, *named.values()))
+            return wrapped(*args, **kwargs)
+
+        return checked_format
 
 
 def checked(value: object) -> None:
     """Raise RenderOverrun if `value` is larger than MAX_VALUE (see size)."""
     measured = size(value)
-    if measured > MAX_VALUE:
-        raise RenderOverrun(_built(measured, value))
+    if measured > MAX_VALUE and isinstance(value, str | bytes | int):
+        unit = "digits" if isinstance(value, int) else "characters"
+        raise RenderOverrun(f"the template built a value of {measured:,} {unit}, {_MORE}")
+    if measured > MAX_VALUE:  # the walk stopped early (see size): a lower bound
+        raise RenderOverrun(f"the template built a list of {_MORE} items and characters")
 
 
 def size(value: object, budget: int = MAX_VALUE) -> int:
-    """Characters of a text, digits of an int, or items of a container plus their own sizes.
-
-    The walk of a container stops once past `budget`: checking costs at most what it guards.
-    """
+    """Characters of a text, digits of an int, or items of a container plus their own sizes
+    (the walk stops once past `budget`: checking costs at most what it guards)."""
     if isinstance(value, str | bytes):
         return len(value)
     if isinstance(value, int):
@@ -88,48 +139,18 @@ def _digits(bits: float) -> int:
     return int(bits * _LOG10_2) + 1
 
 
-def _built(measured: int, value: object) -> str:
-    if isinstance(value, str | bytes | int):
-        unit = "digits" if isinstance(value, int) else "characters"
-        return f"the template built a value of {measured:,} {unit}, more than {MAX_VALUE:,}"
-    # The walk stopped early (see size): its count is only a lower bound.
-    return f"the template built a list of more than {MAX_VALUE:,} items and characters"
-
-
 def _refuse_over(measured: int, unit: str = "characters", *, exact: bool = True) -> None:
-    """Refuse a value predicted to be `measured` large (`exact`: not a bound from size)."""
-    if measured <= MAX_VALUE:
-        return
-    if exact:
-        raise RenderOverrun(
-            f"the template would build a value of {measured:,} {unit}, more than {MAX_VALUE:,}"
-        )
-    raise RenderOverrun(f"the template would build a value of more than {MAX_VALUE:,} {unit}")
+    """Refuse a value predicted to be `measured` large (`exact`: not a lower bound from size)."""
+    if measured > MAX_VALUE:
+        value = f"{measured:,} {unit}, {_MORE}" if exact else f"{_MORE} {unit}"
+        raise RenderOverrun(f"the template would build a value of {value}")
 
 
-# -- operators -----------------------------------------------------------------------
-
-INTERCEPTED_BINOPS = frozenset({"*", "**", "+", "%"})
-"""The operators that can make a value far larger than their operands (see check_binop)."""
-
-
-def check_binop(operator: str, left: Any, right: Any) -> None:
-    """Refuse `left operator right` when its result would be larger than MAX_VALUE."""
-    if operator == "*":
-        _refuse_times(left, right)
-    elif operator == "**":
-        if isinstance(left, int) and isinstance(right, int) and right > 0 and abs(left) > 1:
-            exponent = min(right, 10**15)  # past any bound already, and still a float
-            _refuse_over(
-                _digits(exponent * math.log2(abs(left))), "digits", exact=right == exponent
-            )
-    elif operator == "+":
-        if isinstance(left, str | bytes) and isinstance(right, type(left)):
-            _refuse_over(len(left) + len(right))
-        elif isinstance(left, list | tuple) and isinstance(right, list | tuple):
-            _refuse_over(size(left) + size(right), "items and characters", exact=False)
-    elif operator == "%" and isinstance(left, str):
-        check_percent(left, right)
+def _refuse_padding(*widths: object) -> None:
+    """Refuse a width or precision past MAX_VALUE (only ints are widths)."""
+    for width in widths:
+        if isinstance(width, int) and width > MAX_VALUE:
+            raise RenderOverrun(f"the template pads a value to {width:,}, {_MORE}")
 
 
 def _refuse_times(left: Any, right: Any) -> None:
@@ -147,62 +168,23 @@ def _refuse_times(left: Any, right: Any) -> None:
 _PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
 
 
-def check_percent(template: str, values: Any) -> None:
+def _check_percent(template: str, values: Any) -> None:
     """Refuse `template % values` (and the `format` filter) if it pads past MAX_VALUE."""
     for width, precision in _PERCENT_SPEC.findall(template):
         for number in (width, precision):
             if number == "*":  # the width is one of the values
-                items = values if isinstance(values, tuple) else (values,)
-                _refuse_padding(item for item in items if isinstance(item, int))
+                _refuse_padding(*(values if isinstance(values, tuple) else (values,)))
             elif number:
-                _refuse_padding([int(number[:6])])  # six digits are past MAX_VALUE already
+                _refuse_padding(int(number[:6]))  # six digits are past MAX_VALUE already
 
 
-def check_format(template: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
-    """Refuse `template.format(...)` if a field's width or precision is past MAX_VALUE."""
+def _check_format(template: str, values: tuple[Any, ...]) -> None:
+    """Refuse `template.format(*values)` if a field's width or precision is past MAX_VALUE."""
     for _literal, _field, spec, _conversion in string.Formatter().parse(template):
-        if not spec:
-            continue
-        if "{" in spec:  # a width taken from the arguments: {:{width}}
-            _refuse_padding(v for v in chain(args, kwargs.values()) if isinstance(v, int))
-        else:
-            _refuse_padding(int(number[:6]) for number in re.findall(r"\d+", spec))
-
-
-def _refuse_padding(widths: Iterator[int] | list[int]) -> None:
-    for width in widths:
-        if width > MAX_VALUE:
-            raise RenderOverrun(f"the template pads a value to {width:,}, more than {MAX_VALUE:,}")
-
-
-# -- calls and namespaces ------------------------------------------------------------
-
-
-def check_call(function: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> tuple[Any, ...]:
-    """The call's arguments, refused if too large or if a ``str`` method would build too much.
-
-    Every call's arguments are checked because recursion (a macro calling itself with a
-    doubled value, ``loop(...)`` in a recursive for) is the other way to grow a value
-    without a bound; a namespace attribute is the loop's way (see check_namespace).
-    """
-    owner = getattr(function, "__self__", None)
-    name = getattr(function, "__name__", "")
-    if isinstance(owner, str | bytes) and name == "join" and args:
-        args = (tuple(args[0]), *args[1:])  # its length is needed before it is joined
-    for value in chain(args, kwargs.values()):
-        checked(value)
-    if isinstance(owner, str | bytes):
-        predict = _STR_METHODS.get(name)
-        if predict is not None:
-            _refuse_over(predict(owner, *args, **kwargs), exact=False)
-    return args
-
-
-def check_namespace(owner: object, value: Any) -> Any:
-    """`value`, read from `owner`; refused when `owner` is a namespace and `value` too large."""
-    if isinstance(owner, Namespace):
-        checked(value)
-    return value
+        if spec and "{" in spec:  # a width taken from the values: {:{width}}
+            _refuse_padding(*values)
+        elif spec:
+            _refuse_padding(*(int(number[:6]) for number in re.findall(r"\d+", spec)))
 
 
 def _padded(text: str | bytes, width: Any = 0, *_args: Any) -> int:
@@ -233,51 +215,40 @@ def _translated(text: str | bytes, table: Any = None, *_args: Any) -> int:
 
 
 # The str (and bytes) methods whose result can be far larger than the text: its size, predicted.
-_STR_METHODS: dict[str, Callable[..., int]] = {
-    "center": _padded,
-    "ljust": _padded,
-    "rjust": _padded,
-    "zfill": _padded,
-    "expandtabs": _tabs,
-    "join": _joined,
-    "replace": _replaced,
-    "translate": _translated,
-}
+_STR_METHODS: dict[str, Callable[..., int]] = dict.fromkeys(
+    ("center", "ljust", "rjust", "zfill"), _padded
+) | {"expandtabs": _tabs, "join": _joined, "replace": _replaced, "translate": _translated}
 
 
-# -- filters -------------------------------------------------------------------------
-
-
-def checked_filters(builtin: Mapping[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
-    """The built-in filters that pad, repeat or fill, wrapped to refuse a result too large."""
+def _checked_filters(builtin: Mapping[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
+    """The built-in filters that pad, repeat or fill, refusing a result too large first (the
+    compiled template calls filters directly, past the sandbox's call())."""
     center, indent, fmt = builtin["center"], builtin["indent"], builtin["format"]
     join, replace, wordwrap = builtin["join"], builtin["replace"], builtin["wordwrap"]
     batch, slice_, tojson = builtin["batch"], builtin["slice"], builtin["tojson"]
 
     def do_center(value: Any, width: int = 80) -> Any:
-        _refuse_padding([width] if isinstance(width, int) else [])
+        _refuse_padding(width)
         return center(value, width)
 
     def do_indent(s: Any, width: int | str = 4, first: bool = False, blank: bool = False) -> Any:
-        lines = str(s).count("\n") + 1
         step = width if isinstance(width, int) else len(str(width))
-        _refuse_over(len(str(s)) + lines * step, exact=False)
+        _refuse_over(len(str(s)) + (str(s).count("\n") + 1) * step, exact=False)
         return indent(s, width, first, blank)
 
     def do_format(value: Any, *args: Any, **kwargs: Any) -> Any:
-        check_percent(str(value), kwargs or args)
+        _check_percent(str(value), kwargs or args)
         return fmt(value, *args, **kwargs)
 
     @pass_eval_context
     def do_join(eval_ctx: EvalContext, value: Any, d: str = "", attribute: Any = None) -> Any:
         items = list(value)
-        _refuse_over(len(str(d)) * max(len(items) - 1, 0) + size(items), exact=False)
+        _refuse_over(_joined(str(d), items), exact=False)
         return join(eval_ctx, items, d, attribute)
 
     @pass_eval_context
     def do_replace(eval_ctx: EvalContext, s: Any, old: Any, new: Any, count: Any = None) -> Any:
-        predicted = _replaced(str(s), str(old), str(new), -1 if count is None else count)
-        _refuse_over(predicted)
+        _refuse_over(_replaced(str(s), str(old), str(new), -1 if count is None else count))
         return replace(eval_ctx, s, old, new, count)
 
     @pass_environment
@@ -299,7 +270,7 @@ def checked_filters(builtin: Mapping[str, Callable[..., Any]]) -> dict[str, Call
 
     @pass_eval_context
     def do_tojson(eval_ctx: EvalContext, value: Any, indent: Any = None) -> Any:
-        _refuse_padding([indent] if isinstance(indent, int) else [size(indent)])
+        _refuse_padding(indent if isinstance(indent, int) else size(indent))
         return tojson(eval_ctx, value, indent)
 
     return {
@@ -315,30 +286,49 @@ def checked_filters(builtin: Mapping[str, Callable[..., Any]]) -> dict[str, Call
     }
 
 
-# -- time and memory -----------------------------------------------------------------
+# -- time and memory -------------------------------------------------------------------------
 
 
 class _Clock:
-    """SIGALRM while rows render: stops a render past its time or memory.
+    """SIGALRM while rows render: a tick in a render past its time or memory raises
+    RenderOverrun (again at the next tick if the render goes on); between renders, nothing.
 
-    The timer ticks every TICK seconds from the first render of a batch until rest() (the
-    batch is prepared), so a batch that is prepared in less than TICK, as a normal one is,
-    sees no signal at all, and a row costs no system call: only begin() and end() mark it.
-    A tick during a render past its bound raises RenderOverrun in the main thread, where
-    the render runs; ticks go on until the render ends, so a template that swallowed one
-    exception still meets the next. A tick between two renders does nothing.
+    It ticks every TICK from a batch's first render until rest() (the batch is prepared): a
+    batch prepared within TICK, as a normal one is, sees no signal, and a row costs no system
+    call, only begin() and end().
     """
 
     def __init__(self) -> None:
-        self.thread = 0  # the thread that renders under the timer (0: no timer in force)
-        self.seconds = MAX_SECONDS
-        self.memory = MAX_MEMORY
+        self.thread = 0  # the thread whose renders are timed (0: none)
+        self.seconds, self.memory = MAX_SECONDS, MAX_MEMORY
         self.armed = False
         self.started = 0.0  # time.monotonic() when the render in progress began; 0.0: none
         self.baseline = 0  # the process's memory at this render's first tick (0: no tick yet)
+        self.stopped = False  # a tick stopped the render in progress
 
-    def begin(self) -> None:
-        """A render starts (only in `thread`)."""
+    @contextmanager
+    def limit(self, seconds: float = MAX_SECONDS, memory: int = MAX_MEMORY) -> Iterator[None]:
+        """Bound the time and memory of every render in this thread until the block ends; not
+        where the timer is not free (not the main thread, a SIGALRM handler or timer in use)."""
+        free = (
+            threading.current_thread() is threading.main_thread()
+            and not self.thread
+            and signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, signal.SIG_IGN, None)
+            and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+        )
+        if not free:
+            yield
+            return
+        previous = signal.signal(signal.SIGALRM, self.tick)
+        self.seconds, self.memory, self.thread = seconds, memory, threading.get_ident()
+        try:
+            yield
+        finally:
+            self.thread = 0
+            self.rest()
+            signal.signal(signal.SIGALRM, previous)
+
+    def begin(self) -> None:  # a render starts in `thread`
         if not self.armed:
             signal.setitimer(signal.ITIMER_REAL, TICK, TICK)
             self.armed = True
@@ -346,9 +336,13 @@ class _Clock:
 
     def end(self) -> None:
         self.started = 0.0
+        if self.stopped:
+            # Jinja's rewritten traceback of the stop is a reference cycle through the render's
+            # frames, and so holds what the render built (up to MAX_MEMORY): collect it now.
+            self.stopped = False
+            gc.collect()
 
-    def rest(self) -> None:
-        """No render for a while (a batch is prepared): stop the ticks until the next one."""
+    def rest(self) -> None:  # no render for a while (a batch is prepared): no ticks
         if self.armed:
             signal.setitimer(signal.ITIMER_REAL, 0)
             self.armed = False
@@ -357,56 +351,29 @@ class _Clock:
         if not self.started:  # between two renders
             return
         if time.monotonic() - self.started >= self.seconds:
+            self.stopped = True
             raise RenderOverrun(f"the template took longer than {self.seconds:g} s")
         memory = _memory()
         if not self.baseline:
             self.baseline = memory
         elif memory - self.baseline > self.memory:
+            self.stopped = True
             raise RenderOverrun(f"the template used more than {self.memory >> 20} MB of memory")
 
 
 CLOCK = _Clock()
-"""The one render timer of the process (SIGALRM is one per process); see time_limit."""
+"""The one render timer of the process (SIGALRM is one per process)."""
 
+time_limit = CLOCK.limit
 
 _PAGE = resource.getpagesize()
 
 
 def _memory() -> int:
-    """The process's resident memory now, in bytes; where /proc is missing, its peak so far.
-
-    Read only at a tick of a render already running long (at most ten times a second).
-    """
+    """The process's resident memory in bytes; where /proc is missing, its peak so far."""
     try:
         with open("/proc/self/statm", "rb") as statm:
             return int(statm.read().split()[1]) * _PAGE
     except OSError:  # not Linux: the peak (macOS counts it in bytes, others in KiB)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return peak if sys.platform == "darwin" else peak * 1024
-
-
-@contextmanager
-def time_limit(seconds: float = MAX_SECONDS, memory: int = MAX_MEMORY) -> Iterator[None]:
-    """Bound the time and memory of every render in this thread until the block ends.
-
-    Only the main thread can take signals. Where the timer is not free (another thread, a
-    SIGALRM handler or an alarm timer already in use by the program), renders are not timed
-    and only the size bounds hold.
-    """
-    free = (
-        threading.current_thread() is threading.main_thread()
-        and not CLOCK.thread
-        and signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, signal.SIG_IGN, None)
-        and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
-    )
-    if not free:
-        yield
-        return
-    previous = signal.signal(signal.SIGALRM, CLOCK.tick)
-    CLOCK.seconds, CLOCK.memory, CLOCK.thread = seconds, memory, threading.get_ident()
-    try:
-        yield
-    finally:
-        CLOCK.thread = 0
-        CLOCK.rest()
-        signal.signal(signal.SIGALRM, previous)

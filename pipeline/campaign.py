@@ -9,13 +9,13 @@ from pathlib import Path
 from pipeline import schedule
 from pipeline.clock import Clock, tehran
 from pipeline.config import Config
-from pipeline.contacts import ContactSource, open_contacts
 from pipeline.errors import ConfigError, TemplateError
 from pipeline.lock import lock_path
 from pipeline.persian import FILTERS, template_globals
 from pipeline.prepare import Preparer, Templates, read_template
 from pipeline.render import Renderer
 from pipeline.report import attention_file
+from pipeline.sources import ContactSource, open_contacts, open_sql
 from pipeline.suppression import Suppression, load_suppression
 
 
@@ -119,8 +119,6 @@ def _open_source(config: Config) -> ContactSource:
     if contacts.path is None:
         # The config allows no path only together with query and url.
         assert contacts.query is not None and contacts.url is not None
-        from pipeline.sql_source import open_sql  # noqa: PLC0415 - SQLAlchemy is an extra
-
         return open_sql(contacts.url, contacts.query, contacts.phone_column)
     return open_contacts(
         contacts.path, contacts.phone_column, shown_path=_shown(config, contacts.path)

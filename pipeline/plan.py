@@ -16,7 +16,6 @@ from typing import Any
 from pipeline import bounds, schedule
 from pipeline.amoot import Account
 from pipeline.config import Config
-from pipeline.contacts import ContactSource
 from pipeline.errors import PipelineError, ProviderFatal, Refused, SpoolError
 from pipeline.journal import Entry, Journal, State
 from pipeline.models import Outcome, Row, RunOptions, Status
@@ -24,6 +23,7 @@ from pipeline.prepare import Preparer
 from pipeline.private import private_folder
 from pipeline.segments import count_pages
 from pipeline.send import Sender
+from pipeline.sources import ContactSource
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,9 @@ from pipeline.suppression import Suppression
 class Templates:
     """The default template, and the ones a contacts column names per row (compiled once each).
 
-    A named template is a file beside the default one (or beside the config for inline text).
-    Each is checked against the contacts columns when first used; the run's first pass uses
-    every one of them before anything is sent, so a wrong variable still stops the run (exit 2).
+    A named template is a file beside the default one (or beside the config for inline text),
+    checked against the contacts columns when first used: the plan uses each one before
+    anything is sent, so a wrong variable stops the run (TemplateError, exit 2).
     """
 
     def __init__(
@@ -34,12 +35,8 @@ class Templates:
         globals: Mapping[str, Any],
         written: tuple[Path, ...] = (),
     ) -> None:
-        self.default = default
-        self.folder = folder
-        self.column = column
-        self._columns = columns
-        self._filters = filters
-        self._globals = globals
+        self.default, self.folder, self.column, self._columns = default, folder, column, columns
+        self._filters, self._globals = filters, globals
         # Files the run writes (the report and its companion): never a template it reads.
         self._written = {written_path.resolve() for written_path in written}
         self._named: dict[str, Renderer | str] = {}  # file name -> renderer, or why it is unusable
@@ -53,24 +50,9 @@ class Templates:
             if self.default is None:
                 return f"the column '{self.column}' is empty and template.path gives no default"
             return self.default
-        found = self._named.get(name)
-        if found is None:
-            found = self._named[name] = self._load(name)
-        return found
-
-    def load_named(self, names: Iterable[str]) -> None:
-        """Compile and check every template these column values name, now.
-
-        Called with the census of the template column before a streamed run sends anything,
-        so a template with a wrong variable still stops the run (exit 2) before the first
-        request, as the first pass would. A missing file is not an error here: its rows are
-        reported `invalid` with the reason.
-        """
-        if self.column is None:
-            return
-        for name in names:
-            if name:
-                self.for_row({self.column: name})
+        if name not in self._named:
+            self._named[name] = self._load(name)
+        return self._named[name]
 
     def _load(self, name: str) -> Renderer | str:
         path = (self.folder / name).resolve()
@@ -94,14 +76,12 @@ class Templates:
 
 
 _SAVE_AS_UTF8 = "Fix: save it as UTF-8 (in Notepad: File > Save As, Encoding: UTF-8)."
+_LOOKS_ANSI = '; it looks like Windows-1256 ("ANSI", as Notepad saves on Persian Windows)'
 
 
 def read_template(path: Path, shown: str) -> str:
-    """A template file's text (UTF-8; a BOM is fine).
-
-    FileNotFoundError is the caller's to word (its fix differs); a folder, a file this user
-    cannot read and one that is not UTF-8 are a TemplateError saying which and how to fix it.
-    """
+    """A template file's text (UTF-8, a BOM is fine), or a TemplateError saying what is wrong
+    and the fix; FileNotFoundError is the caller's to word (its fix differs)."""
     try:
         data = path.read_bytes()
     except IsADirectoryError as exc:
@@ -119,42 +99,27 @@ def read_template(path: Path, shown: str) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
+        # Notepad's "ANSI" on Persian Windows is cp1256: Persian letters when read as that.
+        ansi = any("\u0600" <= c <= "\u06ff" for c in data.decode("cp1256", errors="replace"))
         raise TemplateError(
             f"{shown}:{line}: the file is not UTF-8 text (byte 0x{data[exc.start]:02X})"
-            f"{_ansi(data)}. {_SAVE_AS_UTF8}"
+            f"{_LOOKS_ANSI if ansi else ''}. {_SAVE_AS_UTF8}"
         ) from exc
 
 
-def _ansi(data: bytes) -> str:
-    """Why the bytes are probably not UTF-8: Notepad's "ANSI" on Persian Windows is cp1256."""
-    text = data.decode("cp1256", errors="replace")
-    if any("\u0600" <= char <= "\u06ff" for char in text):
-        return '; it looks like Windows-1256 ("ANSI", as Notepad saves on Persian Windows)'
-    return ""
-
-
+@dataclass(kw_only=True, slots=True, eq=False)
 class Preparer:
     """The per-contact stages, in order; a row that cannot be sent leaves with its status set."""
 
-    def __init__(
-        self,
-        *,
-        phone_column: str,
-        templates: Templates,
-        footer: str,
-        max_pages: int,
-        suppression: Suppression | None,
-        normalise: bool,
-    ) -> None:
-        self.phone_column = phone_column
-        self.templates = templates
-        self.footer = footer
-        self.max_pages = max_pages
-        self.suppression = suppression
-        self.normalise = normalise
-        # number (as an int: 32 bytes a key against 60 for the str, and a million of them
-        # live through a large run) -> the first row that will get it
-        self.seen: dict[int, int] = {}
+    phone_column: str
+    templates: Templates
+    footer: str
+    max_pages: int
+    suppression: Suppression | None
+    normalise: bool
+    # number (an int: 32 bytes a key against 60 for the str, a million of them in a large
+    # run) -> the first row that will get it
+    seen: dict[int, int] = field(default_factory=dict, init=False, repr=False)
 
     def prepare(self, contact: Contact) -> Row:
         phone = contact.values.get(self.phone_column, "")
@@ -192,11 +157,8 @@ class Preparer:
         return row
 
     def _normalised(self, values: dict[str, str], renderer: Renderer) -> Mapping[str, str]:
-        """The values the template reads, with Arabic letters as Persian (see normalise_text).
-
-        Only the columns the template names are normalised (unless it reads `row`, which can
-        reach any column): the others never reach the text, and this runs once per message.
-        """
+        """The values with Arabic letters as Persian (normalise_text): only the columns the
+        template names (all if it reads `row`), as the others never reach the text."""
         if not self.normalise:
             return values
         if renderer.reads_row:

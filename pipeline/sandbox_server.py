@@ -17,8 +17,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
 from typing import Any, get_args
 
@@ -36,10 +36,10 @@ from pipeline.sandbox import (
 class SandboxServer:
     """A context manager that serves `sim` on a ThreadingHTTPServer in a daemon thread.
 
-    `latency` (benchmarks): each answer leaves that many seconds after its request arrived,
-    the simulator's own processing included. (Holding the whole latency after processing made
-    every request slower than it claims, by this fake's CPU time on the cores it shares with
-    the pipeline it measures.)
+    For benchmarks: `latency` holds each answer until that many seconds after its request
+    arrived, the simulator's own processing included (it shares the cores of the pipeline it
+    measures); `timeline` gets a line a request, `path arrived ended` (wall clock, ended once
+    the answer is written).
     """
 
     def __init__(
@@ -50,11 +50,10 @@ class SandboxServer:
         *,
         latency: float = 0.0,
         monotonic: Callable[[], float] = time.monotonic,
+        timeline: Path | None = None,
     ) -> None:
         self.sim = sim
-        self._server = _Server((host, port), sim)
-        self._server.latency = max(latency, 0.0)
-        self._server.monotonic = monotonic
+        self._server = _Server((host, port), sim, max(latency, 0.0), monotonic, timeline)
         self.base_url = f"http://{host}:{self._server.server_address[1]}/rest"
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
@@ -88,15 +87,34 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = False
     block_on_close = True
 
-    def __init__(self, address: tuple[str, int], sim: AmootSimulator) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        sim: AmootSimulator,
+        latency: float,
+        monotonic: Callable[[], float],
+        timeline: Path | None,
+    ) -> None:
         super().__init__(address, _Handler)
         self.sim = sim
-        self.latency = 0.0
-        self.monotonic: Callable[[], float] = time.monotonic
+        self.latency = latency
+        self.monotonic = monotonic
         self.stopping = threading.Event()
         self._connections: set[socket.socket] = set()
         self._aborted: set[socket.socket] = set()
         self._guard = threading.Lock()
+        self._timeline = timeline.open("a", encoding="utf-8") if timeline else None
+
+    def record(self, path: str, arrived: float, ended: float) -> None:
+        if self._timeline:
+            with self._guard:
+                self._timeline.write(f"{path} {arrived:.6f} {ended:.6f}\n")
+                self._timeline.flush()  # read by another process while this one serves
+
+    def server_close(self) -> None:
+        super().server_close()
+        if self._timeline:
+            self._timeline.close()
 
     def process_request(self, request: Any, client_address: Any) -> None:
         # Tracked here, in the serving thread, so once shutdown() returns every accepted
@@ -136,8 +154,8 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as httpx's connection pool expects
-    # Headers and body leave in separate writes; with Nagle's algorithm the second waits for
-    # the client's delayed ACK, about 40 ms a request on loopback.
+    # An answer leaves in one write (_wire): with Nagle's algorithm, a body written after its
+    # headers waits for the client's delayed ACK, ~40 ms. No Nagle: a trickled byte a segment.
     disable_nagle_algorithm = True
     server: _Server
 
@@ -152,6 +170,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         arrived = self.server.monotonic()  # the request line and headers are in
+        arrived_wall = time.time()
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         host, port = self.server.server_address[:2]
@@ -176,26 +195,27 @@ class _Handler(BaseHTTPRequestHandler):
                 self._trickle(reply)
             case "answer":
                 self._answer(reply)
+        self.server.record(self.path, arrived_wall, time.time())
+
+    def _wire(self, reply: Reply, *first: tuple[str, str]) -> bytes:
+        """The whole answer: status line, `first` headers, the reply's, blank line, body."""
+        phrase = self.responses.get(reply.status, ("",))[0]
+        head = [f"{self.protocol_version} {reply.status} {phrase}"]
+        head += [f"{name}: {value}" for name, value in (*first, *reply.headers.items())]
+        head.append(f"Content-Length: {len(reply.body)}")
+        return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + reply.body
 
     def _answer(self, reply: Reply) -> None:
+        dated = ("Server", self.version_string()), ("Date", self.date_time_string())
         try:
-            self.send_response(reply.status)
-            for name, value in reply.headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(reply.body)))
-            self.end_headers()
-            self.wfile.write(reply.body)
+            self.wfile.write(self._wire(reply, *dated))
         except OSError:
             self.close_connection = True  # the client gave up waiting (a slow_after timeout)
 
     def _trickle(self, reply: Reply) -> None:
         """The whole answer, status line and headers included, one byte every `reply.delay`
         seconds: each socket read of the client gets a byte long before its read timeout."""
-        head = [f"{self.protocol_version} {reply.status} {HTTPStatus(reply.status).phrase}"]
-        head += [f"{name}: {value}" for name, value in reply.headers.items()]
-        head.append(f"Content-Length: {len(reply.body)}")
-        answer = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + reply.body
-        for byte in answer:
+        for byte in self._wire(reply):
             try:
                 self.wfile.write(bytes((byte,)))  # unbuffered, and no Nagle: a segment each
             except OSError:
@@ -223,6 +243,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=0.0,
         help="seconds from each request's arrival to its answer (benchmarks)",
     )
+    parser.add_argument(
+        "--timeline",
+        type=Path,
+        help="append each request's path, arrival and end (wall clock) to this file",
+    )
     args = parser.parse_args(argv)
     sim = AmootSimulator(
         token=args.token,
@@ -233,7 +258,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         forgotten_delivery=1,
     )
     try:
-        with SandboxServer(sim, args.host, args.port, latency=args.latency) as server:
+        server = SandboxServer(
+            sim, args.host, args.port, latency=args.latency, timeline=args.timeline
+        )
+        with server:
             print(server.base_url, flush=True)
             print(f"token: {args.token}; {SANDBOX_BLACKLIST_RULE}; Ctrl-C stops.", flush=True)
             while True:

@@ -13,11 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.config import load_config
-from pipeline.contacts import open_contacts
 from pipeline.models import RunOptions, Status
 from pipeline.report import safe_cell
 from pipeline.run import RunResult, run
 from pipeline.sandbox import AmootSimulator
+from pipeline.sources import open_contacts
 from tests.conftest import TOKEN, Campaign
 
 PROVIDER = "sandbox: false\ntoken: ${AMOOT_TOKEN}\nchunk_size: 2\nconcurrency: 1"

@@ -1,10 +1,12 @@
-"""Tests for pipeline.contacts: every format read as exact text, true row numbers, clear errors."""
+"""Tests for pipeline.sources: every format read as exact text, true row numbers, clear errors."""
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
 import json
+import sqlite3
+import subprocess
 import sys
 import tempfile
 from decimal import Decimal
@@ -16,9 +18,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.contacts import ContactSource, cell_text, open_contacts
 from pipeline.errors import InputError
 from pipeline.models import Contact
+from pipeline.sources import ContactSource, cell_text, open_contacts, open_sql
 
 DATA = Path(__file__).parent / "data"
 ZWNJ = "\u200c"
@@ -677,39 +679,38 @@ def test_damaged_parquet_is_an_input_error(tmp_path: Path) -> None:
     assert message.endswith("save the contacts as .csv.")
 
 
-# --- census: the whole source read before sending (counts, template names, errors) -------------
+# --- what the census proved, now proved by the read itself ------------------------------------
 
 
-def test_csv_census_counts_non_blank_rows_and_collects_a_column(tmp_path: Path) -> None:
-    """The census counts rows the real read yields (blank rows not) and the column's values."""
+def test_a_row_of_only_delimiters_is_not_read_and_cells_keep_their_spaces(tmp_path: Path) -> None:
+    """The rows read are the non-blank ones (`,,` is blank), numbered as in the file, each cell
+    exactly as written (" vip.j2" keeps its space: trimming is the caller's)."""
     path = tmp_path / "c.csv"
     path.write_text(
         "mobile,name,template\n09120000001,a, vip.j2\n,,\n09120000002,b,\n09120000003,c,vip.j2\n",
         encoding="utf-8",
     )
-    source = open_contacts(path, "mobile")
-    census = source.census(2)
-    assert census is not None
-    assert census.rows == len(read_all(source)) == 3
-    assert census.rereads
-    assert census.values == {"vip.j2", ""}
-    only_counted = source.census(None)
-    assert only_counted is not None and only_counted.values == frozenset()
+    assert [(row, values["template"]) for row, values in rows_of(path)] == [
+        (1, " vip.j2"),
+        (3, ""),
+        (4, "vip.j2"),
+    ]
 
 
-def test_csv_census_meets_a_ragged_row_the_first_batch_would_not(tmp_path: Path) -> None:
-    """A broken row far down the file fails the census, with the same message as the read."""
+def test_a_ragged_row_far_down_is_refused_when_the_batches_reach_it(tmp_path: Path) -> None:
+    """A row with an extra cell past the first read chunk: the first batches come, then reading
+    on raises the InputError naming its line and row (a run reads every row before sending)."""
     path = tmp_path / "c.csv"
     rows = "".join(f"0912{i:07d},n\n" for i in range(20_000))
     path.write_text(f"mobile,name\n{rows}09129999999,n,extra\n", encoding="utf-8")
     source = open_contacts(path, "mobile", batch_size=10, shown_path="c.csv")
-    assert len(next(source.batches)) == 10  # the streamed read has not met it yet
-    with pytest.raises(InputError, match=r"^c\.csv:20002: row 20001 has 3 cells"):
-        source.census(None)
+    assert len(next(source.batches)) == 10  # the read has not met it yet
+    with pytest.raises(InputError, match=r"^c\.csv:20002: row 20001 has 3 cells but the header"):
+        read_all(source)
 
 
-def test_parquet_census_counts_rows_and_reads_the_column(tmp_path: Path) -> None:
-    """Parquet: all-null rows are blank; the column's values come back as stripped text."""
+def test_parquet_rows_of_nulls_are_not_read(tmp_path: Path) -> None:
+    """Parquet: an all-null row is blank; the other rows keep their numbers, values as text."""
     pa = pytest.importorskip("pyarrow")
     pq = pytest.importorskip("pyarrow.parquet")
     path = tmp_path / "c.parquet"
@@ -720,25 +721,105 @@ def test_parquet_census_counts_rows_and_reads_the_column(tmp_path: Path) -> None
         }
     )
     pq.write_table(table, path, row_group_size=2)
-    census = open_contacts(path, "mobile").census(1)
-    assert census is not None
-    assert census.rows == 2 and census.values == {"1", "2"}
+    assert rows_of(path) == [
+        (1, {"mobile": "09120000001", "tier": "1"}),
+        (3, {"mobile": "09120000003", "tier": "2"}),
+    ]
 
 
-def test_json_census_and_the_sources_without_one(tmp_path: Path) -> None:
-    """A JSON array is counted from memory; JSON Lines and Excel have no census (first pass)."""
+def test_a_json_array_is_read_whole_when_opened(tmp_path: Path) -> None:
+    """A .json is parsed at open: rewriting the file afterwards changes nothing that is read."""
     array = tmp_path / "c.json"
-    array.write_text(
-        json.dumps([{"mobile": "09120000001", "t": " a.j2"}, {"mobile": "", "t": ""}]), "utf-8"
+    array.write_text(json.dumps([{"mobile": "09120000001"}, {"mobile": ""}]), "utf-8")
+    source = open_contacts(array, "mobile")
+    array.write_text(json.dumps([{"mobile": "09129999999"}]), "utf-8")
+    assert [(c.row, c.values) for c in read_all(source)] == [(1, {"mobile": "09120000001"})]
+
+
+# --- one cell-to-text rule across formats ------------------------------------------------------
+
+TEXTS = ["09121234567", f"زهرا{ZWNJ}سادات", "  padded  ", "12.50", "9.12E+09", "007", ""]
+TYPED: dict[str, Any] = {
+    "int": 9123456789,
+    "whole_float": 9123456789.0,
+    "float": 12.5,
+    "none": None,
+}
+TYPED_TEXT = {"int": "9123456789", "whole_float": "9123456789", "float": "12.5", "none": ""}
+
+
+def each_format(folder: Path, columns: dict[str, list[Any]], formats: list[str]) -> dict[str, Path]:
+    """The same table written as each format asked for; SQLite as a file of one table."""
+    names, rows = list(columns), list(zip(*columns.values(), strict=True))
+    written: dict[str, Path] = {}
+    for kind in formats:
+        path = folder / f"c.{kind}"
+        if kind == "csv":
+            with path.open("w", encoding="utf-8", newline="") as handle:
+                csv.writer(handle).writerows([names, *rows])
+        elif kind == "json":
+            path.write_text(json.dumps([dict(zip(names, row, strict=True)) for row in rows]))
+        elif kind == "jsonl":
+            path.write_text(
+                "".join(json.dumps(dict(zip(names, r, strict=True))) + "\n" for r in rows)
+            )
+        elif kind == "xlsx":
+            book = openpyxl.Workbook()
+            for row in [names, *rows]:
+                book.active.append(list(row))
+            book.save(path)
+        elif kind == "parquet":
+            pq = pytest.importorskip("pyarrow.parquet")
+            pq.write_table(pytest.importorskip("pyarrow").table(columns), path)
+        else:  # sqlite
+            with sqlite3.connect(path) as db:
+                db.execute(f"CREATE TABLE t ({', '.join(names)})")
+                db.executemany(f"INSERT INTO t VALUES ({', '.join('?' * len(names))})", rows)
+            db.close()
+        written[kind] = path
+    return written
+
+
+def read_back(kind: str, path: Path) -> list[dict[str, str]]:
+    if kind == "sqlite":
+        source = open_sql(f"sqlite:///{path}", "SELECT * FROM t ORDER BY rowid", "mobile")
+    else:
+        source = open_contacts(path, "mobile")
+    return [contact.values for contact in read_all(source)]
+
+
+def test_the_same_text_reads_as_the_same_text_in_every_format(tmp_path: Path) -> None:
+    """Text cells come back unchanged from CSV (read as str), JSON, JSON Lines, Excel, Parquet
+    and SQL alike: leading zeros, spaces, Persian, number-like text."""
+    columns = {"mobile": ["0912"] * len(TEXTS), "value": TEXTS}
+    formats = ["csv", "json", "jsonl", "xlsx", "parquet", "sqlite"]
+    expected = [{"mobile": "0912", "value": text} for text in TEXTS]
+    for kind, path in each_format(tmp_path, columns, formats).items():
+        assert read_back(kind, path) == expected, kind
+
+
+def test_the_same_numbers_read_as_the_same_text_in_every_format_that_types_them(
+    tmp_path: Path,
+) -> None:
+    """A number (or a missing value) becomes the same text whichever format stored it: plain
+    digits for a whole float, never 9123456789.0, and "" for null."""
+    columns: dict[str, list[Any]] = {"mobile": ["0912"], **{k: [v] for k, v in TYPED.items()}}
+    expected = [{"mobile": "0912", **TYPED_TEXT}]
+    for kind, path in each_format(tmp_path, columns, ["json", "jsonl", "xlsx", "parquet"]).items():
+        assert read_back(kind, path) == expected, kind
+    sqlite = each_format(tmp_path, columns, ["sqlite"])["sqlite"]
+    assert read_back("sqlite", sqlite) == expected
+
+
+def test_opening_a_file_source_needs_neither_sqlalchemy_nor_openpyxl() -> None:
+    """SQLAlchemy (an extra) and openpyxl (0.15 s to import) load only for the sources that
+    need them: importing the sources and reading a CSV leaves both out."""
+    code = (
+        "import sys; from pathlib import Path; from pipeline.sources import open_contacts; "
+        f"list(open_contacts(Path({str(DATA / 'bom.csv')!r}), 'mobile').batches); "
+        "print(sorted({'sqlalchemy', 'openpyxl'} & set(sys.modules)))"
     )
-    census = open_contacts(array, "mobile").census(1)
-    assert census is not None and census.rows == 1 and census.values == {"a.j2"}
-    assert not census.rereads  # held in memory: a later change to the file sends nothing new
-    lines = tmp_path / "c.jsonl"
-    lines.write_text('{"mobile": "09120000001"}\n', "utf-8")
-    assert open_contacts(lines, "mobile").census(None) is None
-    book = openpyxl.Workbook()
-    book.active.append(["mobile"])
-    book.active.append(["09120000001"])
-    book.save(tmp_path / "c.xlsx")
-    assert open_contacts(tmp_path / "c.xlsx", "mobile").census(None) is None
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"

@@ -147,6 +147,41 @@ def test_sigkilled_run_leaves_unknown_rows_on_reopen(tmp_path: Path) -> None:
         assert autumn.counts()[State.INFLIGHT] == 0
 
 
+RUN_THEN_CRASH = """
+import os, signal, sys
+from pathlib import Path
+from pipeline.journal import Journal
+from pipeline.models import Outcome, Status
+
+journal = Journal.open(Path(sys.argv[1]), "spring")
+journal.mark_inflight([("09120000001", "one"), ("09120000002", "two")])
+answers = [
+    ("09120000001", Outcome(Status.SENT, message_id="m1")),
+    ("09120000002", Outcome(Status.FAILED, error="Mobile_Invalid")),
+]
+journal.mark_inflight([("09120000003", "three")], answers)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_answers_committed_with_the_next_mark_survive_a_kill(tmp_path: Path) -> None:
+    """As a run calls it: the answers to one request ride in the next request's mark, and once
+    that call returns both are committed: a kill right after keeps the answers, and only the
+    last request's rows come back `unknown`."""
+    path = tmp_path / "journal.sqlite"
+    killed = run_python(RUN_THEN_CRASH, str(path))
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    with Journal.open(path, "spring") as journal:
+        assert journal.recovered == 1
+        found = journal.lookup(numbers(3, start=1))
+    assert (found["09120000001"].state, found["09120000001"].message_id) == (State.SENT, "m1")
+    assert (found["09120000002"].state, found["09120000002"].error) == (
+        State.FAILED,
+        "Mobile_Invalid",
+    )
+    assert (found["09120000003"].state, found["09120000003"].text) == (State.UNKNOWN, "three")
+
+
 def test_closed_without_record_recovers_once(tmp_path: Path) -> None:
     """Rows left in flight by a run that stopped become unknown on the next open, and only then."""
     path = tmp_path / "journal.sqlite"

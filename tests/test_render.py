@@ -231,10 +231,25 @@ def test_any_value_renders_as_itself_stripped(value: str) -> None:
         ("{{ [1]|slice(999999999)|list }}", "would build a value of 999,999,999 items"),
         ("{{ [1]|tojson(999999999) }}", "pads a value to 999,999,999"),
         ("{{ '\t'.expandtabs(999999999) }}", "would build a value of more than 100,000 char"),
+        ("{{ name.center(999999999) }}", "would build a value of more than 100,000 characters"),
+        ("{{ name.rjust(999999999) }}", "would build a value of more than 100,000 characters"),
+        ("{{ name.zfill(999999999) }}", "would build a value of more than 100,000 characters"),
+        ("{{ ('y' * 99999).join(['a'] * 99) }}", "would build a value of more than 100,000 char"),
+        ("{{ ('a' * 9999).replace('a', 'b' * 9999) }}", "would build a value of more than 100,000"),
+        ("{{ ('a' * 9999).translate({97: 'b' * 9999}) }}", "would build a value of more than 100,"),
+        ("{{ ('x' * 60000) + ('y' * 60000) }}", "would build a value of 120,000 characters"),
+        ("{{ (range(60000)|list) + (range(60000)|list) }}", "more than 100,000 items and char"),
+        ("{{ '{x:>999999999}'.format_map({'x': 1}) }}", "pads a value to 999,999"),
+        ("{{ '{x:>{w}}'.format_map({'x': 1, 'w': 999999999}) }}", "pads a value to 999,999,999"),
         # doubled at each step: through a namespace, a macro's argument, a recursive loop
         (
             "{% set ns = namespace(s='x') %}{% for i in range(64) %}"
             "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}",
+            "built a value of 131,072 characters, more than 100,000",
+        ),
+        (  # the same namespace read as an item
+            "{% set ns = namespace(s='x') %}{% for i in range(64) %}"
+            "{% set ns.s = ns['s'] ~ ns['s'] %}{% endfor %}{{ ns.s }}",
             "built a value of 131,072 characters, more than 100,000",
         ),
         (

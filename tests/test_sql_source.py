@@ -21,11 +21,10 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import NullPool
 
-from pipeline import sql_source
-from pipeline.contacts import ContactSource
 from pipeline.errors import InputError
 from pipeline.models import Contact
-from pipeline.sql_source import open_sql
+from pipeline.sources import ContactSource, open_sql
+from pipeline.sources import sql as sql_source
 from tests.conftest import run_cli
 
 SECRET = "S3cret-pw-7781"  # put in URLs; must never appear in a message or traceback
