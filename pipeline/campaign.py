@@ -28,8 +28,7 @@ class Campaign:
     preparer: Preparer
     suppression: Suppression | None
     timing: schedule.Decision
-    # Sandbox "sends" are journalled apart: switching the same campaign to live sending
-    # must not find its numbers already sent.
+    # Sandbox "sends" are journalled apart: going live must not find its numbers already sent.
     journal_key: str
 
 
@@ -37,7 +36,8 @@ def open_campaign(config: Config, clock: Clock) -> Campaign:
     report_path = _report_path(config, clock)
     source = _open_source(config)
     templates = _templates(config, source.columns, clock, report_path)
-    suppression = _suppression(config)
+    path = config.suppression.path
+    suppression = load_suppression(path, _shown(config, path)) if path is not None else None
     preparer = Preparer(
         phone_column=config.contacts.phone_column,
         templates=templates,
@@ -46,18 +46,24 @@ def open_campaign(config: Config, clock: Clock) -> Campaign:
         suppression=suppression,
         normalise=config.contacts.normalise_text,
     )
+    settings = config.schedule
+    timing = schedule.decide(
+        clock(),
+        send_at=schedule.parse_send_at(settings.send_at),
+        window=schedule.parse_window(settings.window) if settings.window else None,
+        max_lateness=(
+            schedule.parse_duration(settings.max_lateness) if settings.max_lateness else None
+        ),
+        outside_window=settings.outside_window,
+    )
     key = f"sandbox:{config.campaign}" if config.provider.sandbox else config.campaign
-    return Campaign(report_path, source, preparer, suppression, _timing(config, clock), key)
+    return Campaign(report_path, source, preparer, suppression, timing, key)
 
 
 def _report_path(config: Config, clock: Clock) -> Path:
-    """This run's report file; exit 2 (nothing read or written yet) where it cannot be one.
-
-    A folder would fail only when the finished report is put in place, after sending. A file
-    the run reads (the contacts, the suppression list, the template, the config) or the
-    journal's would be overwritten without a word: the report, or the rows that need attention
-    beside it, never replaces a file the campaign needs.
-    """
+    """This run's report file; exit 2 (nothing read or written yet) where it cannot be one:
+    a folder would fail only after sending, and a file the run reads or keeps (contacts,
+    suppression list, template, config, journal) would be overwritten without a word."""
     stamp = tehran(clock()).strftime("%Y%m%d-%H%M%S")
     path = Path(config.report.path.format(campaign=config.campaign, started=stamp))
     base = config.source.resolve().parent
@@ -65,44 +71,36 @@ def _report_path(config: Config, clock: Clock) -> Path:
     def shown(written: Path) -> str:  # as configured: a symlink is named, not its target
         return str(written.relative_to(base)) if written.is_relative_to(base) else str(written)
 
-    kept = _kept_files(config)
-    where = f"{_shown(config, config.source)}: report.path: {shown(path)}"
-    fix = "Fix: give the report a file of its own, such as reports/{campaign}-{started}.csv"
-    _refuse_to_overwrite(path, kept, where, fix)
-    attention = attention_file(path)
-    _refuse_to_overwrite(
-        attention,
-        kept,
-        f"{where} puts the rows that need attention in {shown(attention)}, which",
-        f"{fix} (to read an attention file back in, rename it first)",
-    )
-    return path
-
-
-def _refuse_to_overwrite(written: Path, kept: list[tuple[Path, str]], where: str, fix: str) -> None:
-    if written.is_dir():
-        raise ConfigError(f"{where} is a folder. {fix}.")
-    for path, name in kept:
-        if _same_file(written, path):
-            raise ConfigError(f"{where} is {name}: the run would overwrite it. {fix}.")
-
-
-def _kept_files(config: Config) -> list[tuple[Path, str]]:
-    """The files a run reads or keeps, with how the message names them."""
     journal = config.journal.path
-    kept = [
+    read = (
+        (config.contacts.path, "the contacts file (contacts.path)"),
+        (config.suppression.path, "the suppression list (suppression.path)"),
+        (config.template.path, "the template (template.path)"),
+    )
+    kept = [  # the files a run reads or keeps, as the message names them
         (config.source, "the config file itself"),
         (journal, "the journal (journal.path)"),
         (lock_path(journal), "the journal's lock file"),
         *((journal.with_name(journal.name + end), "a file of the journal") for end in _SQLITE),
+        *((file, name) for file, name in read if file is not None),
     ]
-    if config.contacts.path is not None:
-        kept.append((config.contacts.path, "the contacts file (contacts.path)"))
-    if config.suppression.path is not None:
-        kept.append((config.suppression.path, "the suppression list (suppression.path)"))
-    if config.template.path is not None:
-        kept.append((config.template.path, "the template (template.path)"))
-    return kept
+    where = f"{_shown(config, config.source)}: report.path: {shown(path)}"
+    fix = "Fix: give the report a file of its own, such as reports/{campaign}-{started}.csv"
+    attention = attention_file(path)
+    for written, said, fixed in (
+        (path, where, fix),
+        (
+            attention,
+            f"{where} puts the rows that need attention in {shown(attention)}, which",
+            f"{fix} (to read an attention file back in, rename it first)",
+        ),
+    ):
+        if written.is_dir():
+            raise ConfigError(f"{said} is a folder. {fixed}.")
+        for other, name in kept:
+            if _same_file(written, other):
+                raise ConfigError(f"{said} is {name}: the run would overwrite it. {fixed}.")
+    return path
 
 
 _SQLITE = ("-wal", "-shm", "-journal")  # the files SQLite keeps beside a database
@@ -161,24 +159,6 @@ def _templates(
         filters=FILTERS,
         globals=globals_,
         written=(report_path, attention_file(report_path)),
-    )
-
-
-def _suppression(config: Config) -> Suppression | None:
-    path = config.suppression.path
-    return load_suppression(path, _shown(config, path)) if path is not None else None
-
-
-def _timing(config: Config, clock: Clock) -> schedule.Decision:
-    settings = config.schedule
-    return schedule.decide(
-        clock(),
-        send_at=schedule.parse_send_at(settings.send_at),
-        window=schedule.parse_window(settings.window) if settings.window else None,
-        max_lateness=(
-            schedule.parse_duration(settings.max_lateness) if settings.max_lateness else None
-        ),
-        outside_window=settings.outside_window,
     )
 
 

@@ -1,10 +1,7 @@
 """Delivery reports (--deliveries): DeliveryType codes to classes, and the lookup loop.
 
 Names follow amoot-api.md §4 (from client code: the provider documents only 1, 2 and 35). A
-class that is not final is asked about again on the next call; blacklisted and wrong numbers
-join the suppression list. An answer item's `Status` reports the lookup, not the delivery: an
-item that is not `Success` (MessageID_Invalid just after sending) is asked about again later.
-"""
+class not final, or an item whose lookup `Status` is not `Success`, is asked about again."""
 
 from __future__ import annotations
 
@@ -16,11 +13,8 @@ from enum import StrEnum
 from typing import NamedTuple
 
 from pipeline.clock import Clock
-from pipeline.config import Config
 from pipeline.errors import ProviderFatal
 from pipeline.journal import Journal
-from pipeline.preflight import Verdict
-from pipeline.send import Sender
 from pipeline.suppression import Suppression
 
 BATCH_SIZE = 100  # message IDs per GetDeliveries; the provider documents no maximum (§5.2)
@@ -103,14 +97,10 @@ def check_deliveries(
     clock: Clock,
     stop: threading.Event | None = None,
 ) -> DeliveryReport:
-    """Ask `lookup` about every sent row whose delivery is not final, `batch_size` IDs at a time.
-
-    `lookup(message_ids)` answers `{message_id: DeliveryType}` for the items it could look up
-    and raises ProviderFatal to stop. Each batch is committed before the next is asked, so a
-    stop (or a crash) loses nothing: the rows not yet answered are asked again next time.
-    Blacklisted and wrong numbers join `suppression` before their row becomes final, so a
-    failed write to the list leaves the row to be asked (and listed) again.
-    """
+    """Ask `lookup` (`{message_id: DeliveryType}`, or ProviderFatal to stop) about every sent
+    row whose delivery is not final. Each batch is committed before the next is asked, so a
+    stop or a crash loses nothing; blacklisted and wrong numbers join `suppression` before
+    their row becomes final, so a failed write to the list leaves the row to ask again."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
     waiting = journal.awaiting_delivery()
@@ -135,8 +125,7 @@ def check_deliveries(
         results: list[tuple[str, str, str, bool]] = []
         blocked: list[tuple[str, str]] = []
         for message_id in ids[start : start + batch_size]:
-            code = found.get(message_id)
-            if code is None:
+            if (code := found.get(message_id)) is None:
                 continue
             meaning = delivery_type(code)
             for number in numbers_of[message_id]:
@@ -151,25 +140,3 @@ def check_deliveries(
 
     counts = Counter({d: n for d, n in journal.delivery_counts().items() if d})
     return DeliveryReport(checked, counts, added, stopped, len(waiting) - closed)
-
-
-def look_up_deliveries(
-    config: Config,
-    journal: Journal,
-    sender: Sender,
-    suppression: Suppression | None,
-    *,
-    clock: Clock,
-    stop: threading.Event,
-) -> tuple[DeliveryReport, Verdict]:
-    """--deliveries: what the provider says of the sent rows; every row is then held back."""
-    report = check_deliveries(
-        journal,
-        sender.get_deliveries,
-        # Sandbox verdicts are not real: they never touch the real suppression list.
-        suppression=None if config.provider.sandbox else suppression,
-        clock=clock,
-        stop=stop,
-    )
-    held = "not sent: --deliveries only looks up delivery reports"
-    return report, Verdict(False, held, report.stopped)

@@ -8,17 +8,14 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 import httpx
 
 from pipeline.errors import InternalFailure
-from pipeline.models import Message, Outcome, Status
+from pipeline.models import Message, Status
 from pipeline.send import ChunkResult, Sender
 from pipeline.transport import DeadlineTransport
 
 
 class Dispatcher:
-    """Keeps `concurrency` chunks in flight and as many queued behind them; journals each
-    chunk before it is handed over and settles its answer.
-
-    Every callback runs on the calling (main) thread, so the journal has one writer.
-    """
+    """Keeps `concurrency` chunks in flight and as many queued behind them; every callback
+    runs on the calling (main) thread, so the journal has one writer."""
 
     def __init__(
         self,
@@ -28,15 +25,11 @@ class Dispatcher:
         before_post: Callable[[Sequence[Message]], None],
         after_answer: Callable[[Sequence[Message], ChunkResult], None],
     ) -> None:
-        self._sender = sender
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="send")
-        # Chunks queued beyond those being posted: a thread that finishes one request starts
-        # the next at once, while the main thread prepares rows, instead of idling until the
-        # main thread comes round to hand it one. (A queued chunk is already marked in flight:
-        # a run killed now may leave these `unknown` too, at most twice `concurrency` chunks.)
+        # A thread that finishes a request starts a queued one at once, not when the main thread
+        # comes round (a queued chunk is marked in flight: a kill may leave it `unknown` too).
         self._limit = concurrency * 2
-        self._before_post = before_post
-        self._after_answer = after_answer
+        self._sender, self._before_post, self._after_answer = sender, before_post, after_answer
         self._inflight: dict[Future[ChunkResult], Sequence[Message]] = {}
 
     def submit(self, messages: Sequence[Message], pages: dict[int, int]) -> None:
@@ -47,8 +40,8 @@ class Dispatcher:
         self._inflight[self._pool.submit(self._sender.send, messages, pages)] = messages
 
     def halt(self) -> list[Message]:
-        """Start no chunk that is still queued (after an error in the main thread); the
-        messages of the chunks no thread had picked up (marked, but never posted)."""
+        """Start no queued chunk (after an error in the main thread); the messages of the
+        chunks no thread had picked up (marked, never posted)."""
         self._sender.halt()
         cancelled = [future for future in self._inflight if future.cancel()]
         return [m for future in cancelled for m in self._inflight.pop(future)]
@@ -70,30 +63,24 @@ class Dispatcher:
             messages = self._inflight.pop(future)
             try:
                 result = future.result()
-            except Exception as exc:  # a bug in a sender thread: its rows may have gone out
-                result = _crashed(messages, exc)
+            except Exception as exc:  # a bug in a sender thread: the run stops (exit 1)
+                name = type(exc).__name__
+                result = ChunkResult(
+                    internal=InternalFailure(
+                        f"internal error in a sender thread ({name}: {exc}); the rows of that "
+                        "request are `unknown`, nothing else was lost. Please report this bug."
+                    )
+                )
+                why = f"an internal error while sending ({name}): it may have gone out"
+                result.settle(messages, Status.UNKNOWN, why)
             self._after_answer(messages, result)
-
-
-def _crashed(messages: Sequence[Message], exc: Exception) -> ChunkResult:
-    """A bug in a sender thread: its rows may have gone out; the run stops (exit 1)."""
-    name = type(exc).__name__
-    why = f"an internal error while sending ({name}): it may have gone out"
-    outcome = Outcome(Status.UNKNOWN, why)
-    return ChunkResult(
-        outcomes={m.row: outcome for m in messages},
-        internal=InternalFailure(
-            f"internal error in a sender thread ({name}: {exc}); the rows of that request are "
-            "`unknown`, nothing else was lost. Please report this bug."
-        ),
-    )
 
 
 def http_client(
     concurrency: int, timeout: float, transport: httpx.BaseTransport | None = None
 ) -> httpx.Client:
-    """The run's HTTP client: `concurrency` connections, no automatic retries or redirects,
-    each request (connect to the answer's last byte) ending within `timeout` seconds."""
+    """`concurrency` connections, no automatic retries or redirects, each request (connect to
+    the answer's last byte) ending within `timeout` seconds."""
     limits = httpx.Limits(
         max_connections=concurrency,
         max_keepalive_connections=concurrency,

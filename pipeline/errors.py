@@ -29,71 +29,59 @@ from __future__ import annotations
 class PipelineError(Exception):
     exit_code = 1
 
-
-class ConfigError(PipelineError):
-    exit_code = 2
-
-
-class InputError(PipelineError):
-    exit_code = 2
+    def __init_subclass__(cls, exit_code: int | None = None) -> None:
+        super().__init_subclass__()
+        if exit_code is not None:  # else the parent's
+            cls.exit_code = exit_code
 
 
-class TemplateError(PipelineError):
-    exit_code = 2
+class ConfigError(PipelineError, exit_code=2): ...
 
 
-class JournalError(PipelineError):
-    exit_code = 2
+class InputError(PipelineError, exit_code=2): ...
 
 
-class SpoolError(PipelineError):
-    exit_code = 2
+class TemplateError(PipelineError, exit_code=2): ...
 
 
-class DiskTrouble(PipelineError):
-    exit_code = 2
+class JournalError(PipelineError, exit_code=2): ...
 
 
-class ProviderFatal(PipelineError):
+class SpoolError(PipelineError, exit_code=2): ...
+
+
+class DiskTrouble(PipelineError, exit_code=2): ...
+
+
+class ProviderFatal(PipelineError, exit_code=3):
     """`title`: the provider's status title (see amoot.TITLES), or what stopped the run."""
-
-    exit_code = 3
 
     def __init__(self, title: str, message: str) -> None:
         super().__init__(message)
         self.title = title
 
 
-class Refused(ProviderFatal):
-    pass
+class Refused(ProviderFatal): ...
 
 
-class AmbiguousStorm(ProviderFatal):
-    """Exit 5, not 3: the rows of those requests are `unknown` (they always are, that is what
-    stopped the run), and they need the operator, which is what 5 says; a rerun continues
-    with the `pending` rows and leaves the `unknown` ones alone, as after any exit 5."""
-
-    exit_code = 5
+class AmbiguousStorm(ProviderFatal, exit_code=5):
+    """Exit 5, not 3: the rows of those requests are `unknown` and need the operator; a rerun
+    continues with the `pending` rows and leaves the `unknown` ones alone, as after any exit 5."""
 
 
-class Interrupted(PipelineError):
-    exit_code = 3
+class Interrupted(PipelineError, exit_code=3): ...
 
 
-class ReportUnwritable(PipelineError):
-    exit_code = 3
+class ReportUnwritable(PipelineError, exit_code=3): ...
 
 
-class StoppedMidRun(PipelineError):
-    exit_code = 3
+class StoppedMidRun(PipelineError, exit_code=3): ...
 
 
-class LockHeld(PipelineError):
-    exit_code = 4
+class LockHeld(PipelineError, exit_code=4): ...
 
 
-class InternalFailure(PipelineError):
-    exit_code = 1
+class InternalFailure(PipelineError): ...
 
 
 class RenderOverrun(Exception):

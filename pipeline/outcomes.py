@@ -18,8 +18,7 @@ from pipeline.errors import DiskTrouble, InternalFailure, Interrupted, PipelineE
 from pipeline.failures import described, report_failed, report_trouble, stopped_mid_run
 from pipeline.journal import Journal
 from pipeline.models import Message, Outcome, Row, RunOptions, Status
-from pipeline.plan import Plan
-from pipeline.preflight import Verdict
+from pipeline.plan import Plan, Verdict
 from pipeline.report import ReportWriter
 from pipeline.send import ChunkResult, Sender
 from pipeline.suppression import Suppression
@@ -34,17 +33,6 @@ class Progress(Protocol):
     def start(self, total: int) -> None: ...
     def update(self, done: int) -> None: ...
     def finish(self) -> None: ...
-
-
-class _NoProgress:
-    def start(self, total: int) -> None:
-        pass
-
-    def update(self, done: int) -> None:
-        pass
-
-    def finish(self) -> None:
-        pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +73,8 @@ def settle_plan(campaign: Campaign, plan: Plan, verdict: Verdict, run: Pass) -> 
         raise report_trouble(exc) from exc
     with report:
         rows = _Rows(run, verdict, report, campaign.suppression)
-        if verdict.send:
-            rows.progress.start(plan.rows)
+        if verdict.send and run.progress is not None:
+            run.progress.start(plan.rows)
         try:
             for batch in plan.spool.batches():
                 rows.take(batch)
@@ -100,7 +88,8 @@ def settle_plan(campaign: Campaign, plan: Plan, verdict: Verdict, run: Pass) -> 
             if isinstance(exc, OSError):  # a disk or a folder, before any request left
                 raise DiskTrouble(f"{described(exc)}; fix it and run again") from exc
             raise
-        rows.progress.finish()
+        if run.progress is not None:
+            run.progress.finish()
         report.close()  # a write that failed, on the way or now, ends the run here
         if report.error is not None:
             raise report_failed(report.error, posted=rows.posted, stopped=bool(rows.unsent_by_stop))
@@ -114,10 +103,7 @@ class _Rows:
         self, run: Pass, verdict: Verdict, report: ReportWriter, suppression: Suppression | None
     ) -> None:
         self.run, self.report, self.stop, self.suppression = run, report, run.stop, suppression
-        self.progress = run.progress or _NoProgress()
-        self.hold = verdict.hold  # a reason to hold every row to send back (`pending`)
-        self.stopped = verdict.stopped
-        self.account = verdict.account
+        self.hold, self.stopped, self.account = verdict.hold, verdict.stopped, verdict.account
         window = run.config.schedule.window
         self.window = schedule.parse_window(window) if window else None
         self.dispatcher: Dispatcher | None = None
@@ -136,22 +122,15 @@ class _Rows:
         self.unrecorded: list[tuple[str, Outcome]] = []  # answers the journal has not yet
         self.posted = False  # a request was handed to the sender: errors now are mid-run
         self.unsent_by_stop = 0  # rows left pending because the run was asked to stop
-        self.page_mismatches = self.cost = 0
         self.prices: dict[str, int] = {}  # rials per page, by encoding
-        self.suppressed_added = self.blacklisted_unlisted = 0
+        self.page_mismatches = self.cost = self.suppressed_added = self.blacklisted_unlisted = 0
         self.preview: list[Row] = []
 
     def settled(self) -> Settled:
         return Settled(
-            self.report,
-            self.stopped,
-            self.cost,
-            self.page_mismatches,
-            self.suppressed_added,
-            self.blacklisted_unlisted,
-            tuple(self.preview),
-            self.hold,
-        )
+            self.report, self.stopped, self.cost, self.page_mismatches, self.suppressed_added,
+            self.blacklisted_unlisted, tuple(self.preview), self.hold,
+        )  # fmt: skip
 
     def take(self, rows: Sequence[Row]) -> None:
         for row in rows:
@@ -163,7 +142,6 @@ class _Rows:
         self._flush_report()
 
     def _flush_report(self) -> None:
-        """Write the rows settled so far; the progress counts rows in the report."""
         self.report.flush_ready()
         if self.report.error is not None and not self.stop.is_set():
             # A full disk stops the run as a signal does; the journal records what is in flight.
@@ -172,10 +150,10 @@ class _Rows:
                 f"stopping: {described(self.report.error)}: the report cannot be written; "
                 "the requests in flight finish and are recorded"
             )
-        self.progress.update(sum(self.report.counts.values()))
+        if self.run.progress is not None:
+            self.run.progress.update(sum(self.report.counts.values()))
 
     def _decide(self, row: Row) -> None:
-        """Send (or hold back) a row the plan left to send."""
         limit = self.run.options.limit
         if self.run.options.dry_run:
             row.status = Status.DRY_RUN
@@ -202,7 +180,12 @@ class _Rows:
         self.chunk, self.chunk_pages = [], {}
         if not chunk:
             return
-        if self._window_closed():
+        window = self.window
+        if (  # a long run that reaches the window's end stops sending (outside_window: wait)
+            window is not None
+            and self.run.config.schedule.outside_window == "wait"
+            and not window.contains(self.run.clock())
+        ):
             self.hold = (
                 f"held back: the send window {self.window} (Tehran) closed during the run; "
                 "rerun the same command when it opens"
@@ -218,14 +201,6 @@ class _Rows:
         self.submitting = chunk
         self.dispatcher.submit(chunk, pages)
         self.submitting = []
-
-    def _window_closed(self) -> bool:
-        """A long run that reaches the window's end stops sending (outside_window: wait)."""
-        return (
-            self.window is not None
-            and self.run.config.schedule.outside_window == "wait"
-            and not self.window.contains(self.run.clock())
-        )
 
     def finish(self) -> None:
         self._flush_chunk()
@@ -243,9 +218,8 @@ class _Rows:
         self._flush_report()  # rows settled in the last partial chunk count too
 
     def abort(self) -> None:
-        """After an unexpected error: start nothing more, wait for the requests already on
-        their way and keep their answers; rows no request carried are `pending`, rows whose
-        request's fate is not known are `unknown`."""
+        """After an unexpected error: start nothing more, keep the answers of the requests on
+        their way; rows no request carried are `pending`, rows still in flight `unknown`."""
         unposted = Outcome(Status.PENDING, "not sent: the run stopped with an error")
         if self.dispatcher is not None:
             self.stop.set()  # a chunk waiting to retry gives up instead
@@ -253,8 +227,7 @@ class _Rows:
             for m in self.dispatcher.halt():
                 self.inflight.pop(m.row).settle(unposted)
                 self.unrecorded.append((m.number, unposted))
-            # Requests posting end within provider.timeout: their answers are recorded while
-            # this run still holds the lock, not left `inflight` (`unknown` next run).
+            # Requests posting end within provider.timeout: recorded now, not `unknown` next run.
             with contextlib.suppress(Exception):  # e.g. the report cannot be written
                 self.dispatcher.drain()
         # Never handed to a request, and never marked: `pending`, and the journal has no row.
@@ -281,8 +254,7 @@ class _Rows:
         self.unrecorded = []
 
     def after_answer(self, messages: Sequence[Message], result: ChunkResult) -> None:
-        recorded = []
-        blacklisted = []
+        recorded, blacklisted = [], []
         for m in messages:
             outcome = result.outcomes.get(m.row) or Outcome(
                 Status.UNKNOWN, "no outcome was recorded for this message"
@@ -307,18 +279,13 @@ class _Rows:
         self.page_mismatches += result.page_mismatches
         if self.run.detail is not None:
             tally = Counter(outcome.status.value for _, outcome in recorded)
-            first, last = messages[0].row, messages[-1].row
-            self.run.detail(
-                f"rows {first}-{last}: "
-                + ", ".join(f"{n} {status}" for status, n in sorted(tally.items()))
-            )
-        if result.internal is not None and self.stopped is None:
-            self.stopped = result.internal
+            counts = ", ".join(f"{n} {status}" for status, n in sorted(tally.items()))
+            self.run.detail(f"rows {messages[0].row}-{messages[-1].row}: {counts}")
+        if self.stopped is None and (result.internal or result.stop) is not None:
+            self.stopped = result.internal or result.stop
             self.stop.set()
-        if result.stop is not None and self.stopped is None:
-            self.stopped = result.stop
-            self.stop.set()
-            self.run.log(f"stopping: {result.stop}")
+            if result.internal is None:
+                self.run.log(f"stopping: {result.stop}")
         self._flush_report()
 
     def _suppress(self, numbers: list[tuple[str, str]]) -> None:

@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 
 import httpx
 
@@ -18,18 +17,16 @@ from pipeline.bounds import time_limit
 from pipeline.campaign import open_campaign
 from pipeline.clock import Clock, utc_now
 from pipeline.config import Config
-from pipeline.deliveries import DeliveryReport, look_up_deliveries
+from pipeline.deliveries import DeliveryReport, check_deliveries
 from pipeline.dispatch import http_client
 from pipeline.errors import PipelineError
 from pipeline.journal import Journal
 from pipeline.lock import hold_lock
 from pipeline.models import Row, RunOptions, Status
 from pipeline.outcomes import Log, Pass, Progress, settle_plan
-from pipeline.plan import make_plan
-from pipeline.preflight import check
+from pipeline.plan import Spool, Verdict, check, make_plan
 from pipeline.sandbox import shipped_sandbox
 from pipeline.send import Sender, SenderSettings
-from pipeline.spool import Spool
 from pipeline.throttle import Throttle
 
 __all__ = ["Progress", "RunResult", "run"]
@@ -60,9 +57,8 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        if self.stopped is not None:
-            return self.stopped.exit_code
-        return 5 if self.counts[Status.UNKNOWN] else 0
+        unknown = 5 if self.counts[Status.UNKNOWN] else 0
+        return self.stopped.exit_code if self.stopped is not None else unknown
 
 
 def run(
@@ -84,19 +80,26 @@ def run(
     with ExitStack() as stack, time_limit():
         stop = threading.Event()
         if not options.dry_run:
-            # Before the journal: its handler is then still in place while the journal folds
-            # its WAL at the end (up to busy_timeout), where a SIGTERM would otherwise raise
-            # KeyboardInterrupt and say "nothing was sent" after a whole run.
+            # Before the journal, so still in place while it folds its WAL at the end (up to
+            # busy_timeout): a SIGTERM then would say "nothing was sent" after a whole run.
             stack.enter_context(_stop_on_signals(stop))
-        journal = _open_journal(stack, config, campaign.journal_key, readonly=options.dry_run)
+            stack.enter_context(hold_lock(config.journal.path))  # exit 4 if held
+        path, key, provider = config.journal.path, campaign.journal_key, config.provider
+        journal = stack.enter_context(Journal.open(path, key, readonly=options.dry_run))
         sender: Sender | None = None
-        if not options.dry_run or config.provider.sandbox:
-            client = stack.enter_context(_open_client(config, transport))
+        if not options.dry_run or provider.sandbox:
+            if transport is None and provider.sandbox:  # in-process: nothing leaves the machine
+                transport = httpx.MockTransport(shipped_sandbox(config.token).handle)
+            client = http_client(provider.concurrency, provider.timeout, transport)
+            settings = SenderSettings(
+                provider.base_url, config.token, provider.line_number, provider.timeout,
+                provider.max_attempts,
+            )  # fmt: skip
             fixed = timing.send_at
             sender = Sender(
-                client,
-                _sender_settings(config),
-                throttle=Throttle(config.provider.rate_limit, sleep=stop.wait),
+                stack.enter_context(client),
+                settings,
+                throttle=Throttle(provider.rate_limit, sleep=stop.wait),
                 stop=stop,
                 sleep=sleep or stop.wait,
                 send_at=(lambda: fixed) if fixed is not None else clock,
@@ -104,9 +107,13 @@ def run(
         deliveries = verdict = None
         if options.deliveries:  # before the plan, so the report shows what it learnt
             assert sender is not None
-            deliveries, verdict = look_up_deliveries(
-                config, journal, sender, campaign.suppression, clock=clock, stop=stop
+            # Sandbox verdicts are not real: they never touch the real suppression list.
+            listed = None if provider.sandbox else campaign.suppression
+            deliveries = check_deliveries(
+                journal, sender.get_deliveries, suppression=listed, clock=clock, stop=stop
             )
+            held = "not sent: --deliveries only looks up delivery reports"
+            verdict = Verdict(False, held, deliveries.stopped)
 
         # A dry run spools in the temporary folder: it creates nothing beside the journal.
         spool = Spool(None if options.dry_run else config.journal.path.parent)
@@ -141,49 +148,20 @@ def run(
     )
 
 
-def _open_journal(stack: ExitStack, config: Config, key: str, *, readonly: bool) -> Journal:
-    """The journal, read-only for a dry run; otherwise behind the lock (exit 4 if held)."""
-    if readonly:
-        return stack.enter_context(Journal.open(config.journal.path, key, readonly=True))
-    stack.enter_context(hold_lock(config.journal.path))
-    return stack.enter_context(Journal.open(config.journal.path, key))
-
-
-def _sender_settings(config: Config) -> SenderSettings:
-    provider = config.provider
-    return SenderSettings(
-        provider.base_url, config.token, provider.line_number, provider.timeout,
-        provider.max_attempts,
-    )  # fmt: skip
-
-
-@contextmanager
-def _open_client(config: Config, transport: httpx.BaseTransport | None) -> Iterator[httpx.Client]:
-    """One client for the run; the sandbox answers in-process, so nothing leaves the machine."""
-    if transport is None and config.provider.sandbox:
-        transport = httpx.MockTransport(shipped_sandbox(config.token).handle)
-    with http_client(config.provider.concurrency, config.provider.timeout, transport) as client:
-        yield client
-
-
 # Ctrl-C; a cron timeout, a deploy, systemd; the terminal or the ssh session closed.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @contextmanager
 def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGINT / SIGTERM / SIGHUP ask for a clean stop: in-flight requests finish and are
-    recorded. A signal ignored when the run started stays ignored: `nohup` ignores SIGHUP so
-    that the run outlives the terminal, a shell script's `&` job ignores SIGINT."""
+    """A clean stop: in-flight requests finish and are recorded. A signal ignored when the run
+    started stays ignored (`nohup` ignores SIGHUP, a shell script's `&` job SIGINT)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
     previous = {
-        sig: signal.signal(sig, handler)
+        sig: signal.signal(sig, lambda _signum, _frame: stop.set())
         for sig in STOP_SIGNALS
         if signal.getsignal(sig) is not signal.SIG_IGN
     }

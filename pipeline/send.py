@@ -22,12 +22,15 @@ from tenacity import (
 from pipeline import amoot
 from pipeline.amoot import Kind
 from pipeline.clock import send_datetime
-from pipeline.doubt import STORM, Doubt, in_doubt, storm_stop
 from pipeline.errors import PipelineError, ProviderFatal
 from pipeline.models import Message, Outcome, Status
-from pipeline.throttle import Throttle
+from pipeline.throttle import STORM, Doubt, Throttle, in_doubt, storm_stop
 
 MAX_RETRY_AFTER = 300.0  # seconds: a Retry-After longer than this is treated as "stop for now"
+_JSON = "application/json; charset=utf-8"
+_FORM = "application/x-www-form-urlencoded"
+_T = TypeVar("_T")
+_backoff = wait_exponential_jitter(initial=1, max=60, jitter=1)
 
 
 @dataclass(slots=True)
@@ -39,6 +42,11 @@ class ChunkResult:
     stop: ProviderFatal | None = None
     page_mismatches: int = 0
     internal: PipelineError | None = None  # a sender thread crashed (see Dispatcher._settle)
+
+    def settle(self, messages: Sequence[Message], status: Status, why: str) -> None:
+        outcome = Outcome(status, why)
+        for m in messages:
+            self.outcomes[m.row] = outcome
 
 
 class _SafeToRetry(Exception):
@@ -72,21 +80,16 @@ class Sender:
         sleep: Callable[[float], object],
         send_at: Callable[[], datetime],
     ) -> None:
-        self._client = client
-        self._settings = settings
-        self._throttle = throttle
-        self._stop = stop
+        self._client, self._settings, self._throttle = client, settings, throttle
+        self._stop, self._send_at = stop, send_at
         self._halted = threading.Event()  # a fatal answer or a crash: start no other chunk
         self._doubt = Doubt()
-        self._sleep = sleep
-        self._send_at = send_at
-        # Retries _SafeToRetry with backoff or Retry-After; shared by the threads (tenacity
-        # keeps a call's state in a RetryCallState and a threading.local).
+        # Shared by the threads: tenacity keeps a call's state in a RetryCallState.
         self._retrying = Retrying(
             stop=stop_after_attempt(settings.max_attempts) | stop_when_event_set(stop),
             wait=_wait_retry_after,
             retry=retry_if_exception_type(_SafeToRetry),
-            sleep=self._sleep,  # type: ignore[arg-type]  # Event.wait in a run: Ctrl-C wakes it
+            sleep=sleep,  # type: ignore[arg-type]  # Event.wait in a run: Ctrl-C wakes it
             reraise=True,
         )
         self._urls: dict[str, httpx.URL] = {}
@@ -108,7 +111,7 @@ class Sender:
         return result
 
     def halt(self) -> None:
-        """Start no other chunk (a chunk already posting finishes)."""
+        """Start no other chunk (one already posting finishes)."""
         self._halted.set()
 
     def _stopping(self) -> bool:
@@ -117,23 +120,21 @@ class Sender:
     def _send_part(
         self, messages: list[Message], pages: dict[int, int], result: ChunkResult
     ) -> None:
-        # After an ambiguous answer, this waits for the requests on their way (see doubt.py).
+        # After an ambiguous answer, this waits for the requests on their way (see throttle.Doubt).
         with self._doubt.turn(give_up=self._stopping) as answered:
             if self._stopping() or result.stop is not None:
-                _settle_all(
-                    result, messages, Status.PENDING, "the run stopped before this was sent"
-                )
+                result.settle(messages, Status.PENDING, "the run stopped before this was sent")
                 return
             by_key = {amoot.last10(m.number): m for m in messages}  # as answers name them
+            local_pages = {key: pages.get(m.row, 0) for key, m in by_key.items()}
             try:
-                reply = self._post_with_retries(messages, by_key, pages, result)
+                reply = self._post_with_retries(messages, local_pages, result)
             except _SafeToRetry as exc:
-                reason = exc.reason
                 if self._stop.is_set():
-                    _settle_all(result, messages, Status.PENDING, "the run was interrupted")
+                    result.settle(messages, Status.PENDING, "the run was interrupted")
                     return
-                _settle_all(result, messages, Status.PENDING, f"not accepted: {reason}")
-                result.stop = self._unreachable(reason)
+                result.settle(messages, Status.PENDING, f"not accepted: {exc.reason}")
+                result.stop = self._unreachable(exc.reason)
                 return
             storm = answered(in_doubt(reply)) >= STORM
             if storm:
@@ -159,8 +160,8 @@ class Sender:
             if reply.fatal_title:
                 result.stop = _fatal(reply.fatal_title)
         elif reply.kind is Kind.RECIPIENT and len(messages) > 1:
-            # A list-level "invalid number" with no data: nothing was processed, so the
-            # halves can be sent safely until the bad recipients stand alone.
+            # A list-level "invalid number" with no data: nothing was processed, so halves are
+            # sent safely until the bad recipients stand alone.
             half = len(messages) // 2
             self._send_part(messages[:half], pages, result)
             self._send_part(messages[half:], pages, result)
@@ -168,12 +169,12 @@ class Sender:
             result.outcomes[messages[0].row] = Outcome(Status.FAILED, reply.title)
         elif reply.kind is Kind.RETRY:
             # amoot-api.md: a generic Failed is retried once or twice, then counts per row.
-            _settle_all(result, messages, Status.FAILED, reply.title)
+            result.settle(messages, Status.FAILED, reply.title)
         elif reply.kind is Kind.FATAL:
-            _settle_all(result, messages, Status.PENDING, amoot.describe(reply.title))
+            result.settle(messages, Status.PENDING, amoot.describe(reply.title))
             result.stop = _fatal(reply.title)
         else:  # AMBIGUOUS: it may have gone out; never send it again automatically
-            _settle_all(result, messages, Status.UNKNOWN, reply.title)
+            result.settle(messages, Status.UNKNOWN, reply.title)
             if reply.unknown_title:
                 result.stop = ProviderFatal(
                     reply.title,
@@ -183,14 +184,9 @@ class Sender:
                 )
 
     def _post_with_retries(
-        self,
-        messages: list[Message],
-        by_key: dict[str, Message],
-        pages: dict[int, int],
-        result: ChunkResult,
+        self, messages: list[Message], local_pages: dict[str, int], result: ChunkResult
     ) -> amoot.SendReply:
         failed_seen = 0
-        local_pages = {key: pages.get(m.row, 0) for key, m in by_key.items()}
 
         def attempt() -> amoot.SendReply:
             nonlocal failed_seen
@@ -220,11 +216,12 @@ class Sender:
         return found
 
     def get_deliveries(self, message_ids: Sequence[str]) -> dict[str, int]:
-        """GetDeliveries: DeliveryType by message ID, for the items the provider looked up;
-        retried freely. A top-level MessageID_Invalid answers nothing: asked again next call."""
+        """DeliveryType by message ID, for the items looked up (retried freely). A top-level
+        MessageID_Invalid answers nothing: asked again next call."""
         if not message_ids:
             return {}
-        body = _form({"ListMessageID": ",".join(message_ids)})
+        # Commas stay literal, as the provider's samples send `ListMessageID`.
+        body = urlencode({"ListMessageID": ",".join(message_ids)}, safe=",").encode("ascii")
         found = self._query("GetDeliveries", body, amoot.read_deliveries)
         if isinstance(found, amoot.SendReply):
             if found.kind is Kind.RECIPIENT:
@@ -236,8 +233,7 @@ class Sender:
     def _query(
         self, method: str, body: bytes, read: Callable[[bytes], _T | amoot.SendReply]
     ) -> _T | amoot.SendReply:
-        """A read-only call, retried freely: the value read, or the final answer that is not
-        retryable; a provider that stays unreachable raises ProviderFatal."""
+        """A read-only call, retried freely; ProviderFatal when the provider stays unreachable."""
 
         def attempt() -> _T | amoot.SendReply:
             answer = self._post(method, body, _FORM, idempotent=True)
@@ -320,19 +316,6 @@ class Sender:
         return response
 
 
-_T = TypeVar("_T")
-
-
-def _settle_all(result: ChunkResult, messages: Sequence[Message], status: Status, why: str) -> None:
-    outcome = Outcome(status, why)
-    for m in messages:
-        result.outcomes[m.row] = outcome
-
-
-_JSON = "application/json; charset=utf-8"
-_FORM = "application/x-www-form-urlencoded"
-
-
 def _fatal(title: str) -> ProviderFatal:
     return ProviderFatal(
         title,
@@ -341,23 +324,12 @@ def _fatal(title: str) -> ProviderFatal:
     )
 
 
-def _form(fields: dict[str, str]) -> bytes:
-    """A form body; commas stay literal, as the provider's samples send `ListMessageID`."""
-    return urlencode(fields, safe=",").encode("ascii")
-
-
 def _retry_after(value: str | None) -> float | None:
     """Seconds from a Retry-After header (delta-seconds; an HTTP date falls back to backoff)."""
-    if value is None:
-        return None
     try:
-        seconds = float(value.strip())
+        return None if value is None else max(float(value.strip()), 0.0)
     except ValueError:
         return None
-    return max(seconds, 0.0)
-
-
-_backoff = wait_exponential_jitter(initial=1, max=60, jitter=1)
 
 
 def _wait_retry_after(state: RetryCallState) -> float:

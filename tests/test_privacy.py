@@ -20,9 +20,9 @@ import pytest
 from pipeline.config import load_config
 from pipeline.journal import Journal
 from pipeline.models import Row, RunOptions, Status
+from pipeline.plan import Spool
 from pipeline.run import run
 from pipeline.sandbox import AmootSimulator
-from pipeline.spool import Spool
 from pipeline.suppression import load_suppression
 from tests.conftest import TOKEN
 

@@ -281,7 +281,7 @@ def test_rows_still_buffered_when_the_plan_ends_meet_the_full_disk_then(tmp_path
         "from pathlib import Path\n"
         "from pipeline.errors import SpoolError\n"
         "from pipeline.models import Row\n"
-        "from pipeline.spool import Spool\n"
+        "from pipeline.plan import Spool\n"
         f"spool = Spool(Path({str(tmp_path)!r}))\n"
         "spool.write([Row(row=1, phone='09121111111', values={})])  # buffered: fits\n"
         "try:\n"

@@ -9,11 +9,11 @@ from collections import Counter
 
 import pytest
 
-from pipeline.doubt import STORM
 from pipeline.errors import AmbiguousStorm
 from pipeline.models import Message, Status
 from pipeline.sandbox import MOVED, AmootSimulator, Fault
 from pipeline.sandbox_server import SandboxServer
+from pipeline.throttle import STORM
 from tests.conftest import (
     Campaign,
     assert_journal_agrees,
@@ -175,7 +175,7 @@ def test_a_request_waiting_for_its_turn_gives_up_soon_after_a_stop():
     """After an ambiguous answer, a request waits until the one still on its way answers.
     When the run is stopped meanwhile (Ctrl-C, a fatal answer elsewhere), it gives up within
     a fraction of a second, not when that answer comes (up to provider.timeout later)."""
-    from pipeline.doubt import DOUBT_CHECK, Doubt
+    from pipeline.throttle import DOUBT_CHECK, Doubt
 
     doubt, stop = Doubt(), threading.Event()
     on_its_way = doubt.turn(give_up=stop.is_set)
