@@ -226,7 +226,9 @@ def test_second_run_on_a_held_journal_exits_4_and_changes_nothing(
     sim, server = gated
     numbers = _numbers("0917", 6)
     _write_contacts(campaign, numbers)
-    campaign.write_config(live_provider(server, chunk_size=3, concurrency=1))
+    # A long timeout: the gated request must outlast the second run's start on a loaded
+    # machine (with 5 s it timed out, and the next chunk's request was a third one).
+    campaign.write_config(live_provider(server, chunk_size=3, concurrency=1, timeout=60))
     first = start_cli(campaign.config)
     sim.wait_for_arrivals(1)  # the first run holds the lock, one request in flight
     # ... and, a moment later, the second chunk marked and queued behind it: a stable journal.
