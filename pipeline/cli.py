@@ -18,7 +18,8 @@ from pipeline import __version__
 from pipeline.config import load_config
 from pipeline.errors import PipelineError
 from pipeline.models import RunOptions, Status
-from pipeline.run import Progress, RunResult, run
+from pipeline.outcomes import Progress
+from pipeline.run import RunResult, run
 
 EPILOG = """\
 exit codes:

@@ -9,12 +9,13 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import httpx
 
 from pipeline.bounds import time_limit
-from pipeline.campaign import open_campaign
+from pipeline.campaign import Campaign, open_campaign
 from pipeline.clock import Clock, utc_now
 from pipeline.config import Config
 from pipeline.deliveries import DeliveryReport, check_deliveries
@@ -28,8 +29,6 @@ from pipeline.plan import Spool, Verdict, check, make_plan
 from pipeline.sandbox import shipped_sandbox
 from pipeline.send import Sender, SenderSettings
 from pipeline.throttle import Throttle
-
-__all__ = ["Progress", "RunResult", "run"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,36 +83,17 @@ def run(
             # busy_timeout): a SIGTERM then would say "nothing was sent" after a whole run.
             stack.enter_context(_stop_on_signals(stop))
             stack.enter_context(hold_lock(config.journal.path))  # exit 4 if held
-        path, key, provider = config.journal.path, campaign.journal_key, config.provider
-        journal = stack.enter_context(Journal.open(path, key, readonly=options.dry_run))
-        sender: Sender | None = None
-        if not options.dry_run or provider.sandbox:
-            if transport is None and provider.sandbox:  # in-process: nothing leaves the machine
-                transport = httpx.MockTransport(shipped_sandbox(config.token).handle)
-            client = http_client(provider.concurrency, provider.timeout, transport)
-            settings = SenderSettings(
-                provider.base_url, config.token, provider.line_number, provider.timeout,
-                provider.max_attempts,
-            )  # fmt: skip
-            fixed = timing.send_at
-            sender = Sender(
-                stack.enter_context(client),
-                settings,
-                throttle=Throttle(provider.rate_limit, sleep=stop.wait),
-                stop=stop,
-                sleep=sleep or stop.wait,
-                send_at=(lambda: fixed) if fixed is not None else clock,
-            )
+        journal = stack.enter_context(
+            Journal.open(config.journal.path, campaign.journal_key, readonly=options.dry_run)
+        )
+        sender = None
+        if not options.dry_run or config.provider.sandbox:
+            sender = _sender(stack, config, transport, timing.send_at, stop, sleep, clock)
         deliveries = verdict = None
-        if options.deliveries:  # before the plan, so the report shows what it learnt
+        if options.deliveries:  # its own flow: look up, then report the plan; nothing is sent
             assert sender is not None
-            # Sandbox verdicts are not real: they never touch the real suppression list.
-            listed = None if provider.sandbox else campaign.suppression
-            deliveries = check_deliveries(
-                journal, sender.get_deliveries, suppression=listed, clock=clock, stop=stop
-            )
-            held = "not sent: --deliveries only looks up delivery reports"
-            verdict = Verdict(False, held, deliveries.stopped)
+            found = _look_up_deliveries(config, campaign, journal, sender, clock=clock, stop=stop)
+            deliveries, verdict = found
 
         # A dry run spools in the temporary folder: it creates nothing beside the journal.
         spool = Spool(None if options.dry_run else config.journal.path.parent)
@@ -146,6 +126,53 @@ def run(
         preview=list(settled.preview),
         deliveries=deliveries,
     )
+
+
+def _sender(  # noqa: PLR0917 - one caller, the run's own values in its order
+    stack: ExitStack,
+    config: Config,
+    transport: httpx.BaseTransport | None,
+    fixed: datetime | None,
+    stop: threading.Event,
+    sleep: Callable[[float], object] | None,
+    clock: Clock,
+) -> Sender:
+    """The run's Sender and its HTTP client; the sandbox answers in-process (nothing leaves)."""
+    provider = config.provider
+    if transport is None and provider.sandbox:
+        transport = httpx.MockTransport(shipped_sandbox(config.token).handle)
+    client = stack.enter_context(http_client(provider.concurrency, provider.timeout, transport))
+    settings = SenderSettings(
+        provider.base_url, config.token, provider.line_number, provider.timeout,
+        provider.max_attempts,
+    )  # fmt: skip
+    return Sender(
+        client,
+        settings,
+        throttle=Throttle(provider.rate_limit, sleep=stop.wait),
+        stop=stop,
+        sleep=sleep or stop.wait,
+        send_at=(lambda: fixed) if fixed is not None else clock,
+    )
+
+
+def _look_up_deliveries(
+    config: Config,
+    campaign: Campaign,
+    journal: Journal,
+    sender: Sender,
+    *,
+    clock: Clock,
+    stop: threading.Event,
+) -> tuple[DeliveryReport, Verdict]:
+    """--deliveries: the delivery reports into the journal; the plan is then only reported."""
+    # Sandbox verdicts are not real: they never touch the real suppression list.
+    listed = None if config.provider.sandbox else campaign.suppression
+    found = check_deliveries(
+        journal, sender.get_deliveries, suppression=listed, clock=clock, stop=stop
+    )
+    held = "not sent: --deliveries only looks up delivery reports"
+    return found, Verdict(False, held, found.stopped)
 
 
 # Ctrl-C; a cron timeout, a deploy, systemd; the terminal or the ssh session closed.
