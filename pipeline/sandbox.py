@@ -1,45 +1,26 @@
-"""An in-process simulator of the AmootSMS REST API: the sandbox provider and the tests' fake.
+"""The AmootSMS REST API simulated in memory: the sandbox provider and the tests' fake.
 
-It answers as `amoot-api.md` documents the real server (HTTP 200 and a JSON `Status` title,
-errors included). `decide` turns a request into a `Reply`; `handle` (httpx.MockTransport) and
-sandbox_server (a real socket) act it out, so a scripted fault means the same in both.
+It answers as amoot-api.md documents (HTTP 200, the outcome in a JSON `Status` title). `decide`
+makes a request's `Reply`; `handle` (httpx.MockTransport) and sandbox_server (a socket) act it
+out, so a scripted fault means the same in both.
 """
 
 from __future__ import annotations
 
 import threading
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 import httpx
 
-from pipeline import sandbox_reports as reports
+from pipeline import sandbox_send as send
+from pipeline import sandbox_wire as wire
 from pipeline.amoot import SANDBOX_TOKEN
-from pipeline.sandbox_send import (
-    FIRST_CAMPAIGN_ID,
-    FIRST_MESSAGE_ID,
-    TEHRAN,
-    Accepted,
-    NumberStyle,
-    Sent,
-    normalise,
-    send_peer_to_peer,
-)
-from pipeline.sandbox_wire import (
-    MOVED,
-    NOT_FOUND_PAGE,
-    Fault,
-    RecordedRequest,
-    Reply,
-    error,
-    html_reply,
-    json_reply,
-    misbehave,
-    record,
-)
+from pipeline.sandbox_send import NumberStyle
+from pipeline.sandbox_wire import MOVED, TARIFFS, Fault, RecordedRequest, Reply, error, json_reply
 
 __all__ = [
     "MOVED",
@@ -59,17 +40,7 @@ SANDBOX_BLACKLIST_RULE = (
 )
 """Why a sandbox run shows a `failed` row: `blacklist_zeros=True` applies this rule."""
 
-Method = Callable[["AmootSimulator", httpx.Request], Reply]
-_METHODS: dict[str, tuple[str, Method]] = {
-    name.lower(): (name, method)
-    for name, method in (
-        ("SendPeerToPeer", send_peer_to_peer),
-        ("AccountStatus", reports.account_status),
-        ("GetDelivery", reports.get_delivery),
-        ("GetDeliveries", reports.get_deliveries),
-        ("GetDeliveriesByCampaignID", reports.get_deliveries_by_campaign),
-    )
-}
+_NEVER = "0001-01-01T00:00:00"  # .NET's default DateTime: what the server shows for "no time"
 
 
 class AmootSimulator:
@@ -90,30 +61,25 @@ class AmootSimulator:
     ) -> None:
         self.token = token
         self.credit_rials = credit_rials
-        self.blacklist = {normalise(n) or n for n in blacklist}
+        self.blacklist = {send.normalise(n) or n for n in blacklist}
         self.blacklist_zeros = blacklist_zeros
         self.number_style: NumberStyle = number_style
         self.line_numbers = list(line_numbers)
-        self.account_name = "Sandbox"
         self.status_override: str | None = None  # answered top-level to every authorised request
         self.delivery_codes_by_number: dict[str, int] = {}  # 10-digit number -> DeliveryType
-        self.accepted: list[Accepted] = []
+        self.accepted: list[send.Accepted] = []
         self.requests: list[RecordedRequest] = []
         self.faults: deque[Fault] = deque()
-        # The DeliveryType for IDs an earlier instance gave out (the real server remembers
-        # them; the in-process sandbox lives for one run); None: MessageID_Invalid.
+        # The DeliveryType of IDs an earlier instance gave out (the real server remembers them;
+        # the sandbox lives for one run); None: MessageID_Invalid.
         self.forgotten_delivery = forgotten_delivery
-        # False: no history (requests, accepted), so a million-row sandbox run stays small.
-        self.remember = remember
-        self.clock = clock or (lambda: datetime.now(TEHRAN))
-        # The methods' bookkeeping (sandbox_send, sandbox_reports):
-        self.next_campaign_id = FIRST_CAMPAIGN_ID
-        self.next_message_id = FIRST_MESSAGE_ID
-        self.sent: dict[int, Sent] = {}
-        self.campaigns: dict[int, list[int]] = {}
+        self.remember = remember  # False: no history, so a million-row sandbox run stays small
+        self.clock = clock or (lambda: datetime.now(send.TEHRAN))
+        self.next_campaign_id = send.FIRST_CAMPAIGN_ID
+        self.next_message_id = send.FIRST_MESSAGE_ID
+        self.sent: dict[int, send.Sent] = {}
+        self.campaigns: dict[int, list[int]] = {}  # campaign ID -> its message IDs
         self.delivery_overrides: dict[int, int] = {}
-        # Marks numbers to print as bare `09...` literals; no message text can forge it.
-        self.literal = f"lz{uuid.uuid4().hex}:"
         self._lock = threading.Lock()
 
     def set_delivery(self, message_id: int, code: int) -> None:
@@ -142,7 +108,7 @@ class AmootSimulator:
         method = path.rstrip("/").rsplit("/", 1)[-1]
         with self._lock:
             if self.remember:
-                self.requests.append(record(method, request))
+                self.requests.append(wire.record(method, request))
             fault = self._pop_fault(method)
             if fault is None:
                 return self._route(request, path, method)
@@ -150,7 +116,7 @@ class AmootSimulator:
             reply = Reply()
             if breaks_after or (fault.process and fault.kind != "drop_before"):
                 reply = self._route(request, path, method)
-            return misbehave(fault, reply, _METHODS.get(method.lower(), (method,))[0])
+            return wire.misbehave(fault, reply, _METHODS.get(method.lower(), (method,))[0])
 
     def _pop_fault(self, method: str) -> Fault | None:
         for index, fault in enumerate(self.faults):
@@ -164,7 +130,7 @@ class AmootSimulator:
         entry = _METHODS.get(method.lower())
         # ASP.NET routes case-insensitively, so /REST/sendpeertopeer reaches the method too.
         if entry is None or len(segments) < 2 or segments[-2].lower() != "rest":
-            return html_reply(404, NOT_FOUND_PAGE)
+            return wire.html_reply(404, wire.NOT_FOUND_PAGE)
         name, run = entry
         if request.method != "POST":
             message = f"The requested resource does not support http method '{request.method}'."
@@ -186,3 +152,86 @@ def shipped_sandbox(token: str = SANDBOX_TOKEN) -> AmootSimulator:
         forgotten_delivery=1,
         remember=False,
     )
+
+
+def _account_status(sim: AmootSimulator, request: httpx.Request) -> Reply:
+    return json_reply(
+        {
+            "Status": "Success",
+            "AccountName": "Sandbox",
+            "RemaindCredit": sim.credit_rials,
+            **TARIFFS,
+            "Avanak_SecondPrice": 23,
+            "ListLineNumbers": list(sim.line_numbers),
+        }
+    )
+
+
+def _get_delivery(sim: AmootSimulator, request: httpx.Request) -> Reply:
+    message_id = wire.positive_int(wire.form(request).get("MessageID", ""))
+    if message_id is None:
+        return json_reply(error("GetDelivery", "MessageID_Invalid"))
+    if message_id not in sim.sent:
+        return json_reply(error("GetDelivery", "Failed"))
+    return json_reply({"Status": "Success", "Data": _delivery(sim, message_id)})
+
+
+def _get_deliveries(sim: AmootSimulator, request: httpx.Request) -> Reply:
+    parts = wire.form(request).get("ListMessageID", "").split(",")
+    ids = [wire.positive_int(part.strip()) for part in parts]
+    if not any(ids) or None in ids:
+        return json_reply(error("GetDeliveries", "Failed"))
+    data = [_delivery_item(sim, i) for i in ids if i is not None]
+    return json_reply({"Status": "Success", "Data": data})
+
+
+def _get_deliveries_by_campaign(sim: AmootSimulator, request: httpx.Request) -> Reply:
+    campaign_id = wire.positive_int(wire.form(request).get("CampaignID", ""))
+    if campaign_id is None or campaign_id not in sim.campaigns:
+        return json_reply(error("GetDeliveriesByCampaignID", "BulkID_Invalid"))
+    data = [
+        {"Number": sim.sent[i].accepted.number, **_delivery(sim, i), "Status": "Success"}
+        for i in sim.campaigns[campaign_id]
+    ]
+    return json_reply({"Status": "Success", "Data": data})
+
+
+def _delivery_item(sim: AmootSimulator, message_id: int) -> dict[str, Any]:
+    if message_id in sim.sent:
+        return {**_delivery(sim, message_id), "Status": "Success"}
+    code, status, when = 0, "MessageID_Invalid", _NEVER  # a zero-initialised .NET object
+    if sim.forgotten_delivery is not None and message_id >= send.FIRST_MESSAGE_ID:
+        code, status = sim.forgotten_delivery, "Success"
+        when = sim.clock().strftime("%Y-%m-%dT%H:%M:%S.000")
+    return _item(message_id, code, when, when) | {"Status": status}
+
+
+def _delivery(sim: AmootSimulator, message_id: int) -> dict[str, Any]:
+    sent = sim.sent[message_id]
+    code = sim.delivery_overrides.get(
+        message_id, sim.delivery_codes_by_number.get(sent.accepted.number, 1)
+    )
+    return _item(message_id, code, sent.reg_datetime, sent.send_datetime)
+
+
+def _item(message_id: int, code: int, registered: str, sent: str) -> dict[str, Any]:
+    # The docs say Cost is always 0 in this implementation.
+    return {
+        "MessageID": message_id,
+        "DeliveryType": code,
+        "Cost": 0,
+        "RegDateTime": registered,
+        "SendDateTime": sent,
+    }
+
+
+_METHODS: dict[str, tuple[str, Callable[[AmootSimulator, httpx.Request], Reply]]] = {
+    name.lower(): (name, method)
+    for name, method in (
+        ("SendPeerToPeer", send.send_peer_to_peer),
+        ("AccountStatus", _account_status),
+        ("GetDelivery", _get_delivery),
+        ("GetDeliveries", _get_deliveries),
+        ("GetDeliveriesByCampaignID", _get_deliveries_by_campaign),
+    )
+}

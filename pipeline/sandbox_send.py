@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
 import httpx
 
-from pipeline.sandbox_wire import (
-    TARIFFS,
-    Reply,
-    error,
-    json_body,
-    json_reply,
-    text_of,
-    valid_send_datetime,
-)
+from pipeline.sandbox_wire import TARIFFS, Reply, error, json_body, json_reply, text_of
 
 if TYPE_CHECKING:
     from pipeline.sandbox import AmootSimulator
@@ -28,13 +22,15 @@ FIRST_CAMPAIGN_ID = 12_345_678
 FIRST_MESSAGE_ID = 87_654_321
 NumberStyle = Literal["int", "string", "leading_zero_literal", "with_98"]
 
-_GSM_BASIC = frozenset(
+_GSM_EXTENSION = frozenset("\f^{}\\[~]|€")
+_GSM_ALL = _GSM_EXTENSION | frozenset(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
-_GSM_EXTENSION = frozenset("\f^{}\\[~]|€")
-_GSM_ALL = _GSM_BASIC | _GSM_EXTENSION
 _MOBILE = re.compile(r"9[0-9]{9}")
+_SEND_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")  # zero-padded, unlike strptime
+# Marks a number to print as a bare `09...` literal; no message text can forge it.
+_LITERAL = f"lz{uuid.uuid4().hex}:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +72,7 @@ def send_peer_to_peer(sim: AmootSimulator, request: httpx.Request) -> Reply:
         if failure is None and number is not None:
             good.setdefault(text, []).append(number)
         else:
-            shown = _render_number(sim, number) if number else raw
+            shown = _as_answered(sim, number) if number else raw
             bad.setdefault((failure or "Mobile_Invalid", text), []).append(shown)
     if not good:
         return json_reply(error("SendPeerToPeer", "Mobiles_Invalid"))
@@ -89,15 +85,23 @@ def send_peer_to_peer(sim: AmootSimulator, request: httpx.Request) -> Reply:
         return json_reply(error("SendPeerToPeer", "CreditNotEnough"))
     sim.credit_rials -= cost
 
-    registered = _registered(sim, send_at)  # one moment for the whole request
-    campaigns = [
-        _accept(sim, text, pages[text], numbers, send_at=send_at, line=line, registered=registered)
-        for text, numbers in good.items()
-    ]
-    campaigns += [
-        _campaign(0, title, text, [{"ID": 0, "Number": shown} for shown in shown_numbers])
-        for (title, text), shown_numbers in bad.items()
-    ]
+    reg, shown_send = _registered(sim, send_at)  # one moment for the whole request
+    campaigns = []
+    for text, numbers in good.items():
+        campaign_id, first = sim.next_campaign_id, sim.next_message_id
+        sim.next_campaign_id += 1
+        sim.next_message_id += len(numbers)
+        if sim.remember:
+            sim.campaigns[campaign_id] = list(range(first, first + len(numbers)))
+            for message_id, number in enumerate(numbers, first):
+                accepted = Accepted(number, text, message_id, campaign_id, send_at, line)
+                sim.accepted.append(accepted)
+                sim.sent[message_id] = Sent(accepted, reg, shown_send)
+        entries = [{"ID": i, "Number": _as_answered(sim, n)} for i, n in enumerate(numbers, first)]
+        campaigns.append(_campaign(campaign_id, "Success", text, pages[text], entries))
+    for (status, text), shown_numbers in bad.items():
+        entries = [{"ID": 0, "Number": shown} for shown in shown_numbers]
+        campaigns.append(_campaign(0, status, text, count_pages(text), entries))
     data = {
         "CampaignsCreated": len(good),
         "TotalCampaignNumbersCreated": sum(len(n) for n in good.values()),
@@ -107,7 +111,7 @@ def send_peer_to_peer(sim: AmootSimulator, request: httpx.Request) -> Reply:
     body = json.dumps({"Status": "Success", "Data": data}, ensure_ascii=False)
     if sim.number_style == "leading_zero_literal":
         # The documented example prints `"Number": 09120000000`, which is not valid JSON.
-        body = re.sub(f'"{re.escape(sim.literal)}([0-9]+)"', r"\1", body)
+        body = re.sub(f'"{re.escape(_LITERAL)}([0-9]+)"', r"\1", body)
     return Reply(200, {"Content-Type": "application/json; charset=utf-8"}, body.encode())
 
 
@@ -127,30 +131,20 @@ def normalise(raw: str) -> str | None:
 def count_pages(text: str) -> int:
     """Pages of `text`: GSM-7 160/153, else UCS-2 70/67, pairs never split (apart from
     pipeline.segments on purpose, so each checks the other)."""
-    if _is_gsm7(text):  # a one-page text is counted without a per-character loop
-        units = len(text) + sum(text.count(c) for c in _GSM_EXTENSION)
-        single = 160
-    else:
-        units = len(text.encode("utf-16-le", "surrogatepass")) // 2  # a lone surrogate: 1 unit
-        single = 70
-    if units <= single:
+    gsm = _GSM_ALL.issuperset(text)
+    if gsm:
+        units, single, multi = len(text) + sum(text.count(c) for c in _GSM_EXTENSION), 160, 153
+    else:  # a lone surrogate is one unit
+        units, single, multi = len(text.encode("utf-16-le", "surrogatepass")) // 2, 70, 67
+    if units <= single:  # a one-page text is counted without a per-character loop
         return 1 if units else 0
-    if _is_gsm7(text):
-        sizes = [2 if c in _GSM_EXTENSION else 1 for c in text]
-        multi = 153
-    else:
-        sizes = [2 if ord(c) > 0xFFFF else 1 for c in text]
-        multi = 67
     pages, used = 1, 0
-    for size in sizes:
+    for char in text:
+        size = 2 if (char in _GSM_EXTENSION if gsm else ord(char) > 0xFFFF) else 1
         if used + size > multi:
             pages, used = pages + 1, 0
         used += size
     return pages
-
-
-def _is_gsm7(text: str) -> bool:
-    return _GSM_ALL.issuperset(text)
 
 
 def _invalid_request(sim: AmootSimulator, line: str, items: Any, send_at: str) -> str | None:
@@ -161,7 +155,11 @@ def _invalid_request(sim: AmootSimulator, line: str, items: Any, send_at: str) -
         return "LineNumber_NotExist"
     if not isinstance(items, list) or not items:
         return "Mobiles_Empty"
-    if not valid_send_datetime(send_at):
+    if not _SEND_DATETIME.fullmatch(send_at):
+        return "FromDateTime_Invalid"
+    try:
+        datetime.strptime(send_at, "%Y-%m-%d %H:%M:%S")
+    except ValueError:
         return "FromDateTime_Invalid"
     return None
 
@@ -180,7 +178,7 @@ def _recipient_failure(sim: AmootSimulator, raw: str, number: str | None, text: 
 
 def _page_price(text: str, line: str) -> int:
     kind = {"service": "ServiceSMS", "98": "AdsSMS"}.get(line.lower(), "BaseSMS")
-    script = "English" if _is_gsm7(text) else "Persian"
+    script = "English" if _GSM_ALL.issuperset(text) else "Persian"
     return TARIFFS[f"{kind}_{script}Price"]
 
 
@@ -195,35 +193,7 @@ def _registered(sim: AmootSimulator, send_at: str) -> tuple[str, str]:
     return reg, max(scheduled, reg[: len(scheduled)])
 
 
-def _accept(
-    sim: AmootSimulator,
-    text: str,
-    pages: int,
-    numbers: list[str],
-    *,
-    send_at: str,
-    line: str,
-    registered: tuple[str, str],
-) -> dict[str, Any]:
-    campaign_id = sim.next_campaign_id
-    sim.next_campaign_id += 1
-    first = sim.next_message_id
-    sim.next_message_id += len(numbers)
-    if sim.remember:
-        reg, shown_send = registered
-        for message_id, number in enumerate(numbers, first):
-            accepted = Accepted(number, text, message_id, campaign_id, send_at, line)
-            sim.accepted.append(accepted)
-            sim.sent[message_id] = Sent(accepted, reg, shown_send)
-            sim.campaigns.setdefault(campaign_id, []).append(message_id)
-    entries = [
-        {"ID": message_id, "Number": _render_number(sim, number)}
-        for message_id, number in enumerate(numbers, first)
-    ]
-    return _campaign(campaign_id, "Success", text, entries, pages)
-
-
-def _render_number(sim: AmootSimulator, number: str) -> Any:
+def _as_answered(sim: AmootSimulator, number: str) -> Any:
     match sim.number_style:
         case "int":
             return int(number)
@@ -232,20 +202,16 @@ def _render_number(sim: AmootSimulator, number: str) -> Any:
         case "with_98":
             return int("98" + number)
         case "leading_zero_literal":
-            return f"{sim.literal}0{number}"
+            return f"{_LITERAL}0{number}"
 
 
 def _campaign(
-    campaign_id: int,
-    status: str,
-    text: str,
-    numbers: list[dict[str, Any]],
-    pages: int | None = None,
+    campaign_id: int, status: str, text: str, pages: int, numbers: list[Any]
 ) -> dict[str, Any]:
     return {
         "ID": campaign_id,
         "Status": status,
         "MessageText": text,
-        "SMSPagesCount": count_pages(text) if pages is None else pages,
+        "SMSPagesCount": pages,
         "Numbers": numbers,
     }

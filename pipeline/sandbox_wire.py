@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-import re
 from dataclasses import dataclass, field, replace
-from datetime import datetime
-from http import HTTPStatus
+from http.client import responses
 from typing import Any, Literal
 from urllib.parse import parse_qsl
 
@@ -16,7 +15,7 @@ FaultKind = Literal[
     "http_status", "drop_before", "drop_after", "slow_after", "trickle", "title", "html"
 ]
 Action = Literal["answer", "drop_before", "drop_after", "slow_after", "trickle"]
-MOVED = "/moved"  # where a scripted 3xx points (see Fault.http_status)
+MOVED = "/moved"  # a scripted 3xx's Location: recorded, never served, so a follow would show
 
 TARIFFS = {
     "BaseSMS_PersianPrice": 1000,
@@ -27,7 +26,6 @@ TARIFFS = {
     "AdsSMS_EnglishPrice": 11560,
 }
 """Rials per page, the AccountStatus example values."""
-_SEND_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
 _LIST_METHODS = frozenset({"GetDeliveries", "GetDeliveriesByCampaignID"})
 
 
@@ -66,30 +64,23 @@ class Reply:
 
 def record(method: str, request: httpx.Request) -> RecordedRequest:
     headers = {k: v for k, v in request.headers.items() if k != "authorization"}
-    content = request.read()
-    body: Any = None
-    if content:
-        text = content.decode("utf-8", errors="replace")
-        if "json" in request.headers.get("Content-Type", ""):
-            try:
-                body = json.loads(text)
-            except ValueError:
-                body = text
-        elif "form-urlencoded" in request.headers.get("Content-Type", ""):
-            body = dict(parse_qsl(text, keep_blank_values=True))
-        else:
-            body = text
+    text = request.read().decode("utf-8", errors="replace")
+    content_type = request.headers.get("Content-Type", "")
+    body: Any = text or None
+    if text and "json" in content_type:
+        with contextlib.suppress(ValueError):
+            body = json.loads(text)
+    elif text and "form-urlencoded" in content_type:
+        body = dict(parse_qsl(text, keep_blank_values=True))
     return RecordedRequest(method, headers, body)
 
 
 def json_body(request: httpx.Request) -> dict[str, Any]:
     """The JSON object posted; anything else binds to an empty model, as ASP.NET's would."""
-    if "json" not in request.headers.get("Content-Type", ""):
-        return {}
-    try:
-        model = json.loads(request.content)
-    except ValueError:
-        return {}
+    model = None
+    if "json" in request.headers.get("Content-Type", ""):
+        with contextlib.suppress(ValueError):
+            model = json.loads(request.content)
     return model if isinstance(model, dict) else {}
 
 
@@ -110,16 +101,6 @@ def text_of(value: Any) -> str:
 
 def positive_int(value: str) -> int | None:
     return int(value) if value.isascii() and value.isdigit() and int(value) > 0 else None
-
-
-def valid_send_datetime(value: str) -> bool:
-    if not _SEND_DATETIME.fullmatch(value):
-        return False
-    try:
-        datetime.strptime(value, "%Y-%m-%d %H:%M:%S")
-    except ValueError:
-        return False
-    return True
 
 
 def error(method: str, title: str) -> dict[str, Any]:
@@ -160,8 +141,6 @@ def misbehave(fault: Fault, reply: Reply, method: str) -> Reply:
             page = html_reply(fault.http_status, _status_page(fault.http_status))
             headers = dict(page.headers)
             if 300 <= fault.http_status < 400:
-                # To a path this fake records (as method "moved") but never serves, so a
-                # client that followed the redirect would show.
                 headers["Location"] = MOVED
             if fault.retry_after is not None:
                 headers["Retry-After"] = fault.retry_after
@@ -169,10 +148,7 @@ def misbehave(fault: Fault, reply: Reply, method: str) -> Reply:
 
 
 def _status_page(status: int) -> str:
-    try:
-        phrase = HTTPStatus(status).phrase
-    except ValueError:
-        phrase = "Error"
+    phrase = responses.get(status, "Error")
     return (
         '<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 4.01//EN""http://www.w3.org/TR/html4/strict.dtd">\r\n'
         f"<HTML><HEAD><TITLE>{phrase}</TITLE>\r\n"
@@ -188,9 +164,9 @@ NOT_FOUND_PAGE = (
     '<html xmlns="http://www.w3.org/1999/xhtml">\r\n<head>\r\n'
     "<title>404 - File or directory not found.</title>\r\n</head>\r\n<body>\r\n"
     '<div id="header"><h1>Server Error</h1></div>\r\n<div id="content">\r\n'
-    "<fieldset><h2>404 - File or directory not found.</h2>\r\n"
-    "<h3>The resource you are looking for might have been removed, had its name changed, "
-    "or is temporarily unavailable.</h3>\r\n</fieldset></div>\r\n</body>\r\n</html>\r\n"
+    "<fieldset><h2>404 - File or directory not found.</h2>\r\n<h3>The resource you are looking "
+    "for might have been removed, had its name changed, or is temporarily unavailable.</h3>\r\n"
+    "</fieldset></div>\r\n</body>\r\n</html>\r\n"
 )
 
 RUNTIME_ERROR_PAGE = (
@@ -198,6 +174,5 @@ RUNTIME_ERROR_PAGE = (
     '<body bgcolor="white">\r\n'
     "<span><H1>Server Error in '/' Application.<hr width=100% size=1 color=silver></H1>\r\n"
     "<h2> <i>Runtime Error</i> </h2></span>\r\n"
-    "<b> Description: </b>An application error occurred on the server.\r\n"
-    "</body>\r\n</html>\r\n"
+    "<b> Description: </b>An application error occurred on the server.\r\n</body>\r\n</html>\r\n"
 )
