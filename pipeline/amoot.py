@@ -1,8 +1,7 @@
 """The AmootSMS protocol: build SendPeerToPeer requests, read the answers, classify every outcome.
 
-The provider has no idempotency key, so each outcome is sorted by one question: could the
-server have processed this request? The answer is `TITLES` plus `classify_http`; docs/design.md
-draws the whole table (outcome, class, what becomes of the request's rows).
+With no idempotency key, an outcome's class answers: could the server have processed the
+request? `TITLES` and `classify_http` say; docs/design.md draws the table.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, TypeGuard
 
 from pipeline.models import Message, Outcome, Status
 from pipeline.segments import UCS2
@@ -41,8 +40,7 @@ class Title:
 # DOC docs/Utils/status_codes.md, with the bulk class from amoot-api.md §3.
 TITLES: dict[str, Title] = {
     "Success": Title(1, Kind.SUCCESS, "OK"),
-    # "Failed" is generic: the request was refused as a whole, nothing created. Retried, but
-    # at most FAILED_ATTEMPTS times (amoot-api.md: "retry at most 1-2 times, then P").
+    # Generic, nothing created: retried, at most FAILED_ATTEMPTS times (amoot-api.md §3).
     "Failed": Title(0, Kind.RETRY, "the operation failed"),
     "System_Disabled": Title(-300, Kind.RETRY, "the provider's system is disabled for now"),
     "ServerError": Title(500, Kind.AMBIGUOUS, "the provider had a server error"),
@@ -93,22 +91,20 @@ _BY_CODE = {title.code: name for name, title in TITLES.items()}
 _INTEGER = re.compile(r"-?\d+")
 _ASCII_INTEGER = re.compile(r"-?[0-9]+")  # a MessageID or DeliveryType
 _NON_DIGIT = re.compile(r"\D")
+_UNMENTIONED = Outcome(Status.UNKNOWN, "the provider's answer did not mention this number")
 
 FAILED_ATTEMPTS = 2  # the most times a chunk answered "Failed" is sent (see TITLES["Failed"])
 
-# The documented example answers `"Number": 09120000000`: a number with a leading zero,
-# which JSON forbids. Quote such values (only after the "Number" key, only outside strings:
-# an escaped quote inside a MessageText is `\"`, which the lookbehind skips).
+# The documented `"Number": 09120000000` is not JSON: quote such values (after the "Number" key
+# only, outside strings only: the lookbehind skips a MessageText's escaped `\"`).
 _LEADING_ZERO_NUMBER = re.compile(r'(?<!\\)("Number"\s*:\s*)(0\d+)')
 
 
 def title_of(status: Any) -> str:
     """The Status title, also when the provider sends the integer code (1, "1", -201)."""
-    if status == "Success" and isinstance(status, str):
-        return status  # nearly every campaign of every answer: skip the rest
-    if isinstance(status, bool):
-        return str(status)
-    if isinstance(status, int):
+    if status == "Success":
+        return "Success"  # nearly every campaign of every answer: skip the rest
+    if isinstance(status, int) and not isinstance(status, bool):
         return _BY_CODE.get(status, str(status))
     text = str(status).strip()
     if _INTEGER.fullmatch(text):
@@ -152,25 +148,18 @@ def read_json(body: bytes) -> Any:
     """Parse an answer, tolerating the documented leading-zero numbers; None if unreadable."""
     try:
         text = body.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return None
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError):  # JSONDecodeError, or a number too long to parse
-        pass
-    try:
-        return json.loads(_LEADING_ZERO_NUMBER.sub(r'\1"\2"', text))
-    except (ValueError, RecursionError):
+        try:
+            return json.loads(text)
+        except (ValueError, RecursionError):  # not JSON, or a number too long to parse
+            return json.loads(_LEADING_ZERO_NUMBER.sub(r'\1"\2"', text))
+    except (ValueError, RecursionError):  # not UTF-8 either, or not JSON even so
         return None
 
 
 @dataclass(slots=True)
 class SendReply:
-    """A SendPeerToPeer answer read against the messages that were posted.
-
-    kind SUCCESS: `outcomes` holds a status for every posted number (keyed by last10).
-    Any other kind: the request as a whole; `title` names why.
-    """
+    """A SendPeerToPeer answer: with kind SUCCESS, `outcomes` has every posted number (by
+    last10); any other kind is about the whole request, and `title` names why."""
 
     kind: Kind
     title: str
@@ -214,22 +203,15 @@ def read_send_answer(
     reply = SendReply(Kind.SUCCESS, title)
     for campaign in campaigns:
         _read_campaign(campaign, posted, reply, local_pages or {})
-    for key in posted - reply.outcomes.keys():
-        reply.outcomes[key] = Outcome(
-            Status.UNKNOWN, "the provider's answer did not mention this number"
-        )
+    reply.outcomes.update(dict.fromkeys(posted - reply.outcomes.keys(), _UNMENTIONED))
     if title != "Success" and kind_of(title) is Kind.FATAL:
         reply.fatal_title = title
     return reply
 
 
 def _campaigns(data: Any) -> list[dict[str, Any]] | None:
-    if not isinstance(data, dict):
-        return None
-    campaigns = data.get("Campaigns")
-    if not isinstance(campaigns, list):
-        return None
-    return [c for c in campaigns if isinstance(c, dict)]
+    campaigns = data.get("Campaigns") if isinstance(data, dict) else None
+    return [c for c in campaigns if isinstance(c, dict)] if isinstance(campaigns, list) else None
 
 
 def _read_campaign(
@@ -275,11 +257,8 @@ def _success(body: bytes, method: str) -> dict[str, Any] | SendReply:
 
 
 def read_deliveries(body: bytes) -> dict[str, int] | SendReply:
-    """A 200 answer to GetDeliveries: DeliveryType by message ID for the items looked up.
-
-    Items whose own Status is not Success, or that carry no usable MessageID or DeliveryType,
-    are left out. A SendReply (kind and title) when the answer as a whole is not a success.
-    """
+    """DeliveryType by message ID from a 200 GetDeliveries answer, leaving out items without
+    Success or a usable MessageID and DeliveryType; a SendReply when the whole is not a success."""
     data = _success(body, "GetDeliveries")
     if isinstance(data, SendReply):
         return data
@@ -298,9 +277,7 @@ def read_deliveries(body: bytes) -> dict[str, int] | SendReply:
 
 def _integer(value: Any) -> int | None:
     """An integer field sent as a number or as digits (the provider does both)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(value, str) and _ASCII_INTEGER.fullmatch(value.strip()):
         return int(value)
@@ -353,17 +330,13 @@ def read_account_status(body: bytes) -> Account | SendReply:
     data = _success(body, "AccountStatus")
     if isinstance(data, SendReply):
         return data
-    prices = {
-        key: int(value)
-        for key, value in data.items()
-        if key.endswith("Price") and isinstance(value, int | float) and not isinstance(value, bool)
-    }
+    prices = {k: int(v) for k, v in data.items() if k.endswith("Price") and _is_number(v)}
     credit = data.get("RemaindCredit")
-    if not isinstance(credit, int | float) or isinstance(credit, bool):
+    if not _is_number(credit):
         return SendReply(Kind.AMBIGUOUS, "AccountStatus gave no RemaindCredit")
     lines = data.get("ListLineNumbers")
-    return Account(
-        credit=int(credit),
-        prices=prices,
-        lines=tuple(str(x) for x in lines) if isinstance(lines, list) else (),
-    )
+    return Account(int(credit), prices, tuple(map(str, lines)) if isinstance(lines, list) else ())
+
+
+def _is_number(value: Any) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)

@@ -35,9 +35,8 @@ _SCIENTIFIC = re.compile(r"([0-9]+)(?:\.([0-9]*))?[eE]\+?([0-9]{1,3})")
 _NATIONAL_LENGTH = 10  # 9XXXXXXXXX, the number without its trunk 0 or country code
 _MOBILE_TYPES = frozenset({PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE})
 
-# Every branch of phonenumbers' IR mobile pattern fixes at most the first five national digits
-# and takes any five after: one cached parse per prefix answers for every number. The tests check
-# it against a full parse of every prefix, so a metadata update that breaks it fails them.
+# phonenumbers' IR mobile pattern fixes at most five national digits, then takes any five: one
+# cached parse per prefix answers for all (tested against a full parse of every prefix).
 _DECIDING_PREFIX = 5
 
 
@@ -52,11 +51,8 @@ def _is_mobile_prefix(prefix: str) -> bool:
 
 
 def normalise_mobile(raw: str) -> str | InvalidNumber:
-    """Return `raw` as `09XXXXXXXXX`, or an InvalidNumber whose reason a person can act on.
-
-    Accepts 09…, 9…, +98…, 0098…, 98…, any script's digits, any noise, and what Excel and pandas
-    leave behind (9123456789.0, 9.123456789E+09, a leading apostrophe). Never raises for a str.
-    """
+    """`raw` as `09XXXXXXXXX` (from 09…, 9…, +98…, 0098…, 98…, any digits, noise and Excel's
+    leftovers), or an InvalidNumber whose reason a person can act on; never raises for a str."""
     # Most cells of a clean list are already 09XXXXXXXXX: answer those without translating.
     text = raw if raw.isascii() and raw.isdigit() else raw.translate(_TABLE)
     if text.isascii() and text.isdigit():
@@ -74,12 +70,11 @@ _MOST_DIGITS = 15  # 0098, a trunk 0 as in "+98 (0)912...", and the ten national
 
 
 def find_mobiles(text: str) -> list[str] | InvalidNumber:
-    """Every distinct mobile number written anywhere in free text, in order of appearance.
+    """Every distinct mobile number in free text, in order; else why not, about the longest run.
 
-    A number is a run of digit groups joined only by noise (`(0912) 123-4567`), or an Excel
-    float. In a run, every stretch of whole groups holding 10-15 digits is tried, so
-    `09121234567 2026-03-21` finds the number and `0912... 0912...` finds both. With none, the
-    InvalidNumber says why, about the longest digit run (or the Excel float).
+    A number is an Excel float or a run of digit groups joined by noise (`(0912) 123-4567`); in
+    a run every stretch of whole groups holding 10-15 digits is tried, so a date next to a
+    number, or two numbers side by side, still read right.
     """
     bare = text.strip()
     if bare.isdigit():  # the common line: the number alone, in any script's digits
@@ -128,7 +123,6 @@ def find_mobiles(text: str) -> list[str] | InvalidNumber:
 
 
 def _from_text(text: str) -> str | InvalidNumber:
-    """The slower path for anything that is not plain digits after cleaning."""
     if not text or text.lower() in _BLANK_MARKERS:
         return InvalidNumber("empty")
     international = text.startswith("+")
@@ -173,7 +167,6 @@ def _from_scientific(text: str, match: re.Match[str], international: bool) -> st
 
 
 def _from_digits(digits: str, international: bool) -> str | InvalidNumber:
-    """Check ASCII digits, with or without country code or trunk 0, as an Iranian mobile."""
     national = _national_part(digits, international)
     if isinstance(national, InvalidNumber):
         return national

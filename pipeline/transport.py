@@ -1,13 +1,12 @@
 """The run's HTTP transport: httpx over httpcore, with one deadline for a whole request.
 
-httpx's timeouts bound each socket operation: a server trickling its answer a byte at a time
-holds the request, and the run's lock, as long as it trickles. Here every connect, handshake,
-write and read gets only what is left of `whole` seconds from the request's start, then raises
-httpcore's timeout (`ReadTimeout` once written: an ambiguous answer to the Sender). Outside it:
-the name lookup (getaddrinfo has no timeout) and a slowly read write, one `whole` per partial
-send (safe to retry). No pool waits: a run posts from as many threads as there are connections.
-httpx takes no network backend (encode/httpx discussion #3180), so this is HTTPTransport's
-HTTP/1.1 path on httpcore's public ConnectionPool and NetworkBackend, errors mapped as httpx does.
+httpx bounds each socket operation, so a server trickling its answer holds the request (and the
+run's lock) while it trickles. Here each connect, handshake, write and read gets what is left of
+`whole` seconds, then httpcore's timeout (`ReadTimeout` once written: ambiguous). Unbounded: the
+name lookup (getaddrinfo has none); a slowly read write, `whole` per partial send (safe to retry).
+No pool waits: a run has a thread per connection. httpx takes no network backend (encode/httpx
+discussion #3180): this is HTTPTransport's HTTP/1.1 path on httpcore's public ConnectionPool and
+NetworkBackend, errors mapped as httpx does.
 """
 
 from __future__ import annotations
@@ -22,8 +21,7 @@ from typing import Any
 import httpcore
 import httpx
 
-# The deadline of the current thread's request: a sync request runs on one thread from connect
-# to its body's last read, and the next one sets its own deadline before any socket operation.
+# The thread's request deadline: a sync request stays on one thread; each sets its own first.
 _request = threading.local()
 
 
