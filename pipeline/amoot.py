@@ -175,9 +175,7 @@ def classify_http(status_code: int) -> Kind | None:
         return None
     if status_code in (429, 503):
         return Kind.RETRY
-    if 400 <= status_code < 500:
-        return Kind.FATAL
-    return Kind.AMBIGUOUS
+    return Kind.FATAL if 400 <= status_code < 500 else Kind.AMBIGUOUS
 
 
 def read_send_answer(
@@ -218,30 +216,25 @@ def _read_campaign(
     campaign: dict[str, Any], posted: set[str], reply: SendReply, local_pages: dict[str, int]
 ) -> None:
     title = title_of(campaign.get("Status", ""))
-    numbers = campaign.get("Numbers")
-    if not isinstance(numbers, list):
-        return
+    kind, numbers = kind_of(title), campaign.get("Numbers")
     campaign_id = str(campaign.get("ID", "") or "")
     provider_pages = campaign.get("SMSPagesCount")
-    for item in numbers:
-        if not isinstance(item, dict):
-            continue
-        key = last10(item.get("Number", ""))
-        if key not in posted:
+    for item in numbers if isinstance(numbers, list) else ():
+        key = last10(item.get("Number", "")) if isinstance(item, dict) else None
+        if key is None or key not in posted:
             continue  # not ours: ignore rather than guess
-        if title == "Success":
+        if kind is Kind.SUCCESS:
             message_id = str(item.get("ID", "") or "")
             reply.outcomes[key] = Outcome(Status.SENT, "", message_id, campaign_id)
             expected = local_pages.get(key)
             if isinstance(provider_pages, int) and expected and expected != provider_pages:
                 reply.page_mismatches += 1
-        elif kind_of(title) is Kind.FATAL:
+        elif kind is Kind.FATAL:
             reply.outcomes[key] = Outcome(Status.PENDING, describe(title))
             reply.fatal_title = title
-        elif kind_of(title) is Kind.RECIPIENT:
+        elif kind is Kind.RECIPIENT:
             reply.outcomes[key] = Outcome(Status.FAILED, title)
-        else:
-            # ServerError or an unknown title for one campaign: it may or may not go out.
+        else:  # ServerError or an unknown title for one campaign: it may or may not go out
             reply.outcomes[key] = Outcome(Status.UNKNOWN, describe(title))
 
 

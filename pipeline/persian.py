@@ -67,9 +67,8 @@ def en_digits(value: object) -> str:
 
 
 def jalali(value: object, fmt: str = "%Y/%m/%d", digits: Digits = "fa") -> str:
-    """A (jdatetime) date or datetime, or text (Gregorian, or Jalali below year 1700), in the
-    Jalali calendar with jdatetime's strftime codes; aware times on Tehran's clock, naive ones
-    taken as Tehran time."""
+    """A date, datetime or date text (Jalali below year 1700) in the Jalali calendar, with
+    jdatetime's strftime codes; aware times on Tehran's clock, naive ones taken as Tehran's."""
     if not isinstance(fmt, str):
         raise ValueError(f"jalali: the format must be text such as '%Y/%m/%d', not {fmt!r}")
     return _with_digits(_to_jalali(value, "jalali").strftime(fmt), digits, "jalali")
@@ -116,15 +115,11 @@ def template_globals(now: Clock) -> dict[str, Any]:
     if moment.tzinfo is None:
         raise ValueError("the clock gave a naive datetime; it must give an aware one (UTC)")
     local = tehran(moment)
-    return {
-        "today": jdatetime.date.fromgregorian(date=local.date(), locale=jdatetime.FA_LOCALE),
-        "now": local,
-    }
+    return {"today": _from_gregorian(local.date()), "now": local}
 
 
 FILTERS: dict[str, Callable[..., Any]] = {
-    helper.__name__: helper
-    for helper in (jalali, weekday, fa_digits, en_digits, money, toman, rial)
+    f.__name__: f for f in (jalali, weekday, fa_digits, en_digits, money, toman, rial)
 }
 
 
@@ -211,12 +206,10 @@ def _amount(value: object, name: str) -> Decimal:
         raise ValueError(f"{name}: there is no amount (None)")
     if isinstance(value, bool):  # an int to Python, never an amount
         raise ValueError(f"{name}: {value!r} is not an amount")
-    if isinstance(value, int):
-        return Decimal(value)
-    if isinstance(value, float):
+    if isinstance(value, int | Decimal):
+        amount = Decimal(value)
+    elif isinstance(value, float):
         amount = Decimal(repr(value))  # repr, so 0.1 stays 0.1 and not its binary expansion
-    elif isinstance(value, Decimal):
-        amount = value
     elif isinstance(value, str):
         cleaned = value.strip().translate(_AMOUNT_TEXT)
         if not (_PLAIN_NUMBER.fullmatch(cleaned) or _GROUPED_NUMBER.fullmatch(cleaned)):

@@ -109,21 +109,15 @@ class AmootSimulator:
         with self._lock:
             if self.remember:
                 self.requests.append(wire.record(method, request))
-            fault = self._pop_fault(method)
+            fault = next((f for f in self.faults if f.method.lower() == method.lower()), None)
             if fault is None:
                 return self._route(request, path, method)
+            self.faults.remove(fault)  # the first equal one: the faults before it differ in method
             breaks_after = fault.kind in ("drop_after", "slow_after", "trickle")
             reply = Reply()
             if breaks_after or (fault.process and fault.kind != "drop_before"):
                 reply = self._route(request, path, method)
             return wire.misbehave(fault, reply, _METHODS.get(method.lower(), (method,))[0])
-
-    def _pop_fault(self, method: str) -> Fault | None:
-        for index, fault in enumerate(self.faults):
-            if fault.method.lower() == method.lower():
-                del self.faults[index]
-                return fault
-        return None
 
     def _route(self, request: httpx.Request, path: str, method: str) -> Reply:
         segments = [s for s in path.split("/") if s]
@@ -146,25 +140,14 @@ def shipped_sandbox(token: str = SANDBOX_TOKEN) -> AmootSimulator:
     """The simulator behind `provider.sandbox: true`, alive for one run: SANDBOX_BLACKLIST_RULE
     on, credit for any list, no history, messages of earlier runs reported delivered."""
     return AmootSimulator(
-        token=token,
-        blacklist_zeros=True,
-        credit_rials=10**11,
-        forgotten_delivery=1,
-        remember=False,
+        token=token, blacklist_zeros=True, credit_rials=10**11, forgotten_delivery=1, remember=False
     )
 
 
 def _account_status(sim: AmootSimulator, request: httpx.Request) -> Reply:
-    return json_reply(
-        {
-            "Status": "Success",
-            "AccountName": "Sandbox",
-            "RemaindCredit": sim.credit_rials,
-            **TARIFFS,
-            "Avanak_SecondPrice": 23,
-            "ListLineNumbers": list(sim.line_numbers),
-        }
-    )
+    account = {"Status": "Success", "AccountName": "Sandbox", "RemaindCredit": sim.credit_rials}
+    lines = list(sim.line_numbers)
+    return json_reply({**account, **TARIFFS, "Avanak_SecondPrice": 23, "ListLineNumbers": lines})
 
 
 def _get_delivery(sim: AmootSimulator, request: httpx.Request) -> Reply:
@@ -214,15 +197,9 @@ def _delivery(sim: AmootSimulator, message_id: int) -> dict[str, Any]:
     return _item(message_id, code, sent.reg_datetime, sent.send_datetime)
 
 
-def _item(message_id: int, code: int, registered: str, sent: str) -> dict[str, Any]:
+def _item(id_: int, code: int, registered: str, sent: str) -> dict[str, Any]:
     # The docs say Cost is always 0 in this implementation.
-    return {
-        "MessageID": message_id,
-        "DeliveryType": code,
-        "Cost": 0,
-        "RegDateTime": registered,
-        "SendDateTime": sent,
-    }
+    return dict(MessageID=id_, DeliveryType=code, Cost=0, RegDateTime=registered, SendDateTime=sent)
 
 
 _METHODS: dict[str, tuple[str, Callable[[AmootSimulator, httpx.Request], Reply]]] = {

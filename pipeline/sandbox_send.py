@@ -205,13 +205,5 @@ def _as_answered(sim: AmootSimulator, number: str) -> Any:
             return f"{_LITERAL}0{number}"
 
 
-def _campaign(
-    campaign_id: int, status: str, text: str, pages: int, numbers: list[Any]
-) -> dict[str, Any]:
-    return {
-        "ID": campaign_id,
-        "Status": status,
-        "MessageText": text,
-        "SMSPagesCount": pages,
-        "Numbers": numbers,
-    }
+def _campaign(id_: int, status: str, text: str, pages: int, numbers: list[Any]) -> dict[str, Any]:
+    return dict(ID=id_, Status=status, MessageText=text, SMSPagesCount=pages, Numbers=numbers)

@@ -105,15 +105,9 @@ def positive_int(value: str) -> int | None:
 
 def error(method: str, title: str) -> dict[str, Any]:
     """`title` in the envelope `method` uses for errors (see amoot-api.md §1 and §2)."""
-    if method == "AccountStatus":
-        return {
-            "Status": title,
-            "AccountName": "",
-            "RemaindCredit": 0,
-            **dict.fromkeys(TARIFFS, 0),
-            "Avanak_SecondPrice": 0,
-            "ListLineNumbers": [],
-        }
+    if method == "AccountStatus":  # the flat envelope, every other field zero or empty
+        zeros = {"AccountName": "", "RemaindCredit": 0, **dict.fromkeys(TARIFFS, 0)}
+        return {"Status": title, **zeros, "Avanak_SecondPrice": 0, "ListLineNumbers": []}
     return {"Data": [] if method in _LIST_METHODS else None, "Status": title}
 
 
@@ -122,8 +116,9 @@ def json_reply(payload: dict[str, Any]) -> Reply:
     return Reply(200, {"Content-Type": "application/json; charset=utf-8"}, body)
 
 
-def html_reply(status: int, page: str) -> Reply:
-    return Reply(status, {"Content-Type": "text/html; charset=utf-8"}, page.encode())
+def html_reply(status: int, page: str, headers: dict[str, str] | None = None) -> Reply:
+    headers = {"Content-Type": "text/html; charset=utf-8", **(headers or {})}
+    return Reply(status, headers, page.encode())
 
 
 def misbehave(fault: Fault, reply: Reply, method: str) -> Reply:
@@ -138,24 +133,20 @@ def misbehave(fault: Fault, reply: Reply, method: str) -> Reply:
         case "html":
             return html_reply(200, RUNTIME_ERROR_PAGE)
         case "http_status":
-            page = html_reply(fault.http_status, _status_page(fault.http_status))
-            headers = dict(page.headers)
-            if 300 <= fault.http_status < 400:
-                headers["Location"] = MOVED
+            status = fault.http_status
+            headers = {"Location": MOVED} if 300 <= status < 400 else {}
             if fault.retry_after is not None:
                 headers["Retry-After"] = fault.retry_after
-            return replace(page, headers=headers)
+            page = _STATUS_PAGE.format(status=status, phrase=responses.get(status, "Error"))
+            return html_reply(status, page, headers)
 
 
-def _status_page(status: int) -> str:
-    phrase = responses.get(status, "Error")
-    return (
-        '<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 4.01//EN""http://www.w3.org/TR/html4/strict.dtd">\r\n'
-        f"<HTML><HEAD><TITLE>{phrase}</TITLE>\r\n"
-        '<META HTTP-EQUIV="Content-Type" Content="text/html; charset=us-ascii"></HEAD>\r\n'
-        f"<BODY><h2>{phrase}</h2>\r\n<hr><p>HTTP Error {status}. {phrase}.</p>\r\n"
-        "</BODY></HTML>\r\n"
-    )
+_STATUS_PAGE = (
+    '<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 4.01//EN""http://www.w3.org/TR/html4/strict.dtd">\r\n'
+    "<HTML><HEAD><TITLE>{phrase}</TITLE>\r\n"
+    '<META HTTP-EQUIV="Content-Type" Content="text/html; charset=us-ascii"></HEAD>\r\n'
+    "<BODY><h2>{phrase}</h2>\r\n<hr><p>HTTP Error {status}. {phrase}.</p>\r\n</BODY></HTML>\r\n"
+)
 
 
 NOT_FOUND_PAGE = (
