@@ -114,14 +114,13 @@ def title_of(status: Any) -> str:
 
 def kind_of(title: str) -> Kind:
     """The class of a title; a title we do not know is ambiguous (and stops the run)."""
-    known = TITLES.get(title)
-    return known.kind if known else Kind.AMBIGUOUS
+    return TITLES[title].kind if title in TITLES else Kind.AMBIGUOUS
 
 
 def describe(title: str) -> str:
     """`Token_Expired (the token has expired)` for messages to the operator."""
-    known = TITLES.get(title)
-    return f"{title} ({known.meaning})" if known else f"{title} (a status this tool does not know)"
+    meaning = TITLES[title].meaning if title in TITLES else "a status this tool does not know"
+    return f"{title} ({meaning})"
 
 
 def last10(number: Any) -> str:
@@ -186,7 +185,8 @@ def read_send_answer(
     if not isinstance(data, dict) or "Status" not in data:
         return SendReply(Kind.AMBIGUOUS, "the answer was not a JSON SendPeerToPeer reply")
     title = title_of(data["Status"])
-    campaigns = _campaigns(data.get("Data"))
+    listed = data["Data"].get("Campaigns") if isinstance(data.get("Data"), dict) else None
+    campaigns = [c for c in listed if isinstance(c, dict)] if isinstance(listed, list) else None
     if title != "Success" and campaigns is None:
         kind = kind_of(title)
         if kind is Kind.RECIPIENT and data.get("Data") is not None:
@@ -196,7 +196,6 @@ def read_send_answer(
         return SendReply(kind, title, unknown_title=title not in TITLES)
     if campaigns is None:
         return SendReply(Kind.AMBIGUOUS, "the answer said Success but listed no campaigns")
-
     posted = {last10(m.number) for m in messages}
     reply = SendReply(Kind.SUCCESS, title)
     for campaign in campaigns:
@@ -205,11 +204,6 @@ def read_send_answer(
     if title != "Success" and kind_of(title) is Kind.FATAL:
         reply.fatal_title = title
     return reply
-
-
-def _campaigns(data: Any) -> list[dict[str, Any]] | None:
-    campaigns = data.get("Campaigns") if isinstance(data, dict) else None
-    return [c for c in campaigns if isinstance(c, dict)] if isinstance(campaigns, list) else None
 
 
 def _read_campaign(

@@ -167,25 +167,7 @@ def _from_scientific(text: str, match: re.Match[str], international: bool) -> st
 
 
 def _from_digits(digits: str, international: bool) -> str | InvalidNumber:
-    national = _national_part(digits, international)
-    if isinstance(national, InvalidNumber):
-        return national
-    if len(national) != _NATIONAL_LENGTH:
-        given, expected = len(digits), len(digits) - len(national) + _NATIONAL_LENGTH
-        word = "short" if given < expected else "long"
-        hint = "; two numbers in one cell?" if given >= 2 * _NATIONAL_LENGTH else ""
-        unit = "digit" if given == 1 else "digits"
-        return InvalidNumber(f"too {word}: {given} {unit}, {expected} expected{hint}")
-    if not _is_mobile_prefix(national[:_DECIDING_PREFIX]):
-        return InvalidNumber(
-            f"not an Iranian mobile number: prefix 0{national[:_DECIDING_PREFIX]}…"
-            " is not assigned to any mobile operator"
-        )
-    return "0" + national
-
-
-def _national_part(digits: str, international: bool) -> str | InvalidNumber:
-    """Strip the country code and trunk 0; what is left must start with 9 (or be too short)."""
+    # Strip the country code and trunk 0; what is left must start with 9 (or be too short).
     if international:
         if not digits.startswith("98"):
             return _foreign(digits)
@@ -208,7 +190,18 @@ def _national_part(digits: str, international: bool) -> str | InvalidNumber:
             f"not a mobile number: 0{national[:3]}… is a landline or service number"
             " (Iranian mobiles start with 09)"
         )
-    return national
+    if len(national) != _NATIONAL_LENGTH:
+        given, expected = len(digits), len(digits) - len(national) + _NATIONAL_LENGTH
+        word = "short" if given < expected else "long"
+        hint = "; two numbers in one cell?" if given >= 2 * _NATIONAL_LENGTH else ""
+        unit = "digit" if given == 1 else "digits"
+        return InvalidNumber(f"too {word}: {given} {unit}, {expected} expected{hint}")
+    if not _is_mobile_prefix(national[:_DECIDING_PREFIX]):
+        return InvalidNumber(
+            f"not an Iranian mobile number: prefix 0{national[:_DECIDING_PREFIX]}…"
+            " is not assigned to any mobile operator"
+        )
+    return "0" + national
 
 
 def _foreign(after_plus: str) -> InvalidNumber:

@@ -1,9 +1,6 @@
-"""The AmootSMS REST API simulated in memory: the sandbox provider and the tests' fake.
-
-It answers as amoot-api.md documents (HTTP 200, the outcome in a JSON `Status` title). `decide`
-makes a request's `Reply`; `handle` (httpx.MockTransport) and sandbox_server (a socket) act it
-out, so a scripted fault means the same in both.
-"""
+"""The AmootSMS REST API simulated in memory, as amoot-api.md documents it: the sandbox provider
+and the tests' fake. `decide` makes a request's `Reply`; `handle` (httpx.MockTransport) and
+sandbox_server (a socket) act it out, so a scripted fault means the same in both."""
 
 from __future__ import annotations
 
@@ -39,8 +36,6 @@ SANDBOX_BLACKLIST_RULE = (
     "and fail with Mobile_Invalid"
 )
 """Why a sandbox run shows a `failed` row: `blacklist_zeros=True` applies this rule."""
-
-_NEVER = "0001-01-01T00:00:00"  # .NET's default DateTime: what the server shows for "no time"
 
 
 class AmootSimulator:
@@ -78,7 +73,6 @@ class AmootSimulator:
         self.next_campaign_id = send.FIRST_CAMPAIGN_ID
         self.next_message_id = send.FIRST_MESSAGE_ID
         self.sent: dict[int, send.Sent] = {}
-        self.campaigns: dict[int, list[int]] = {}  # campaign ID -> its message IDs
         self.delivery_overrides: dict[int, int] = {}
         self._lock = threading.Lock()
 
@@ -170,19 +164,21 @@ def _get_deliveries(sim: AmootSimulator, request: httpx.Request) -> Reply:
 
 def _get_deliveries_by_campaign(sim: AmootSimulator, request: httpx.Request) -> Reply:
     campaign_id = wire.positive_int(wire.form(request).get("CampaignID", ""))
-    if campaign_id is None or campaign_id not in sim.campaigns:
-        return json_reply(error("GetDeliveriesByCampaignID", "BulkID_Invalid"))
     data = [
-        {"Number": sim.sent[i].accepted.number, **_delivery(sim, i), "Status": "Success"}
-        for i in sim.campaigns[campaign_id]
+        {"Number": sent.accepted.number, **_delivery(sim, i), "Status": "Success"}
+        for i, sent in sim.sent.items()
+        if sent.accepted.campaign_id == campaign_id
     ]
+    if not data:
+        return json_reply(error("GetDeliveriesByCampaignID", "BulkID_Invalid"))
     return json_reply({"Status": "Success", "Data": data})
 
 
 def _delivery_item(sim: AmootSimulator, message_id: int) -> dict[str, Any]:
     if message_id in sim.sent:
         return {**_delivery(sim, message_id), "Status": "Success"}
-    code, status, when = 0, "MessageID_Invalid", _NEVER  # a zero-initialised .NET object
+    # An unknown ID: a zero-initialised .NET object (its DateTimes 0001-01-01) but for Status.
+    code, status, when = 0, "MessageID_Invalid", "0001-01-01T00:00:00"
     if sim.forgotten_delivery is not None and message_id >= send.FIRST_MESSAGE_ID:
         code, status = sim.forgotten_delivery, "Success"
         when = sim.clock().strftime("%Y-%m-%dT%H:%M:%S.000")

@@ -61,7 +61,6 @@ def send_peer_to_peer(sim: AmootSimulator, request: httpx.Request) -> Reply:
     title = _invalid_request(sim, line, items, send_at)
     if title is not None or not isinstance(items, list):
         return json_reply(error("SendPeerToPeer", title or "Mobiles_Empty"))
-
     good: dict[str, list[str]] = {}  # text -> numbers, in order of first appearance
     bad: dict[tuple[str, str], list[Any]] = {}  # (title, text) -> numbers as answered
     for item in items:
@@ -84,7 +83,6 @@ def send_peer_to_peer(sim: AmootSimulator, request: httpx.Request) -> Reply:
     if cost > sim.credit_rials:
         return json_reply(error("SendPeerToPeer", "CreditNotEnough"))
     sim.credit_rials -= cost
-
     reg, shown_send = _registered(sim, send_at)  # one moment for the whole request
     campaigns = []
     for text, numbers in good.items():
@@ -92,7 +90,6 @@ def send_peer_to_peer(sim: AmootSimulator, request: httpx.Request) -> Reply:
         sim.next_campaign_id += 1
         sim.next_message_id += len(numbers)
         if sim.remember:
-            sim.campaigns[campaign_id] = list(range(first, first + len(numbers)))
             for message_id, number in enumerate(numbers, first):
                 accepted = Accepted(number, text, message_id, campaign_id, send_at, line)
                 sim.accepted.append(accepted)

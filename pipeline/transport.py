@@ -1,12 +1,10 @@
 """The run's HTTP transport: httpx over httpcore, with one deadline for a whole request.
 
-httpx bounds each socket operation, so a server trickling its answer holds the request (and the
-run's lock) while it trickles. Here each connect, handshake, write and read gets what is left of
-`whole` seconds, then httpcore's timeout (`ReadTimeout` once written: ambiguous). Unbounded: the
-name lookup (getaddrinfo has none); a slowly read write, `whole` per partial send (safe to retry).
-No pool waits: a run has a thread per connection. httpx takes no network backend (encode/httpx
-discussion #3180): this is HTTPTransport's HTTP/1.1 path on httpcore's public ConnectionPool and
-NetworkBackend, errors mapped as httpx does.
+httpx bounds each socket operation, so a trickled answer would hold the request (and the run's
+lock) while it trickles: here each connect, handshake, write and read gets what is left of `whole`
+seconds. Unbounded: the name lookup; a slowly read write gets `whole` per partial send (safe to
+retry); no pool waits (a thread per connection). httpx takes no network backend (encode/httpx
+discussion #3180): this is HTTPTransport's HTTP/1.1 path on httpcore's public API.
 """
 
 from __future__ import annotations
@@ -131,9 +129,8 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
         left = _left(timeout, httpcore.ConnectTimeout, "connecting")
-        return _DeadlineStream(
-            self._sockets.connect_tcp(host, port, left, local_address, socket_options)
-        )
+        stream = self._sockets.connect_tcp(host, port, left, local_address, socket_options)
+        return _DeadlineStream(stream)
 
 
 class _DeadlineStream(httpcore.NetworkStream):
