@@ -72,7 +72,8 @@ class AmootSimulator:
         self.clock = clock or (lambda: datetime.now(send.TEHRAN))
         self.next_campaign_id = send.FIRST_CAMPAIGN_ID
         self.next_message_id = send.FIRST_MESSAGE_ID
-        self.sent: dict[int, send.Sent] = {}
+        self.sent: dict[int, send.Accepted] = {}  # by message ID
+        self.campaign_times: dict[int, tuple[str, str]] = {}  # ID -> RegDateTime, SendDateTime
         self.delivery_overrides: dict[int, int] = {}
         self._lock = threading.Lock()
 
@@ -165,9 +166,9 @@ def _get_deliveries(sim: AmootSimulator, request: httpx.Request) -> Reply:
 def _get_deliveries_by_campaign(sim: AmootSimulator, request: httpx.Request) -> Reply:
     campaign_id = wire.positive_int(wire.form(request).get("CampaignID", ""))
     data = [
-        {"Number": sent.accepted.number, **_delivery(sim, i), "Status": "Success"}
-        for i, sent in sim.sent.items()
-        if sent.accepted.campaign_id == campaign_id
+        {"Number": message.number, **_delivery(sim, i), "Status": "Success"}
+        for i, message in sim.sent.items()
+        if message.campaign_id == campaign_id
     ]
     if not data:
         return json_reply(error("GetDeliveriesByCampaignID", "BulkID_Invalid"))
@@ -186,11 +187,10 @@ def _delivery_item(sim: AmootSimulator, message_id: int) -> dict[str, Any]:
 
 
 def _delivery(sim: AmootSimulator, message_id: int) -> dict[str, Any]:
-    sent = sim.sent[message_id]
-    code = sim.delivery_overrides.get(
-        message_id, sim.delivery_codes_by_number.get(sent.accepted.number, 1)
-    )
-    return _item(message_id, code, sent.reg_datetime, sent.send_datetime)
+    message = sim.sent[message_id]
+    by_number = sim.delivery_codes_by_number.get(message.number, 1)
+    code = sim.delivery_overrides.get(message_id, by_number)
+    return _item(message_id, code, *sim.campaign_times[message.campaign_id])
 
 
 def _item(id_: int, code: int, registered: str, sent: str) -> dict[str, Any]:

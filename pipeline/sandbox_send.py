@@ -45,15 +45,6 @@ class Accepted:
     line_number: str  # as received
 
 
-@dataclass(frozen=True, slots=True)
-class Sent:
-    """An accepted message as the delivery reports see it."""
-
-    accepted: Accepted
-    reg_datetime: str
-    send_datetime: str
-
-
 def send_peer_to_peer(sim: AmootSimulator, request: httpx.Request) -> Reply:
     model = json_body(request)
     line, send_at = text_of(model.get("LineNumber")), text_of(model.get("SendDateTime"))
@@ -77,23 +68,29 @@ def send_peer_to_peer(sim: AmootSimulator, request: httpx.Request) -> Reply:
         return json_reply(error("SendPeerToPeer", "Mobiles_Invalid"))
     # Pages once per text: the benchmark serves a million messages from this fake.
     pages = {text: count_pages(text) for text in good}
-    cost = sum(
-        len(numbers) * pages[text] * _page_price(text, line) for text, numbers in good.items()
-    )
+    tariff = {"service": "ServiceSMS", "98": "AdsSMS"}.get(line.lower(), "BaseSMS")
+    cost = 0
+    for text, numbers in good.items():
+        script = "English" if _GSM_ALL.issuperset(text) else "Persian"
+        cost += len(numbers) * pages[text] * TARIFFS[f"{tariff}_{script}Price"]
     if cost > sim.credit_rials:
         return json_reply(error("SendPeerToPeer", "CreditNotEnough"))
     sim.credit_rials -= cost
-    reg, shown_send = _registered(sim, send_at)  # one moment for the whole request
+    now = sim.clock()  # registered in Tehran time, one moment for the whole request
+    now = now if now.tzinfo is None else now.astimezone(TEHRAN).replace(tzinfo=None)
+    reg, scheduled = now.isoformat(timespec="milliseconds"), send_at.replace(" ", "T")
+    shown_send = max(scheduled, reg[: len(scheduled)])  # a time in the past means "now"
     campaigns = []
     for text, numbers in good.items():
         campaign_id, first = sim.next_campaign_id, sim.next_message_id
         sim.next_campaign_id += 1
         sim.next_message_id += len(numbers)
         if sim.remember:
+            sim.campaign_times[campaign_id] = (reg, shown_send)
             for message_id, number in enumerate(numbers, first):
                 accepted = Accepted(number, text, message_id, campaign_id, send_at, line)
                 sim.accepted.append(accepted)
-                sim.sent[message_id] = Sent(accepted, reg, shown_send)
+                sim.sent[message_id] = accepted
         entries = [{"ID": i, "Number": _as_answered(sim, n)} for i, n in enumerate(numbers, first)]
         campaigns.append(_campaign(campaign_id, "Success", text, pages[text], entries))
     for (status, text), shown_numbers in bad.items():
@@ -171,23 +168,6 @@ def _recipient_failure(sim: AmootSimulator, raw: str, number: str | None, text: 
     if not text.strip():
         return "SMSMessageText_Empty"
     return None
-
-
-def _page_price(text: str, line: str) -> int:
-    kind = {"service": "ServiceSMS", "98": "AdsSMS"}.get(line.lower(), "BaseSMS")
-    script = "English" if _GSM_ALL.issuperset(text) else "Persian"
-    return TARIFFS[f"{kind}_{script}Price"]
-
-
-def _registered(sim: AmootSimulator, send_at: str) -> tuple[str, str]:
-    """Registration time (Tehran) and the send time the reports show for it."""
-    now = sim.clock()
-    if now.tzinfo is not None:
-        now = now.astimezone(TEHRAN).replace(tzinfo=None)
-    reg = now.isoformat(timespec="milliseconds")
-    scheduled = send_at.replace(" ", "T")
-    # A time in the past means "now", so the report shows the registration time.
-    return reg, max(scheduled, reg[: len(scheduled)])
 
 
 def _as_answered(sim: AmootSimulator, number: str) -> Any:
