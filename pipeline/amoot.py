@@ -92,9 +92,7 @@ _INTEGER = re.compile(r"-?\d+")
 _ASCII_INTEGER = re.compile(r"-?[0-9]+")  # a MessageID or DeliveryType
 _NON_DIGIT = re.compile(r"\D")
 _UNMENTIONED = Outcome(Status.UNKNOWN, "the provider's answer did not mention this number")
-
 FAILED_ATTEMPTS = 2  # the most times a chunk answered "Failed" is sent (see TITLES["Failed"])
-
 # The documented `"Number": 09120000000` is not JSON: quote such values (after the "Number" key
 # only, outside strings only: the lookbehind skips a MessageText's escaped `\"`).
 _LEADING_ZERO_NUMBER = re.compile(r'(?<!\\)("Number"\s*:\s*)(0\d+)')
@@ -107,9 +105,7 @@ def title_of(status: Any) -> str:
     if isinstance(status, int) and not isinstance(status, bool):
         return _BY_CODE.get(status, str(status))
     text = str(status).strip()
-    if _INTEGER.fullmatch(text):
-        return _BY_CODE.get(int(text), text)
-    return text
+    return _BY_CODE.get(int(text), text) if _INTEGER.fullmatch(text) else text
 
 
 def kind_of(title: str) -> Kind:

@@ -20,14 +20,12 @@ _TO_PERSIAN = str.maketrans("0123456789" + _ARABIC_INDIC_DIGITS, _PERSIAN_DIGITS
 _TO_LATIN = str.maketrans(_PERSIAN_DIGITS + _ARABIC_INDIC_DIGITS, "0123456789" * 2)
 _THOUSANDS = "٬"  # U+066C ARABIC THOUSANDS SEPARATOR, what Persian typesetting uses
 _DECIMAL = "٫"  # U+066B ARABIC DECIMAL SEPARATOR
-
 # Arabic yeh and kaf (Arabic keyboards, Windows-1256) look Persian but break search and dedupe.
 _PERSIAN_LETTERS = str.maketrans({"ي": "ی", "ى": "ی", "ك": "ک"})
 _ARABIC_LETTER = re.compile("[يىك]")
 # Invisible marks copy-paste leaves around a value; inside a word ZWNJ is spelling (می‌خواهم).
 _INVISIBLE = "\u061c\u200b\u200c\u200d\u200e\u200f\u2060\ufeff"
 _TRIMMED = _INVISIBLE + " \t\r\n\f\v\u00a0"
-
 # 2026-03-21, 2026/3/21, 1405/01/01, with an optional time and UTC offset.
 _DATE = re.compile(
     r"(?P<y>\d{4})[-/](?P<m>\d{1,2})[-/](?P<d>\d{1,2})"
@@ -36,7 +34,6 @@ _DATE = re.compile(
     re.ASCII | re.IGNORECASE,
 )
 _JALALI_BEFORE = 1700  # Jalali years now are ~1400 and Gregorian ones ~2000
-
 # Whole number with optional fraction; thousands separators, if any, must group by three.
 _PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)", re.ASCII)
 _GROUPED_NUMBER = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?", re.ASCII)

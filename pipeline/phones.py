@@ -22,19 +22,14 @@ _DASHES = "-_\u2010\u2011\u2012\u2013\u2014\u2015\u2043\u2212\ufe58\ufe63\uff0d"
 _PUNCTUATION = "()[]{}（）/\\|,،٬'\"‘’‚‛“”„«»`\u0640"
 # str.isspace() is False for every code point above U+3000, so this range finds them all.
 _SPACES = "".join(chr(c) for c in range(0x3001) if chr(c).isspace())
-
 _NOISE = _SPACES + _INVISIBLE + _DASHES + _PUNCTUATION
 _TABLE = {**_DIGITS, **str.maketrans("", "", _NOISE)}
-
 # A blank cell as spreadsheets and pandas write it in text ("n/a" arrives as "na").
 _BLANK_MARKERS = frozenset({"nan", "nat", "none", "null", "na", "<na>"})
-
 # Excel's 9.123456789E+09; dashes are noise, so 9.12E-09 reads as 9.12E09.
 _SCIENTIFIC = re.compile(r"([0-9]+)(?:\.([0-9]*))?[eE]\+?([0-9]{1,3})")
-
 _NATIONAL_LENGTH = 10  # 9XXXXXXXXX, the number without its trunk 0 or country code
 _MOBILE_TYPES = frozenset({PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE})
-
 # phonenumbers' IR mobile pattern fixes at most five national digits, then takes any five: one
 # cached parse per prefix answers for all (tested against a full parse of every prefix).
 _DECIDING_PREFIX = 5

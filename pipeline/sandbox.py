@@ -147,10 +147,8 @@ def _account_status(sim: AmootSimulator, request: httpx.Request) -> Reply:
 
 def _get_delivery(sim: AmootSimulator, request: httpx.Request) -> Reply:
     message_id = wire.positive_int(wire.form(request).get("MessageID", ""))
-    if message_id is None:
-        return json_reply(error("GetDelivery", "MessageID_Invalid"))
-    if message_id not in sim.sent:
-        return json_reply(error("GetDelivery", "Failed"))
+    if message_id is None or message_id not in sim.sent:
+        return json_reply(error("GetDelivery", "Failed" if message_id else "MessageID_Invalid"))
     return json_reply({"Status": "Success", "Data": _delivery(sim, message_id)})
 
 

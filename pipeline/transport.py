@@ -76,9 +76,8 @@ class _Body(httpx.SyncByteStream):
             yield from self._stream
 
     def close(self) -> None:
-        close = getattr(self._stream, "close", None)
-        if close is not None:
-            close()
+        if hasattr(self._stream, "close"):
+            self._stream.close()
 
 
 # httpcore's errors as the httpx errors of the same name (httpx's mapping), most specific first.
