@@ -1,9 +1,11 @@
-"""The simulator's HTTP side: requests recorded and read, answers and faults written out."""
+"""The simulator's parts: requests recorded and read, answers and faults written out, numbers
+and pages read as the server reads them."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import re
 from dataclasses import dataclass, field, replace
 from http.client import responses
 from typing import Any, Literal
@@ -27,6 +29,12 @@ TARIFFS = {
 }
 """Rials per page, the AccountStatus example values."""
 _LIST_METHODS = frozenset({"GetDeliveries", "GetDeliveriesByCampaignID"})
+_GSM_EXTENSION = frozenset("\f^{}\\[~]|€")
+_GSM_ALL = _GSM_EXTENSION | frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+_MOBILE = re.compile(r"9[0-9]{9}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +109,42 @@ def text_of(value: Any) -> str:
 
 def positive_int(value: str) -> int | None:
     return int(value) if value.isascii() and value.isdigit() and int(value) > 0 else None
+
+
+def normalise(raw: str) -> str | None:
+    """`9XXXXXXXXX` from 09…, 9…, 98…, +98… or 0098… forms, or None when it is not a mobile."""
+    number = raw.strip()
+    for prefix in ("+98", "0098"):
+        if number.startswith(prefix):
+            number = number[len(prefix) :]
+    if len(number) == 12 and number.startswith("98"):
+        number = number[2:]
+    elif len(number) == 11 and number.startswith("0"):
+        number = number[1:]
+    return number if _MOBILE.fullmatch(number) else None
+
+
+def count_pages(text: str) -> int:
+    """Pages of `text`: GSM-7 160/153, else UCS-2 70/67, pairs never split (apart from
+    pipeline.segments on purpose, so each checks the other)."""
+    gsm = is_gsm7(text)
+    if gsm:
+        units, single, multi = len(text) + sum(text.count(c) for c in _GSM_EXTENSION), 160, 153
+    else:  # a lone surrogate is one unit
+        units, single, multi = len(text.encode("utf-16-le", "surrogatepass")) // 2, 70, 67
+    if units <= single:  # a one-page text is counted without a per-character loop
+        return 1 if units else 0
+    pages, used = 1, 0
+    for char in text:
+        size = 2 if (char in _GSM_EXTENSION if gsm else ord(char) > 0xFFFF) else 1
+        if used + size > multi:
+            pages, used = pages + 1, 0
+        used += size
+    return pages
+
+
+def is_gsm7(text: str) -> bool:
+    return _GSM_ALL.issuperset(text)
 
 
 def error(method: str, title: str) -> dict[str, Any]:
