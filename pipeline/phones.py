@@ -38,8 +38,7 @@ _DECIDING_PREFIX = 5
 @functools.cache
 def _is_mobile_prefix(prefix: str) -> bool:
     """Whether ten-digit national numbers starting with `prefix` are Iranian mobiles."""
-    sample = "0" + prefix + "0" * (_NATIONAL_LENGTH - len(prefix))
-    number = phonenumbers.parse(sample, "IR")
+    number = phonenumbers.parse("0" + prefix.ljust(_NATIONAL_LENGTH, "0"), "IR")
     return bool(
         phonenumbers.is_valid_number(number) and phonenumbers.number_type(number) in _MOBILE_TYPES
     )

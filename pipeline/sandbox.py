@@ -18,7 +18,7 @@ import httpx
 
 from pipeline import sandbox_wire as wire
 from pipeline.amoot import SANDBOX_TOKEN
-from pipeline.clock import TEHRAN, tehran
+from pipeline.clock import TEHRAN, Clock, tehran
 from pipeline.sandbox_wire import MOVED, TARIFFS, Fault, RecordedRequest, Reply, error, json_reply
 
 # What sandbox_server and the tests import from here but other modules define.
@@ -61,7 +61,7 @@ class AmootSimulator:
         blacklist_zeros: bool = False,
         number_style: NumberStyle = "int",
         line_numbers: Sequence[str] = ("public", "Service", "98"),
-        clock: Callable[[], datetime] | None = None,
+        clock: Clock | None = None,
         forgotten_delivery: int | None = None,
         remember: bool = True,
     ) -> None:
@@ -76,8 +76,7 @@ class AmootSimulator:
         self.accepted: list[Accepted] = []
         self.requests: list[RecordedRequest] = []
         self.faults: deque[Fault] = deque()
-        # The DeliveryType of IDs an earlier instance gave out (the real server remembers them;
-        # the sandbox lives for one run); None: MessageID_Invalid.
+        # The DeliveryType of earlier runs' IDs, which a real server keeps; None: MessageID_Invalid.
         self.forgotten_delivery = forgotten_delivery
         self.remember = remember  # False: no history, so a million-row sandbox run stays small
         self.clock = clock or (lambda: datetime.now(TEHRAN))
@@ -291,9 +290,8 @@ def _invalid_request(sim: AmootSimulator, line: str, items: Any, send_at: str) -
 def _recipient_failure(sim: AmootSimulator, raw: str, number: str | None, text: str) -> str | None:
     if not raw.strip():
         return "Mobile_Empty"
-    if number is None or number in sim.blacklist:
-        return "Mobile_Invalid"
-    if sim.blacklist_zeros and number.endswith("0000"):
+    zeros = sim.blacklist_zeros and number is not None and number.endswith("0000")
+    if number is None or number in sim.blacklist or zeros:
         return "Mobile_Invalid"
     if not text.strip():
         return "SMSMessageText_Empty"

@@ -19,7 +19,7 @@ FaultKind = Literal[
 Action = Literal["answer", "drop_before", "drop_after", "slow_after", "trickle"]
 MOVED = "/moved"  # a scripted 3xx's Location: recorded, never served, so a follow would show
 
-TARIFFS = {
+TARIFFS = {  # rials per page, the AccountStatus example values
     "BaseSMS_PersianPrice": 1000,
     "BaseSMS_EnglishPrice": 5000,
     "ServiceSMS_PersianPrice": 2050,
@@ -27,7 +27,6 @@ TARIFFS = {
     "AdsSMS_PersianPrice": 3870,
     "AdsSMS_EnglishPrice": 11560,
 }
-"""Rials per page, the AccountStatus example values."""
 _LIST_METHODS = frozenset({"GetDeliveries", "GetDeliveriesByCampaignID"})
 _GSM_EXTENSION = frozenset("\f^{}\\[~]|€")
 _GSM_ALL = _GSM_EXTENSION | frozenset(
