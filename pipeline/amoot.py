@@ -1,8 +1,7 @@
 """The AmootSMS protocol: build SendPeerToPeer requests, read the answers, classify every outcome.
 
-The provider has no idempotency key, so each outcome is sorted by one question: could the
-server have processed this request? The answer is `TITLES` plus `classify_http`; docs/design.md
-draws the whole table (outcome, class, what becomes of the request's rows).
+With no idempotency key, an outcome's class answers: could the server have processed the
+request? `TITLES` and `classify_http` say; docs/design.md draws the table.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, TypeGuard
 
 from pipeline.models import Message, Outcome, Status
 from pipeline.segments import UCS2
@@ -41,8 +40,7 @@ class Title:
 # DOC docs/Utils/status_codes.md, with the bulk class from amoot-api.md §3.
 TITLES: dict[str, Title] = {
     "Success": Title(1, Kind.SUCCESS, "OK"),
-    # "Failed" is generic: the request was refused as a whole, nothing created. Retried, but
-    # at most FAILED_ATTEMPTS times (amoot-api.md: "retry at most 1-2 times, then P").
+    # Generic, nothing created: retried, at most FAILED_ATTEMPTS times (amoot-api.md §3).
     "Failed": Title(0, Kind.RETRY, "the operation failed"),
     "System_Disabled": Title(-300, Kind.RETRY, "the provider's system is disabled for now"),
     "ServerError": Title(500, Kind.AMBIGUOUS, "the provider had a server error"),
@@ -93,39 +91,32 @@ _BY_CODE = {title.code: name for name, title in TITLES.items()}
 _INTEGER = re.compile(r"-?\d+")
 _ASCII_INTEGER = re.compile(r"-?[0-9]+")  # a MessageID or DeliveryType
 _NON_DIGIT = re.compile(r"\D")
-
+_UNMENTIONED = Outcome(Status.UNKNOWN, "the provider's answer did not mention this number")
 FAILED_ATTEMPTS = 2  # the most times a chunk answered "Failed" is sent (see TITLES["Failed"])
-
-# The documented example answers `"Number": 09120000000`: a number with a leading zero,
-# which JSON forbids. Quote such values (only after the "Number" key, only outside strings:
-# an escaped quote inside a MessageText is `\"`, which the lookbehind skips).
+# The documented `"Number": 09120000000` is not JSON: quote such values (after the "Number" key
+# only, outside strings only: the lookbehind skips a MessageText's escaped `\"`).
 _LEADING_ZERO_NUMBER = re.compile(r'(?<!\\)("Number"\s*:\s*)(0\d+)')
 
 
 def title_of(status: Any) -> str:
     """The Status title, also when the provider sends the integer code (1, "1", -201)."""
-    if status == "Success" and isinstance(status, str):
-        return status  # nearly every campaign of every answer: skip the rest
-    if isinstance(status, bool):
-        return str(status)
-    if isinstance(status, int):
+    if status == "Success":
+        return "Success"  # nearly every campaign of every answer: skip the rest
+    if isinstance(status, int) and not isinstance(status, bool):
         return _BY_CODE.get(status, str(status))
     text = str(status).strip()
-    if _INTEGER.fullmatch(text):
-        return _BY_CODE.get(int(text), text)
-    return text
+    return _BY_CODE.get(int(text), text) if _INTEGER.fullmatch(text) else text
 
 
 def kind_of(title: str) -> Kind:
     """The class of a title; a title we do not know is ambiguous (and stops the run)."""
-    known = TITLES.get(title)
-    return known.kind if known else Kind.AMBIGUOUS
+    return TITLES[title].kind if title in TITLES else Kind.AMBIGUOUS
 
 
 def describe(title: str) -> str:
     """`Token_Expired (the token has expired)` for messages to the operator."""
-    known = TITLES.get(title)
-    return f"{title} ({known.meaning})" if known else f"{title} (a status this tool does not know)"
+    meaning = TITLES[title].meaning if title in TITLES else "a status this tool does not know"
+    return f"{title} ({meaning})"
 
 
 def last10(number: Any) -> str:
@@ -152,25 +143,18 @@ def read_json(body: bytes) -> Any:
     """Parse an answer, tolerating the documented leading-zero numbers; None if unreadable."""
     try:
         text = body.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return None
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError):  # JSONDecodeError, or a number too long to parse
-        pass
-    try:
-        return json.loads(_LEADING_ZERO_NUMBER.sub(r'\1"\2"', text))
-    except (ValueError, RecursionError):
+        try:
+            return json.loads(text)
+        except (ValueError, RecursionError):  # not JSON, or a number too long to parse
+            return json.loads(_LEADING_ZERO_NUMBER.sub(r'\1"\2"', text))
+    except (ValueError, RecursionError):  # not UTF-8 either, or not JSON even so
         return None
 
 
 @dataclass(slots=True)
 class SendReply:
-    """A SendPeerToPeer answer read against the messages that were posted.
-
-    kind SUCCESS: `outcomes` holds a status for every posted number (keyed by last10).
-    Any other kind: the request as a whole; `title` names why.
-    """
+    """A SendPeerToPeer answer: with kind SUCCESS, `outcomes` has every posted number (by
+    last10); any other kind is about the whole request, and `title` names why."""
 
     kind: Kind
     title: str
@@ -186,9 +170,7 @@ def classify_http(status_code: int) -> Kind | None:
         return None
     if status_code in (429, 503):
         return Kind.RETRY
-    if 400 <= status_code < 500:
-        return Kind.FATAL
-    return Kind.AMBIGUOUS
+    return Kind.FATAL if 400 <= status_code < 500 else Kind.AMBIGUOUS
 
 
 def read_send_answer(
@@ -199,7 +181,8 @@ def read_send_answer(
     if not isinstance(data, dict) or "Status" not in data:
         return SendReply(Kind.AMBIGUOUS, "the answer was not a JSON SendPeerToPeer reply")
     title = title_of(data["Status"])
-    campaigns = _campaigns(data.get("Data"))
+    listed = data["Data"].get("Campaigns") if isinstance(data.get("Data"), dict) else None
+    campaigns = [c for c in listed if isinstance(c, dict)] if isinstance(listed, list) else None
     if title != "Success" and campaigns is None:
         kind = kind_of(title)
         if kind is Kind.RECIPIENT and data.get("Data") is not None:
@@ -209,57 +192,39 @@ def read_send_answer(
         return SendReply(kind, title, unknown_title=title not in TITLES)
     if campaigns is None:
         return SendReply(Kind.AMBIGUOUS, "the answer said Success but listed no campaigns")
-
     posted = {last10(m.number) for m in messages}
     reply = SendReply(Kind.SUCCESS, title)
     for campaign in campaigns:
         _read_campaign(campaign, posted, reply, local_pages or {})
-    for key in posted - reply.outcomes.keys():
-        reply.outcomes[key] = Outcome(
-            Status.UNKNOWN, "the provider's answer did not mention this number"
-        )
+    reply.outcomes.update(dict.fromkeys(posted - reply.outcomes.keys(), _UNMENTIONED))
     if title != "Success" and kind_of(title) is Kind.FATAL:
         reply.fatal_title = title
     return reply
-
-
-def _campaigns(data: Any) -> list[dict[str, Any]] | None:
-    if not isinstance(data, dict):
-        return None
-    campaigns = data.get("Campaigns")
-    if not isinstance(campaigns, list):
-        return None
-    return [c for c in campaigns if isinstance(c, dict)]
 
 
 def _read_campaign(
     campaign: dict[str, Any], posted: set[str], reply: SendReply, local_pages: dict[str, int]
 ) -> None:
     title = title_of(campaign.get("Status", ""))
-    numbers = campaign.get("Numbers")
-    if not isinstance(numbers, list):
-        return
+    kind, numbers = kind_of(title), campaign.get("Numbers")
     campaign_id = str(campaign.get("ID", "") or "")
     provider_pages = campaign.get("SMSPagesCount")
-    for item in numbers:
-        if not isinstance(item, dict):
-            continue
-        key = last10(item.get("Number", ""))
-        if key not in posted:
+    for item in numbers if isinstance(numbers, list) else ():
+        key = last10(item.get("Number", "")) if isinstance(item, dict) else None
+        if key is None or key not in posted:
             continue  # not ours: ignore rather than guess
-        if title == "Success":
+        if kind is Kind.SUCCESS:
             message_id = str(item.get("ID", "") or "")
             reply.outcomes[key] = Outcome(Status.SENT, "", message_id, campaign_id)
             expected = local_pages.get(key)
             if isinstance(provider_pages, int) and expected and expected != provider_pages:
                 reply.page_mismatches += 1
-        elif kind_of(title) is Kind.FATAL:
+        elif kind is Kind.FATAL:
             reply.outcomes[key] = Outcome(Status.PENDING, describe(title))
             reply.fatal_title = title
-        elif kind_of(title) is Kind.RECIPIENT:
+        elif kind is Kind.RECIPIENT:
             reply.outcomes[key] = Outcome(Status.FAILED, title)
-        else:
-            # ServerError or an unknown title for one campaign: it may or may not go out.
+        else:  # ServerError or an unknown title for one campaign: it may or may not go out
             reply.outcomes[key] = Outcome(Status.UNKNOWN, describe(title))
 
 
@@ -275,11 +240,8 @@ def _success(body: bytes, method: str) -> dict[str, Any] | SendReply:
 
 
 def read_deliveries(body: bytes) -> dict[str, int] | SendReply:
-    """A 200 answer to GetDeliveries: DeliveryType by message ID for the items looked up.
-
-    Items whose own Status is not Success, or that carry no usable MessageID or DeliveryType,
-    are left out. A SendReply (kind and title) when the answer as a whole is not a success.
-    """
+    """DeliveryType by message ID from a 200 GetDeliveries answer, leaving out items without
+    Success or a usable MessageID and DeliveryType; a SendReply when the whole is not a success."""
     data = _success(body, "GetDeliveries")
     if isinstance(data, SendReply):
         return data
@@ -298,9 +260,7 @@ def read_deliveries(body: bytes) -> dict[str, int] | SendReply:
 
 def _integer(value: Any) -> int | None:
     """An integer field sent as a number or as digits (the provider does both)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(value, str) and _ASCII_INTEGER.fullmatch(value.strip()):
         return int(value)
@@ -353,17 +313,13 @@ def read_account_status(body: bytes) -> Account | SendReply:
     data = _success(body, "AccountStatus")
     if isinstance(data, SendReply):
         return data
-    prices = {
-        key: int(value)
-        for key, value in data.items()
-        if key.endswith("Price") and isinstance(value, int | float) and not isinstance(value, bool)
-    }
+    prices = {k: int(v) for k, v in data.items() if k.endswith("Price") and _is_number(v)}
     credit = data.get("RemaindCredit")
-    if not isinstance(credit, int | float) or isinstance(credit, bool):
+    if not _is_number(credit):
         return SendReply(Kind.AMBIGUOUS, "AccountStatus gave no RemaindCredit")
     lines = data.get("ListLineNumbers")
-    return Account(
-        credit=int(credit),
-        prices=prices,
-        lines=tuple(str(x) for x in lines) if isinstance(lines, list) else (),
-    )
+    return Account(int(credit), prices, tuple(map(str, lines)) if isinstance(lines, list) else ())
+
+
+def _is_number(value: Any) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)

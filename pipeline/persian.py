@@ -20,15 +20,12 @@ _TO_PERSIAN = str.maketrans("0123456789" + _ARABIC_INDIC_DIGITS, _PERSIAN_DIGITS
 _TO_LATIN = str.maketrans(_PERSIAN_DIGITS + _ARABIC_INDIC_DIGITS, "0123456789" * 2)
 _THOUSANDS = "٬"  # U+066C ARABIC THOUSANDS SEPARATOR, what Persian typesetting uses
 _DECIMAL = "٫"  # U+066B ARABIC DECIMAL SEPARATOR
-
-# Arabic keyboards and Windows-1256 data give Arabic yeh and kaf: alike to the eye, they break
-# search, sorting and de-duplication against Persian-keyboard text.
+# Arabic yeh and kaf (Arabic keyboards, Windows-1256) look Persian but break search and dedupe.
 _PERSIAN_LETTERS = str.maketrans({"ي": "ی", "ى": "ی", "ك": "ک"})
 _ARABIC_LETTER = re.compile("[يىك]")
 # Invisible marks copy-paste leaves around a value; inside a word ZWNJ is spelling (می‌خواهم).
 _INVISIBLE = "\u061c\u200b\u200c\u200d\u200e\u200f\u2060\ufeff"
 _TRIMMED = _INVISIBLE + " \t\r\n\f\v\u00a0"
-
 # 2026-03-21, 2026/3/21, 1405/01/01, with an optional time and UTC offset.
 _DATE = re.compile(
     r"(?P<y>\d{4})[-/](?P<m>\d{1,2})[-/](?P<d>\d{1,2})"
@@ -37,7 +34,6 @@ _DATE = re.compile(
     re.ASCII | re.IGNORECASE,
 )
 _JALALI_BEFORE = 1700  # Jalali years now are ~1400 and Gregorian ones ~2000
-
 # Whole number with optional fraction; thousands separators, if any, must group by three.
 _PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)", re.ASCII)
 _GROUPED_NUMBER = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?", re.ASCII)
@@ -51,10 +47,8 @@ _SHOWN_CHARS = 40
 
 
 def normalise_text(value: str) -> str:
-    """Contact text with Arabic ي/ى/ك as Persian ی/ک, whitespace and invisible marks trimmed
-    from the ends (they come mixed); everything else is left as it is."""
-    # Most values need no translate(): a regex search says so several times faster (per row).
-    if _ARABIC_LETTER.search(value):
+    """Contact text with Arabic ي/ى/ك as Persian ی/ک and the ends trimmed of space and marks."""
+    if _ARABIC_LETTER.search(value):  # several times faster than translate() on most values
         value = value.translate(_PERSIAN_LETTERS)
     return value.strip(_TRIMMED)
 
@@ -70,11 +64,8 @@ def en_digits(value: object) -> str:
 
 
 def jalali(value: object, fmt: str = "%Y/%m/%d", digits: Digits = "fa") -> str:
-    """A date in the Jalali calendar, formatted with jdatetime's strftime codes.
-
-    ``value`` is a (jdatetime) date or datetime, or text: Gregorian (``2026-03-21 10:00``) or
-    Jalali (``1405/01/01``, a year below 1700). Aware datetimes are shown on Tehran's clock,
-    naive ones are Tehran time. ``%-d %B %Y`` gives ``۱ فروردین ۱۴۰۵`` (``%d`` is zero-padded)."""
+    """A date, datetime or date text (Jalali below year 1700) in the Jalali calendar, with
+    jdatetime's strftime codes; aware times on Tehran's clock, naive ones taken as Tehran's."""
     if not isinstance(fmt, str):
         raise ValueError(f"jalali: the format must be text such as '%Y/%m/%d', not {fmt!r}")
     return _with_digits(_to_jalali(value, "jalali").strftime(fmt), digits, "jalali")
@@ -86,10 +77,8 @@ def weekday(value: object) -> str:
 
 
 def money(value: object, unit: str = "تومان", digits: Digits = "fa") -> str:
-    """An amount with thousands separators and a unit: ``125000`` gives ``۱۲۵٬۰۰۰ تومان``.
-
-    Whole amounts show no decimals; others are rounded half up to two, trailing zeros dropped
-    (``۱٬۲۳۴٬۵۶۷٫۵``), so no part of a price disappears. ``digits="en"`` uses ``,`` and ``.``."""
+    """An amount with thousands separators and a unit (``۱۲۵٬۰۰۰ تومان``); a fraction is rounded
+    half up to two places, trailing zeros dropped, so no part of a price disappears."""
     if not isinstance(unit, str):
         raise ValueError(f"money: the unit must be text, not {unit!r}")
     amount = _amount(value, "money")
@@ -118,21 +107,16 @@ def rial(tomans: object) -> int | Decimal:
 
 
 def template_globals(now: Clock) -> dict[str, Any]:
-    """``today`` (a jdatetime date) and ``now`` (aware), Tehran time, read once from the clock
-    so every message of a run says the same day."""
+    """``today`` (jdatetime) and ``now`` (aware), Tehran time, read once: one day for a run."""
     moment = now()
     if moment.tzinfo is None:
         raise ValueError("the clock gave a naive datetime; it must give an aware one (UTC)")
     local = tehran(moment)
-    return {
-        "today": jdatetime.date.fromgregorian(date=local.date(), locale=jdatetime.FA_LOCALE),
-        "now": local,
-    }
+    return {"today": _from_gregorian(local.date()), "now": local}
 
 
 FILTERS: dict[str, Callable[..., Any]] = {
-    helper.__name__: helper
-    for helper in (jalali, weekday, fa_digits, en_digits, money, toman, rial)
+    f.__name__: f for f in (jalali, weekday, fa_digits, en_digits, money, toman, rial)
 }
 
 
@@ -175,11 +159,9 @@ def _to_jalali(value: object, name: str) -> Any:
             f"{name}: {_shown(value)} is not a date; write it like 2026-03-21 or 1405/01/01"
         )
     try:
-        if isinstance(value, jdatetime.datetime):  # before jdatetime.date: it is a subclass
-            if value.tzinfo is not None:
+        if isinstance(value, jdatetime.date):  # or jdatetime.datetime, a subclass
+            if getattr(value, "tzinfo", None) is not None:
                 return _from_gregorian(value.togregorian())
-            return value.aslocale(jdatetime.FA_LOCALE)
-        if isinstance(value, jdatetime.date):
             return value.aslocale(jdatetime.FA_LOCALE)
         if isinstance(value, dt.date):
             return _from_gregorian(value)
@@ -221,12 +203,10 @@ def _amount(value: object, name: str) -> Decimal:
         raise ValueError(f"{name}: there is no amount (None)")
     if isinstance(value, bool):  # an int to Python, never an amount
         raise ValueError(f"{name}: {value!r} is not an amount")
-    if isinstance(value, int):
-        return Decimal(value)
-    if isinstance(value, float):
+    if isinstance(value, int | Decimal):
+        amount = Decimal(value)
+    elif isinstance(value, float):
         amount = Decimal(repr(value))  # repr, so 0.1 stays 0.1 and not its binary expansion
-    elif isinstance(value, Decimal):
-        amount = value
     elif isinstance(value, str):
         cleaned = value.strip().translate(_AMOUNT_TEXT)
         if not (_PLAIN_NUMBER.fullmatch(cleaned) or _GROUPED_NUMBER.fullmatch(cleaned)):

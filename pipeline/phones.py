@@ -22,41 +22,31 @@ _DASHES = "-_\u2010\u2011\u2012\u2013\u2014\u2015\u2043\u2212\ufe58\ufe63\uff0d"
 _PUNCTUATION = "()[]{}（）/\\|,،٬'\"‘’‚‛“”„«»`\u0640"
 # str.isspace() is False for every code point above U+3000, so this range finds them all.
 _SPACES = "".join(chr(c) for c in range(0x3001) if chr(c).isspace())
-
 _NOISE = _SPACES + _INVISIBLE + _DASHES + _PUNCTUATION
 _TABLE = {**_DIGITS, **str.maketrans("", "", _NOISE)}
-
 # A blank cell as spreadsheets and pandas write it in text ("n/a" arrives as "na").
 _BLANK_MARKERS = frozenset({"nan", "nat", "none", "null", "na", "<na>"})
-
 # Excel's 9.123456789E+09; dashes are noise, so 9.12E-09 reads as 9.12E09.
 _SCIENTIFIC = re.compile(r"([0-9]+)(?:\.([0-9]*))?[eE]\+?([0-9]{1,3})")
-
 _NATIONAL_LENGTH = 10  # 9XXXXXXXXX, the number without its trunk 0 or country code
 _MOBILE_TYPES = frozenset({PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE})
-
-# Every branch of phonenumbers' IR mobile pattern fixes at most the first five national digits
-# and takes any five after: one cached parse per prefix answers for every number. The tests check
-# it against a full parse of every prefix, so a metadata update that breaks it fails them.
+# phonenumbers' IR mobile pattern fixes at most five national digits, then takes any five: one
+# cached parse per prefix answers for all (tested against a full parse of every prefix).
 _DECIDING_PREFIX = 5
 
 
 @functools.cache
 def _is_mobile_prefix(prefix: str) -> bool:
     """Whether ten-digit national numbers starting with `prefix` are Iranian mobiles."""
-    sample = "0" + prefix + "0" * (_NATIONAL_LENGTH - len(prefix))
-    number = phonenumbers.parse(sample, "IR")
+    number = phonenumbers.parse("0" + prefix.ljust(_NATIONAL_LENGTH, "0"), "IR")
     return bool(
         phonenumbers.is_valid_number(number) and phonenumbers.number_type(number) in _MOBILE_TYPES
     )
 
 
 def normalise_mobile(raw: str) -> str | InvalidNumber:
-    """Return `raw` as `09XXXXXXXXX`, or an InvalidNumber whose reason a person can act on.
-
-    Accepts 09…, 9…, +98…, 0098…, 98…, any script's digits, any noise, and what Excel and pandas
-    leave behind (9123456789.0, 9.123456789E+09, a leading apostrophe). Never raises for a str.
-    """
+    """`raw` as `09XXXXXXXXX` (from 09…, 9…, +98…, 0098…, 98…, any digits, noise and Excel's
+    leftovers), or an InvalidNumber whose reason a person can act on; never raises for a str."""
     # Most cells of a clean list are already 09XXXXXXXXX: answer those without translating.
     text = raw if raw.isascii() and raw.isdigit() else raw.translate(_TABLE)
     if text.isascii() and text.isdigit():
@@ -74,12 +64,11 @@ _MOST_DIGITS = 15  # 0098, a trunk 0 as in "+98 (0)912...", and the ten national
 
 
 def find_mobiles(text: str) -> list[str] | InvalidNumber:
-    """Every distinct mobile number written anywhere in free text, in order of appearance.
+    """Every distinct mobile number in free text, in order; else why not, about the longest run.
 
-    A number is a run of digit groups joined only by noise (`(0912) 123-4567`), or an Excel
-    float. In a run, every stretch of whole groups holding 10-15 digits is tried, so
-    `09121234567 2026-03-21` finds the number and `0912... 0912...` finds both. With none, the
-    InvalidNumber says why, about the longest digit run (or the Excel float).
+    A number is an Excel float or a run of digit groups joined by noise (`(0912) 123-4567`); in
+    a run every stretch of whole groups holding 10-15 digits is tried, so a date next to a
+    number, or two numbers side by side, still read right.
     """
     bare = text.strip()
     if bare.isdigit():  # the common line: the number alone, in any script's digits
@@ -128,7 +117,6 @@ def find_mobiles(text: str) -> list[str] | InvalidNumber:
 
 
 def _from_text(text: str) -> str | InvalidNumber:
-    """The slower path for anything that is not plain digits after cleaning."""
     if not text or text.lower() in _BLANK_MARKERS:
         return InvalidNumber("empty")
     international = text.startswith("+")
@@ -173,26 +161,7 @@ def _from_scientific(text: str, match: re.Match[str], international: bool) -> st
 
 
 def _from_digits(digits: str, international: bool) -> str | InvalidNumber:
-    """Check ASCII digits, with or without country code or trunk 0, as an Iranian mobile."""
-    national = _national_part(digits, international)
-    if isinstance(national, InvalidNumber):
-        return national
-    if len(national) != _NATIONAL_LENGTH:
-        given, expected = len(digits), len(digits) - len(national) + _NATIONAL_LENGTH
-        word = "short" if given < expected else "long"
-        hint = "; two numbers in one cell?" if given >= 2 * _NATIONAL_LENGTH else ""
-        unit = "digit" if given == 1 else "digits"
-        return InvalidNumber(f"too {word}: {given} {unit}, {expected} expected{hint}")
-    if not _is_mobile_prefix(national[:_DECIDING_PREFIX]):
-        return InvalidNumber(
-            f"not an Iranian mobile number: prefix 0{national[:_DECIDING_PREFIX]}…"
-            " is not assigned to any mobile operator"
-        )
-    return "0" + national
-
-
-def _national_part(digits: str, international: bool) -> str | InvalidNumber:
-    """Strip the country code and trunk 0; what is left must start with 9 (or be too short)."""
+    # Strip the country code and trunk 0; what is left must start with 9 (or be too short).
     if international:
         if not digits.startswith("98"):
             return _foreign(digits)
@@ -215,7 +184,18 @@ def _national_part(digits: str, international: bool) -> str | InvalidNumber:
             f"not a mobile number: 0{national[:3]}… is a landline or service number"
             " (Iranian mobiles start with 09)"
         )
-    return national
+    if len(national) != _NATIONAL_LENGTH:
+        given, expected = len(digits), len(digits) - len(national) + _NATIONAL_LENGTH
+        word = "short" if given < expected else "long"
+        hint = "; two numbers in one cell?" if given >= 2 * _NATIONAL_LENGTH else ""
+        unit = "digit" if given == 1 else "digits"
+        return InvalidNumber(f"too {word}: {given} {unit}, {expected} expected{hint}")
+    if not _is_mobile_prefix(national[:_DECIDING_PREFIX]):
+        return InvalidNumber(
+            f"not an Iranian mobile number: prefix 0{national[:_DECIDING_PREFIX]}…"
+            " is not assigned to any mobile operator"
+        )
+    return "0" + national
 
 
 def _foreign(after_plus: str) -> InvalidNumber:

@@ -1,12 +1,13 @@
-"""The simulator's HTTP side: requests recorded and read, answers and faults written out."""
+"""The simulator's parts: requests recorded and read, answers and faults written out, numbers
+and pages read as the server reads them."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from dataclasses import dataclass, field, replace
-from datetime import datetime
-from http import HTTPStatus
+from http.client import responses
 from typing import Any, Literal
 from urllib.parse import parse_qsl
 
@@ -16,9 +17,9 @@ FaultKind = Literal[
     "http_status", "drop_before", "drop_after", "slow_after", "trickle", "title", "html"
 ]
 Action = Literal["answer", "drop_before", "drop_after", "slow_after", "trickle"]
-MOVED = "/moved"  # where a scripted 3xx points (see Fault.http_status)
+MOVED = "/moved"  # a scripted 3xx's Location: recorded, never served, so a follow would show
 
-TARIFFS = {
+TARIFFS = {  # rials per page, the AccountStatus example values
     "BaseSMS_PersianPrice": 1000,
     "BaseSMS_EnglishPrice": 5000,
     "ServiceSMS_PersianPrice": 2050,
@@ -26,9 +27,13 @@ TARIFFS = {
     "AdsSMS_PersianPrice": 3870,
     "AdsSMS_EnglishPrice": 11560,
 }
-"""Rials per page, the AccountStatus example values."""
-_SEND_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
 _LIST_METHODS = frozenset({"GetDeliveries", "GetDeliveriesByCampaignID"})
+_GSM_EXTENSION = frozenset("\f^{}\\[~]|€")
+_GSM_ALL = _GSM_EXTENSION | frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+_MOBILE = re.compile(r"9[0-9]{9}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,30 +71,23 @@ class Reply:
 
 def record(method: str, request: httpx.Request) -> RecordedRequest:
     headers = {k: v for k, v in request.headers.items() if k != "authorization"}
-    content = request.read()
-    body: Any = None
-    if content:
-        text = content.decode("utf-8", errors="replace")
-        if "json" in request.headers.get("Content-Type", ""):
-            try:
-                body = json.loads(text)
-            except ValueError:
-                body = text
-        elif "form-urlencoded" in request.headers.get("Content-Type", ""):
-            body = dict(parse_qsl(text, keep_blank_values=True))
-        else:
-            body = text
+    text = request.read().decode("utf-8", errors="replace")
+    content_type = request.headers.get("Content-Type", "")
+    body: Any = text or None
+    if text and "json" in content_type:
+        with contextlib.suppress(ValueError):
+            body = json.loads(text)
+    elif text and "form-urlencoded" in content_type:
+        body = dict(parse_qsl(text, keep_blank_values=True))
     return RecordedRequest(method, headers, body)
 
 
 def json_body(request: httpx.Request) -> dict[str, Any]:
     """The JSON object posted; anything else binds to an empty model, as ASP.NET's would."""
-    if "json" not in request.headers.get("Content-Type", ""):
-        return {}
-    try:
-        model = json.loads(request.content)
-    except ValueError:
-        return {}
+    model = None
+    if "json" in request.headers.get("Content-Type", ""):
+        with contextlib.suppress(ValueError):
+            model = json.loads(request.content)
     return model if isinstance(model, dict) else {}
 
 
@@ -112,27 +110,47 @@ def positive_int(value: str) -> int | None:
     return int(value) if value.isascii() and value.isdigit() and int(value) > 0 else None
 
 
-def valid_send_datetime(value: str) -> bool:
-    if not _SEND_DATETIME.fullmatch(value):
-        return False
-    try:
-        datetime.strptime(value, "%Y-%m-%d %H:%M:%S")
-    except ValueError:
-        return False
-    return True
+def normalise(raw: str) -> str | None:
+    """`9XXXXXXXXX` from 09…, 9…, 98…, +98… or 0098… forms, or None when it is not a mobile."""
+    number = raw.strip()
+    for prefix in ("+98", "0098"):
+        if number.startswith(prefix):
+            number = number[len(prefix) :]
+    if len(number) == 12 and number.startswith("98"):
+        number = number[2:]
+    elif len(number) == 11 and number.startswith("0"):
+        number = number[1:]
+    return number if _MOBILE.fullmatch(number) else None
+
+
+def count_pages(text: str) -> int:
+    """Pages of `text`: GSM-7 160/153, else UCS-2 70/67, pairs never split (apart from
+    pipeline.segments on purpose, so each checks the other)."""
+    gsm = is_gsm7(text)
+    if gsm:
+        units, single, multi = len(text) + sum(text.count(c) for c in _GSM_EXTENSION), 160, 153
+    else:  # a lone surrogate is one unit
+        units, single, multi = len(text.encode("utf-16-le", "surrogatepass")) // 2, 70, 67
+    if units <= single:  # a one-page text is counted without a per-character loop
+        return 1 if units else 0
+    pages, used = 1, 0
+    for char in text:
+        size = 2 if (char in _GSM_EXTENSION if gsm else ord(char) > 0xFFFF) else 1
+        if used + size > multi:
+            pages, used = pages + 1, 0
+        used += size
+    return pages
+
+
+def is_gsm7(text: str) -> bool:
+    return _GSM_ALL.issuperset(text)
 
 
 def error(method: str, title: str) -> dict[str, Any]:
     """`title` in the envelope `method` uses for errors (see amoot-api.md §1 and §2)."""
-    if method == "AccountStatus":
-        return {
-            "Status": title,
-            "AccountName": "",
-            "RemaindCredit": 0,
-            **dict.fromkeys(TARIFFS, 0),
-            "Avanak_SecondPrice": 0,
-            "ListLineNumbers": [],
-        }
+    if method == "AccountStatus":  # the flat envelope, every other field zero or empty
+        zeros = {"AccountName": "", "RemaindCredit": 0, **dict.fromkeys(TARIFFS, 0)}
+        return {"Status": title, **zeros, "Avanak_SecondPrice": 0, "ListLineNumbers": []}
     return {"Data": [] if method in _LIST_METHODS else None, "Status": title}
 
 
@@ -141,8 +159,9 @@ def json_reply(payload: dict[str, Any]) -> Reply:
     return Reply(200, {"Content-Type": "application/json; charset=utf-8"}, body)
 
 
-def html_reply(status: int, page: str) -> Reply:
-    return Reply(status, {"Content-Type": "text/html; charset=utf-8"}, page.encode())
+def html_reply(status: int, page: str, headers: dict[str, str] | None = None) -> Reply:
+    headers = {"Content-Type": "text/html; charset=utf-8", **(headers or {})}
+    return Reply(status, headers, page.encode())
 
 
 def misbehave(fault: Fault, reply: Reply, method: str) -> Reply:
@@ -157,29 +176,20 @@ def misbehave(fault: Fault, reply: Reply, method: str) -> Reply:
         case "html":
             return html_reply(200, RUNTIME_ERROR_PAGE)
         case "http_status":
-            page = html_reply(fault.http_status, _status_page(fault.http_status))
-            headers = dict(page.headers)
-            if 300 <= fault.http_status < 400:
-                # To a path this fake records (as method "moved") but never serves, so a
-                # client that followed the redirect would show.
-                headers["Location"] = MOVED
+            status = fault.http_status
+            headers = {"Location": MOVED} if 300 <= status < 400 else {}
             if fault.retry_after is not None:
                 headers["Retry-After"] = fault.retry_after
-            return replace(page, headers=headers)
+            page = _STATUS_PAGE.format(status=status, phrase=responses.get(status, "Error"))
+            return html_reply(status, page, headers)
 
 
-def _status_page(status: int) -> str:
-    try:
-        phrase = HTTPStatus(status).phrase
-    except ValueError:
-        phrase = "Error"
-    return (
-        '<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 4.01//EN""http://www.w3.org/TR/html4/strict.dtd">\r\n'
-        f"<HTML><HEAD><TITLE>{phrase}</TITLE>\r\n"
-        '<META HTTP-EQUIV="Content-Type" Content="text/html; charset=us-ascii"></HEAD>\r\n'
-        f"<BODY><h2>{phrase}</h2>\r\n<hr><p>HTTP Error {status}. {phrase}.</p>\r\n"
-        "</BODY></HTML>\r\n"
-    )
+_STATUS_PAGE = (
+    '<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 4.01//EN""http://www.w3.org/TR/html4/strict.dtd">\r\n'
+    "<HTML><HEAD><TITLE>{phrase}</TITLE>\r\n"
+    '<META HTTP-EQUIV="Content-Type" Content="text/html; charset=us-ascii"></HEAD>\r\n'
+    "<BODY><h2>{phrase}</h2>\r\n<hr><p>HTTP Error {status}. {phrase}.</p>\r\n</BODY></HTML>\r\n"
+)
 
 
 NOT_FOUND_PAGE = (
@@ -188,9 +198,9 @@ NOT_FOUND_PAGE = (
     '<html xmlns="http://www.w3.org/1999/xhtml">\r\n<head>\r\n'
     "<title>404 - File or directory not found.</title>\r\n</head>\r\n<body>\r\n"
     '<div id="header"><h1>Server Error</h1></div>\r\n<div id="content">\r\n'
-    "<fieldset><h2>404 - File or directory not found.</h2>\r\n"
-    "<h3>The resource you are looking for might have been removed, had its name changed, "
-    "or is temporarily unavailable.</h3>\r\n</fieldset></div>\r\n</body>\r\n</html>\r\n"
+    "<fieldset><h2>404 - File or directory not found.</h2>\r\n<h3>The resource you are looking "
+    "for might have been removed, had its name changed, or is temporarily unavailable.</h3>\r\n"
+    "</fieldset></div>\r\n</body>\r\n</html>\r\n"
 )
 
 RUNTIME_ERROR_PAGE = (
@@ -198,6 +208,5 @@ RUNTIME_ERROR_PAGE = (
     '<body bgcolor="white">\r\n'
     "<span><H1>Server Error in '/' Application.<hr width=100% size=1 color=silver></H1>\r\n"
     "<h2> <i>Runtime Error</i> </h2></span>\r\n"
-    "<b> Description: </b>An application error occurred on the server.\r\n"
-    "</body>\r\n</html>\r\n"
+    "<b> Description: </b>An application error occurred on the server.\r\n</body>\r\n</html>\r\n"
 )

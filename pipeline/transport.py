@@ -1,13 +1,10 @@
 """The run's HTTP transport: httpx over httpcore, with one deadline for a whole request.
 
-httpx's timeouts bound each socket operation: a server trickling its answer a byte at a time
-holds the request, and the run's lock, as long as it trickles. Here every connect, handshake,
-write and read gets only what is left of `whole` seconds from the request's start, then raises
-httpcore's timeout (`ReadTimeout` once written: an ambiguous answer to the Sender). Outside it:
-the name lookup (getaddrinfo has no timeout) and a slowly read write, one `whole` per partial
-send (safe to retry). No pool waits: a run posts from as many threads as there are connections.
-httpx takes no network backend (encode/httpx discussion #3180), so this is HTTPTransport's
-HTTP/1.1 path on httpcore's public ConnectionPool and NetworkBackend, errors mapped as httpx does.
+httpx bounds each socket operation, so a trickled answer would hold the request (and the run's
+lock) while it trickles: here each connect, handshake, write and read gets what is left of `whole`
+seconds. Unbounded: the name lookup; a slowly read write gets `whole` per partial send (safe to
+retry); no pool waits (a thread per connection). httpx takes no network backend (encode/httpx
+discussion #3180): this is HTTPTransport's HTTP/1.1 path on httpcore's public API.
 """
 
 from __future__ import annotations
@@ -22,8 +19,7 @@ from typing import Any
 import httpcore
 import httpx
 
-# The deadline of the current thread's request: a sync request runs on one thread from connect
-# to its body's last read, and the next one sets its own deadline before any socket operation.
+# The thread's request deadline: a sync request stays on one thread; each sets its own first.
 _request = threading.local()
 
 
@@ -80,9 +76,8 @@ class _Body(httpx.SyncByteStream):
             yield from self._stream
 
     def close(self) -> None:
-        close = getattr(self._stream, "close", None)
-        if close is not None:
-            close()
+        if hasattr(self._stream, "close"):
+            self._stream.close()
 
 
 # httpcore's errors as the httpx errors of the same name (httpx's mapping), most specific first.
@@ -133,9 +128,8 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
         left = _left(timeout, httpcore.ConnectTimeout, "connecting")
-        return _DeadlineStream(
-            self._sockets.connect_tcp(host, port, left, local_address, socket_options)
-        )
+        stream = self._sockets.connect_tcp(host, port, left, local_address, socket_options)
+        return _DeadlineStream(stream)
 
 
 class _DeadlineStream(httpcore.NetworkStream):

@@ -18,16 +18,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.sandbox import (
+    FIRST_CAMPAIGN_ID,
+    FIRST_MESSAGE_ID,
     MOVED,
     SANDBOX_BLACKLIST_RULE,
     SANDBOX_TOKEN,
+    Accepted,
     AmootSimulator,
     Fault,
     shipped_sandbox,
 )
-from pipeline.sandbox_send import FIRST_CAMPAIGN_ID, FIRST_MESSAGE_ID, Accepted
-from pipeline.sandbox_send import count_pages as fake_pages
 from pipeline.sandbox_server import SandboxServer
+from pipeline.sandbox_wire import count_pages as fake_pages
 from pipeline.segments import count_pages
 
 SEND_AT = "2025-10-21 15:10:00"
