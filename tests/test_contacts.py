@@ -610,10 +610,12 @@ def test_int_valued_floats_never_gain_a_decimal_point(number: int) -> None:
     assert cell_text(float(number)) == str(int(float(number)))
 
 
+# A cell starting with '= '+ '- '@ is a spreadsheet's formula guard, which the reader drops on
+# purpose (tested on its own): such cells do not round-trip, by design.
 cell_strategy = st.text(
     alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="\r\x00"),
     max_size=12,
-)
+).filter(lambda cell: not cell.startswith(("'=", "'+", "'-", "'@")))
 
 
 @settings(max_examples=40, deadline=None)
