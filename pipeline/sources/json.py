@@ -20,9 +20,7 @@ _TOO_DEEP = (
 )
 
 
-def read_array(path: Path, shown: str, read_rows: int) -> Rows:
-    """The keys, then each item as a row."""
-    del read_rows  # a JSON array is one value: it is read whole
+def read_array(path: Path, shown: str, _read_rows: int) -> Rows:  # one value: read whole
     check_utf8(path, shown, _AS_UTF8)
     text = path.read_text(encoding="utf-8-sig")
     if not text.strip():
@@ -38,17 +36,15 @@ def read_array(path: Path, shown: str, read_rows: int) -> Rows:
     yield from _header_then_rows(lambda: records, empty)
 
 
-def read_lines(path: Path, shown: str, read_rows: int) -> Rows:
-    """The keys, then each line as a row (a blank line a blank row)."""
-    del read_rows  # read line by line, so memory stays bounded whatever the size
+def read_lines(path: Path, shown: str, _read_rows: int) -> Rows:  # a line at a time
     check_utf8(path, shown, _AS_UTF8)
     empty = f"{shown}: the file has no contacts. Write one object per line, like {_EXAMPLE}."
     yield from _header_then_rows(lambda: _line_records(path, shown), empty)
 
 
 def _header_then_rows(records: Callable[[], Iterable[dict[str, str]]], empty: str) -> Rows:
-    """Every key (first seen first), then each record as a row. JSON Lines is read twice: the
-    header needs every line, and so a broken line stops the run at open."""
+    """Every key (first seen first), then the rows. JSON Lines is read twice: the header needs
+    every line, and so a broken line stops the run at open."""
     header = list(dict.fromkeys(key for record in records() for key in record))
     if not header:
         raise InputError(empty)
@@ -67,7 +63,7 @@ def _line_records(path: Path, shown: str) -> Iterator[dict[str, str]]:
 
 
 def _parsed(text: str, shown: str, line: int | None = None) -> Any:
-    """Parse JSON with numbers kept as text from the start: no float ever holds a phone."""
+    """JSON with numbers kept as text from the start: no float ever holds a phone."""
     where = shown if line is None else f"{shown}:{line}"
 
     def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
