@@ -107,8 +107,7 @@ def checked(value: object) -> None:
 
 
 def size(value: object, budget: int = MAX_VALUE) -> int:
-    """Characters of a text, digits of an int, or items of a container plus their own sizes
-    (the walk stops once past `budget`: checking costs at most what it guards)."""
+    """Characters, digits or items and theirs; stops past `budget`: costs at most what it guards."""
     if isinstance(value, str | bytes):
         return len(value)
     if isinstance(value, int):
@@ -207,8 +206,7 @@ _STR_METHODS: dict[str, Callable[..., int]] = dict.fromkeys(
 
 
 def _checked_filters(builtin: Mapping[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
-    """The filters that pad, repeat or fill, checked first (templates call filters directly,
-    past the sandbox's call())."""
+    """The filters that pad, repeat or fill, checked (templates call them past Sandbox.call)."""
     center, indent, fmt = builtin["center"], builtin["indent"], builtin["format"]
     join, replace, wordwrap = builtin["join"], builtin["replace"], builtin["wordwrap"]
     batch, slice_, tojson = builtin["batch"], builtin["slice"], builtin["tojson"]
@@ -267,9 +265,8 @@ def _checked_filters(builtin: Mapping[str, Callable[..., Any]]) -> dict[str, Cal
 
 
 class _Clock:
-    """SIGALRM every TICK from a batch's first render until rest(): a tick in a render past its
-    time or memory raises RenderOverrun (again at the next tick if it goes on). A batch prepared
-    within TICK sees no signal, and a row costs no system call, only begin() and end()."""
+    """SIGALRM every TICK from a batch's first render until rest(), raising in a render past its
+    time or memory. A batch prepared within TICK sees no signal; a row costs no system call."""
 
     def __init__(self) -> None:
         self.thread = 0  # the thread whose renders are timed (0: none)
@@ -281,8 +278,7 @@ class _Clock:
 
     @contextmanager
     def limit(self, seconds: float = MAX_SECONDS, memory: int = MAX_MEMORY) -> Iterator[None]:
-        """Bound every render in this thread until the block ends, where the timer is free (the
-        main thread, no SIGALRM handler or timer in use)."""
+        """Bound this thread's renders in the block, if the main thread and SIGALRM is free."""
         free = (
             threading.current_thread() is threading.main_thread()
             and not self.thread

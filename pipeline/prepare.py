@@ -126,8 +126,7 @@ class Preparer:
         if self.suppression is not None and number in self.suppression:
             return _settled(row, Status.SUPPRESSED, "on the suppression list")
         key = int(number)
-        first = self.seen.get(key)
-        if first is not None:
+        if (first := self.seen.get(key)) is not None:
             return _settled(row, Status.DUPLICATE, f"same number as row {first}")
         renderer = self.templates.for_row(contact.values)
         if isinstance(renderer, str):

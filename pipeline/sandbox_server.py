@@ -1,6 +1,5 @@
-"""Serve an AmootSimulator on 127.0.0.1 for end-to-end runs and by hand (`python -m
-pipeline.sandbox_server --port 8080`). The simulator decides every answer; this module acts it
-out on the socket: answer, abort the connection, answer late, or trickle it a byte at a time."""
+"""Serve an AmootSimulator on 127.0.0.1 (`python -m pipeline.sandbox_server --port 8080`): it
+decides; this acts it out: answer, abort the connection, answer late, or a byte at a time."""
 
 from __future__ import annotations
 
@@ -28,9 +27,8 @@ from pipeline.sandbox import (
 
 
 class SandboxServer:
-    """Serves `sim` in a daemon thread while open. For benchmarks: `latency` holds each answer
-    until that many seconds after its request arrived, the simulator's own work included (it
-    shares the pipeline's cores); `timeline` gets `path arrived ended` (wall clock) a request."""
+    """Serves `sim` in a daemon thread. `latency`: seconds from a request's arrival to its answer
+    (the simulator's work included); `timeline` gets `path arrived ended` (wall clock) a request."""
 
     def __init__(
         self,
@@ -67,8 +65,7 @@ class SandboxServer:
 
 
 class _Server(ThreadingHTTPServer):
-    # Handler threads are joined on close (after their connections are ended), so every
-    # request a test sent has been fully processed once the `with` block is left.
+    # Handler threads are joined on close: every request sent is processed once `with` is left.
     daemon_threads = False
     block_on_close = True
 
@@ -81,9 +78,7 @@ class _Server(ThreadingHTTPServer):
         timeline: Path | None,
     ) -> None:
         super().__init__(address, _Handler)
-        self.sim = sim
-        self.latency = latency
-        self.monotonic = monotonic
+        self.sim, self.latency, self.monotonic = sim, latency, monotonic
         self.stopping = threading.Event()
         self._connections: set[socket.socket] = set()
         self._aborted: set[socket.socket] = set()
@@ -102,8 +97,7 @@ class _Server(ThreadingHTTPServer):
             self._timeline.close()
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        # Tracked here, in the serving thread, so once shutdown() returns every accepted
-        # connection is known to end_connections().
+        # In the serving thread: once shutdown() returns, end_connections() knows every one.
         with self._guard:
             self._connections.add(request)
         super().process_request(request, client_address)
@@ -139,8 +133,7 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as httpx's connection pool expects
-    # An answer leaves in one write (_wire): with Nagle's algorithm, a body written after its
-    # headers waits for the client's delayed ACK, ~40 ms. No Nagle: a trickled byte a segment.
+    # An answer is one write (_wire), so no Nagle delay (~40 ms); and a trickled byte a segment.
     disable_nagle_algorithm = True
     server: _Server
 

@@ -45,12 +45,11 @@ def _pages(text: str, units: int, pair: re.Pattern[str] | None, single: int, mul
     if units <= single:
         return 1 if units else 0
     pages = -(-units // multi)
-    # A pair starting on a part's last slot moves on, wasting that slot: at most one per
-    # boundary, so while the last part has room for one per boundary the count holds.
+    # A pair on a part's last slot moves on, wasting it: at most one a boundary, so the count
+    # holds while the last part has room for one a boundary.
     if pair is None or units + pages - 1 <= pages * multi:
         return pages
-    # Only pairs shift the boundaries: visit those, counting the slots wasted so far.
-    wasted = 0
+    wasted = 0  # only pairs shift the boundaries: visit those
     for index, match in enumerate(pair.finditer(text)):
         start = match.start() + index + wasted  # earlier pairs each took one extra unit
         if start % multi == multi - 1:

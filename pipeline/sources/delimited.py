@@ -29,8 +29,7 @@ _GUARDED = ("'=", "'+", "'-", "'@")
 
 
 def read(path: Path, shown: str, read_rows: int) -> Rows:
-    """The header, then the rows, `read_rows` records at a time. First one pass over the whole
-    file decodes it (UTF-8 or refused) and counts every record's cells (short rows refused)."""
+    """The header, then the rows; a first pass checks it is UTF-8 and has no short rows."""
     try:
         with path.open(encoding="utf-8-sig", newline="") as handle:
             head = handle.read(_SNIFF_CHARS)

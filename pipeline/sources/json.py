@@ -12,6 +12,7 @@ from typing import Any
 from pipeline.errors import InputError
 from pipeline.sources.common import Rows, cell_text, check_utf8, decimal_text
 
+_KINDS = {dict: "an object", list: "a list", type(None): "null"}  # else "a single value"
 _EXAMPLE = '{"mobile": "09121234567", "name": "..."}'
 _AS_UTF8 = "JSON must be UTF-8: save the file again as UTF-8 in a text editor."
 _TOO_DEEP = (
@@ -28,7 +29,7 @@ def read_array(path: Path, shown: str, _read_rows: int) -> Rows:  # one value: r
     data = _parsed(text, shown)
     if not isinstance(data, list):
         raise InputError(
-            f"{shown}: the top level is {_kind(data)}, not a list. "
+            f"{shown}: the top level is {_KINDS.get(type(data), 'a single value')}, not a list. "
             f"Write the contacts as a list of objects: [{_EXAMPLE}, ...]."
         )
     records = [_record(item, f"{shown}: item {index}") for index, item in enumerate(data, 1)]
@@ -95,7 +96,7 @@ def _parsed(text: str, shown: str, line: int | None = None) -> Any:
 def _record(item: object, where: str) -> dict[str, str]:
     if not isinstance(item, dict):
         raise InputError(
-            f"{where} is {_kind(item)}, not an object. "
+            f"{where} is {_KINDS.get(type(item), 'a single value')}, not an object. "
             f"Make every contact an object like {_EXAMPLE}."
         )
     try:
@@ -111,8 +112,3 @@ def _record(item: object, where: str) -> dict[str, str]:
             "Keep one."
         )
     return record
-
-
-def _kind(item: object) -> str:
-    kinds = {dict: "an object", list: "a list", type(None): "null"}
-    return kinds.get(type(item), "a single value")

@@ -34,9 +34,8 @@ _SECRET_OPTION = re.compile(r"pass|pwd|secret|token|key", re.IGNORECASE)
 
 
 def open_sql(url: str, query: str, phone_column: str, *, batch_size: int = 1_000) -> ContactSource:
-    """Run the query now (a bad URL, login or SQL stops the run before anything is sent), on a
-    connection closed (rolled back) when the batches end or are dropped. No message holds the
-    URL's password or other secrets, even quoting the database's own text."""
+    """Run the query now (a bad URL, login or SQL stops the run before anything is sent); no
+    message holds the URL's secrets, even quoting the database's own text."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     try:
@@ -99,11 +98,8 @@ def _connect(target: _Target) -> Connection:
 
     url, database = target.url, target.url.database or ":memory:"
     # SQLite creates a missing file on connect: a typo in the path would read an empty database.
-    if (
-        url.get_backend_name() == "sqlite"
-        and database != ":memory:"
-        and not (database.startswith("file:") or Path(database).is_file())
-    ):
+    sqlite_file = url.get_backend_name() == "sqlite" and database != ":memory:"
+    if sqlite_file and not (database.startswith("file:") or Path(database).is_file()):
         raise InputError(
             f"{target.where}: there is no SQLite file {database}. Check the path in contacts.url: "
             "sqlite:////srv/contacts.db is absolute, sqlite:///contacts.db is relative to the "
