@@ -1,13 +1,9 @@
-"""The bounds on rendering one row: its size (refused before a value is built), time and memory.
-
-A mistake in a template (a loop over the wrong range, a count from a column, a macro calling
-itself) must cost one row, not the run. A row's text has at most MAX_TEXT characters, a value
-the template builds at most MAX_VALUE: what can build much from little (``*`` ``**`` ``+``
-``%``, filters and ``str`` methods with a width, count or separator) is refused before it runs,
-and namespace attributes and call arguments are checked so nothing doubles unseen from one loop
+"""The bounds on rendering one row: a template's mistake (a loop over the wrong range, a macro
+calling itself) must cost one row, not the run. What builds much from little (* ** + %, filters
+and str methods with a width, count or separator) is refused past MAX_VALUE before it runs;
+namespace attributes and call arguments are checked, so nothing doubles unseen from one loop
 pass or call to the next. SIGALRM stops a render past MAX_SECONDS or MAX_MEMORY (time_limit).
-Each stop raises RenderOverrun, which render.py turns into the row's error (`invalid`).
-"""
+Each stop raises RenderOverrun, the row's error (`invalid`)."""
 
 from __future__ import annotations
 
@@ -34,12 +30,8 @@ from jinja2.utils import Namespace
 
 from pipeline.errors import RenderOverrun
 
-MAX_TEXT = 10_000
-"""Characters a row's text may have; template.max_pages allows at most 3,060 (20 GSM-7 pages)."""
-
-MAX_VALUE = 100_000
-"""Characters (items, digits) a value built by the template may have: what range() may count."""
-
+MAX_TEXT = 10_000  # characters of a row's text; template.max_pages allows 3,060 (20 GSM-7 pages)
+MAX_VALUE = 100_000  # characters (items, digits) of a value the template builds; range() too
 MAX_SECONDS = 2.0  # one row's render; a real SMS renders in a few microseconds
 MAX_MEMORY = 50 * 2**20  # bytes a render may add to the process's memory
 TICK = 0.1  # seconds between two looks at a render still running
@@ -75,8 +67,7 @@ class Sandbox(ImmutableSandboxedEnvironment):
         return super().call_binop(context, operator, left, right)
 
     def call(self, context: Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
-        # Every call's arguments: recursion (a macro calling itself with a doubled value,
-        # loop(...) in a recursive for) is a way to grow a value without a bound.
+        # Every call's arguments: recursion (a macro, loop(...)) can double a value unbounded.
         owner, name = getattr(obj, "__self__", None), getattr(obj, "__name__", "")
         if isinstance(owner, str | bytes) and name == "join" and args:
             args = (tuple(args[0]), *args[1:])  # its length is needed before it is joined
@@ -92,8 +83,7 @@ class Sandbox(ImmutableSandboxedEnvironment):
             checked(value)
         return super().is_safe_attribute(obj, attr, value)
 
-    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
-        """``'...'.format(...)`` and ``format_map``: the sandbox's, refusing a huge padding."""
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:  # .format, .format_map
         wrapped = super().wrap_str_format(value)
         if wrapped is None:
             return None
@@ -108,7 +98,6 @@ class Sandbox(ImmutableSandboxedEnvironment):
 
 
 def checked(value: object) -> None:
-    """Raise RenderOverrun if `value` is larger than MAX_VALUE (see size)."""
     measured = size(value)
     if measured > MAX_VALUE and isinstance(value, str | bytes | int):
         unit = "digits" if isinstance(value, int) else "characters"
@@ -118,8 +107,7 @@ def checked(value: object) -> None:
 
 
 def size(value: object, budget: int = MAX_VALUE) -> int:
-    """Characters of a text, digits of an int, or items of a container plus their own sizes
-    (the walk stops once past `budget`: checking costs at most what it guards)."""
+    """Characters, digits or items and theirs; stops past `budget`: costs at most what it guards."""
     if isinstance(value, str | bytes):
         return len(value)
     if isinstance(value, int):
@@ -140,14 +128,13 @@ def _digits(bits: float) -> int:
 
 
 def _refuse_over(measured: int, unit: str = "characters", *, exact: bool = True) -> None:
-    """Refuse a value predicted to be `measured` large (`exact`: not a lower bound from size)."""
+    # exact: `measured` is no lower bound from size()
     if measured > MAX_VALUE:
         value = f"{measured:,} {unit}, {_MORE}" if exact else f"{_MORE} {unit}"
         raise RenderOverrun(f"the template would build a value of {value}")
 
 
 def _refuse_padding(*widths: object) -> None:
-    """Refuse a width or precision past MAX_VALUE (only ints are widths)."""
     for width in widths:
         if isinstance(width, int) and width > MAX_VALUE:
             raise RenderOverrun(f"the template pads a value to {width:,}, {_MORE}")
@@ -168,8 +155,7 @@ def _refuse_times(left: Any, right: Any) -> None:
 _PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
 
 
-def _check_percent(template: str, values: Any) -> None:
-    """Refuse `template % values` (and the `format` filter) if it pads past MAX_VALUE."""
+def _check_percent(template: str, values: Any) -> None:  # also the `format` filter
     for width, precision in _PERCENT_SPEC.findall(template):
         for number in (width, precision):
             if number == "*":  # the width is one of the values
@@ -179,7 +165,6 @@ def _check_percent(template: str, values: Any) -> None:
 
 
 def _check_format(template: str, values: tuple[Any, ...]) -> None:
-    """Refuse `template.format(*values)` if a field's width or precision is past MAX_VALUE."""
     for _literal, _field, spec, _conversion in string.Formatter().parse(template):
         if spec and "{" in spec:  # a width taken from the values: {:{width}}
             _refuse_padding(*values)
@@ -221,8 +206,7 @@ _STR_METHODS: dict[str, Callable[..., int]] = dict.fromkeys(
 
 
 def _checked_filters(builtin: Mapping[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
-    """The built-in filters that pad, repeat or fill, refusing a result too large first (the
-    compiled template calls filters directly, past the sandbox's call())."""
+    """The filters that pad, repeat or fill, checked (templates call them past Sandbox.call)."""
     center, indent, fmt = builtin["center"], builtin["indent"], builtin["format"]
     join, replace, wordwrap = builtin["join"], builtin["replace"], builtin["wordwrap"]
     batch, slice_, tojson = builtin["batch"], builtin["slice"], builtin["tojson"]
@@ -273,30 +257,16 @@ def _checked_filters(builtin: Mapping[str, Callable[..., Any]]) -> dict[str, Cal
         _refuse_padding(indent if isinstance(indent, int) else size(indent))
         return tojson(eval_ctx, value, indent)
 
-    return {
-        "center": do_center,
-        "indent": do_indent,
-        "format": do_format,
-        "join": do_join,
-        "replace": do_replace,
-        "wordwrap": do_wordwrap,
-        "batch": do_batch,
-        "slice": do_slice,
-        "tojson": do_tojson,
-    }
+    padding = (do_center, do_indent, do_format, do_join, do_replace, do_wordwrap, do_batch)
+    return {f.__name__.removeprefix("do_"): f for f in (*padding, do_slice, do_tojson)}
 
 
 # -- time and memory -------------------------------------------------------------------------
 
 
 class _Clock:
-    """SIGALRM while rows render: a tick in a render past its time or memory raises
-    RenderOverrun (again at the next tick if the render goes on); between renders, nothing.
-
-    It ticks every TICK from a batch's first render until rest() (the batch is prepared): a
-    batch prepared within TICK, as a normal one is, sees no signal, and a row costs no system
-    call, only begin() and end().
-    """
+    """SIGALRM every TICK from a batch's first render until rest(), raising in a render past its
+    time or memory. A batch prepared within TICK sees no signal; a row costs no system call."""
 
     def __init__(self) -> None:
         self.thread = 0  # the thread whose renders are timed (0: none)
@@ -308,8 +278,7 @@ class _Clock:
 
     @contextmanager
     def limit(self, seconds: float = MAX_SECONDS, memory: int = MAX_MEMORY) -> Iterator[None]:
-        """Bound the time and memory of every render in this thread until the block ends; not
-        where the timer is not free (not the main thread, a SIGALRM handler or timer in use)."""
+        """Bound this thread's renders in the block, if the main thread and SIGALRM is free."""
         free = (
             threading.current_thread() is threading.main_thread()
             and not self.thread
@@ -361,16 +330,13 @@ class _Clock:
             raise RenderOverrun(f"the template used more than {self.memory >> 20} MB of memory")
 
 
-CLOCK = _Clock()
-"""The one render timer of the process (SIGALRM is one per process)."""
-
+CLOCK = _Clock()  # the one render timer: SIGALRM is one per process
 time_limit = CLOCK.limit
 
 _PAGE = resource.getpagesize()
 
 
-def _memory() -> int:
-    """The process's resident memory in bytes; where /proc is missing, its peak so far."""
+def _memory() -> int:  # resident bytes; where /proc is missing, the peak so far
     try:
         with open("/proc/self/statm", "rb") as statm:
             return int(statm.read().split()[1]) * _PAGE

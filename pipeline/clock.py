@@ -13,12 +13,10 @@ Clock = Callable[[], datetime]
 
 
 def utc_now() -> datetime:
-    """The real clock; an aware datetime so it converts correctly to any zone."""
-    return datetime.now(UTC)
+    return datetime.now(UTC)  # aware, so it converts correctly to any zone
 
 
 def tehran(moment: datetime) -> datetime:
-    """The same instant on Tehran's wall clock."""
     return moment.astimezone(TEHRAN)
 
 

@@ -13,18 +13,14 @@ from pipeline.private import create_private, private_folder
 
 
 def lock_path(journal_path: Path) -> Path:
-    """The lock file that guards `journal_path`."""
     return journal_path.with_name(journal_path.name + ".lock")
 
 
 @contextmanager
 def hold_lock(journal_path: Path) -> Iterator[None]:
-    """Hold the journal's lock for the `with` block, or raise LockHeld at once.
-
-    The lock is the flock, not the file: a run killed by SIGKILL leaves no stale lock. The file
-    holds the holder's PID for the message only, and is never deleted (a run holding the old file
-    and one that created a new one would both hold "the" lock). Not re-entrant, even in-process.
-    """
+    """Hold the lock for the block, or raise LockHeld at once; not re-entrant. The lock is the
+    flock (SIGKILL leaves none stale); the file, for the PID, is never deleted (a run holding the
+    old file and one that made a new one would both hold "the" lock)."""
     path = lock_path(journal_path)
     try:
         private_folder(path.parent)

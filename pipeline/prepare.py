@@ -17,12 +17,9 @@ from pipeline.suppression import Suppression
 
 
 class Templates:
-    """The default template, and the ones a contacts column names per row (compiled once each).
-
-    A named template is a file beside the default one (or beside the config for inline text),
-    checked against the contacts columns when first used: the plan uses each one before
-    anything is sent, so a wrong variable stops the run (TemplateError, exit 2).
-    """
+    """The default template, and the files beside it a contacts column names per row, each
+    compiled and checked against the columns when first used: the plan uses each before anything
+    is sent, so a wrong variable stops the run (TemplateError, exit 2)."""
 
     def __init__(
         self,
@@ -43,8 +40,7 @@ class Templates:
         if default is not None:
             default.check_columns(columns)
 
-    def for_row(self, values: Mapping[str, str]) -> Renderer | str:
-        """The renderer for this row, or a sentence saying why there is none."""
+    def for_row(self, values: Mapping[str, str]) -> Renderer | str:  # or why there is none
         name = values.get(self.column, "").strip() if self.column else ""
         if not name:
             if self.default is None:
@@ -80,8 +76,8 @@ _LOOKS_ANSI = '; it looks like Windows-1256 ("ANSI", as Notepad saves on Persian
 
 
 def read_template(path: Path, shown: str) -> str:
-    """A template file's text (UTF-8, a BOM is fine), or a TemplateError saying what is wrong
-    and the fix; FileNotFoundError is the caller's to word (its fix differs)."""
+    """A template file's text (UTF-8, a BOM is fine), or a TemplateError with the fix;
+    FileNotFoundError is the caller's to word (its fix differs)."""
     try:
         data = path.read_bytes()
     except IsADirectoryError as exc:
@@ -117,8 +113,7 @@ class Preparer:
     max_pages: int
     suppression: Suppression | None
     normalise: bool
-    # number (an int: 32 bytes a key against 60 for the str, a million of them in a large
-    # run) -> the first row that will get it
+    # number as int (32 bytes a key, the str 60; a large run has a million) -> its first row
     seen: dict[int, int] = field(default_factory=dict, init=False, repr=False)
 
     def prepare(self, contact: Contact) -> Row:
@@ -131,8 +126,7 @@ class Preparer:
         if self.suppression is not None and number in self.suppression:
             return _settled(row, Status.SUPPRESSED, "on the suppression list")
         key = int(number)
-        first = self.seen.get(key)
-        if first is not None:
+        if (first := self.seen.get(key)) is not None:
             return _settled(row, Status.DUPLICATE, f"same number as row {first}")
         renderer = self.templates.for_row(contact.values)
         if isinstance(renderer, str):
@@ -145,20 +139,15 @@ class Preparer:
         pages = count_pages(text)
         row.text, row.pages, row.encoding = text, pages.pages, pages.encoding
         if pages.pages > self.max_pages:
-            return _settled(
-                row,
-                Status.INVALID,
-                f"{pages.pages} pages ({pages.units} {pages.encoding} units), more than "
-                f"template.max_pages ({self.max_pages}); shorten the text or raise max_pages",
-            )
-        # Only a row that will really be tried claims its number: if the first row with a
-        # number cannot be rendered, the next row with it still gets the message.
+            why = f"{pages.pages} pages ({pages.units} {pages.encoding} units), more than "
+            why += f"template.max_pages ({self.max_pages}); shorten the text or raise max_pages"
+            return _settled(row, Status.INVALID, why)
+        # Only a row really tried claims its number: a later row gets it if this one failed.
         self.seen[key] = row.row
         return row
 
     def _normalised(self, values: dict[str, str], renderer: Renderer) -> Mapping[str, str]:
-        """The values with Arabic letters as Persian (normalise_text): only the columns the
-        template names (all if it reads `row`), as the others never reach the text."""
+        """Arabic letters as Persian, in the columns the template names (all if it reads `row`)."""
         if not self.normalise:
             return values
         if renderer.reads_row:

@@ -1,7 +1,5 @@
-"""Files and folders that hold customers' numbers and names: their owner's alone (0600 / 0700).
-
-The modes are set after creation, not left to the umask: cron or a shared server often runs
-with umask 022, which would make every report readable by every user."""
+"""Files and folders that hold customers' numbers and names: their owner's alone (0600 / 0700),
+set after creation, not left to the umask (cron often runs with 022: readable by every user)."""
 
 from __future__ import annotations
 

@@ -28,14 +28,9 @@ class RenderFailure:
 
 
 class Renderer:
-    """A template compiled once and rendered for each contact row.
-
-    Each column is a variable, ``{{ first_name }}``, and ``row`` maps every column of the row,
-    for names that are not identifiers: ``{{ row["نام"] }}`` (a column named ``row`` is
-    ``{{ row["row"] }}``). The sandbox keeps templates from Python internals and from changing
-    values; StrictUndefined makes a misspelt name an error, not a gap in the SMS; no HTML, so
-    no autoescape. A render that fails or goes past a bound fails its row with the reason.
-    """
+    """A template compiled once and rendered for each row. Each column is a variable, and `row`
+    maps them all, for names that are not identifiers: ``{{ row["نام"] }}``. StrictUndefined:
+    a misspelt name is an error, not a gap in the SMS; no HTML, so no autoescape."""
 
     def __init__(
         self,
@@ -65,7 +60,6 @@ class Renderer:
         self.reads_row = ROW in undeclared  # then any column may reach the text
 
     def check_columns(self, columns: Sequence[str]) -> None:
-        """Raise TemplateError if the template uses a name that is not one of ``columns``."""
         known = set(columns)
         missing = sorted(variable for variable in self.variables if variable not in known)
         if not missing:
@@ -83,8 +77,8 @@ class Renderer:
         clock = bounds.CLOCK
         if clock.thread != threading.get_ident():  # no render timer in force in this thread
             return self._render(values)
-        # A tick raises only in a render past its bound, TICK apart: one that comes as _render
-        # returns (or inside end()) is caught here, and the next is far off.
+        # A tick raises only past a bound, TICK apart: one as _render returns (or in end()) is
+        # caught here, and the next is far off.
         try:
             clock.begin()
             try:
@@ -99,8 +93,7 @@ class Renderer:
         chunks = self._template.generate({**self._globals, **values, ROW: values})
         try:
             text = "".join(islice(chunks, _BATCH))
-            # Past _BATCH chunks (a real SMS is a few) the rest comes a few at a time: a template
-            # writing without end stops just past MAX_TEXT (one writing nothing, at the timer).
+            # A template writing without end stops just past MAX_TEXT (writing nothing: the timer).
             for more in chunks:
                 text += more + "".join(islice(chunks, _BATCH))
                 if len(text) > bounds.MAX_TEXT:
@@ -134,10 +127,8 @@ def _columns_used(tree: nodes.Template, names: set[str]) -> frozenset[str]:
 
 def _with_suggestion(variable: str, columns: Sequence[str]) -> str:
     by_folded = {column.casefold(): column for column in columns}
-    close = by_folded.get(variable.casefold())
-    if close is None:
-        found = difflib.get_close_matches(variable.casefold(), list(by_folded), n=1, cutoff=0.6)
-        close = by_folded[found[0]] if found else None
+    found = difflib.get_close_matches(variable.casefold(), list(by_folded), n=1, cutoff=0.6)
+    close = by_folded.get(variable.casefold()) or (by_folded[found[0]] if found else None)
     return f"'{variable}' (did you mean '{close}'?)" if close else f"'{variable}'"
 
 

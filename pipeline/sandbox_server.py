@@ -1,11 +1,5 @@
-"""Serve an AmootSimulator over a real socket on 127.0.0.1, for end-to-end runs and by hand.
-
-    python -m pipeline.sandbox_server --port 8080
-
-The simulator decides every answer (`AmootSimulator.decide`); this module only acts the
-decision out on the socket: answer, abort the connection, answer late, or trickle the answer
-out a byte at a time.
-"""
+"""Serve an AmootSimulator on 127.0.0.1 (`python -m pipeline.sandbox_server --port 8080`): it
+decides; this acts it out: answer, abort the connection, answer late, or a byte at a time."""
 
 from __future__ import annotations
 
@@ -19,7 +13,6 @@ import time
 from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any, get_args
 
 import httpx
@@ -34,13 +27,8 @@ from pipeline.sandbox import (
 
 
 class SandboxServer:
-    """A context manager that serves `sim` on a ThreadingHTTPServer in a daemon thread.
-
-    For benchmarks: `latency` holds each answer until that many seconds after its request
-    arrived, the simulator's own processing included (it shares the cores of the pipeline it
-    measures); `timeline` gets a line a request, `path arrived ended` (wall clock, ended once
-    the answer is written).
-    """
+    """Serves `sim` in a daemon thread. `latency`: seconds from a request's arrival to its answer
+    (the simulator's work included); `timeline` gets `path arrived ended` (wall clock) a request."""
 
     def __init__(
         self,
@@ -63,12 +51,7 @@ class SandboxServer:
         self._thread.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *_exc_info: object) -> None:
         self.close()
 
     def close(self) -> None:
@@ -82,8 +65,7 @@ class SandboxServer:
 
 
 class _Server(ThreadingHTTPServer):
-    # Handler threads are joined on close (after their connections are ended), so every
-    # request a test sent has been fully processed once the `with` block is left.
+    # Handler threads are joined on close: every request sent is processed once `with` is left.
     daemon_threads = False
     block_on_close = True
 
@@ -96,9 +78,7 @@ class _Server(ThreadingHTTPServer):
         timeline: Path | None,
     ) -> None:
         super().__init__(address, _Handler)
-        self.sim = sim
-        self.latency = latency
-        self.monotonic = monotonic
+        self.sim, self.latency, self.monotonic = sim, latency, monotonic
         self.stopping = threading.Event()
         self._connections: set[socket.socket] = set()
         self._aborted: set[socket.socket] = set()
@@ -117,8 +97,7 @@ class _Server(ThreadingHTTPServer):
             self._timeline.close()
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        # Tracked here, in the serving thread, so once shutdown() returns every accepted
-        # connection is known to end_connections().
+        # In the serving thread: once shutdown() returns, end_connections() knows every one.
         with self._guard:
             self._connections.add(request)
         super().process_request(request, client_address)
@@ -154,32 +133,21 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as httpx's connection pool expects
-    # An answer leaves in one write (_wire): with Nagle's algorithm, a body written after its
-    # headers waits for the client's delayed ACK, ~40 ms. No Nagle: a trickled byte a segment.
+    # An answer is one write (_wire), so no Nagle delay (~40 ms); and a trickled byte a segment.
     disable_nagle_algorithm = True
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:
-        """Stay quiet: no request log on stderr."""
+        """No request log on stderr."""
 
-    def do_POST(self) -> None:
-        self._serve()
-
-    def do_GET(self) -> None:
-        self._serve()  # answered 405: the docs say only POST is supported
-
-    def _serve(self) -> None:
+    def do_POST(self) -> None:  # also GET, answered 405: the docs say only POST is supported
         arrived = self.server.monotonic()  # the request line and headers are in
         arrived_wall = time.time()
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         host, port = self.server.server_address[:2]
-        request = httpx.Request(
-            self.command,
-            f"http://{host!s}:{port}{self.path}",
-            headers=list(self.headers.items()),
-            content=body,
-        )
+        url = f"http://{host!s}:{port}{self.path}"
+        request = httpx.Request(self.command, url, headers=list(self.headers.items()), content=body)
         reply = self.server.sim.decide(request)
         if self.server.latency:
             held = self.server.latency - (self.server.monotonic() - arrived)
@@ -213,8 +181,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # the client gave up waiting (a slow_after timeout)
 
     def _trickle(self, reply: Reply) -> None:
-        """The whole answer, status line and headers included, one byte every `reply.delay`
-        seconds: each socket read of the client gets a byte long before its read timeout."""
+        """The whole answer a byte every `reply.delay` s: each client read gets one in time."""
         for byte in self._wire(reply):
             try:
                 self.wfile.write(bytes((byte,)))  # unbuffered, and no Nagle: a segment each
@@ -224,6 +191,8 @@ class _Handler(BaseHTTPRequestHandler):
             if self.server.stopping.wait(reply.delay):
                 self.close_connection = True
                 return
+
+    do_GET = do_POST  # noqa: N815
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -237,17 +206,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--token", default=SANDBOX_TOKEN, help="token to accept")
     parser.add_argument("--credit", type=int, default=10_000_000, help="credit in rials")
     parser.add_argument("--number-style", choices=get_args(NumberStyle), default="int")
-    parser.add_argument(
-        "--latency",
-        type=float,
-        default=0.0,
-        help="seconds from each request's arrival to its answer (benchmarks)",
-    )
-    parser.add_argument(
-        "--timeline",
-        type=Path,
-        help="append each request's path, arrival and end (wall clock) to this file",
-    )
+    latency = "seconds from each request's arrival to its answer (benchmarks)"
+    parser.add_argument("--latency", type=float, default=0.0, help=latency)
+    timeline = "append each request's path, arrival and end (wall clock) to this file"
+    parser.add_argument("--timeline", type=Path, help=timeline)
     args = parser.parse_args(argv)
     sim = AmootSimulator(
         token=args.token,
@@ -258,10 +220,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         forgotten_delivery=1,
     )
     try:
-        server = SandboxServer(
+        with SandboxServer(
             sim, args.host, args.port, latency=args.latency, timeline=args.timeline
-        )
-        with server:
+        ) as server:
             print(server.base_url, flush=True)
             print(f"token: {args.token}; {SANDBOX_BLACKLIST_RULE}; Ctrl-C stops.", flush=True)
             while True:

@@ -23,8 +23,6 @@ HEADER = (
 
 @dataclass(slots=True)
 class Suppression:
-    """The numbers on the list (normalised), grown by `add`."""
-
     path: Path
     numbers: set[str]
 
@@ -56,12 +54,9 @@ class Suppression:
 
 
 def load_suppression(path: Path, shown: str) -> Suppression:
-    """Read the list; a missing file is an empty list (created on the first addition).
-
-    A line suppresses the one mobile number anywhere in it (`0912... - لغو`, `name,0912...`).
-    Blank lines, comments ('#' on) and a CSV header (the first other line, with no digit) are
-    skipped. A line with no readable number or two is an InputError naming it: a number that
-    cannot be read must stop the run, never be messaged unnoticed."""
+    """Read the list (a missing file: empty). A line suppresses the one mobile number in it;
+    blank lines, comments ('#' on) and a CSV header (the first other line, no digit) are skipped.
+    A line with no readable number or two stops the run: it must never be messaged unnoticed."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
@@ -72,7 +67,7 @@ def load_suppression(path: Path, shown: str) -> Suppression:
             "Fix: save it as UTF-8 text, one number per line."
         ) from None
     numbers: set[str] = set()
-    problems: list[tuple[int, str]] = []  # (line number, the line's stripped text)
+    problems: list[tuple[int, str]] = []  # (line number, text)
     first = True
     for line_number, line in enumerate(text.splitlines(), 1):
         # The pipeline's own notes (a date, a quoted reply) stand after '#': never a number.
@@ -95,12 +90,10 @@ _SHOWN_LINES = 5  # further bad lines named by number
 
 
 def _unreadable(shown: str, problems: list[tuple[int, str]]) -> str:
-    """The first line not holding exactly one number: where, what, the others, the fix."""
     line_number, value = problems[0]
     found = find_mobiles(value)
     text = value.strip()
-    if len(text) > _SHOWN_CHARS:
-        text = text[: _SHOWN_CHARS - 1] + "…"
+    text = text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 1] + "…"
     if isinstance(found, InvalidNumber):
         what = f"no mobile number on this line ({found.reason})"
         fix = (

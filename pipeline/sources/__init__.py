@@ -1,9 +1,6 @@
-"""The contacts sources: a file (one module per format) or a SQL query, read as text rows.
-
-Every cell is text as the source holds it, by one rule (common.cell_text): leading zeros kept,
-numbers in plain digits, dates ISO, empty cells "". A row's number is its place among the data
-rows (JSON Lines: its line); blank rows count but are not yielded.
-"""
+"""The contacts sources: a file (a module per format) or a SQL query, read as text rows: every
+cell by one rule (common.cell_text). A row's number is its place among the data rows (JSON
+Lines: its line); blank rows count but are not yielded."""
 
 from __future__ import annotations
 
@@ -33,8 +30,8 @@ SUPPORTED = tuple(_READERS)
 def open_contacts(
     path: Path, phone_column: str, *, batch_size: int = 1_000, shown_path: str | None = None
 ) -> ContactSource:
-    """Open a contacts file, check its header (and what a format checks whole: UTF-8, short
-    rows, JSON) now, and return its rows as lazy batches."""
+    """Check the header (and what a format checks whole: UTF-8, short rows, JSON) now; the rows
+    come as lazy batches."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     shown = str(path) if shown_path is None else shown_path
@@ -51,7 +48,8 @@ def open_contacts(
         )
     rows = reader(path, shown, max(batch_size, _READ_ROWS))
     try:
-        return contact_source(path, rows, phone_column, shown, batch_size)
+        rename = "Give every column its own name in the header row."
+        return contact_source(path, rows, phone_column, shown, batch_size, rename=rename)
     except OSError as exc:
         raise InputError(
             f"{shown}: cannot be read ({exc.strerror or exc}). "

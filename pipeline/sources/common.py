@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from functools import singledispatch
+from functools import partial, singledispatch
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +42,7 @@ class ContactSource:
 
 
 def contact_source(
-    path: Path | None,
-    rows: Rows,
-    phone_column: str,
-    shown: str,
-    batch_size: int,
-    *,
-    rename: str = "Give every column its own name in the header row.",
+    path: Path | None, rows: Rows, phone_column: str, shown: str, batch_size: int, *, rename: str
 ) -> ContactSource:
     """Take the header from `rows` now and check it; the rest is read as the batches are."""
     try:
@@ -62,8 +56,7 @@ def contact_source(
 
 def contact_batches(
     rows: Iterable[Sequence[str]], columns: tuple[str, ...], batch_size: int
-) -> Iterator[list[Contact]]:
-    """Rows as Contacts in lists of `batch_size`; a row of blank cells is counted, not yielded."""
+) -> Iterator[list[Contact]]:  # a row of blank cells is counted, not yielded
     batch: list[Contact] = []
     width = len(columns)
     for row, cells in enumerate(rows, 1):
@@ -92,7 +85,6 @@ def column_names(raw: Sequence[str], shown: str, *, rename: str) -> tuple[str, .
 
 
 def check_phone_column(phone_column: str, columns: tuple[str, ...], shown: str) -> None:
-    """Refuse a source without the phone column, suggesting the closest name it has."""
     if phone_column in columns:
         return
     listed = ", ".join(f"'{name}'" for name in columns)
@@ -133,21 +125,18 @@ def check_utf8(path: Path, shown: str, fix: str = SAVE_AS_UTF8) -> None:
 
 @singledispatch
 def cell_text(value: object) -> str:
-    """A cell as text, without float damage: 9123456789.0 -> "9123456789", dates in ISO.
-    Every format's cells go through this one rule."""
+    """Every format's cells as text: leading zeros kept, 9123456789.0 -> "9123456789", ISO dates."""
     return str(value)
 
 
-def _json_text(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
-
-
+_json_text = partial(json.dumps, ensure_ascii=False, default=str)
 _ONE_LINE_RULES: dict[type, Callable[[Any], str]] = {  # str and int keep the default
     type(None): lambda _: "",
     bool: lambda value: "true" if value else "false",
     bytes: lambda value: value.decode("utf-8", errors="replace"),
     dt.date: lambda value: value.isoformat(),
     dt.time: lambda value: value.isoformat(),
+    Decimal: lambda value: decimal_text(value) if value.is_finite() else str(value),
     list: _json_text,
     tuple: _json_text,
     dict: _json_text,
@@ -164,11 +153,6 @@ def _float_text(value: float) -> str:
 
 
 @cell_text.register
-def _decimal_number_text(value: Decimal) -> str:
-    return decimal_text(value) if value.is_finite() else str(value)
-
-
-@cell_text.register
 def _datetime_text(value: dt.datetime) -> str:
     if value.tzinfo is None and value.time() == dt.time():
         return value.date().isoformat()  # a date cell: Excel stores dates as midnight
@@ -176,7 +160,7 @@ def _datetime_text(value: dt.datetime) -> str:
 
 
 def decimal_text(number: Decimal) -> str:
-    """Plain notation, never "9.12345678E+9": the digits are what a phone column needs."""
+    """Plain notation, never "9.12345678E+9": digits are what a phone column needs."""
     if number.adjusted() > _MAX_PLAIN_DIGITS:
         return str(number)  # no phone is this long; spelling it out would only cost memory
     if number == number.to_integral_value():

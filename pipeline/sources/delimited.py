@@ -23,15 +23,13 @@ _OPTIONS: dict[str, Any] = {
     "encoding": "utf-8-sig",
     "engine": "c",
 }
-# The report (report.safe_cell), like many exports, puts an apostrophe before a cell starting
-# with = + - or @ so a spreadsheet does not run it; no spreadsheet writes one into a CSV, so it
-# is dropped: an attention file fed back as contacts gives the original cells (`@Ali`).
+# The report (report.safe_cell), like many exports, puts ' before a cell starting = + - @ so no
+# spreadsheet runs it; none writes one into a CSV: dropped, a report read back gives `@Ali`.
 _GUARDED = ("'=", "'+", "'-", "'@")
 
 
 def read(path: Path, shown: str, read_rows: int) -> Rows:
-    """The header, then the rows, `read_rows` records at a time. First one pass over the whole
-    file decodes it (UTF-8 or refused) and counts every record's cells (short rows refused)."""
+    """The header, then the rows; a first pass checks it is UTF-8 and has no short rows."""
     try:
         with path.open(encoding="utf-8-sig", newline="") as handle:
             head = handle.read(_SNIFF_CHARS)
@@ -69,8 +67,7 @@ def read(path: Path, shown: str, read_rows: int) -> Rows:
         raise InputError(_ragged_message(str(exc), shown, width, delimiter)) from exc
 
 
-def _drop_formula_guards(table: Any) -> None:
-    """Undo the formula guard in a chunk's object array of str cells, in place."""
+def _drop_formula_guards(table: Any) -> None:  # in place, in a chunk's array of str cells
     for column in range(table.shape[1]):
         cells = table[:, column].tolist()
         # One C-speed scan (~40 ns a cell); only a column that may hold a guard is looked into.
@@ -81,8 +78,7 @@ def _drop_formula_guards(table: Any) -> None:
 def _check_short_rows(
     path: Path, shown: str, options: dict[str, Any], header: list[str], widths: set[int]
 ) -> None:
-    """Refuse the first row with fewer cells than the named header cells: pandas would pad it
-    with blanks without a word. A row with too many cells is pandas' to name."""
+    """Refuse the first row short of the named header cells: pandas would pad it silently."""
     names = [name.replace("\ufeff", "").strip() for name in header]
     named = max((i for i, name in enumerate(names, 1) if name), default=0)
     if min(widths, default=named) >= named:
@@ -97,8 +93,8 @@ def _check_short_rows(
             line, row = records.line_num + 1, row + 1
         else:
             return
-    # What pandas refuses up to this row (an unclosed quote, which the csv module reads as one
-    # long cell; a row with too many cells above) is named in pandas' words first.
+    # What pandas refuses up to this row (an unclosed quote, read by csv as one long cell; a row
+    # with too many cells) is named in pandas' words first.
     pd.read_csv(path, nrows=row + 1, **options)
     shown_delimiter = _DELIMITER_NAMES[delimiter]
     empty = shown_delimiter if delimiter == "\t" else f"the {shown_delimiter}"
@@ -128,7 +124,7 @@ def _ragged_message(error: str, shown: str, width: int, delimiter: str) -> str:
 
 
 def _sniff_delimiter(head: str) -> str:
-    """The candidate that appears most often (outside quotes) in the header line; ',' if none."""
+    """The candidate most often in the header line (outside quotes); ',' if none."""
     counts = dict.fromkeys(_DELIMITER_NAMES, 0)
     quoted = False
     for char in head:

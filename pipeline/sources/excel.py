@@ -11,9 +11,8 @@ from pipeline.errors import InputError
 from pipeline.sources.common import Rows, cell_text
 
 
-def read(path: Path, shown: str, read_rows: int) -> Rows:
+def read(path: Path, shown: str, _read_rows: int) -> Rows:  # openpyxl reads row by row
     """The header (row 1), then the rows; a value right of the last named column is refused."""
-    del read_rows  # openpyxl reads row by row
     # Imported here: openpyxl costs 0.15 s at start-up, paid only by runs that read Excel.
     import openpyxl  # noqa: PLC0415
     from openpyxl.utils import get_column_letter  # noqa: PLC0415
@@ -27,8 +26,7 @@ def read(path: Path, shown: str, read_rows: int) -> Rows:
         ) from exc
     with closing(_first_sheet(book)) as cells_by_row:
         header = [cell_text(cell) for cell in next(cells_by_row, ())]
-        while header and not header[-1].strip():
-            # Formatting left on empty cells right of the data widens the sheet: not columns.
+        while header and not header[-1].strip():  # formatted empty cells right of the data
             header.pop()
         if not header:
             raise InputError(

@@ -12,6 +12,7 @@ from typing import Any
 from pipeline.errors import InputError
 from pipeline.sources.common import Rows, cell_text, check_utf8, decimal_text
 
+_KINDS = {dict: "an object", list: "a list", type(None): "null"}  # else "a single value"
 _EXAMPLE = '{"mobile": "09121234567", "name": "..."}'
 _AS_UTF8 = "JSON must be UTF-8: save the file again as UTF-8 in a text editor."
 _TOO_DEEP = (
@@ -20,9 +21,7 @@ _TOO_DEEP = (
 )
 
 
-def read_array(path: Path, shown: str, read_rows: int) -> Rows:
-    """The keys, then each item as a row."""
-    del read_rows  # a JSON array is one value: it is read whole
+def read_array(path: Path, shown: str, _read_rows: int) -> Rows:  # one value: read whole
     check_utf8(path, shown, _AS_UTF8)
     text = path.read_text(encoding="utf-8-sig")
     if not text.strip():
@@ -30,7 +29,7 @@ def read_array(path: Path, shown: str, read_rows: int) -> Rows:
     data = _parsed(text, shown)
     if not isinstance(data, list):
         raise InputError(
-            f"{shown}: the top level is {_kind(data)}, not a list. "
+            f"{shown}: the top level is {_KINDS.get(type(data), 'a single value')}, not a list. "
             f"Write the contacts as a list of objects: [{_EXAMPLE}, ...]."
         )
     records = [_record(item, f"{shown}: item {index}") for index, item in enumerate(data, 1)]
@@ -38,17 +37,15 @@ def read_array(path: Path, shown: str, read_rows: int) -> Rows:
     yield from _header_then_rows(lambda: records, empty)
 
 
-def read_lines(path: Path, shown: str, read_rows: int) -> Rows:
-    """The keys, then each line as a row (a blank line a blank row)."""
-    del read_rows  # read line by line, so memory stays bounded whatever the size
+def read_lines(path: Path, shown: str, _read_rows: int) -> Rows:  # a line at a time
     check_utf8(path, shown, _AS_UTF8)
     empty = f"{shown}: the file has no contacts. Write one object per line, like {_EXAMPLE}."
     yield from _header_then_rows(lambda: _line_records(path, shown), empty)
 
 
 def _header_then_rows(records: Callable[[], Iterable[dict[str, str]]], empty: str) -> Rows:
-    """Every key (first seen first), then each record as a row. JSON Lines is read twice: the
-    header needs every line, and so a broken line stops the run at open."""
+    """Every key (first seen first), then the rows. JSON Lines is read twice: the header needs
+    every line, and so a broken line stops the run at open."""
     header = list(dict.fromkeys(key for record in records() for key in record))
     if not header:
         raise InputError(empty)
@@ -67,7 +64,7 @@ def _line_records(path: Path, shown: str) -> Iterator[dict[str, str]]:
 
 
 def _parsed(text: str, shown: str, line: int | None = None) -> Any:
-    """Parse JSON with numbers kept as text from the start: no float ever holds a phone."""
+    """JSON with numbers kept as text from the start: no float ever holds a phone."""
     where = shown if line is None else f"{shown}:{line}"
 
     def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -99,7 +96,7 @@ def _parsed(text: str, shown: str, line: int | None = None) -> Any:
 def _record(item: object, where: str) -> dict[str, str]:
     if not isinstance(item, dict):
         raise InputError(
-            f"{where} is {_kind(item)}, not an object. "
+            f"{where} is {_KINDS.get(type(item), 'a single value')}, not an object. "
             f"Make every contact an object like {_EXAMPLE}."
         )
     try:
@@ -115,8 +112,3 @@ def _record(item: object, where: str) -> dict[str, str]:
             "Keep one."
         )
     return record
-
-
-def _kind(item: object) -> str:
-    kinds = {dict: "an object", list: "a list", type(None): "null"}
-    return kinds.get(type(item), "a single value")

@@ -11,7 +11,6 @@ _BUFFER = 1024 * 1024
 
 
 def read(path: Path, shown: str, read_rows: int) -> Rows:
-    """The column names, then the rows, `read_rows` at a time."""
     try:
         import pyarrow.parquet as pq  # type: ignore[import-not-found, unused-ignore]  # noqa: PLC0415
     except ImportError as exc:

@@ -18,7 +18,7 @@ _URL_FORM = (
     "Write it as dialect+driver://user:${DB_PASSWORD}@host:port/database, such as "
     "postgresql+psycopg://app:${DB_PASSWORD}@127.0.0.1:5432/shop or sqlite:////srv/contacts.db."
 )
-# The pip package that brings a driver module SQLAlchemy may ask for, where the names differ.
+# The pip package of a driver module SQLAlchemy may ask for, where the names differ.
 _DRIVER_PACKAGES = {
     "psycopg": "psycopg[binary]",
     "psycopg2": "psycopg2-binary",
@@ -34,10 +34,8 @@ _SECRET_OPTION = re.compile(r"pass|pwd|secret|token|key", re.IGNORECASE)
 
 
 def open_sql(url: str, query: str, phone_column: str, *, batch_size: int = 1_000) -> ContactSource:
-    """Run the query now (a bad URL, login or SQL stops the run before anything is sent) and
-    return its rows as lazy batches. Each call runs the query afresh on its own connection,
-    closed (its transaction rolled back) when the batches end or are dropped. No message holds
-    the URL's password or other secrets, even quoting the database's own text."""
+    """Run the query now (a bad URL, login or SQL stops the run before anything is sent); no
+    message holds the URL's secrets, even quoting the database's own text."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     try:
@@ -55,8 +53,6 @@ def open_sql(url: str, query: str, phone_column: str, *, batch_size: int = 1_000
 
 @dataclass(frozen=True, slots=True)
 class _Target:
-    """The parsed URL, how to show it, and the secrets no message may hold."""
-
     url: URL
     where: str
     secrets: tuple[str, ...]  # longest first, so a secret that contains another goes whole
@@ -102,11 +98,8 @@ def _connect(target: _Target) -> Connection:
 
     url, database = target.url, target.url.database or ":memory:"
     # SQLite creates a missing file on connect: a typo in the path would read an empty database.
-    if (
-        url.get_backend_name() == "sqlite"
-        and database != ":memory:"
-        and not (database.startswith("file:") or Path(database).is_file())
-    ):
+    sqlite_file = url.get_backend_name() == "sqlite" and database != ":memory:"
+    if sqlite_file and not (database.startswith("file:") or Path(database).is_file()):
         raise InputError(
             f"{target.where}: there is no SQLite file {database}. Check the path in contacts.url: "
             "sqlite:////srv/contacts.db is absolute, sqlite:///contacts.db is relative to the "
@@ -150,10 +143,9 @@ def _connect(target: _Target) -> Connection:
 
 
 def _rows(connection: Connection, query: str, target: _Target, batch_size: int) -> Rows:
-    """The result's column names, then its rows; the cursor and connection closed at the end."""
     from sqlalchemy.exc import DBAPIError  # noqa: PLC0415
 
-    try:
+    with connection:  # closed at the end, and the cursor before it
         try:
             result = connection.execution_options(
                 stream_results=True,  # a server-side cursor where the driver has one
@@ -184,11 +176,8 @@ def _rows(connection: Connection, query: str, target: _Target, batch_size: int) 
                 yield [cell_text(value) for value in values]
         except DBAPIError as exc:  # part-way: a bad cast in some row, a dropped connection
             raise InputError(
-                f"{_QUERY}: reading the rows stopped "
-                f"({target.said(exc.orig)}) on {target.where}. "
+                f"{_QUERY}: reading the rows stopped ({target.said(exc.orig)}) on {target.where}. "
                 "Fix the query or the data it reads, then run again."
             ) from exc
         finally:
             result.close()
-    finally:
-        connection.close()
