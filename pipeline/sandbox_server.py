@@ -162,7 +162,11 @@ class _Handler(BaseHTTPRequestHandler):
             case "trickle":
                 self._trickle(reply)
             case "answer":
+                # Noted as it leaves (one write): a client that reads the timeline once
+                # answered finds its line there.
+                self.server.record(self.path, arrived_wall, time.time())
                 self._answer(reply)
+                return
         self.server.record(self.path, arrived_wall, time.time())
 
     def _wire(self, reply: Reply, *first: tuple[str, str]) -> bytes:
