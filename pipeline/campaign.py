@@ -117,7 +117,6 @@ def _same_file(a: Path, b: Path) -> bool:
 def _open_source(config: Config) -> ContactSource:
     contacts = config.contacts
     if contacts.path is None:
-        # The config allows no path only together with query and url.
         assert contacts.query is not None and contacts.url is not None
         return open_sql(contacts.url, contacts.query, contacts.phone_column)
     return open_contacts(

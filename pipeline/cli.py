@@ -135,8 +135,7 @@ class Output:
             self._stream.flush()
         except OSError:  # EPIPE from a closed pipe, EIO from a hung-up terminal
             self.gone = True
-            # The failed write's buffer is flushed again at exit: to /dev/null, not "Exception
-            # ignored ... BrokenPipeError" and exit 120 (the signal module's "Note on SIGPIPE").
+            # Its buffer is flushed again at exit: to /dev/null, not BrokenPipeError and exit 120.
             try:
                 fd = self._stream.fileno()
             except (OSError, ValueError):  # a stream without a descriptor (a test's StringIO)
@@ -185,7 +184,6 @@ def _main(args: argparse.Namespace) -> int:
 
 
 def summary(campaign: str, result: RunResult, *, quiet: bool = False) -> str:
-    """The end-of-run lines: preview, counts per status, pages, cost, files, elapsed, next step."""
     if quiet:
         return f"report: {result.report_path}"
     where = "sandbox: nothing left this machine" if result.sandbox else "live"
@@ -291,8 +289,7 @@ def _rate_eta(done: int, total: int, elapsed: float) -> tuple[float, str]:
 
 
 class TerminalProgress:
-    """`[#########---------------]  1,200/10,000 rows  85 rows/s  ETA 1m43s`, redrawn in place
-    by `write` (Output.write, which flushes), counting rows written to the report."""
+    """`[#########---------------]  1,200/10,000 rows  85 rows/s  ETA 1m43s`, redrawn in place."""
 
     def __init__(self, write: Callable[[str], object], *, clock: Seconds = time.monotonic) -> None:
         self._write, self._clock = write, clock

@@ -39,7 +39,7 @@ SCHEMA_VERSION = len(_MIGRATIONS)
 
 
 def open_writable(path: Path, busy_timeout: float) -> sqlite3.Connection:
-    """The journal for writing, created (0600, in folders made 0700) if missing; not migrated."""
+    """The journal for writing, created (0600, folders 0700) if missing; not migrated."""
     try:
         private_folder(path.parent)
     except OSError as exc:
@@ -132,12 +132,9 @@ def _refuse_empty(path: Path) -> None:
 
 
 def _create(path: Path) -> None:
-    """Create the journal with its schema in one step: a journal that exists has its schema.
-
-    Committed (fsynced) in a temporary file, then linked under the journal's name: a run killed
-    half-way leaves a stray `<name>.new-*`, never a 0-byte journal; a link, unlike a rename,
-    never replaces a journal another process made meanwhile.
-    """
+    """Create the journal with its schema, fsynced in a temporary file then linked under its
+    name: a killed run leaves a stray `<name>.new-*`, never a 0-byte journal; a link, unlike a
+    rename, never replaces a journal another process made meanwhile."""
     try:
         fd, name = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.new-")
         try:
@@ -199,8 +196,7 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
         conn.execute(statement)
     if version < SCHEMA_VERSION:
         conn.execute(f"INSERT OR REPLACE INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}')")
-    # Made by step 2 until 2026-11: 4.5 us an answer to spare one scan a delivery check. Dropped
-    # outside the schema steps (the rows are the same either way), so versions share journals.
+    # Once step 2's (4.5 us an answer); dropped outside the steps, so versions share journals.
     conn.execute("DROP INDEX IF EXISTS messages_awaiting_delivery")
 
 

@@ -65,8 +65,8 @@ class Pass:
 
 
 def settle_plan(campaign: Campaign, plan: Plan, verdict: Verdict, run: Pass) -> Settled:
-    """Every planned row into the report, in order: sent when the verdict allows, else held.
-    An error before the first request is raised as it is; after it, as StoppedMidRun."""
+    """Every planned row into the report, in order; an error after the first request is raised
+    as StoppedMidRun."""
     try:
         report = ReportWriter(campaign.report_path, columns=campaign.source.columns, attention=True)
     except OSError as exc:
@@ -143,8 +143,7 @@ class _Rows:
 
     def _flush_report(self) -> None:
         self.report.flush_ready()
-        if self.report.error is not None and not self.stop.is_set():
-            # A full disk stops the run as a signal does; the journal records what is in flight.
+        if self.report.error is not None and not self.stop.is_set():  # a full disk: as a signal
             self.stop.set()
             self.run.log(
                 f"stopping: {described(self.report.error)}: the report cannot be written; "
@@ -197,8 +196,7 @@ class _Rows:
                 self.inflight.pop(m.row).settle(Outcome(Status.PENDING, reason))
             return
         assert self.dispatcher is not None  # only a sending run queues messages
-        # Until submit returns, no request carries this chunk (see abort).
-        self.submitting = chunk
+        self.submitting = chunk  # until submit returns, no request carries it (see abort)
         self.dispatcher.submit(chunk, pages)
         self.submitting = []
 
@@ -241,15 +239,13 @@ class _Rows:
             if row.status is None:
                 row.settle(Outcome(Status.UNKNOWN, reason))
         self.inflight.clear()
-        if self.unrecorded:
-            # If the journal itself failed, its rows stay in flight: `unknown` next run.
+        if self.unrecorded:  # if the journal itself failed, its rows are `unknown` next run
             with contextlib.suppress(PipelineError):
                 self.run.journal.record(self.unrecorded)
             self.unrecorded = []
 
     def before_post(self, messages: Sequence[Message]) -> None:
-        self.posted = True
-        # The answers gathered since the last request share this mark's transaction.
+        self.posted = True  # the answers gathered since the last request share this transaction
         self.run.journal.mark_inflight([(m.number, m.text) for m in messages], self.unrecorded)
         self.unrecorded = []
 

@@ -28,8 +28,7 @@ from pipeline.sources import ContactSource
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """The rows in a spool (those still to send have no status, the others are settled), and
-    exact counts."""
+    """The rows in a spool (those still to send have no status), and exact counts."""
 
     spool: Spool
     rows: int  # every row read
@@ -101,8 +100,7 @@ TEXT_NOT_KEPT = "the journal does not hold the text that was sent; this is today
 
 
 def show_sent(row: Row, entry: Entry) -> None:
-    """An already_sent row shows the journal's text and pages: the report records what
-    recipients got, which today's render of an edited template would misstate."""
+    """An already_sent row shows the journal's text and pages: what recipients got."""
     if entry.text == row.text:
         return
     if not entry.text:
@@ -119,9 +117,8 @@ _fields_of = operator.attrgetter(*(f.name for f in fields(Row)))
 
 
 class Spool:
-    """The plan's rows in an anonymous file (0600, gone when closed, also on a crash), read back
-    once by the sending pass; only this process reads it, so pickle is safe. `folder` None:
-    the temporary folder."""
+    """The plan's rows in an anonymous file (0600, gone when closed or on a crash), read back
+    once by the sending pass; only this process reads it, so pickle is safe."""
 
     def __init__(self, folder: Path | None) -> None:
         if folder is None:

@@ -14,19 +14,9 @@ from pipeline.models import Row, Status
 from pipeline.private import open_private, private_folder
 
 COLUMNS = (
-    "row",
-    "phone",
-    "number",
-    "status",
-    "error",
-    "message_id",
-    "campaign_id",
-    "pages",
-    "attempts",
-    "text",
-    "delivery",
-    "delivery_code",
-)
+    "row", "phone", "number", "status", "error", "message_id", "campaign_id", "pages", "attempts",
+    "text", "delivery", "delivery_code",
+)  # fmt: skip
 
 # A spreadsheet treats a cell starting with one of these as a formula (CSV injection).
 _FORMULA_START = frozenset("=+-@\t\r")
@@ -73,8 +63,7 @@ class ReportWriter:
 
     def flush_ready(self) -> None:
         """Write every row at the front whose status is settled."""
-        waiting = self._waiting
-        ready = []
+        waiting, ready = self._waiting, []
         while waiting and waiting[0].status is not None:
             ready.append(waiting.popleft())
         if ready:
@@ -125,8 +114,7 @@ class ReportWriter:
             self.close(complete=exc_type is None)
 
     def _attempt(self, path: Path, action: Callable[..., object], *args: Any, **kw: Any) -> None:
-        """Do `action` on the report's file at `path`; a failure goes to `error`, naming the
-        file (a failed rename names where it was to go: usually the folder is the cause)."""
+        """Do `action`; a failure goes to `error`, naming `path` (a rename's: its target)."""
         try:
             action(*args, **kw)
         except OSError as exc:
@@ -135,9 +123,7 @@ class ReportWriter:
                 self.error = OSError(exc.errno, exc.strerror, str(where))
 
     def _write(self, rows: list[Row]) -> None:
-        """The rows' lines to the file and the attention file; their tallies."""
-        lines = []
-        attention = []
+        lines, attention = [], []
         for row in rows:
             status = row.status or Status.PENDING
             self.counts[status] += 1
@@ -147,22 +133,11 @@ class ReportWriter:
                 self.pages_total += row.pages
             if status in ATTENTION:
                 attention.append(row)
-            lines.append(
-                (
-                    row.row,
-                    safe_cell(row.phone),
-                    row.number,
-                    _VALUE[status],
-                    safe_cell(row.error),
-                    row.message_id,
-                    row.campaign_id,
-                    row.pages or "",
-                    row.attempts,
-                    safe_cell(row.text),
-                    row.delivery,
-                    row.delivery_code,
-                )
-            )
+            lines.append((
+                row.row, safe_cell(row.phone), row.number, _VALUE[status], safe_cell(row.error),
+                row.message_id, row.campaign_id, row.pages or "", row.attempts,
+                safe_cell(row.text), row.delivery, row.delivery_code,
+            ))  # fmt: skip
         if self.error is None:
             self._attempt(self.partial_path, self._csv.writerows, lines)
         if attention and self._attention is not None and self.error is None:
