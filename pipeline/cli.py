@@ -97,31 +97,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         if signal.getsignal(sig) is not signal.SIG_IGN
     }
     try:
-        _fill_closed_descriptors()
+        # A standard stream closed (`>&-`) would hand its descriptor to the next file the run
+        # opens (the lock, the report), which would receive what is printed: /dev/null takes it.
+        for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+            try:
+                os.fstat(fd)
+            except OSError:
+                null = os.open(os.devnull, os.O_RDWR)  # the lowest free descriptor: `fd` itself
+                if null != fd:
+                    os.dup2(null, fd)
+                    os.close(null)
+                if getattr(sys, name) is None:
+                    setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))  # noqa: SIM115
         return _main(build_parser().parse_args(argv))
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
 
-def _fill_closed_descriptors() -> None:
-    """Started with a standard stream closed (`>&-`), the next file the run opens (the lock,
-    the report) would take its descriptor and receive what is printed: /dev/null takes it."""
-    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
-        try:
-            os.fstat(fd)
-        except OSError:
-            null = os.open(os.devnull, os.O_RDWR)  # the lowest free descriptor: `fd` itself
-            if null != fd:
-                os.dup2(null, fd)
-                os.close(null)
-            if getattr(sys, name) is None:
-                setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))  # noqa: SIM115
-
-
 class Output:
-    """stdout or stderr, written so that a reader gone away (`| head -2`, a hung-up ssh
-    terminal) never changes the run: that write and every later one are dropped."""
+    """stdout or stderr; once its reader is gone (`| head`, a hung-up ssh) writes are dropped."""
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream

@@ -1,7 +1,7 @@
 """Delivery reports (--deliveries): DeliveryType codes to classes, and the lookup loop.
 
-Names follow amoot-api.md §4 (from client code: the provider documents only 1, 2 and 35). A
-class not final, or an item whose lookup `Status` is not `Success`, is asked about again."""
+Names follow amoot-api.md §4 (from client code: the provider documents only 1, 2 and 35); a
+class not final, or a lookup whose `Status` is not `Success`, is asked again."""
 
 from __future__ import annotations
 

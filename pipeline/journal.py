@@ -98,11 +98,8 @@ class Journal(contextlib.AbstractContextManager["Journal"]):
     def __init__(
         self, conn: sqlite3.Connection, path: Path, campaign: str, *, readonly: bool, recovered: int
     ) -> None:
-        self._conn = conn
-        self.path = path
-        self.campaign = campaign
-        self.readonly = readonly
-        self.recovered = recovered
+        self._conn, self.path, self.campaign = conn, path, campaign
+        self.readonly, self.recovered = readonly, recovered
 
     @classmethod
     def open(
@@ -153,8 +150,7 @@ class Journal(contextlib.AbstractContextManager["Journal"]):
                 )
 
     def record(self, results: Sequence[tuple[str, Outcome]]) -> None:
-        """Commit the provider's answers in one transaction. A `sent` row keeps `sent` and its IDs
-        whatever a later outcome (a bug) says: the promise outranks the bug."""
+        """Commit answers in one transaction; a `sent` row stays `sent` whatever follows."""
         self._check_writable()
         rows = _answer_rows(results)
         with translated(self.path), transaction(self._conn):

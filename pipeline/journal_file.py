@@ -118,8 +118,7 @@ def _copied(conn: sqlite3.Connection) -> sqlite3.Connection:
 
 
 def _refuse_empty(path: Path) -> None:
-    """Refuse a 0-byte journal (a failed restore, a full disk; never _create's): taken for a new
-    one, it would let every number of its campaigns be sent again."""
+    """Refuse a 0-byte journal: taken for a new one, its campaigns' numbers would be sent again."""
     with contextlib.suppress(OSError):  # missing (a new journal) or unreachable: opening says why
         info = path.stat()
         if stat.S_ISREG(info.st_mode) and info.st_size == 0:

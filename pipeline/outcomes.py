@@ -65,8 +65,7 @@ class Pass:
 
 
 def settle_plan(campaign: Campaign, plan: Plan, verdict: Verdict, run: Pass) -> Settled:
-    """Every planned row into the report, in order; an error after the first request is raised
-    as StoppedMidRun."""
+    """Every planned row into the report, in order; an error once sending began: StoppedMidRun."""
     try:
         report = ReportWriter(campaign.report_path, columns=campaign.source.columns, attention=True)
     except OSError as exc:
@@ -216,19 +215,17 @@ class _Rows:
         self._flush_report()  # rows settled in the last partial chunk count too
 
     def abort(self) -> None:
-        """After an unexpected error: start nothing more, keep the answers of the requests on
-        their way; rows no request carried are `pending`, rows still in flight `unknown`."""
+        """After an unexpected error: start nothing, keep the answers on their way; rows no
+        request carried are `pending`, rows still in flight `unknown`."""
         unposted = Outcome(Status.PENDING, "not sent: the run stopped with an error")
         if self.dispatcher is not None:
             self.stop.set()  # a chunk waiting to retry gives up instead
-            # Queued chunks never start: no request carried their rows (the journal hears so).
-            for m in self.dispatcher.halt():
+            for m in self.dispatcher.halt():  # queued: no request carried them
                 self.inflight.pop(m.row).settle(unposted)
                 self.unrecorded.append((m.number, unposted))
             # Requests posting end within provider.timeout: recorded now, not `unknown` next run.
             with contextlib.suppress(Exception):  # e.g. the report cannot be written
                 self.dispatcher.drain()
-        # Never handed to a request, and never marked: `pending`, and the journal has no row.
         for m in [*self.chunk, *self.submitting]:
             row = self.inflight.pop(m.row, None)
             if row is not None and row.status is None:

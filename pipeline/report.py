@@ -37,10 +37,9 @@ def safe_cell(value: str) -> str:
 
 
 class ReportWriter:
-    """Writes rows in input order as soon as every earlier row is settled (status not None),
-    so memory holds only the rows in flight. It writes `<name>.<pid>.partial`, renamed when
-    complete: a report that exists is whole. A failed write (a full disk) raises nothing: it is
-    kept in `error` (the run reads it and stops), the tallies go on and nothing more is written."""
+    """Writes rows in input order once every earlier row is settled, to `<name>.<pid>.partial`,
+    renamed when complete: a report that exists is whole. A failed write raises nothing: it is
+    kept in `error` (the run stops), the tallies go on and nothing more is written."""
 
     def __init__(
         self, path: Path, *, columns: tuple[str, ...] = (), attention: bool = False
@@ -70,8 +69,7 @@ class ReportWriter:
             self._write(ready)
 
     def close(self, *, complete: bool = True) -> None:
-        """Write what is left and put the files in place, or leave them `.partial` when not
-        `complete` (the run failed part-way); after a failed write, remove them."""
+        """Write the rest; the files in place, `.partial` if not `complete`, gone on failure."""
         rows = list(self._waiting)
         self._waiting.clear()
         for row in rows:  # all settled by now, unless a bug: never lose a row over it
@@ -88,8 +86,7 @@ class ReportWriter:
         if complete and self.error is None:
             self._attempt(self.partial_path, os.replace, self.partial_path, self.path)
         if self.error is not None:
-            # Cut short at an unknown row: no use to anyone, and it takes the space a rerun
-            # needs (the journal keeps what was sent; the rerun writes a whole report).
+            # Cut short: no use to anyone, and it takes the space a rerun needs.
             self._attempt(self.partial_path, self.partial_path.unlink, missing_ok=True)
             if attention is not None:
                 self._attempt(attention.partial, attention.discard)
@@ -181,8 +178,7 @@ class _Attention:
             self.partial.unlink(missing_ok=True)
 
     def close(self, *, complete: bool = True) -> None:
-        """Close the file and, when the run is complete, put it in place; with no rows, remove the
-        one an earlier run left there (no {started} in report.path): those rows are fine now."""
+        """Close and, when complete, put it in place; with no rows, remove an earlier run's."""
         if self._file is not None:
             self._file.close()
             if complete:
@@ -192,8 +188,8 @@ class _Attention:
 
 
 def _open_csv(path: Path, header: tuple[str, ...]) -> tuple[TextIO, Any]:
-    """A new 0600 CSV file (customers' numbers) with the BOM Excel needs for Persian (by hand:
-    "utf-8-sig" would encode every write through a Python codec), and its header written."""
+    """A new 0600 CSV file with its header and the BOM Excel needs for Persian (by hand:
+    "utf-8-sig" would encode every write through a Python codec)."""
     file = cast(TextIO, open_private(path, "w", encoding="utf-8", newline=""))
     file.write("\ufeff")
     writer = csv.writer(file)

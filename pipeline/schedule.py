@@ -100,8 +100,7 @@ def parse_window(text: str) -> Window:
 
 
 def parse_send_at(text: str) -> datetime | None:
-    """``now`` gives None; else a Gregorian or Jalali (a year below 1700) date and time, any
-    digits, Tehran's unless an offset (``+03:30``, ``Z``) is given, as an aware Tehran datetime."""
+    """``now``: None; else a Gregorian or Jalali (year < 1700) date-time, Tehran's by default."""
     cleaned = en_digits(text).strip()
     if cleaned.lower() == "now":
         return None

@@ -44,9 +44,7 @@ class ChunkResult:
     internal: PipelineError | None = None  # a sender thread crashed (see Dispatcher._settle)
 
     def settle(self, messages: Sequence[Message], status: Status, why: str) -> None:
-        outcome = Outcome(status, why)
-        for m in messages:
-            self.outcomes[m.row] = outcome
+        self.outcomes.update(dict.fromkeys([m.row for m in messages], Outcome(status, why)))
 
 
 class _SafeToRetry(Exception):
@@ -84,7 +82,6 @@ class Sender:
         self._stop, self._send_at = stop, send_at
         self._halted = threading.Event()  # a fatal answer or a crash: start no other chunk
         self._doubt = Doubt()
-        # Shared by the threads: tenacity keeps a call's state in a RetryCallState.
         self._retrying = Retrying(
             stop=stop_after_attempt(settings.max_attempts) | stop_when_event_set(stop),
             wait=_wait_retry_after,
@@ -160,8 +157,7 @@ class Sender:
             if reply.fatal_title:
                 result.stop = _fatal(reply.fatal_title)
         elif reply.kind is Kind.RECIPIENT and len(messages) > 1:
-            # A list-level "invalid number" with no data: nothing was processed, so halves are
-            # sent safely until the bad recipients stand alone.
+            # A list-level "invalid number" with no data: nothing was processed; halves are safe.
             half = len(messages) // 2
             self._send_part(messages[:half], pages, result)
             self._send_part(messages[half:], pages, result)
@@ -264,8 +260,8 @@ class Sender:
     def _post(
         self, method: str, body: bytes, content_type: str, *, idempotent: bool
     ) -> httpx.Response | amoot.SendReply:
-        """One POST: _SafeToRetry when it provably did not reach the server (or repeating it is
-        harmless); a SendReply for a final non-200 outcome; else the 200 response to read."""
+        """One POST: _SafeToRetry when it did not reach the server (or repeating it is harmless);
+        a SendReply for a final non-200 outcome; else the 200 response to read."""
         if not self._throttle.acquire():
             raise _SafeToRetry("the run was interrupted")
         try:
