@@ -97,9 +97,8 @@ def check_deliveries(
     clock: Clock,
     stop: threading.Event | None = None,
 ) -> DeliveryReport:
-    """Ask `lookup` about every sent row whose delivery is not final, each batch committed before
-    the next; blacklisted and wrong numbers join `suppression` before their row becomes final,
-    so a failed write to the list leaves the row to ask again."""
+    """Ask `lookup` about every sent row not final, a batch committed at a time; blacklisted and
+    wrong numbers join `suppression` first, so a failed write leaves the row to ask again."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
     waiting = journal.awaiting_delivery()

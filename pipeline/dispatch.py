@@ -43,8 +43,7 @@ class Dispatcher:
         cancelled = [future for future in self._inflight if future.cancel()]
         return [m for future in cancelled for m in self._inflight.pop(future)]
 
-    def poll(self) -> None:
-        """Settle whatever has finished, without waiting."""
+    def poll(self) -> None:  # settle what has finished, without waiting
         if self._inflight:
             self._settle(block=False)
 

@@ -81,10 +81,9 @@ def open_readonly(path: Path, busy_timeout: float) -> sqlite3.Connection:
 
 
 def _reader(path: Path, busy_timeout: float) -> sqlite3.Connection:
-    """A read-only connection; a copy in memory when the folder is read-only: reading a WAL
-    journal takes its -shm, which SQLite creates when missing, so there even a read-only open
-    fails. With no -wal holding changes the file is the whole journal, copied at once
-    (`immutable`): a run starting meanwhile may fold its new -wal in under a held connection."""
+    """A read-only connection; in a read-only folder (where SQLite cannot create the -shm) a copy
+    in memory, `immutable` when no -wal holds changes: a run starting meanwhile may fold its new
+    -wal in under a held connection."""
     uri = path.resolve().as_uri()
     shm, wal = path.with_name(f"{path.name}-shm"), path.with_name(f"{path.name}-wal")
     conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=busy_timeout, isolation_level=None)

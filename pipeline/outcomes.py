@@ -206,8 +206,7 @@ class _Rows:
         if self.unrecorded:
             self.run.journal.record(self.unrecorded)
             self.unrecorded = []
-        # A signal that came when nothing was left to send changes nothing.
-        if self.stopped is None and self.stop.is_set() and self.unsent_by_stop:
+        if self.stopped is None and self.stop.is_set() and self.unsent_by_stop:  # rows were left
             self.stopped = Interrupted(
                 "interrupted: the requests in flight finished and were recorded; the rest are "
                 "`pending`. Fix: rerun the same command to continue."

@@ -99,8 +99,7 @@ class ReportWriter:
             self._attempt(self._attention.partial, self._attention.discard)
 
     @property
-    def attention_path(self) -> Path | None:
-        """The file of rows that need attention, when there were any."""
+    def attention_path(self) -> Path | None:  # when there were any
         return self._attention.path if self._attention and self._attention.rows else None
 
     def __enter__(self) -> ReportWriter:

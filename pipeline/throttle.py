@@ -19,9 +19,8 @@ DOUBT_CHECK = 0.2  # seconds between two looks at a stop, for a request waiting 
 
 class Doubt:
     """Ambiguous answers in a row to one Sender's requests, over all its threads. One happens (a
-    closed keep-alive, a slow answer); several mean the provider is broken, each further request
-    turning a chunk `unknown`. So after one, requests go one at a time, and STORM stop the run:
-    a provider that drops every answer costs max(concurrency, STORM) requests."""
+    closed keep-alive); several mean the provider is broken, so after one, requests go one at a
+    time, and STORM stop the run: one dropping every answer costs max(concurrency, STORM)."""
 
     def __init__(self) -> None:
         self._changed = threading.Condition()
