@@ -48,7 +48,6 @@ class Dispatcher:
             self._settle(block=False)
 
     def drain(self) -> None:
-        """Wait for every chunk in flight and settle it."""
         while self._inflight:
             self._settle(block=True)
         self._pool.shutdown(wait=True)

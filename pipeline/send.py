@@ -44,7 +44,9 @@ class ChunkResult:
     internal: PipelineError | None = None  # a sender thread crashed (see Dispatcher._settle)
 
     def settle(self, messages: Sequence[Message], status: Status, why: str) -> None:
-        self.outcomes.update(dict.fromkeys([m.row for m in messages], Outcome(status, why)))
+        outcome = Outcome(status, why)
+        for m in messages:
+            self.outcomes[m.row] = outcome
 
 
 class _SafeToRetry(Exception):
@@ -107,8 +109,7 @@ class Sender:
             self._halted.set()
         return result
 
-    def halt(self) -> None:
-        """Start no other chunk (one already posting finishes)."""
+    def halt(self) -> None:  # start no other chunk (one already posting finishes)
         self._halted.set()
 
     def _stopping(self) -> bool:
