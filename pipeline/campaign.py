@@ -61,9 +61,7 @@ def open_campaign(config: Config, clock: Clock) -> Campaign:
 
 
 def _report_path(config: Config, clock: Clock) -> Path:
-    """This run's report file; exit 2 (nothing read or written yet) where it cannot be one:
-    a folder would fail only after sending, and a file the run reads or keeps (contacts,
-    suppression list, template, config, journal) would be overwritten without a word."""
+    """This run's report file; exit 2 for a folder or a file the run reads or keeps."""
     stamp = tehran(clock()).strftime("%Y%m%d-%H%M%S")
     path = Path(config.report.path.format(campaign=config.campaign, started=stamp))
     base = config.source.resolve().parent
@@ -117,7 +115,6 @@ def _same_file(a: Path, b: Path) -> bool:
 def _open_source(config: Config) -> ContactSource:
     contacts = config.contacts
     if contacts.path is None:
-        # The config allows no path only together with query and url.
         assert contacts.query is not None and contacts.url is not None
         return open_sql(contacts.url, contacts.query, contacts.phone_column)
     return open_contacts(

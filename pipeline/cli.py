@@ -51,27 +51,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("config", type=Path, help="the campaign's config.yaml")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="render and count pages for every row and write the report; send nothing",
+        "--dry-run", action="store_true", help="render, count pages, write the report; send nothing"
     )
     mode.add_argument(
-        "--deliveries",
-        action="store_true",
-        help="look up the delivery reports of this campaign's sent messages (sends nothing)",
+        "--deliveries", action="store_true", help="look up sent messages' delivery (sends nothing)"
     )
     parser.add_argument(
         "--limit", type=_positive, metavar="N", help="send at most N messages in this run"
     )
     parser.add_argument(
-        "--resend-unknown",
-        action="store_true",
-        help="send again the rows whose earlier outcome is unknown (after checking the panel)",
+        "--resend-unknown", action="store_true", help="send again the rows whose outcome is unknown"
     )
     parser.add_argument(
-        "--retry-failed",
-        action="store_true",
-        help="try again the rows the provider rejected in an earlier run",
+        "--retry-failed", action="store_true", help="retry the rows the provider rejected earlier"
     )
     noise = parser.add_mutually_exclusive_group()
     noise.add_argument(
@@ -97,31 +89,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         if signal.getsignal(sig) is not signal.SIG_IGN
     }
     try:
-        _fill_closed_descriptors()
+        # A standard stream closed (`>&-`) would hand its descriptor to the next file the run
+        # opens (the lock, the report), which would receive what is printed: /dev/null takes it.
+        for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+            try:
+                os.fstat(fd)
+            except OSError:
+                null = os.open(os.devnull, os.O_RDWR)  # the lowest free descriptor: `fd` itself
+                if null != fd:
+                    os.dup2(null, fd)
+                    os.close(null)
+                if getattr(sys, name) is None:
+                    setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))  # noqa: SIM115
         return _main(build_parser().parse_args(argv))
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
 
-def _fill_closed_descriptors() -> None:
-    """Started with a standard stream closed (`>&-`), the next file the run opens (the lock,
-    the report) would take its descriptor and receive what is printed: /dev/null takes it."""
-    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
-        try:
-            os.fstat(fd)
-        except OSError:
-            null = os.open(os.devnull, os.O_RDWR)  # the lowest free descriptor: `fd` itself
-            if null != fd:
-                os.dup2(null, fd)
-                os.close(null)
-            if getattr(sys, name) is None:
-                setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))  # noqa: SIM115
-
-
 class Output:
-    """stdout or stderr, written so that a reader gone away (`| head -2`, a hung-up ssh
-    terminal) never changes the run: that write and every later one are dropped."""
+    """stdout or stderr; once its reader is gone (`| head`, a hung-up ssh) writes are dropped."""
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
@@ -135,8 +122,7 @@ class Output:
             self._stream.flush()
         except OSError:  # EPIPE from a closed pipe, EIO from a hung-up terminal
             self.gone = True
-            # The failed write's buffer is flushed again at exit: to /dev/null, not "Exception
-            # ignored ... BrokenPipeError" and exit 120 (the signal module's "Note on SIGPIPE").
+            # Its buffer is flushed again at exit: to /dev/null, not BrokenPipeError and exit 120.
             try:
                 fd = self._stream.fileno()
             except (OSError, ValueError):  # a stream without a descriptor (a test's StringIO)
@@ -185,7 +171,6 @@ def _main(args: argparse.Namespace) -> int:
 
 
 def summary(campaign: str, result: RunResult, *, quiet: bool = False) -> str:
-    """The end-of-run lines: preview, counts per status, pages, cost, files, elapsed, next step."""
     if quiet:
         return f"report: {result.report_path}"
     where = "sandbox: nothing left this machine" if result.sandbox else "live"
@@ -291,8 +276,7 @@ def _rate_eta(done: int, total: int, elapsed: float) -> tuple[float, str]:
 
 
 class TerminalProgress:
-    """`[#########---------------]  1,200/10,000 rows  85 rows/s  ETA 1m43s`, redrawn in place
-    by `write` (Output.write, which flushes), counting rows written to the report."""
+    """`[#########---------------]  1,200/10,000 rows  85 rows/s  ETA 1m43s`, redrawn in place."""
 
     def __init__(self, write: Callable[[str], object], *, clock: Seconds = time.monotonic) -> None:
         self._write, self._clock = write, clock

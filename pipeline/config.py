@@ -1,5 +1,4 @@
-"""config.yaml, validated once by pydantic: the typed sections, their errors explained to the
-operator (the file and line, the key, what is wrong, the fix), paths resolved."""
+"""config.yaml, validated by pydantic: typed sections, errors with line and fix, paths resolved."""
 
 from __future__ import annotations
 
@@ -68,8 +67,7 @@ class ScheduleConfig(_Section):
 
     @field_validator("send_at", mode="before")
     @classmethod
-    def _yaml_datetime(cls, value: object) -> object:
-        # YAML reads an unquoted `2026-04-04 10:00:00` as a datetime: it means Tehran wall time.
+    def _yaml_datetime(cls, value: object) -> object:  # unquoted in YAML: Tehran wall time
         if isinstance(value, datetime):
             return value.isoformat(sep=" ") if value.tzinfo else f"{value:%Y-%m-%d %H:%M:%S}"
         return value
@@ -115,8 +113,7 @@ class ProviderConfig(_Section):
 
     @field_validator("token")
     @classmethod
-    def _token_shape(cls, value: str) -> str:
-        # Never echo it; a CR from a CRLF env file or a stray space breaks every request.
+    def _token_shape(cls, value: str) -> str:  # never echoed; a stray CR breaks every request
         if value and (value != value.strip() or not value.isascii() or not value.isprintable()):
             raise ValueError(
                 "the token has spaces, line breaks or non-ASCII characters around or in it; "
@@ -140,8 +137,7 @@ class ReportConfig(_Section):
 
     @field_validator("path")
     @classmethod
-    def _placeholders(cls, value: str) -> str:
-        # Checked now: str.format would raise KeyError or ValueError only when the run starts.
+    def _placeholders(cls, value: str) -> str:  # now, not when the run formats it
         fix = (
             "Fix: use only {campaign} and {started} (write a brace itself as {{ or }}), "
             "e.g. reports/{campaign}-{started}.csv"
@@ -175,8 +171,7 @@ class Config(_Section):
 
     @field_validator("campaign")
     @classmethod
-    def _campaign_name(cls, value: str) -> str:
-        # The name goes into file names ({campaign} in report.path): keep it to one path segment.
+    def _campaign_name(cls, value: str) -> str:  # one path segment: it goes into file names
         if not re.fullmatch(r"[\w.\-]+", value):
             raise ValueError("use letters, digits, '-', '_' or '.' only (no spaces or slashes)")
         return value
@@ -215,8 +210,8 @@ def load_config(path: Path) -> Config:
 
 
 def _explain(exc: ValidationError, lines: dict[str, int], shown: str) -> str:
-    """One line per problem: where, which key, what is wrong, the fix."""
-    messages: list[tuple[int, str]] = []  # (line, message): reported in file order
+    """One line per problem, in file order: where, which key, what is wrong, the fix."""
+    messages: list[tuple[int, str]] = []
     for error in exc.errors():
         loc = [str(part) for part in error["loc"]]
         key, parent = ".".join(loc), ".".join(loc[:-1])

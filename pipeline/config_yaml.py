@@ -46,8 +46,7 @@ def where(shown: str, lines: dict[str, int], key: str) -> str:
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader, but a timestamp that is no Gregorian date stays text (not a ValueError): the
-    key's own check explains it, or reads it as the Jalali date it may be (1405-02-31 10:00)."""
+    """SafeLoader, but a timestamp that is no Gregorian date stays text: maybe Jalali."""
 
 
 def _date_or_text(loader: yaml.SafeLoader, node: yaml.Node) -> object:
@@ -62,8 +61,7 @@ _Loader.add_constructor("tag:yaml.org,2002:timestamp", _date_or_text)
 
 
 def _check_aliases(root: yaml.Node, shown: str) -> None:
-    """Refuse aliases that expand past MAX_VALUES or refer to themselves; each node's size is
-    counted once, so this is quick however large the expansion would be."""
+    """Refuse aliases that expand past MAX_VALUES or refer to themselves (each counted once)."""
     sizes: dict[int, int] = {}  # id(node) -> expanded size; -1 while its children are counted
 
     def size(node: yaml.Node) -> int:

@@ -1,7 +1,7 @@
 """Delivery reports (--deliveries): DeliveryType codes to classes, and the lookup loop.
 
-Names follow amoot-api.md §4 (from client code: the provider documents only 1, 2 and 35). A
-class not final, or an item whose lookup `Status` is not `Success`, is asked about again."""
+Names follow amoot-api.md §4 (from client code: the provider documents only 1, 2 and 35); a
+class not final, or a lookup whose `Status` is not `Success`, is asked again."""
 
 from __future__ import annotations
 
@@ -97,10 +97,8 @@ def check_deliveries(
     clock: Clock,
     stop: threading.Event | None = None,
 ) -> DeliveryReport:
-    """Ask `lookup` (`{message_id: DeliveryType}`, or ProviderFatal to stop) about every sent
-    row whose delivery is not final. Each batch is committed before the next is asked, so a
-    stop or a crash loses nothing; blacklisted and wrong numbers join `suppression` before
-    their row becomes final, so a failed write to the list leaves the row to ask again."""
+    """Ask `lookup` about every sent row not final, a batch committed at a time; blacklisted and
+    wrong numbers join `suppression` first, so a failed write leaves the row to ask again."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
     waiting = journal.awaiting_delivery()
@@ -118,8 +116,7 @@ def check_deliveries(
             break
         try:
             found = lookup(ids[start : start + batch_size])
-        except ProviderFatal as exc:
-            # When the run is being interrupted, the interrupt is the reason, not the provider.
+        except ProviderFatal as exc:  # when interrupted, the interrupt is the reason
             stopped = None if stop is not None and stop.is_set() else exc
             break
         results: list[tuple[str, str, str, bool]] = []

@@ -14,8 +14,7 @@ from pipeline.transport import DeadlineTransport
 
 
 class Dispatcher:
-    """Keeps `concurrency` chunks in flight and as many queued behind them; every callback
-    runs on the calling (main) thread, so the journal has one writer."""
+    """`concurrency` chunks in flight, as many queued; callbacks on the main thread (one writer)."""
 
     def __init__(
         self,
@@ -26,8 +25,7 @@ class Dispatcher:
         after_answer: Callable[[Sequence[Message], ChunkResult], None],
     ) -> None:
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="send")
-        # A thread that finishes a request starts a queued one at once, not when the main thread
-        # comes round (a queued chunk is marked in flight: a kill may leave it `unknown` too).
+        # A finishing thread starts a queued chunk at once (marked: a kill leaves it `unknown`).
         self._limit = concurrency * 2
         self._sender, self._before_post, self._after_answer = sender, before_post, after_answer
         self._inflight: dict[Future[ChunkResult], Sequence[Message]] = {}
@@ -40,19 +38,16 @@ class Dispatcher:
         self._inflight[self._pool.submit(self._sender.send, messages, pages)] = messages
 
     def halt(self) -> list[Message]:
-        """Start no queued chunk (after an error in the main thread); the messages of the
-        chunks no thread had picked up (marked, never posted)."""
+        """Start no queued chunk; the messages of those no thread picked up (never posted)."""
         self._sender.halt()
         cancelled = [future for future in self._inflight if future.cancel()]
         return [m for future in cancelled for m in self._inflight.pop(future)]
 
-    def poll(self) -> None:
-        """Settle whatever has finished, without waiting."""
+    def poll(self) -> None:  # settle what has finished, without waiting
         if self._inflight:
             self._settle(block=False)
 
     def drain(self) -> None:
-        """Wait for every chunk in flight and settle it."""
         while self._inflight:
             self._settle(block=True)
         self._pool.shutdown(wait=True)
@@ -79,8 +74,7 @@ class Dispatcher:
 def http_client(
     concurrency: int, timeout: float, transport: httpx.BaseTransport | None = None
 ) -> httpx.Client:
-    """`concurrency` connections, no automatic retries or redirects, each request (connect to
-    the answer's last byte) ending within `timeout` seconds."""
+    """`concurrency` connections, no retries or redirects, each request within `timeout`."""
     limits = httpx.Limits(
         max_connections=concurrency,
         max_keepalive_connections=concurrency,

@@ -65,8 +65,7 @@ class Refused(ProviderFatal): ...
 
 
 class AmbiguousStorm(ProviderFatal, exit_code=5):
-    """Exit 5, not 3: the rows of those requests are `unknown` and need the operator; a rerun
-    continues with the `pending` rows and leaves the `unknown` ones alone, as after any exit 5."""
+    """Exit 5, not 3: the rows of those requests are `unknown` and need the operator."""
 
 
 class Interrupted(PipelineError, exit_code=3): ...

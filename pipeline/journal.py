@@ -92,30 +92,22 @@ _ANSWERED = frozenset({Status.SENT, Status.FAILED, Status.UNKNOWN, Status.PENDIN
 
 
 class Journal(contextlib.AbstractContextManager["Journal"]):
-    """What one campaign has attempted, keyed by (campaign, normalised number).
-
-    Every change is committed (fsynced) before the call returns. Use it from one thread, and for
-    writing only under `pipeline.lock.hold_lock(path)`: opening recovers every campaign's rows.
-    """
+    """What one campaign has attempted, by number; every change fsynced before the call returns.
+    One thread; writable only under `lock.hold_lock(path)`: opening recovers every campaign."""
 
     def __init__(
         self, conn: sqlite3.Connection, path: Path, campaign: str, *, readonly: bool, recovered: int
     ) -> None:
-        self._conn = conn
-        self.path = path
-        self.campaign = campaign
-        self.readonly = readonly
-        self.recovered = recovered
+        self._conn, self.path, self.campaign = conn, path, campaign
+        self.readonly, self.recovered = readonly, recovered
 
     @classmethod
     def open(
         cls, path: Path, campaign: str, *, readonly: bool = False, busy_timeout: float = 5.0
     ) -> Journal:
-        """Open (or create) the journal; rows a dead run left `inflight` become `unknown`
-        (`recovered` counts this campaign's). `readonly` (--dry-run) creates, changes and
-        recovers nothing. Refused before anything changes: a 0-byte file, a schema version or
-        a row state of `campaign` this version does not know. `busy_timeout`: seconds to wait
-        for another program (an sqlite3 shell) to let go."""
+        """Open (or create) it; rows a dead run left `inflight` become `unknown` (`recovered`
+        counts this campaign's); `readonly` (--dry-run) changes nothing. Refused before any
+        change: a 0-byte file, a schema version or a row state of `campaign` not known here."""
         conn = open_readonly(path, busy_timeout) if readonly else open_writable(path, busy_timeout)
         with closed_on_error(conn), translated(path):
             if readonly:
@@ -139,11 +131,9 @@ class Journal(contextlib.AbstractContextManager["Journal"]):
     def mark_inflight(
         self, items: Sequence[tuple[str, str]], answered: Sequence[tuple[str, Outcome]] = ()
     ) -> None:
-        """Commit `(number, text)` pairs as in flight, attempts + 1: call before the request leaves.
-
-        Outcomes `answered` but not yet recorded share the transaction: one fsync a request, not
-        two. Written late, an answer only widens the moment in which a crash leaves its rows
-        `unknown`, never unsent. A number already `sent` raises RuntimeError; nothing changes."""
+        """Commit `(number, text)` pairs as in flight, attempts + 1, before the request leaves;
+        `answered` outcomes share the transaction (one fsync a request: written late, an answer
+        only widens a crash's `unknown`). A number already `sent` raises RuntimeError."""
         self._check_writable()
         numbers = _checked([number for number, _ in items])
         rows = _answer_rows(answered)
@@ -160,21 +150,18 @@ class Journal(contextlib.AbstractContextManager["Journal"]):
                 )
 
     def record(self, results: Sequence[tuple[str, Outcome]]) -> None:
-        """Commit the provider's answers in one transaction. A `sent` row keeps `sent` and its IDs
-        whatever a later outcome (a bug) says: the promise outranks the bug."""
+        """Commit answers in one transaction; a `sent` row stays `sent` whatever follows."""
         self._check_writable()
         rows = _answer_rows(results)
         with translated(self.path), transaction(self._conn):
             _execute(self._conn, _RECORD, rows, self.campaign, _now())
 
     def awaiting_delivery(self) -> list[Entry]:
-        """This campaign's sent rows with a message ID and no final delivery, by number: a scan
-        of the campaign's rows (no index: see journal_file.migrate)."""
+        """This campaign's sent rows with a message ID and no final delivery, by number."""
         return [_entry(row) for row in self._query(_AWAITING)]
 
     def record_deliveries(self, results: Sequence[tuple[str, str, str, bool]]) -> None:
-        """Commit `(number, delivery, code, final)` for sent rows, in one transaction; other
-        rows, and rows whose delivery is final, are left as they are. `state` never changes."""
+        """Commit `(number, delivery, code, final)` for sent rows whose delivery is not final."""
         self._check_writable()
         _checked([number for number, *_ in results])
         now = _now()
@@ -265,7 +252,6 @@ def _statement(sql: str, width: int, count: int) -> str:
 
 def _checked(numbers: Sequence[str]) -> Sequence[str]:
     """Refuse a key that is not `09XXXXXXXXX`: a differently written number would be sent twice."""
-    # One regex over them all; the length check keeps a "number" with a line break from passing.
     joined = "\n".join(numbers) + "\n"
     if len(joined) != 12 * len(numbers) or not _NUMBERS.fullmatch(joined):
         for number in numbers:

@@ -39,7 +39,7 @@ SCHEMA_VERSION = len(_MIGRATIONS)
 
 
 def open_writable(path: Path, busy_timeout: float) -> sqlite3.Connection:
-    """The journal for writing, created (0600, in folders made 0700) if missing; not migrated."""
+    """The journal for writing, created (0600, folders 0700) if missing; not migrated."""
     try:
         private_folder(path.parent)
     except OSError as exc:
@@ -81,10 +81,9 @@ def open_readonly(path: Path, busy_timeout: float) -> sqlite3.Connection:
 
 
 def _reader(path: Path, busy_timeout: float) -> sqlite3.Connection:
-    """A read-only connection; a copy in memory when the folder is read-only: reading a WAL
-    journal takes its -shm, which SQLite creates when missing, so there even a read-only open
-    fails. With no -wal holding changes the file is the whole journal, copied at once
-    (`immutable`): a run starting meanwhile may fold its new -wal in under a held connection."""
+    """A read-only connection; in a read-only folder (where SQLite cannot create the -shm) a copy
+    in memory, `immutable` when no -wal holds changes: a run starting meanwhile may fold its new
+    -wal in under a held connection."""
     uri = path.resolve().as_uri()
     shm, wal = path.with_name(f"{path.name}-shm"), path.with_name(f"{path.name}-wal")
     conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=busy_timeout, isolation_level=None)
@@ -118,8 +117,7 @@ def _copied(conn: sqlite3.Connection) -> sqlite3.Connection:
 
 
 def _refuse_empty(path: Path) -> None:
-    """Refuse a 0-byte journal (a failed restore, a full disk; never _create's): taken for a new
-    one, it would let every number of its campaigns be sent again."""
+    """Refuse a 0-byte journal: taken for a new one, its campaigns' numbers would be sent again."""
     with contextlib.suppress(OSError):  # missing (a new journal) or unreachable: opening says why
         info = path.stat()
         if stat.S_ISREG(info.st_mode) and info.st_size == 0:
@@ -132,12 +130,9 @@ def _refuse_empty(path: Path) -> None:
 
 
 def _create(path: Path) -> None:
-    """Create the journal with its schema in one step: a journal that exists has its schema.
-
-    Committed (fsynced) in a temporary file, then linked under the journal's name: a run killed
-    half-way leaves a stray `<name>.new-*`, never a 0-byte journal; a link, unlike a rename,
-    never replaces a journal another process made meanwhile.
-    """
+    """Create the journal with its schema, fsynced in a temporary file then linked under its
+    name: a killed run leaves a stray `<name>.new-*`, never a 0-byte journal; a link, unlike a
+    rename, never replaces a journal another process made meanwhile."""
     try:
         fd, name = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.new-")
         try:
@@ -199,8 +194,7 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
         conn.execute(statement)
     if version < SCHEMA_VERSION:
         conn.execute(f"INSERT OR REPLACE INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}')")
-    # Made by step 2 until 2026-11: 4.5 us an answer to spare one scan a delivery check. Dropped
-    # outside the schema steps (the rows are the same either way), so versions share journals.
+    # Once step 2's (4.5 us an answer); dropped outside the steps, so versions share journals.
     conn.execute("DROP INDEX IF EXISTS messages_awaiting_delivery")
 
 

@@ -63,8 +63,7 @@ class Outcome(NamedTuple):
 
 @dataclass(slots=True)
 class Row:
-    """One input row as it moves through the stages into the report. Mutable on purpose: each
-    stage fills in its part; a copy per stage would cost a million allocations for nothing."""
+    """One input row through the stages into the report; mutable: each stage fills its part."""
 
     row: int
     phone: str

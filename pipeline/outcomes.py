@@ -65,8 +65,7 @@ class Pass:
 
 
 def settle_plan(campaign: Campaign, plan: Plan, verdict: Verdict, run: Pass) -> Settled:
-    """Every planned row into the report, in order: sent when the verdict allows, else held.
-    An error before the first request is raised as it is; after it, as StoppedMidRun."""
+    """Every planned row into the report, in order; an error once sending began: StoppedMidRun."""
     try:
         report = ReportWriter(campaign.report_path, columns=campaign.source.columns, attention=True)
     except OSError as exc:
@@ -143,8 +142,7 @@ class _Rows:
 
     def _flush_report(self) -> None:
         self.report.flush_ready()
-        if self.report.error is not None and not self.stop.is_set():
-            # A full disk stops the run as a signal does; the journal records what is in flight.
+        if self.report.error is not None and not self.stop.is_set():  # a full disk: as a signal
             self.stop.set()
             self.run.log(
                 f"stopping: {described(self.report.error)}: the report cannot be written; "
@@ -197,8 +195,7 @@ class _Rows:
                 self.inflight.pop(m.row).settle(Outcome(Status.PENDING, reason))
             return
         assert self.dispatcher is not None  # only a sending run queues messages
-        # Until submit returns, no request carries this chunk (see abort).
-        self.submitting = chunk
+        self.submitting = chunk  # until submit returns, no request carries it (see abort)
         self.dispatcher.submit(chunk, pages)
         self.submitting = []
 
@@ -209,8 +206,7 @@ class _Rows:
         if self.unrecorded:
             self.run.journal.record(self.unrecorded)
             self.unrecorded = []
-        # A signal that came when nothing was left to send changes nothing.
-        if self.stopped is None and self.stop.is_set() and self.unsent_by_stop:
+        if self.stopped is None and self.stop.is_set() and self.unsent_by_stop:  # rows were left
             self.stopped = Interrupted(
                 "interrupted: the requests in flight finished and were recorded; the rest are "
                 "`pending`. Fix: rerun the same command to continue."
@@ -218,19 +214,17 @@ class _Rows:
         self._flush_report()  # rows settled in the last partial chunk count too
 
     def abort(self) -> None:
-        """After an unexpected error: start nothing more, keep the answers of the requests on
-        their way; rows no request carried are `pending`, rows still in flight `unknown`."""
+        """After an unexpected error: start nothing, keep the answers on their way; rows no
+        request carried are `pending`, rows still in flight `unknown`."""
         unposted = Outcome(Status.PENDING, "not sent: the run stopped with an error")
         if self.dispatcher is not None:
             self.stop.set()  # a chunk waiting to retry gives up instead
-            # Queued chunks never start: no request carried their rows (the journal hears so).
-            for m in self.dispatcher.halt():
+            for m in self.dispatcher.halt():  # queued: no request carried them
                 self.inflight.pop(m.row).settle(unposted)
                 self.unrecorded.append((m.number, unposted))
             # Requests posting end within provider.timeout: recorded now, not `unknown` next run.
             with contextlib.suppress(Exception):  # e.g. the report cannot be written
                 self.dispatcher.drain()
-        # Never handed to a request, and never marked: `pending`, and the journal has no row.
         for m in [*self.chunk, *self.submitting]:
             row = self.inflight.pop(m.row, None)
             if row is not None and row.status is None:
@@ -241,15 +235,13 @@ class _Rows:
             if row.status is None:
                 row.settle(Outcome(Status.UNKNOWN, reason))
         self.inflight.clear()
-        if self.unrecorded:
-            # If the journal itself failed, its rows stay in flight: `unknown` next run.
+        if self.unrecorded:  # if the journal itself failed, its rows are `unknown` next run
             with contextlib.suppress(PipelineError):
                 self.run.journal.record(self.unrecorded)
             self.unrecorded = []
 
     def before_post(self, messages: Sequence[Message]) -> None:
-        self.posted = True
-        # The answers gathered since the last request share this mark's transaction.
+        self.posted = True  # the answers gathered since the last request share this transaction
         self.run.journal.mark_inflight([(m.number, m.text) for m in messages], self.unrecorded)
         self.unrecorded = []
 

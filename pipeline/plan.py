@@ -1,5 +1,4 @@
-"""The plan (every row read, prepared, decided against the journal and counted, into a spool),
-and the preflight on it: send, hold (outside the window), or refuse."""
+"""The plan (every row read, prepared, decided and counted, into a spool) and its preflight."""
 
 from __future__ import annotations
 
@@ -28,8 +27,7 @@ from pipeline.sources import ContactSource
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """The rows in a spool (those still to send have no status, the others are settled), and
-    exact counts."""
+    """The rows in a spool (those still to send have no status), and exact counts."""
 
     spool: Spool
     rows: int  # every row read
@@ -75,8 +73,7 @@ def _decide(row: Row, entry: Entry | None, options: RunOptions) -> None:
         return
     row.delivery, row.delivery_code = entry.delivery, entry.delivery_code
     if entry.state is State.SENT:
-        row.settle(Outcome(Status.ALREADY_SENT, "", entry.message_id, entry.campaign_id))
-        show_sent(row, entry)
+        _already_sent(row, entry)
     elif entry.state is State.FAILED and not options.retry_failed:
         row.settle(Outcome(Status.FAILED, f"{entry.error} (in an earlier run; --retry-failed)"))
     elif entry.state in (State.UNKNOWN, State.INFLIGHT) and not options.resend_unknown:
@@ -84,14 +81,12 @@ def _decide(row: Row, entry: Entry | None, options: RunOptions) -> None:
 
 
 def _sent_before(row: Row, entry: Entry | None) -> None:
-    """A row today's template fails on (or makes too long) that an earlier run sent: the
-    report says what went out, not `invalid`."""
+    """A row today's template fails on that an earlier run sent: the report says what went out."""
     if entry is None or entry.state is not State.SENT:
         return
     why = row.error
-    row.settle(Outcome(Status.ALREADY_SENT, "", entry.message_id, entry.campaign_id))
     row.delivery, row.delivery_code = entry.delivery, entry.delivery_code
-    show_sent(row, entry)
+    _already_sent(row, entry)
     row.error = f"sent in an earlier run; today's template fails on this row ({why})"
 
 
@@ -100,9 +95,9 @@ TEXT_CHANGED = "the text sent differs from today's template; this is the text th
 TEXT_NOT_KEPT = "the journal does not hold the text that was sent; this is today's render"
 
 
-def show_sent(row: Row, entry: Entry) -> None:
-    """An already_sent row shows the journal's text and pages: the report records what
-    recipients got, which today's render of an edited template would misstate."""
+def _already_sent(row: Row, entry: Entry) -> None:
+    """`already_sent`, with the journal's text and pages: what recipients got."""
+    row.settle(Outcome(Status.ALREADY_SENT, "", entry.message_id, entry.campaign_id))
     if entry.text == row.text:
         return
     if not entry.text:
@@ -119,9 +114,8 @@ _fields_of = operator.attrgetter(*(f.name for f in fields(Row)))
 
 
 class Spool:
-    """The plan's rows in an anonymous file (0600, gone when closed, also on a crash), read back
-    once by the sending pass; only this process reads it, so pickle is safe. `folder` None:
-    the temporary folder."""
+    """The plan's rows in an anonymous file (0600, gone when closed or on a crash), read back
+    once by the sending pass; only this process reads it, so pickle is safe."""
 
     def __init__(self, folder: Path | None) -> None:
         if folder is None:
@@ -144,8 +138,7 @@ class Spool:
             raise self._full(exc) from exc
 
     def batches(self) -> Iterator[list[Row]]:
-        """Every batch written, in order, then the file is gone. The seek writes what is still
-        buffered now, so a full disk is met before anything is sent."""
+        """Every batch, in order, then the file is gone; the seek flushes: a full disk shows now."""
         try:
             self._file.seek(0)
         except OSError as exc:

@@ -14,19 +14,9 @@ from pipeline.models import Row, Status
 from pipeline.private import open_private, private_folder
 
 COLUMNS = (
-    "row",
-    "phone",
-    "number",
-    "status",
-    "error",
-    "message_id",
-    "campaign_id",
-    "pages",
-    "attempts",
-    "text",
-    "delivery",
-    "delivery_code",
-)
+    "row", "phone", "number", "status", "error", "message_id", "campaign_id", "pages", "attempts",
+    "text", "delivery", "delivery_code",
+)  # fmt: skip
 
 # A spreadsheet treats a cell starting with one of these as a formula (CSV injection).
 _FORMULA_START = frozenset("=+-@\t\r")
@@ -47,10 +37,9 @@ def safe_cell(value: str) -> str:
 
 
 class ReportWriter:
-    """Writes rows in input order as soon as every earlier row is settled (status not None),
-    so memory holds only the rows in flight. It writes `<name>.<pid>.partial`, renamed when
-    complete: a report that exists is whole. A failed write (a full disk) raises nothing: it is
-    kept in `error` (the run reads it and stops), the tallies go on and nothing more is written."""
+    """Writes rows in input order once every earlier row is settled, to `<name>.<pid>.partial`,
+    renamed when complete: a report that exists is whole. A failed write raises nothing: it is
+    kept in `error` (the run stops), the tallies go on and nothing more is written."""
 
     def __init__(
         self, path: Path, *, columns: tuple[str, ...] = (), attention: bool = False
@@ -73,16 +62,14 @@ class ReportWriter:
 
     def flush_ready(self) -> None:
         """Write every row at the front whose status is settled."""
-        waiting = self._waiting
-        ready = []
+        waiting, ready = self._waiting, []
         while waiting and waiting[0].status is not None:
             ready.append(waiting.popleft())
         if ready:
             self._write(ready)
 
     def close(self, *, complete: bool = True) -> None:
-        """Write what is left and put the files in place, or leave them `.partial` when not
-        `complete` (the run failed part-way); after a failed write, remove them."""
+        """Write the rest; the files in place, `.partial` if not `complete`, gone on failure."""
         rows = list(self._waiting)
         self._waiting.clear()
         for row in rows:  # all settled by now, unless a bug: never lose a row over it
@@ -99,8 +86,7 @@ class ReportWriter:
         if complete and self.error is None:
             self._attempt(self.partial_path, os.replace, self.partial_path, self.path)
         if self.error is not None:
-            # Cut short at an unknown row: no use to anyone, and it takes the space a rerun
-            # needs (the journal keeps what was sent; the rerun writes a whole report).
+            # Cut short: no use to anyone, and it takes the space a rerun needs.
             self._attempt(self.partial_path, self.partial_path.unlink, missing_ok=True)
             if attention is not None:
                 self._attempt(attention.partial, attention.discard)
@@ -113,8 +99,7 @@ class ReportWriter:
             self._attempt(self._attention.partial, self._attention.discard)
 
     @property
-    def attention_path(self) -> Path | None:
-        """The file of rows that need attention, when there were any."""
+    def attention_path(self) -> Path | None:  # when there were any
         return self._attention.path if self._attention and self._attention.rows else None
 
     def __enter__(self) -> ReportWriter:
@@ -125,8 +110,7 @@ class ReportWriter:
             self.close(complete=exc_type is None)
 
     def _attempt(self, path: Path, action: Callable[..., object], *args: Any, **kw: Any) -> None:
-        """Do `action` on the report's file at `path`; a failure goes to `error`, naming the
-        file (a failed rename names where it was to go: usually the folder is the cause)."""
+        """Do `action`; a failure goes to `error`, naming `path` (a rename's: its target)."""
         try:
             action(*args, **kw)
         except OSError as exc:
@@ -135,9 +119,7 @@ class ReportWriter:
                 self.error = OSError(exc.errno, exc.strerror, str(where))
 
     def _write(self, rows: list[Row]) -> None:
-        """The rows' lines to the file and the attention file; their tallies."""
-        lines = []
-        attention = []
+        lines, attention = [], []
         for row in rows:
             status = row.status or Status.PENDING
             self.counts[status] += 1
@@ -147,22 +129,11 @@ class ReportWriter:
                 self.pages_total += row.pages
             if status in ATTENTION:
                 attention.append(row)
-            lines.append(
-                (
-                    row.row,
-                    safe_cell(row.phone),
-                    row.number,
-                    _VALUE[status],
-                    safe_cell(row.error),
-                    row.message_id,
-                    row.campaign_id,
-                    row.pages or "",
-                    row.attempts,
-                    safe_cell(row.text),
-                    row.delivery,
-                    row.delivery_code,
-                )
-            )
+            lines.append((
+                row.row, safe_cell(row.phone), row.number, _VALUE[status], safe_cell(row.error),
+                row.message_id, row.campaign_id, row.pages or "", row.attempts,
+                safe_cell(row.text), row.delivery, row.delivery_code,
+            ))  # fmt: skip
         if self.error is None:
             self._attempt(self.partial_path, self._csv.writerows, lines)
         if attention and self._attention is not None and self.error is None:
@@ -206,8 +177,7 @@ class _Attention:
             self.partial.unlink(missing_ok=True)
 
     def close(self, *, complete: bool = True) -> None:
-        """Close the file and, when the run is complete, put it in place; with no rows, remove the
-        one an earlier run left there (no {started} in report.path): those rows are fine now."""
+        """Close and, when complete, put it in place; with no rows, remove an earlier run's."""
         if self._file is not None:
             self._file.close()
             if complete:
@@ -217,8 +187,8 @@ class _Attention:
 
 
 def _open_csv(path: Path, header: tuple[str, ...]) -> tuple[TextIO, Any]:
-    """A new 0600 CSV file (customers' numbers) with the BOM Excel needs for Persian (by hand:
-    "utf-8-sig" would encode every write through a Python codec), and its header written."""
+    """A new 0600 CSV file with its header and the BOM Excel needs for Persian (by hand:
+    "utf-8-sig" would encode every write through a Python codec)."""
     file = cast(TextIO, open_private(path, "w", encoding="utf-8", newline=""))
     file.write("\ufeff")
     writer = csv.writer(file)

@@ -34,8 +34,7 @@ _UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
 
 @dataclass(frozen=True, slots=True)
 class Window:
-    """A daily send window on Tehran's wall clock, ``start`` inclusive, ``end`` exclusive; an
-    earlier ``end`` wraps past midnight (``20:00-02:00``), 00:00 is midnight (``08:00-24:00``)."""
+    """A daily window on Tehran's clock, ``end`` exclusive; an earlier ``end`` wraps midnight."""
 
     start: time
     end: time
@@ -49,7 +48,6 @@ class Window:
             )
 
     def contains(self, moment: datetime) -> bool:
-        """Whether the aware ``moment`` falls inside the window on Tehran's clock."""
         local = _tehran_time(moment, "Window.contains").time()
         if self.start < self.end:
             return self.start <= local < self.end
@@ -73,7 +71,7 @@ class Decision:
     """What a run may do now: nothing unless ``send``; ``reason`` is empty when sending now."""
 
     reason: str  # a sentence for the operator
-    send: bool = False  # may messages be posted now?
+    send: bool = False
     send_at: datetime | None = None  # SendDateTime, on Tehran's clock; None: deliver on arrival
     stale: bool = False  # refused: delivery would come later than send_at + max_lateness
 
@@ -102,8 +100,7 @@ def parse_window(text: str) -> Window:
 
 
 def parse_send_at(text: str) -> datetime | None:
-    """``now`` gives None; else a Gregorian or Jalali (a year below 1700) date and time, any
-    digits, Tehran's unless an offset (``+03:30``, ``Z``) is given, as an aware Tehran datetime."""
+    """``now``: None; else a Gregorian or Jalali (year < 1700) date-time, Tehran's by default."""
     cleaned = en_digits(text).strip()
     if cleaned.lower() == "now":
         return None
@@ -175,12 +172,9 @@ def decide(
     max_lateness: timedelta | None,
     outside_window: OutsideWindow,
 ) -> Decision:
-    """Whether to post now, and with which SendDateTime (aware datetimes, on Tehran's clock).
-
-    Due or ahead, it is posted inside the window. Outside, ``"wait"`` posts nothing; ``"schedule"``
-    posts for the next opening. Stale (refused, in both modes): past ``send_at`` or an opening
-    after it by more than ``max_lateness`` (this evening's message must not arrive tomorrow).
-    """
+    """Whether to post now, and with which SendDateTime. Outside the window ``"wait"`` posts
+    nothing, ``"schedule"`` posts for the next opening; stale (refused either way): now or that
+    opening later than ``send_at`` by more than ``max_lateness``."""
     if outside_window not in ("wait", "schedule"):
         raise ValueError(f"outside_window must be 'wait' or 'schedule', not {outside_window!r}")
     _tehran_time(now, "decide: now")
@@ -232,8 +226,7 @@ def decide(
     )
 
 
-def _tehran_time(moment: datetime, name: str) -> datetime:
-    # A naive datetime would be read in the machine's zone: the cron-in-UTC mistake.
+def _tehran_time(moment: datetime, name: str) -> datetime:  # naive: the cron-in-UTC mistake
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"{name}: {moment.isoformat()} is naive; give an aware datetime")
     return tehran(moment)

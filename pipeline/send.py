@@ -84,7 +84,6 @@ class Sender:
         self._stop, self._send_at = stop, send_at
         self._halted = threading.Event()  # a fatal answer or a crash: start no other chunk
         self._doubt = Doubt()
-        # Shared by the threads: tenacity keeps a call's state in a RetryCallState.
         self._retrying = Retrying(
             stop=stop_after_attempt(settings.max_attempts) | stop_when_event_set(stop),
             wait=_wait_retry_after,
@@ -110,8 +109,7 @@ class Sender:
             self._halted.set()
         return result
 
-    def halt(self) -> None:
-        """Start no other chunk (one already posting finishes)."""
+    def halt(self) -> None:  # start no other chunk (one already posting finishes)
         self._halted.set()
 
     def _stopping(self) -> bool:
@@ -160,15 +158,13 @@ class Sender:
             if reply.fatal_title:
                 result.stop = _fatal(reply.fatal_title)
         elif reply.kind is Kind.RECIPIENT and len(messages) > 1:
-            # A list-level "invalid number" with no data: nothing was processed, so halves are
-            # sent safely until the bad recipients stand alone.
+            # A list-level "invalid number" with no data: nothing was processed; halves are safe.
             half = len(messages) // 2
             self._send_part(messages[:half], pages, result)
             self._send_part(messages[half:], pages, result)
         elif reply.kind is Kind.RECIPIENT:
             result.outcomes[messages[0].row] = Outcome(Status.FAILED, reply.title)
-        elif reply.kind is Kind.RETRY:
-            # amoot-api.md: a generic Failed is retried once or twice, then counts per row.
+        elif reply.kind is Kind.RETRY:  # a Failed retried FAILED_ATTEMPTS times counts per row
             result.settle(messages, Status.FAILED, reply.title)
         elif reply.kind is Kind.FATAL:
             result.settle(messages, Status.PENDING, amoot.describe(reply.title))
@@ -216,8 +212,7 @@ class Sender:
         return found
 
     def get_deliveries(self, message_ids: Sequence[str]) -> dict[str, int]:
-        """DeliveryType by message ID, for the items looked up (retried freely). A top-level
-        MessageID_Invalid answers nothing: asked again next call."""
+        """DeliveryType by message ID (retried freely); MessageID_Invalid: none, asked again."""
         if not message_ids:
             return {}
         # Commas stay literal, as the provider's samples send `ListMessageID`.
@@ -266,8 +261,8 @@ class Sender:
     def _post(
         self, method: str, body: bytes, content_type: str, *, idempotent: bool
     ) -> httpx.Response | amoot.SendReply:
-        """One POST: _SafeToRetry when it provably did not reach the server (or repeating it is
-        harmless); a SendReply for a final non-200 outcome; else the 200 response to read."""
+        """One POST: _SafeToRetry when it did not reach the server (or repeating it is harmless);
+        a SendReply for a final non-200 outcome; else the 200 response to read."""
         if not self._throttle.acquire():
             raise _SafeToRetry("the run was interrupted")
         try:
@@ -279,8 +274,7 @@ class Sender:
             )
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise _SafeToRetry(f"cannot connect: {type(exc).__name__}") from exc
-        except (httpx.WriteError, httpx.WriteTimeout) as exc:
-            # The server never received the whole request, so it cannot have acted on it.
+        except (httpx.WriteError, httpx.WriteTimeout) as exc:  # never received whole: not acted on
             raise _SafeToRetry(f"connection lost while sending: {type(exc).__name__}") from exc
         except httpx.TimeoutException as exc:
             # The whole request's deadline (pipeline.transport): a trickling answer is none.
@@ -288,8 +282,7 @@ class Sender:
             if idempotent:
                 raise _SafeToRetry(late) from exc
             return amoot.SendReply(Kind.AMBIGUOUS, f"HTTP: {late}")
-        except (httpx.LocalProtocolError, httpx.UnsupportedProtocol) as exc:
-            # Refused by our own side before a byte left (a malformed header, a bad URL).
+        except (httpx.LocalProtocolError, httpx.UnsupportedProtocol) as exc:  # refused here
             return amoot.SendReply(Kind.FATAL, f"HTTP: the request could not be sent ({exc})")
         except httpx.HTTPError as exc:
             # A dropped connection, or an undecodable answer: it may have been processed.
@@ -301,8 +294,7 @@ class Sender:
         http_kind = amoot.classify_http(response.status_code)
         if http_kind is Kind.RETRY:
             retry_after = _retry_after(response.headers.get("Retry-After"))
-            if retry_after is not None and retry_after > MAX_RETRY_AFTER:
-                # Waiting that long helps nobody: stop for now, the rows stay pending.
+            if retry_after is not None and retry_after > MAX_RETRY_AFTER:  # stop for now: pending
                 return amoot.SendReply(
                     Kind.FATAL, f"HTTP {response.status_code}, Retry-After {retry_after:g}s"
                 )

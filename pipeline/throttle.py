@@ -18,12 +18,9 @@ DOUBT_CHECK = 0.2  # seconds between two looks at a stop, for a request waiting 
 
 
 class Doubt:
-    """Ambiguous answers in a row to one Sender's requests, over all its threads, in the order
-    they arrive; a definite answer ends the run of them. One happens (a kept-alive connection
-    closed under a request, a slow answer); several in a row mean the provider or the way to it
-    is broken, and each further request would turn another chunk `unknown`. So after one, no
-    request starts while another is on its way, and STORM stop the run: a provider that drops
-    every answer costs max(concurrency, STORM) requests; the other rows stay `pending`."""
+    """Ambiguous answers in a row to one Sender's requests, over all its threads. One happens (a
+    closed keep-alive); several mean the provider is broken, so after one, requests go one at a
+    time, and STORM stop the run: one dropping every answer costs max(concurrency, STORM)."""
 
     def __init__(self) -> None:
         self._changed = threading.Condition()
@@ -32,10 +29,9 @@ class Doubt:
 
     @contextmanager
     def turn(self, *, give_up: Callable[[], bool]) -> Iterator[Callable[[bool], int]]:
-        """Wait until a request may start (or `give_up()`); yields `answered(ambiguous)`, which
-        counts the answer and returns how many are in a row."""
+        """Wait until a request may start (or `give_up()`, looked at every DOUBT_CHECK); yields
+        `answered(ambiguous)`, which counts the answer and returns how many are in a row."""
         with self._changed:
-            # Nothing notifies a stop (Ctrl-C, a fatal answer elsewhere): look every DOUBT_CHECK.
             while not (give_up() or not (self._in_a_row and self._posting)):
                 self._changed.wait(DOUBT_CHECK)
             self._posting += 1
@@ -73,9 +69,8 @@ def storm_stop(reply: amoot.SendReply) -> AmbiguousStorm:
 
 
 class Throttle:
-    """Spaces request starts at least 1/rate apart. A 429 or 503 means the provider is
-    overrun, so `pause` holds every worker back. `sleep` returns True when the run is asked to
-    stop, so a waiting worker wakes at once on Ctrl-C."""
+    """Spaces request starts 1/rate apart; `pause` (a 429 or 503) holds every worker back.
+    `sleep` returns True when the run is asked to stop: a waiting worker wakes on Ctrl-C."""
 
     def __init__(self, rate_limit: float | None, *, sleep: Callable[[float], bool]) -> None:
         self._interval = 1.0 / rate_limit if rate_limit else 0.0
