@@ -51,19 +51,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("config", type=Path, help="the campaign's config.yaml")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
-        "--dry-run", action="store_true", help="render, count pages, write the report; send nothing"
+        "--dry-run",
+        action="store_true",
+        help="render and count pages for every row and write the report; send nothing",
     )
     mode.add_argument(
-        "--deliveries", action="store_true", help="look up sent messages' delivery (sends nothing)"
+        "--deliveries",
+        action="store_true",
+        help="look up the delivery reports of this campaign's sent messages (sends nothing)",
     )
     parser.add_argument(
         "--limit", type=_positive, metavar="N", help="send at most N messages in this run"
     )
     parser.add_argument(
-        "--resend-unknown", action="store_true", help="send again the rows whose outcome is unknown"
+        "--resend-unknown",
+        action="store_true",
+        help="send again the rows whose earlier outcome is unknown (after checking the panel)",
     )
     parser.add_argument(
-        "--retry-failed", action="store_true", help="retry the rows the provider rejected earlier"
+        "--retry-failed",
+        action="store_true",
+        help="try again the rows the provider rejected in an earlier run",
     )
     noise = parser.add_mutually_exclusive_group()
     noise.add_argument(
