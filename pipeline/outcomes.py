@@ -7,6 +7,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from pipeline import schedule
@@ -71,7 +72,7 @@ def settle_plan(campaign: Campaign, plan: Plan, verdict: Verdict, run: Pass) -> 
     except OSError as exc:
         raise report_trouble(exc) from exc
     with report:
-        rows = _Rows(run, verdict, report, campaign.suppression)
+        rows = _Rows(run, verdict, report, campaign.suppression, campaign.timing.send_at)
         if verdict.send and run.progress is not None:
             run.progress.start(plan.rows)
         try:
@@ -99,8 +100,14 @@ class _Rows:
     """The per-row decisions of the pass, and the journal around each request (main thread)."""
 
     def __init__(
-        self, run: Pass, verdict: Verdict, report: ReportWriter, suppression: Suppression | None
+        self,
+        run: Pass,
+        verdict: Verdict,
+        report: ReportWriter,
+        suppression: Suppression | None,
+        send_at: datetime | None,  # a future SendDateTime: the window is judged at delivery
     ) -> None:
+        self.send_at = send_at
         self.run, self.report, self.stop, self.suppression = run, report, run.stop, suppression
         self.hold, self.stopped, self.account = verdict.hold, verdict.stopped, verdict.account
         window = run.config.schedule.window
@@ -178,11 +185,12 @@ class _Rows:
         self.chunk, self.chunk_pages = [], {}
         if not chunk:
             return
-        window = self.window
+        window, now = self.window, self.run.clock()
+        due = max(now, self.send_at) if self.send_at is not None else now  # when it is delivered
         if (  # a long run that reaches the window's end stops sending (outside_window: wait)
             window is not None
             and self.run.config.schedule.outside_window == "wait"
-            and not window.contains(self.run.clock())
+            and not window.contains(due)
         ):
             self.hold = (
                 f"held back: the send window {self.window} (Tehran) closed during the run; "

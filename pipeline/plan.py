@@ -187,11 +187,11 @@ def check(
 ) -> Verdict:
     """The preflight on the plan's exact cost; a dry run asks only the in-process sandbox."""
     hold = "" if timing.send else timing.reason
-    if options.dry_run:
-        return Verdict(False, hold, account=sender.account_status() if sender else None)
-    if timing.stale:
+    if options.dry_run and sender is not None:  # the in-process sandbox: prices, no stale check
+        return Verdict(False, hold, account=sender.account_status())
+    if timing.stale:  # a live dry run too: it says what the real run would do (exit 3)
         return Verdict(False, hold, Refused("stale", timing.reason))
-    if not timing.send:
+    if options.dry_run or not timing.send:
         return Verdict(False, hold)
     if not (config.provider.preflight and sender is not None and plan.messages):
         return Verdict(True)

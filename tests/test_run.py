@@ -441,3 +441,39 @@ def test_a_per_row_template_that_is_the_report_file_stops_before_any_request(set
     with pytest.raises(TemplateError, match=r"report\.csv: the column 'code' names this file"):
         _go(campaign, sim)
     assert sim.requests == [] and template.read_text("utf-8") == "{{ first_name }}"
+
+
+_LIVE = "sandbox: false\nbase_url: https://portal.amootsms.com/rest\ntoken: ${AMOOT_TOKEN}"
+
+
+def test_a_future_send_at_inside_the_window_is_sent_from_outside_it(setup):
+    """Run at 22:00 Tehran for 10:00 the next morning, window 08:00-21:00: the provider holds
+    the messages until send_at, which is inside the window, so every row goes (it was held
+    as "the send window closed during the run", every rerun outside the window alike)."""
+    from datetime import UTC, datetime
+
+    campaign, sim = setup
+    schedule = 'schedule:\n  send_at: "2026-03-22 10:00"\n  window: "08:00-21:00"\n'
+    campaign.write_config(f"{_LIVE}\nchunk_size: 3", extra=schedule)
+    evening = datetime(2026, 3, 21, 18, 30, tzinfo=UTC)  # 22:00 in Tehran
+    result = run(
+        load_config(campaign.config),
+        RunOptions(),
+        transport=httpx.MockTransport(sim.handle),
+        sleep=lambda _s: False,
+        clock=lambda: evening,
+    )
+    assert result.counts[Status.SENT] == 10 and result.exit_code == 0
+    assert len(sim.accepted) == 10
+    assert {a.send_datetime[:16] for a in sim.accepted} == {"2026-03-22 10:00"}
+
+
+def test_a_live_dry_run_of_a_stale_campaign_is_refused_as_the_send_would_be(setup):
+    """Past send_at + max_lateness, a live dry run exits 3 with the reason, as the send does."""
+    campaign, sim = setup
+    stale = "schedule:\n  send_at: 2026-01-01 10:00\n  max_lateness: 2h\n"
+    campaign.write_config(_LIVE, extra=stale)
+    result = _go(campaign, sim, dry_run=True)
+    assert result.exit_code == 3 and result.stopped is not None
+    assert "max_lateness" in str(result.stopped)
+    assert sim.requests == []
