@@ -290,6 +290,21 @@ _JOURNAL_STATE = {
 }
 
 
+def assert_stopped_cleanly(
+    proc: subprocess.Popen[str], campaign: Campaign, sim: AmootSimulator, *, sent: int
+) -> None:
+    """Exit 3, `interrupted`: the `sent` rows in flight were answered and recorded, the rest
+    `pending`, and the journal agrees with the report."""
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 3, out + err
+    assert "interrupted" in err and "Traceback" not in err
+    report = campaign.read_report()
+    done = {r["number"] for r in report if r["status"] == "sent"}
+    assert len(done) == sent and done == {"0" + a.number for a in sim.accepted}
+    assert {r["status"] for r in report if r["number"] not in done} == {"pending"}
+    assert_journal_agrees(campaign, report)
+
+
 def assert_journal_agrees(
     campaign: Campaign, report: list[dict[str, str]], name: str = "test-campaign"
 ) -> None:

@@ -22,6 +22,7 @@ from tests.conftest import (
     Campaign,
     GatedSimulator,
     assert_journal_agrees,
+    assert_stopped_cleanly,
     cli_env,
     journal_snapshot,
     live_provider,
@@ -287,14 +288,7 @@ def test_ctrl_c_to_the_process_group_records_the_requests_in_flight(
     os.killpg(proc.pid, signal.SIGINT)
     time.sleep(SIGNAL_GRACE)
     sim.gate.set()
-    out, err = proc.communicate(timeout=20)
-    assert proc.returncode == 3, out + err
-    assert "interrupted" in err and "Traceback" not in err
-    report = campaign.read_report()
-    sent = {r["number"] for r in report if r["status"] == "sent"}
-    assert len(sent) == 4 and sent == {"0" + a.number for a in sim.accepted}
-    assert {r["status"] for r in report if r["number"] not in sent} == {"pending"}
-    assert_journal_agrees(campaign, report)
+    assert_stopped_cleanly(proc, campaign, sim, sent=4)
 
 
 def test_a_run_killed_with_a_request_at_the_provider_never_resends_it(

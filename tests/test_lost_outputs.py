@@ -35,6 +35,7 @@ from tests.conftest import (
     Campaign,
     GatedSimulator,
     assert_journal_agrees,
+    assert_stopped_cleanly,
     cli_env,
     journal_snapshot,
     live_provider,
@@ -173,14 +174,7 @@ def test_sighup_to_the_session_records_the_requests_in_flight(
     os.kill(proc.pid, signal.SIGHUP)
     time.sleep(SIGNAL_GRACE)
     sim.gate.set()
-    out, err = proc.communicate(timeout=20)
-    assert proc.returncode == 3, out + err
-    assert "interrupted" in err and "Traceback" not in err
-    report = campaign.read_report()
-    sent = {r["number"] for r in report if r["status"] == "sent"}
-    assert len(sent) == 4 and sent == {"0" + a.number for a in sim.accepted}
-    assert {r["status"] for r in report if r["number"] not in sent} == {"pending"}
-    assert_journal_agrees(campaign, report)
+    assert_stopped_cleanly(proc, campaign, sim, sent=4)
 
 
 def test_a_hang_up_while_the_journal_folds_its_wal_changes_nothing(
