@@ -15,13 +15,17 @@ from pathlib import Path
 from typing import TextIO
 
 from pipeline import __version__
+from pipeline.commands import COMMANDS, LISTED, USAGE, run_command
 from pipeline.config import load_config
 from pipeline.errors import PipelineError
 from pipeline.models import RunOptions, Status
 from pipeline.outcomes import Progress
 from pipeline.run import RunResult, run
 
-EPILOG = """\
+EPILOG = f"""\
+{LISTED}
+  (`python -m pipeline COMMAND --help` for each)
+
 exit codes:
   0  done (rows held back on purpose by --limit stay pending)
   2  config or input error found before anything was sent
@@ -44,6 +48,7 @@ def _positive(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline",
+        usage=USAGE,
         description="Send one personalised Persian SMS per contact through AmootSMS.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -109,6 +114,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     os.close(null)
                 if getattr(sys, name) is None:
                     setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))  # noqa: SIM115
+        argv = sys.argv[1:] if argv is None else list(argv)
+        if argv and argv[0] in COMMANDS:  # a config file named so: `./status`
+            out, err = Output(sys.stdout), Output(sys.stderr)
+            try:
+                return run_command(argv, out=out.line, log=err.line)
+            except BaseException as exc:  # _failure re-raises what it does not report
+                return _failure(exc, err)
         return _main(build_parser().parse_args(argv))
     finally:
         for sig, handler in previous.items():
@@ -157,25 +169,33 @@ def _main(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
         result = run(config, options, log=log, progress=progress, detail=detail)
-    except PipelineError as exc:
-        log(f"error: {exc}")
-        if exc.exit_code == 2:
-            log("Nothing was sent.")
-        return exc.exit_code
-    except KeyboardInterrupt:
-        log("interrupted before sending started: nothing was sent; rerun the same command.")
-        return 3
-    except Exception:
-        err.write(traceback.format_exc())
-        log(
-            "error: an unexpected internal error (a bug). The journal keeps what was sent; "
-            "please report the traceback above."
-        )
-        return 1
+    except BaseException as exc:  # _failure re-raises what it does not report
+        return _failure(exc, err, interrupted="interrupted before sending started: ")
     out.line(summary(config.campaign, result, quiet=args.quiet))
     if result.stopped is not None:
         log(f"error: {result.stopped}")
     return result.exit_code
+
+
+def _failure(exc: BaseException, err: Output, *, interrupted: str = "interrupted: ") -> int:
+    """Print a failure once and give its exit code (a bug: 1, with the traceback); anything
+    else (SystemExit from argparse) goes on. Called in the `except` block: the traceback is live."""
+    if isinstance(exc, PipelineError):
+        err.line(f"error: {exc}")
+        if exc.exit_code == 2:
+            err.line("Nothing was sent.")
+        return exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        err.line(f"{interrupted}nothing was sent; rerun the same command.")
+        return 3
+    if not isinstance(exc, Exception):
+        raise exc
+    err.write(traceback.format_exc())
+    err.line(
+        "error: an unexpected internal error (a bug). The journal keeps what was sent; "
+        "please report the traceback above."
+    )
+    return 1
 
 
 def summary(campaign: str, result: RunResult, *, quiet: bool = False) -> str:

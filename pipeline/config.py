@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import string
 from collections.abc import Callable
@@ -85,9 +86,20 @@ class ScheduleConfig(_Section):
         return value
 
 
+class FrequencyCap(_Section):
+    messages: int = Field(ge=1, le=1000)  # live messages a number may get, all campaigns together
+    days: int = Field(ge=1, le=3650)  # ... in this many days back from the run
+
+
 class SuppressionConfig(_Section):
-    path: Path | None = None  # a file of numbers never to message
+    # A file of numbers never to message. Unset: the shared state folder's optout.txt (every
+    # campaign of the user honours one list); null: no list.
+    path: Path | None = None
     add_blacklisted: bool = True  # numbers the provider reports as blacklisted are appended
+    # A sending run first reads the line's new replies (11 / لغو opt out): auto = only on a
+    # dedicated line (replies to `public` do not reach the account).
+    read_replies: Literal["auto"] | bool = "auto"
+    frequency_cap: FrequencyCap | None = None
 
 
 class ProviderConfig(_Section):
@@ -155,7 +167,7 @@ class ReportConfig(_Section):
 
 
 class JournalConfig(_Section):
-    path: Path = Path("state/journal.sqlite")
+    path: Path = Path("journal.sqlite")  # unset: the shared state folder's journal.sqlite
 
 
 class Config(_Section):
@@ -169,6 +181,13 @@ class Config(_Section):
     suppression: SuppressionConfig = SuppressionConfig()
     source: Path = Path("config.yaml")  # the file this was loaded from (set by load_config)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_sections(cls, data: object) -> object:  # `journal:` with only comments under it
+        if isinstance(data, dict):
+            return {k: {} if v is None and k in _SECTIONS else v for k, v in data.items()}
+        return data
+
     @field_validator("campaign")
     @classmethod
     def _campaign_name(cls, value: str) -> str:  # one path segment: it goes into file names
@@ -179,6 +198,14 @@ class Config(_Section):
     @property
     def token(self) -> str:
         return self.provider.token or SANDBOX_TOKEN
+
+    @property
+    def reads_replies(self) -> bool:
+        """Whether a sending run reads the line's new replies first (`auto`: a dedicated line)."""
+        setting = self.suppression.read_replies
+        if setting == "auto":
+            return self.provider.line_number.strip().lower() != "public"
+        return bool(setting)
 
 
 _SECTIONS: dict[str, type[BaseModel]] = {"": Config} | {
@@ -251,12 +278,45 @@ def _resolve(config: Config, path: Path) -> Config:
         database = url[sqlite.end() :]
         if database and not database.startswith(("/", ":memory:", "file:")):
             url = f"{sqlite.group(0)}{base / database}"
+    shared = state_dir() if _unset(config.journal) or _unset(config.suppression) else None
+    journal = shared / "journal.sqlite" if shared and _unset(config.journal) else None
+    optout = shared / "optout.txt" if shared and _unset(config.suppression) else None
     updates: dict[str, dict[str, object]] = {
-        "suppression": {"path": under(config.suppression.path)},
+        "suppression": {"path": optout or under(config.suppression.path)},
         "contacts": {"path": under(config.contacts.path), "url": url},
         "template": {"path": under(config.template.path)},
         "report": {"path": report if Path(report).is_absolute() else str(base / report)},
-        "journal": {"path": under(config.journal.path)},
+        "journal": {"path": journal or under(config.journal.path)},
     }
     sections = {name: getattr(config, name).model_copy(update=new) for name, new in updates.items()}
     return config.model_copy(update={**sections, "source": path})
+
+
+def _unset(section: BaseModel) -> bool:
+    """The config does not name this section's path: the shared state folder's file is used."""
+    return "path" not in section.model_fields_set
+
+
+def state_dir() -> Path:
+    """The folder every campaign of this user shares (journal.sqlite, optout.txt), by the XDG
+    base directory rule: $PIPELINE_STATE_DIR, else $XDG_STATE_HOME/pipeline, else
+    ~/.local/state/pipeline. A relative $XDG_STATE_HOME is ignored, as the XDG rule says."""
+    chosen = os.environ.get("PIPELINE_STATE_DIR", "")
+    if chosen:
+        if not Path(chosen).is_absolute():  # cron starts in $HOME: relative to what?
+            raise ConfigError(
+                f"PIPELINE_STATE_DIR={chosen!r} is not an absolute path. Fix: give the whole "
+                "path, such as /home/shop/.local/state/pipeline."
+            )
+        return Path(chosen)
+    xdg = os.environ.get("XDG_STATE_HOME", "")
+    if xdg and Path(xdg).is_absolute():
+        return Path(xdg) / "pipeline"
+    try:
+        return Path.home() / ".local" / "state" / "pipeline"
+    except RuntimeError:  # no $HOME and no password entry for this user
+        raise ConfigError(
+            "cannot find the shared state folder: $HOME is not set. Fix: set "
+            "PIPELINE_STATE_DIR to a folder of your own, or set journal.path and "
+            "suppression.path in the config."
+        ) from None

@@ -86,6 +86,15 @@ def make_sender(
     return sender, sleep
 
 
+@pytest.fixture(autouse=True)
+def state_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The shared state folder of every test (and its subprocesses): never the real home's."""
+    folder = tmp_path / "state-home"
+    monkeypatch.setenv("PIPELINE_STATE_DIR", str(folder))
+    monkeypatch.delenv("XDG_STATE_HOME", raising=False)
+    return folder
+
+
 @dataclass
 class Campaign:
     """A campaign folder: config.yaml, contacts.csv, a template, reports/ and state/."""

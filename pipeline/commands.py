@@ -1,0 +1,65 @@
+"""The commands beside the run (`python -m pipeline NAME CONFIG ...`): parse, then hand over."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from pipeline.config import load_config
+from pipeline.replies import replies_command
+from pipeline.settle import settle_command
+from pipeline.status import status_command
+
+Log = Callable[[str], None]
+
+COMMANDS = {
+    "status": "what the journal knows of the campaign; changes nothing",
+    "replies": "read the line's new replies: 11 / لغو opt out, 12 opts back in",
+    "settle": "close the campaign's `unknown` rows after checking the panel",
+}
+USAGE = """\
+python -m pipeline CONFIG [flags]           send the campaign (see the flags below)
+       python -m pipeline status CONFIG [--json]
+       python -m pipeline replies CONFIG
+       python -m pipeline settle CONFIG --as sent|unsent [--numbers FILE]"""
+LISTED = "commands:\n" + "\n".join(f"  {name:<9}{what}" for name, what in COMMANDS.items())
+
+
+def command_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pipeline")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    status = commands.add_parser("status", help=COMMANDS["status"], description=COMMANDS["status"])
+    status.add_argument("config", type=Path, help="the campaign's config.yaml")
+    status.add_argument("--json", action="store_true", help="print one JSON object")
+    replies = commands.add_parser(
+        "replies", help=COMMANDS["replies"], description=COMMANDS["replies"]
+    )
+    replies.add_argument("config", type=Path, help="the campaign's config.yaml")
+    settle = commands.add_parser("settle", help=COMMANDS["settle"], description=COMMANDS["settle"])
+    settle.add_argument("config", type=Path, help="the campaign's config.yaml")
+    settle.add_argument(
+        "--as",
+        dest="as_state",
+        required=True,
+        choices=("sent", "unsent"),
+        help="sent: the panel shows them sent (never sent again); unsent: the next run sends them",
+    )
+    settle.add_argument(
+        "--numbers",
+        type=Path,
+        metavar="FILE",
+        help="settle only the numbers in FILE (one a line, any format); default: every unknown row",
+    )
+    return parser
+
+
+def run_command(argv: Sequence[str], *, out: Log, log: Log) -> int:
+    """One command; its errors propagate to the caller, which prints them once."""
+    args = command_parser().parse_args(argv)
+    config = load_config(args.config)
+    if args.command == "status":
+        return status_command(config, as_json=args.json, out=out)
+    if args.command == "replies":
+        return replies_command(config, out=out, log=log)
+    return settle_command(config, as_state=args.as_state, numbers=args.numbers, out=out)
