@@ -36,12 +36,18 @@ def _error(tmp_path: Path, text: str) -> str:
     return str(info.value)
 
 
-def test_valid_config_resolves_paths_against_its_folder(tmp_path):
-    """Relative paths are joined to the config's folder, not the working directory."""
+def test_valid_config_resolves_paths_against_its_folder(tmp_path, state_home):
+    """Relative paths are joined to the config's folder, not the working directory; an unset
+    journal or list is the shared state folder's, a set one is the config's own."""
     config = load_config_ok(tmp_path, BASE)
     assert config.contacts.path == tmp_path / "data/contacts.csv"
     assert config.template.path == tmp_path / "templates/t.j2"
+    assert config.journal.path == state_home / "journal.sqlite"
+    assert config.suppression.path == state_home / "optout.txt"
+    own = BASE + "journal:\n  path: state/journal.sqlite\nsuppression:\n  path: null\n"
+    config = load_config_ok(tmp_path, own)
     assert config.journal.path == tmp_path / "state/journal.sqlite"
+    assert config.suppression.path is None
     assert config.report.path.startswith(str(tmp_path))
     assert config.contacts.phone_column == "mobile"
     assert config.provider.chunk_size == 100

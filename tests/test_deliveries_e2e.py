@@ -40,7 +40,10 @@ def test_every_delivery_type_lands_in_the_report_and_only_open_ones_are_asked_ag
     campaign.contacts([(n, "نام", "C") for n in numbers])
     for number, code in zip(numbers, CODES, strict=True):
         simulator.delivery_codes_by_number[number[1:]] = code
-    campaign.write_config(live_provider(server, chunk_size=10))
+    # No list: the blacklisted ones stay `already_sent` rows, not `suppressed` ones.
+    campaign.write_config(
+        live_provider(server, chunk_size=10), extra="suppression:\n  path: null\n"
+    )
     sent = run_main(campaign.config)
     assert sent.returncode == 0, sent.stderr
     assert {r["delivery"] for r in campaign.read_report()} == {""}

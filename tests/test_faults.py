@@ -64,9 +64,9 @@ class Harness:
         self.failed: set[str] = set()  # numbers `failed` after the previous run
         campaign.contacts([(number, "نام", f"C{i}") for i, number in enumerate(NUMBERS, 1)])
 
-    def configure(self, server: SandboxServer, **overrides: object) -> None:
+    def configure(self, server: SandboxServer, *, extra: str = "", **overrides: object) -> None:
         settings: dict[str, object] = {"timeout": TIMEOUT, "max_attempts": 3, **overrides}
-        self.campaign.write_config(live_provider(server, **settings))
+        self.campaign.write_config(live_provider(server, **settings), extra=extra)
 
     def run(
         self,
@@ -380,7 +380,7 @@ def test_blacklisted_row_is_retried_only_with_retry_failed(harness: Harness, ser
     """A rejected recipient stays failed on a rerun (no request); --retry-failed retries it."""
     blocked = NUMBERS[1]
     harness.sim.blacklist.add(blocked[1:])
-    harness.configure(server)
+    harness.configure(server, extra="suppression:\n  path: null\n")  # no list: it stays `failed`
     report, _ = harness.run(exit_code=0)
     assert report[blocked]["status"] == "failed"
     assert report[blocked]["error"] == "Mobile_Invalid"

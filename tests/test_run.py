@@ -33,7 +33,8 @@ def setup(campaign: Campaign, monkeypatch):
     campaign.contacts([(f"0912000{i:04d}", f"نام{i}", f"C{i}") for i in range(1, 11)])
     campaign.write_config(
         "sandbox: false\nbase_url: https://portal.amootsms.com/rest\n"
-        "token: ${AMOOT_TOKEN}\nchunk_size: 3\nconcurrency: 2"
+        "token: ${AMOOT_TOKEN}\nchunk_size: 3\nconcurrency: 2",
+        extra="suppression:\n  path: null\n",  # a rejected number stays a `failed` row
     )
     return campaign, AmootSimulator(token=TOKEN)
 
