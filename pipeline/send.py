@@ -352,8 +352,8 @@ def _replies_refused(title: str) -> ProviderFatal:
 def _replies_lost(reason: str) -> ProviderFatal:
     return ProviderFatal(
         reason,
-        f"RecieveNewMessages got no usable answer ({reason}); the replies in that answer, if "
-        "any, may be lost: the provider hands each reply out only once, so it was not asked "
+        f"the answer to RecieveNewMessages was lost ({reason}); the replies in it, if any, "
+        "may be lost: the provider hands each reply out only once, so it was not asked "
         "again. They still show in the AmootSMS panel's inbox (received messages): honour any "
         "opt-out among them by hand. Fix: rerun the same command to read the replies after them.",
     )
