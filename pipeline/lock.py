@@ -69,7 +69,7 @@ def holder(journal_path: Path, key: str) -> int | None:
     no run holds it. Creates nothing and writes nothing: a missing lock file is no run."""
     try:
         fd = os.open(lock_path(journal_path, key), os.O_RDONLY)
-    except FileNotFoundError:
+    except OSError:  # missing: no run ever took it; unreadable: not ours to tell
         return None
     try:
         try:
