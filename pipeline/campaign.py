@@ -10,7 +10,7 @@ from pipeline import schedule
 from pipeline.clock import Clock, tehran
 from pipeline.config import Config
 from pipeline.errors import ConfigError, TemplateError
-from pipeline.lock import lock_path
+from pipeline.lock import lock_path, shared_lock_path
 from pipeline.persian import FILTERS, template_globals
 from pipeline.prepare import Preparer, Templates, read_template
 from pipeline.render import Renderer
@@ -56,8 +56,12 @@ def open_campaign(config: Config, clock: Clock) -> Campaign:
         ),
         outside_window=settings.outside_window,
     )
-    key = f"sandbox:{config.campaign}" if config.provider.sandbox else config.campaign
-    return Campaign(report_path, source, preparer, suppression, timing, key)
+    return Campaign(report_path, source, preparer, suppression, timing, journal_key(config))
+
+
+def journal_key(config: Config) -> str:
+    """The campaign's name in the journal (and its lock's): sandbox rows are kept apart."""
+    return f"sandbox:{config.campaign}" if config.provider.sandbox else config.campaign
 
 
 def _report_path(config: Config, clock: Clock) -> Path:
@@ -78,7 +82,8 @@ def _report_path(config: Config, clock: Clock) -> Path:
     kept = [  # the files a run reads or keeps, as the message names them
         (config.source, "the config file itself"),
         (journal, "the journal (journal.path)"),
-        (lock_path(journal), "the journal's lock file"),
+        (lock_path(journal, journal_key(config)), "the campaign's lock file"),
+        (shared_lock_path(journal), "the journal's lock file"),
         *((journal.with_name(journal.name + end), "a file of the journal") for end in _SQLITE),
         *((file, name) for file, name in read if file is not None),
     ]

@@ -20,13 +20,22 @@ from pipeline.journal_file import (
     closed_on_error,
     migrate,
     open_readonly,
+    open_unchanged,
     open_writable,
     transaction,
     translated,
 )
 from pipeline.models import Outcome, Status
 
-__all__ = ["RECOVERED_ERROR", "SCHEMA_VERSION", "Entry", "Journal", "State"]
+__all__ = [
+    "RECOVERED_ERROR",
+    "SCHEMA_VERSION",
+    "Entry",
+    "Journal",
+    "State",
+    "Summary",
+    "read_summary",
+]
 RECOVERED_ERROR = "the run stopped while this request was in flight; the provider may have sent it"
 _MAX_PARAMS = 999  # bound parameters per statement: SQLite before 3.32 allows no more
 _NUMBER = re.compile(r"09[0-9]{9}")
@@ -49,8 +58,10 @@ ON CONFLICT (campaign, number) DO UPDATE SET
     state = excluded.state, error = excluded.error, message_id = excluded.message_id,
     campaign_id = excluded.campaign_id, updated_at = excluded.updated_at
 WHERE messages.state <> 'sent'"""
+# Only the opening campaign's rows: another campaign's run may have its rows in flight right now
+# (its own lock, not ours, says whether it is alive); a dead one's wait for its next run.
 _RECOVER = """UPDATE messages SET state = 'unknown', error = ?, updated_at = ?
-WHERE state = 'inflight'"""
+WHERE state = 'inflight' AND campaign = ?"""
 # Only a sent row has a delivery; a final one is the last word.
 _DELIVERY = """UPDATE messages SET delivery = ?, delivery_code = ?, delivery_final = ?,
     delivery_checked_at = ?
@@ -83,6 +94,16 @@ class Entry:
     delivery_code: str = ""  # the provider's raw DeliveryType behind `delivery`
 
 
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """One campaign in the journal, as `status` shows it."""
+
+    counts: dict[State, int]  # every state, maybe 0
+    deliveries: dict[str, int]  # delivery class -> sent rows ('' = not looked up or not known)
+    last_update: str | None  # the latest change to a row, UTC ISO 8601; None without rows
+    unknown: list[str]  # the numbers in state `unknown`, in order
+
+
 _COLUMNS = ", ".join(field.name for field in fields(Entry))  # each a column of the same name
 _LOOKUP = f"SELECT {_COLUMNS} FROM messages WHERE number IN ({{values}}) AND campaign = ?"
 _AWAITING = f"""SELECT {_COLUMNS} FROM messages WHERE campaign = ? AND state = 'sent'
@@ -93,7 +114,8 @@ _ANSWERED = frozenset({Status.SENT, Status.FAILED, Status.UNKNOWN, Status.PENDIN
 
 class Journal(contextlib.AbstractContextManager["Journal"]):
     """What one campaign has attempted, by number; every change fsynced before the call returns.
-    One thread; writable only under `lock.hold_lock(path)`: opening recovers every campaign."""
+    One thread; writable only under `lock.hold_lock(path, campaign)`: opening recovers the
+    campaign's rows in flight, which only a dead run of it can have left."""
 
     def __init__(
         self, conn: sqlite3.Connection, path: Path, campaign: str, *, readonly: bool, recovered: int
@@ -105,8 +127,8 @@ class Journal(contextlib.AbstractContextManager["Journal"]):
     def open(
         cls, path: Path, campaign: str, *, readonly: bool = False, busy_timeout: float = 5.0
     ) -> Journal:
-        """Open (or create) it; rows a dead run left `inflight` become `unknown` (`recovered`
-        counts this campaign's); `readonly` (--dry-run) changes nothing. Refused before any
+        """Open (or create) it; rows a dead run of `campaign` left `inflight` become `unknown`
+        (`recovered` counts them); `readonly` (--dry-run) changes nothing. Refused before any
         change: a 0-byte file, a schema version or a row state of `campaign` not known here."""
         conn = open_readonly(path, busy_timeout) if readonly else open_writable(path, busy_timeout)
         with closed_on_error(conn), translated(path):
@@ -116,9 +138,8 @@ class Journal(contextlib.AbstractContextManager["Journal"]):
             with transaction(conn):
                 migrate(conn, path)
                 _check_states(conn, path, campaign)
-                args = (RECOVERED_ERROR, _now())
-                recovered = conn.execute(f"{_RECOVER} AND campaign = ?", (*args, campaign)).rowcount
-                conn.execute(_RECOVER, args)  # the other campaigns' rows
+                args = (RECOVERED_ERROR, _now(), campaign)
+                recovered = conn.execute(_RECOVER, args).rowcount
         return cls(conn, path, campaign, readonly=False, recovered=recovered)
 
     def lookup(self, numbers: Sequence[str]) -> dict[str, Entry]:
@@ -179,6 +200,16 @@ class Journal(contextlib.AbstractContextManager["Journal"]):
         rows = self._query("SELECT state, count(*) FROM messages WHERE campaign = ? GROUP BY state")
         return dict.fromkeys(State, 0) | {State(s): n for s, n in rows}
 
+    # --- status (issue 15): what the journal knows of the campaign, read only -----------------
+
+    def summary(self) -> Summary:
+        """Where this campaign's rows stand, for `status`."""
+        last = self._query("SELECT max(updated_at) FROM messages WHERE campaign = ?")[0][0]
+        unknown = self._query(
+            "SELECT number FROM messages WHERE campaign = ? AND state = 'unknown' ORDER BY number"
+        )
+        return Summary(self.counts(), self.delivery_counts(), last, [n for (n,) in unknown])
+
     def close(self) -> None:
         """Close, a writable journal's WAL folded into the file first, so that a backup of the
         file alone has every row (SQLite folds it itself only when the last connection closes)."""
@@ -198,6 +229,23 @@ class Journal(contextlib.AbstractContextManager["Journal"]):
     def _check_writable(self) -> None:
         if self.readonly:
             raise RuntimeError(f"{self.path}: the journal was opened read-only; nothing is written")
+
+
+def read_summary(path: Path, campaign: str, *, busy_timeout: float = 5.0) -> Summary | None:
+    """`campaign`'s Summary, or None when there is no journal yet; creates and changes nothing
+    (not even the -wal and -shm a read-only open leaves). Refused as Journal.open refuses."""
+    if not path.exists():
+        return None
+    for _ in range(3):  # a run that folds its WAL into the file meanwhile: read it again
+        conn, still_holds = open_unchanged(path, busy_timeout)
+        with closed_on_error(conn), translated(path):
+            _check_states(conn, path, campaign)
+        with Journal(conn, path, campaign, readonly=True, recovered=0) as journal:
+            summary = journal.summary()
+        if still_holds():
+            return summary
+    with Journal.open(path, campaign, readonly=True, busy_timeout=busy_timeout) as journal:
+        return journal.summary()  # a file changing all the time has a -wal: nothing is created
 
 
 def _check_states(conn: sqlite3.Connection, path: Path, campaign: str) -> None:

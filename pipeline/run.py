@@ -82,7 +82,7 @@ def run(
             # Before the journal, so still in place while it folds its WAL at the end (up to
             # busy_timeout): a SIGTERM then would say "nothing was sent" after a whole run.
             stack.enter_context(_stop_on_signals(stop))
-            stack.enter_context(hold_lock(config.journal.path))  # exit 4 if held
+            stack.enter_context(hold_lock(config.journal.path, campaign.journal_key))  # else exit 4
         journal = stack.enter_context(
             Journal.open(config.journal.path, campaign.journal_key, readonly=options.dry_run)
         )
