@@ -131,10 +131,11 @@ def _refuse_empty(path: Path) -> None:
 
 def _create(path: Path) -> None:
     """Create the journal with its schema, fsynced in a temporary file then linked under its
-    name: a killed run leaves a stray `<name>.new-*`, never a 0-byte journal; a link, unlike a
-    rename, never replaces a journal another process made meanwhile."""
+    name: a killed run leaves a stray `<name>+new-*` (never a campaign's lock, which is
+    `<name>.<key>.lock`), never a 0-byte journal; a link, unlike a rename, never replaces a
+    journal another process made meanwhile."""
     try:
-        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.new-")
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}+new-")
         try:
             os.fchmod(fd, FILE_MODE)  # mkstemp's 0600 is still filtered by the umask
             os.close(fd)
