@@ -56,8 +56,12 @@ def open_campaign(config: Config, clock: Clock) -> Campaign:
         ),
         outside_window=settings.outside_window,
     )
-    key = f"sandbox:{config.campaign}" if config.provider.sandbox else config.campaign
-    return Campaign(report_path, source, preparer, suppression, timing, key)
+    return Campaign(report_path, source, preparer, suppression, timing, journal_key(config))
+
+
+def journal_key(config: Config) -> str:
+    """The campaign's key in the journal, for the commands that do not open the campaign."""
+    return f"sandbox:{config.campaign}" if config.provider.sandbox else config.campaign
 
 
 def _report_path(config: Config, clock: Clock) -> Path:
