@@ -54,10 +54,11 @@ def make_plan(
     the rows to send whose number other campaigns have already messaged enough."""
     rows = messages = 0
     pages: Counter[str] = Counter()
-    capped: dict[str, tuple[str, ...]] = {}
+    sent: dict[str, frozenset[str]] = {}
     if cap is not None:
         assert now is not None, "the frequency cap counts back from the run's clock"
-        capped = journal.sent_elsewhere(now - timedelta(days=cap.days), cap.messages)
+        sent = journal.sent_elsewhere(now - timedelta(days=cap.days))
+    anyone = frozenset[str]().union(*sent.values())  # a row is looked up once, not per campaign
     for contacts in source.batches:
         batch = [preparer.prepare(contact) for contact in contacts]
         bounds.CLOCK.rest()  # rendered: the render timer stops ticking while they wait
@@ -66,13 +67,13 @@ def make_plan(
             r.number for r in batch if r.status is None or (r.status is Status.INVALID and r.number)
         ]
         entries = journal.lookup(numbers) if numbers else {}
+        capped = _over_cap(cap, sent, anyone.intersection(numbers)) if cap is not None else {}
         for row in batch:
             entry = entries.get(row.number)
             if row.status is None:
                 _decide(row, entry, options)
-                if row.status is None and capped and (names := capped.get(row.number)):
-                    assert cap is not None
-                    row.settle(Outcome(Status.SUPPRESSED, _over_cap(cap, names)))
+                if row.status is None and row.number in capped:
+                    row.settle(Outcome(Status.SUPPRESSED, capped[row.number]))
             elif row.status is Status.INVALID and row.number:
                 _sent_before(row, entry)
             if row.status is None and (options.limit is None or messages < options.limit):
@@ -99,7 +100,27 @@ def _decide(row: Row, entry: Entry | None, options: RunOptions) -> None:
 _NAMED_CAMPAIGNS = 5  # in a capped row's error; the rest counted
 
 
-def _over_cap(cap: FrequencyCap, campaigns: tuple[str, ...]) -> str:
+def _over_cap(
+    cap: FrequencyCap, sent: Mapping[str, frozenset[str]], numbers: frozenset[str]
+) -> dict[str, str]:
+    """Those of `numbers` (each sent by some other campaign) that `cap.messages` or more other
+    campaigns sent -> the row's error."""
+    by: dict[str, list[str]] = {number: [] for number in numbers}
+    for campaign, theirs in sent.items():  # in C: only the batch's hits are walked in Python
+        for number in theirs.intersection(numbers):
+            by[number].append(campaign)
+    errors: dict[tuple[str, ...], str] = {}  # one sentence per set of campaigns, not per row
+    capped = {}
+    for number, found in by.items():
+        if len(found) >= cap.messages:
+            campaigns = tuple(found)
+            if (error := errors.get(campaigns)) is None:
+                error = errors[campaigns] = _cap_error(cap, campaigns)
+            capped[number] = error
+    return capped
+
+
+def _cap_error(cap: FrequencyCap, campaigns: tuple[str, ...]) -> str:
     shown = ", ".join(campaigns[:_NAMED_CAMPAIGNS])
     if len(campaigns) > _NAMED_CAMPAIGNS:
         shown += f" and {len(campaigns) - _NAMED_CAMPAIGNS} more"

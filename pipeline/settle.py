@@ -124,10 +124,7 @@ def read_numbers(path: Path) -> list[str]:
         else:
             what = f"{len(mobiles)} mobile numbers on one line ({', '.join(mobiles)})"
             fix = "put each number on its own line"
-        raise InputError(
-            f"{shown}:{line_number}: «{value.strip()[:60]}»: {what}. Fix: {fix}. "
-            "Nothing was settled."
-        )
+        raise InputError(f"{shown}:{line_number}: «{value.strip()[:60]}»: {what}. Fix: {fix}.")
     if not found:
         raise InputError(
             f"{shown}: no mobile number in the file. Fix: list the numbers to settle, one per "
