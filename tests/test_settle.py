@@ -1,12 +1,16 @@
 """`python -m pipeline settle CONFIG --as sent|unsent [--numbers FILE]`: the operator closes
 the campaign's `unknown` rows; the next run sends exactly those settled `unsent`.
 
-The `unknown` rows come from the socket fake's "drop after processing" fault; settle itself runs
-as a subprocess, as an operator runs it.
+The `unknown` rows come from the socket fake's "drop after processing" fault. Settle runs through
+the same `main()` in this process (`settle`), and once as a subprocess, as an operator runs it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +28,7 @@ from tests.conftest import Campaign, cli_env, journal_snapshot, live_provider, r
 NUMBERS = [f"0912000000{i}" for i in range(1, 8)]  # chunk_size 3: requests of 3, 3 and 1
 
 
-def settle(campaign: Campaign, *args: str) -> subprocess.CompletedProcess[str]:
+def settle_cli(campaign: Campaign, *args: str) -> subprocess.CompletedProcess[str]:
     """`python -m pipeline settle CONFIG ARGS` from the campaign's parent folder."""
     return subprocess.run(
         [sys.executable, "-m", "pipeline", "settle", str(campaign.config), *args],
@@ -35,6 +39,28 @@ def settle(campaign: Campaign, *args: str) -> subprocess.CompletedProcess[str]:
         timeout=60,
         check=False,
     )
+
+
+def settle(campaign: Campaign, *args: str) -> subprocess.CompletedProcess[str]:
+    """`settle_cli` in this process: the same `main()`, environment and cwd (as run_main)."""
+    from pipeline.cli import main
+
+    argv = ["settle", str(campaign.config), *args]
+    out, err = io.StringIO(), io.StringIO()
+    saved_env, saved_cwd = dict(os.environ), Path.cwd()
+    os.environ.update(cli_env())
+    os.chdir(campaign.folder.parent)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(argv)
+            except SystemExit as exc:  # argparse's exit 2
+                code = int(exc.code or 0)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+        os.chdir(saved_cwd)
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture
@@ -76,7 +102,7 @@ def test_settled_rows_are_never_resent_and_the_unsent_ones_go_out_on_the_next_ru
         "0935 000 0000\n",
         encoding="utf-8",
     )
-    done = settle(campaign, "--as", "sent", "--numbers", str(numbers))
+    done = settle_cli(campaign, "--as", "sent", "--numbers", str(numbers))
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.splitlines() == [
         "not unknown in campaign test-campaign, left as they are: 09120000007 (sent), "
@@ -190,10 +216,10 @@ def test_a_missing_numbers_file_or_journal_is_exit_2(campaign: Campaign, tmp_pat
 def test_settle_while_a_run_holds_the_lock_exits_4_and_changes_nothing(
     campaign: Campaign, unknown: list[str]
 ) -> None:
-    """A run in progress (its lock held): settle does nothing, exit 4."""
+    """A run in progress (its lock held by another process): settle does nothing, exit 4."""
     before = journal_files(campaign)
     with hold_lock(campaign.journal):
-        result = settle(campaign, "--as", "sent")
+        result = settle_cli(campaign, "--as", "sent")
     assert result.returncode == 4, result.stdout + result.stderr
     assert "another run of this campaign's journal is in progress" in result.stderr
     assert journal_files(campaign) == before
@@ -219,3 +245,18 @@ def test_read_numbers_reads_every_format_once_in_order(tmp_path: Path) -> None:
         read_numbers(path)
     with pytest.raises(InputError, match="is a folder"):
         read_numbers(tmp_path)
+
+
+def test_rows_a_dead_run_left_in_flight_are_recovered_then_settled(
+    campaign: Campaign, unknown: list[str]
+) -> None:
+    """A row left `inflight` by a killed run becomes `unknown` when settle opens the journal,
+    so it is settled with the others."""
+    with sqlite3.connect(campaign.journal) as conn:
+        conn.execute("UPDATE messages SET state = 'inflight' WHERE number = ?", (NUMBERS[6],))
+    conn.close()
+    result = settle(campaign, "--as", "unsent")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("settled 7 unknown row(s) of campaign test-campaign as unsent")
+    _, counts = journal_snapshot(campaign, NUMBERS)
+    assert counts[State.PENDING] == 7 and counts[State.INFLIGHT] == 0
