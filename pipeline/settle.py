@@ -55,7 +55,13 @@ def settle_command(
     if others:
         out(f"not unknown in campaign {name}, left as they are: {_listed_others(others)}")
     if not settled:
-        out(f"no unknown rows in campaign {name}: nothing to settle")
+        if wanted is None:
+            out(f"no unknown rows in campaign {name}: nothing to settle")
+        else:
+            out(
+                f"none of the {len(wanted)} number(s) in {numbers} is unknown in campaign "
+                f"{name}: nothing to settle"
+            )
         return 0
     out(f"settled {len(settled)} unknown row(s) of campaign {name} as {as_state}: {_few(settled)}")
     if as_state == "sent":

@@ -146,6 +146,12 @@ def test_settled_rows_are_never_resent_and_the_unsent_ones_go_out_on_the_next_ru
     again = settle(campaign, "--as", "sent")
     assert again.returncode == 0, again.stderr
     assert again.stdout == "no unknown rows in campaign test-campaign: nothing to settle\n"
+    listed = settle(campaign, "--as", "sent", "--numbers", str(numbers))
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines()[-1] == (
+        f"none of the 4 number(s) in {numbers} is unknown in campaign test-campaign: "
+        "nothing to settle"
+    )
 
 
 def test_settled_sent_rows_count_towards_another_campaign_s_frequency_cap(
