@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import re
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -30,6 +30,7 @@ from pipeline.models import Outcome, Status
 __all__ = [
     "RECOVERED_ERROR",
     "SCHEMA_VERSION",
+    "SETTLED_AS_SENT",
     "Entry",
     "Journal",
     "State",
@@ -108,6 +109,16 @@ _COLUMNS = ", ".join(field.name for field in fields(Entry))  # each a column of 
 _LOOKUP = f"SELECT {_COLUMNS} FROM messages WHERE number IN ({{values}}) AND campaign = ?"
 _AWAITING = f"""SELECT {_COLUMNS} FROM messages WHERE campaign = ? AND state = 'sent'
 AND delivery_final = 0 AND message_id <> '' ORDER BY number"""
+# The frequency cap and settle (issue 15). Live sends only: a sandbox key never counts. Grouped
+# by campaign, the primary key's order: by number, SQLite sorted a million rows (5 s, not 0.5).
+_SENT_ELSEWHERE = """SELECT campaign, group_concat(number, ' ') FROM messages
+WHERE state = 'sent' AND updated_at >= ? AND campaign <> ? AND substr(campaign, 1, 8) <> 'sandbox:'
+GROUP BY campaign ORDER BY campaign"""
+_UNKNOWN = "SELECT number, error FROM messages WHERE campaign = ? AND state = 'unknown'"
+_SETTLE = """UPDATE messages SET state = ?, error = ?, updated_at = coalesce(?, updated_at)
+WHERE campaign = ? AND number = ? AND state = 'unknown'"""
+# How a settled-as-sent entry's error starts: a later run shows it on the `already_sent` row.
+SETTLED_AS_SENT = "settled as sent by the operator"
 _STATE = {state.value: state for state in State}  # State(value) costs ~0.5 us a row
 _ANSWERED = frozenset({Status.SENT, Status.FAILED, Status.UNKNOWN, Status.PENDING})  # as States
 
@@ -209,6 +220,52 @@ class Journal(contextlib.AbstractContextManager["Journal"]):
             "SELECT number FROM messages WHERE campaign = ? AND state = 'unknown' ORDER BY number"
         )
         return Summary(self.counts(), self.delivery_counts(), last, [n for (n,) in unknown])
+
+    # --- issue 15: the frequency cap and settle (capsettle) ---
+
+    def sent_elsewhere(self, since: datetime) -> dict[str, frozenset[str]]:
+        """Each other campaign that sent live since `since` -> the numbers it sent to. A sandbox
+        key never counts, nor this campaign (live or sandbox). One scan of the journal: 0.6 s
+        CPU at a million rows, 1.0 s when all of them are in the window (cap_lookup.py)."""
+        since_at = since.astimezone(UTC).isoformat(timespec="milliseconds")  # as _now() writes
+        live = self.campaign.removeprefix("sandbox:")
+        with translated(self.path):
+            rows = self._conn.execute(_SENT_ELSEWHERE, (since_at, live)).fetchall()
+        # Sets, not one dict by number: built in C, and a batch meets them by set intersection
+        # (a dict of campaign tuples cost 1.0 s more CPU at 900,000 rows).
+        return {campaign: frozenset(joined.split()) for campaign, joined in rows}
+
+    def settle_unknown(
+        self,
+        state: State,
+        error: Callable[[str], str],
+        *,
+        numbers: Sequence[str] | None = None,
+        updated_at: datetime | None = None,
+    ) -> tuple[list[str], dict[str, Entry | None]]:
+        """This campaign's `unknown` rows (all, or those of `numbers`) into `state` (`sent` or
+        `pending`), each error `error(old error)`, in one transaction; `updated_at` None keeps
+        the time of the attempt. Returns the numbers settled, sorted, and each of `numbers` not
+        unknown here -> its entry (None: not in the journal)."""
+        self._check_writable()
+        if state not in (State.SENT, State.PENDING):
+            raise ValueError(f"an unknown row is settled as sent or pending, not {state}")
+        at = updated_at.astimezone(UTC).isoformat(timespec="milliseconds") if updated_at else None
+        others: dict[str, Entry | None] = {}
+        with translated(self.path), transaction(self._conn):
+            if numbers is None:
+                found = dict(self._conn.execute(_UNKNOWN, (self.campaign,)).fetchall())
+            else:
+                entries = self.lookup(numbers)
+                found = {n: e.error for n, e in entries.items() if e.state is State.UNKNOWN}
+                others = {n: entries.get(n) for n in dict.fromkeys(numbers) if n not in found}
+            settled = sorted(found)
+            rows = [(state.value, error(found[n]), at, self.campaign, n) for n in settled]
+            before = self._conn.total_changes
+            self._conn.executemany(_SETTLE, rows)
+            if self._conn.total_changes - before != len(rows):  # the lock should exclude this
+                raise RuntimeError(f"{self.path}: the unknown rows changed while being settled")
+        return settled, others
 
     def close(self) -> None:
         """Close, a writable journal's WAL folded into the file first, so that a backup of the

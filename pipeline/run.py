@@ -98,7 +98,10 @@ def run(
         # A dry run spools in the temporary folder: it creates nothing beside the journal.
         spool = Spool(None if options.dry_run else config.journal.path.parent)
         stack.callback(spool.close)
-        plan = make_plan(campaign.source, campaign.preparer, journal, options, spool)
+        cap = config.suppression.frequency_cap
+        plan = make_plan(
+            campaign.source, campaign.preparer, journal, options, spool, cap=cap, now=clock()
+        )
         verdict = verdict or check(config, options, timing, plan, sender)
         if verdict.send and timing.reason:
             log(timing.reason)
