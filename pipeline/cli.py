@@ -183,7 +183,7 @@ def _failure(exc: BaseException, err: Output, *, interrupted: str = "interrupted
     if isinstance(exc, PipelineError):
         err.line(f"error: {exc}")
         if exc.exit_code == 2:
-            err.line("Nothing was sent.")
+            err.line(exc.unchanged)
         return exc.exit_code
     if isinstance(exc, KeyboardInterrupt):
         err.line(f"{interrupted}nothing was sent; rerun the same command.")
