@@ -7,7 +7,7 @@
     ├── JournalError              exit 2  the journal file cannot be opened, read or written
     ├── SpoolError                exit 2  no room for the plan's spool (beside the journal)
     ├── DiskTrouble               exit 2  a file or folder the run writes failed before sending
-    ├── ScaffoldError             exit 2  `init DIR` would overwrite, or cannot write (nothing changed)
+    ├── ScaffoldError             exit 2  `init DIR` would overwrite, or cannot write: undone
     ├── ProviderFatal             exit 3  the provider said stop (token, user, line, credit, ...)
     │   ├── Refused               exit 3  the preflight said no (credit, max_cost, stale send_at)
     │   └── AmbiguousStorm        exit 5  answers in a row whose outcome is unknown: stopped

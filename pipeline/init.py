@@ -94,13 +94,15 @@ def make_campaign_folder(folder: Path, campaign: str) -> None:
     could stop it is checked first; a write that fails anyway is undone: all or nothing."""
     _check(folder)
     made: list[Path] = []  # what this call created, undone in reverse if a later write fails
+    target = folder
     try:
         for missing in reversed([p for p in [folder, *folder.parents] if not p.exists()]):
+            target = missing
             private_folder(missing)  # it will hold reports (customers' numbers) too
             made.append(missing)
         for part in PARTS:
             target = folder / part.name
-            if not target.parent.exists():
+            if not target.parent.exists():  # `_check` saw no file in its place
                 if part.private:
                     private_folder(target.parent)
                 else:
@@ -111,7 +113,7 @@ def make_campaign_folder(folder: Path, campaign: str) -> None:
             made.append(target)
     except OSError as exc:
         left = _undo(made)
-        where = exc.filename or folder
+        where = exc.filename or target  # a failed write() names no file
         error = ScaffoldError(
             f"{where}: cannot be written ({exc.strerror or exc}). "
             "Fix: choose a folder this user may write to, with room on its disk."
@@ -157,6 +159,9 @@ def _write_new(path: Path, data: bytes, *, private: bool) -> None:
             os.fchmod(fd, FILE_MODE)  # os.open's mode is filtered by the umask
         with os.fdopen(fd, "wb", closefd=False) as handle:
             handle.write(data)
+    except BaseException:
+        os.unlink(path)  # ours (O_EXCL): a half-written file is not left behind
+        raise
     finally:
         os.close(fd)
 
