@@ -42,7 +42,9 @@ def workbook(path: Path, *, guide: bool = True, header: tuple[str, ...] = ()) ->
     return path
 
 
-def read(path: Path, phone_column: str = "mobile", **kwargs: Any) -> list[tuple[int, dict[str, str]]]:
+def read(
+    path: Path, phone_column: str = "mobile", **kwargs: Any
+) -> list[tuple[int, dict[str, str]]]:
     source = open_contacts(path, phone_column, **kwargs)
     return [(c.row, c.values) for batch in source.batches for c in batch]
 
