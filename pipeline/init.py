@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
@@ -11,10 +10,9 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-import yaml
-
 from pipeline.errors import ScaffoldError
 from pipeline.private import FILE_MODE, private_folder
+from pipeline.sources.common import yaml_scalar
 
 Log = Callable[[str], None]
 
@@ -78,11 +76,7 @@ def scaffold_config(campaign: str) -> str:
     """The scaffold's config.yaml (the shipped one's twin, tests/test_init.py compares them)
     with the campaign's name; quoted where YAML would read it as something else (`1405`, `no`)."""
     text = scaffold_text(_CONFIG).decode("utf-8")
-    try:
-        plain = yaml.safe_load(f"campaign: {campaign}") == {"campaign": campaign}
-    except yaml.YAMLError:
-        plain = False
-    value = campaign if plain else json.dumps(campaign, ensure_ascii=False)  # JSON is YAML
+    value = yaml_scalar(campaign)
     text, count = _CAMPAIGN_LINE.subn(lambda _: f"campaign: {value}", text)
     if count != 1:
         raise AssertionError(f"the scaffold's config.yaml has {count} campaign lines, not 1")
