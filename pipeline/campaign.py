@@ -123,7 +123,11 @@ def _open_source(config: Config) -> ContactSource:
         assert contacts.query is not None and contacts.url is not None
         return open_sql(contacts.url, contacts.query, contacts.phone_column)
     return open_contacts(
-        contacts.path, contacts.phone_column, shown_path=_shown(config, contacts.path)
+        contacts.path,
+        contacts.phone_column,
+        shown_path=_shown(config, contacts.path),
+        sheet=contacts.sheet,
+        header_row=contacts.header_row,
     )
 
 

@@ -190,14 +190,15 @@ def _failure(
     err: Output,
     *,
     interrupted: str = STOPPED_EARLY,
-    unchanged: str = "Nothing was sent.",
+    unchanged: str | None = None,  # after an exit-2 error; None: the error's own line
 ) -> int:
     """Print a failure once and give its exit code (a bug: 1, with the traceback); anything
     else (SystemExit from argparse) goes on. Called in the `except` block: the traceback is live."""
     if isinstance(exc, PipelineError):
         err.line(f"error: {exc}")
         if exc.exit_code == 2:
-            err.line(unchanged)
+            own = exc.unchanged != PipelineError.unchanged  # the error says it (init's undo)
+            err.line(exc.unchanged if own or unchanged is None else unchanged)
         return exc.exit_code
     if isinstance(exc, KeyboardInterrupt):
         err.line(interrupted)

@@ -30,6 +30,19 @@ class ContactsConfig(_Section):
     url: str | None = Field(default=None, repr=False)  # may hold a password: never shown
     phone_column: str = Field(default="mobile", min_length=1)
     normalise_text: bool = True  # Arabic ي/ك in contact data become Persian ی/ک before rendering
+    # .xlsx only: the sheet (its name, or its number from 1; default: the first) and the row
+    # holding the column names (rows above it, a title or a note, are skipped).
+    sheet: str | int | None = None
+    header_row: int = Field(default=1, ge=1, le=1_048_576)  # Excel's last row
+
+    @field_validator("sheet", mode="before")
+    @classmethod
+    def _sheet(cls, value: object) -> object:
+        if isinstance(value, bool) or (isinstance(value, int) and value < 1):
+            raise ValueError("give a sheet's name, or its number counting from 1")
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("give a sheet's name, or its number counting from 1 (or leave it out)")
+        return value
 
     @model_validator(mode="after")
     def _one_source(self) -> ContactsConfig:
@@ -41,6 +54,20 @@ class ContactsConfig(_Section):
             raise ValueError(
                 "give contacts.path (a file), or contacts.query with contacts.url (a database)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _excel_only(self) -> ContactsConfig:  # after _one_source: path or query is set
+        suffix = self.path.suffix.lower() if self.path is not None else ""
+        what = (
+            f"contacts.path is a {suffix or 'suffix-less'} file" if self.path else "contacts.query"
+        )
+        for key, given in (
+            ("sheet", self.sheet is not None),
+            ("header_row", "header_row" in self.model_fields_set),
+        ):
+            if given and suffix != ".xlsx":
+                raise ValueError(f"contacts.{key} applies to .xlsx files only ({what}); remove it")
         return self
 
 
