@@ -19,6 +19,9 @@ from pipeline.amoot import SANDBOX_TOKEN
 from pipeline.config_yaml import read_yaml, where
 from pipeline.errors import ConfigError
 
+CAMPAIGN_NAME = re.compile(r"[\w.\-]+")  # one path segment: it goes into file names
+CAMPAIGN_MAX = 100
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -198,7 +201,7 @@ class JournalConfig(_Section):
 
 
 class Config(_Section):
-    campaign: str = Field(min_length=1, max_length=100)
+    campaign: str = Field(min_length=1, max_length=CAMPAIGN_MAX)
     contacts: ContactsConfig
     template: TemplateConfig
     provider: ProviderConfig = ProviderConfig(sandbox=True)
@@ -218,7 +221,7 @@ class Config(_Section):
     @field_validator("campaign")
     @classmethod
     def _campaign_name(cls, value: str) -> str:  # one path segment: it goes into file names
-        if not re.fullmatch(r"[\w.\-]+", value):
+        if not CAMPAIGN_NAME.fullmatch(value):
             raise ValueError("use letters, digits, '-', '_' or '.' only (no spaces or slashes)")
         return value
 

@@ -10,15 +10,13 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from pipeline.config import CAMPAIGN_MAX, CAMPAIGN_NAME
 from pipeline.errors import ScaffoldError
 from pipeline.private import FILE_MODE, private_folder
 from pipeline.sources.common import yaml_scalar
 
 Log = Callable[[str], None]
 
-# Config._campaign_name's rule (the name goes into file names), and its longest name.
-_CAMPAIGN = re.compile(r"[\w.\-]+")
-_CAMPAIGN_MAX = 100
 _UNSAFE = re.compile(r"[^\w.\-]+")
 _CAMPAIGN_LINE = re.compile(r"^campaign: .*$", re.MULTILINE)
 
@@ -62,9 +60,9 @@ def init_command(folder: Path, *, out: Log) -> int:
 def campaign_name(folder: Path) -> str:
     """The folder's own name when it is a valid campaign name, else a safe form of it."""
     name = Path(os.path.abspath(folder)).name  # `.` and `..` name real folders
-    if _CAMPAIGN.fullmatch(name) and len(name) <= _CAMPAIGN_MAX:
+    if CAMPAIGN_NAME.fullmatch(name) and len(name) <= CAMPAIGN_MAX:
         return name
-    safe = _UNSAFE.sub("-", name)[:_CAMPAIGN_MAX].strip("-.")
+    safe = _UNSAFE.sub("-", name)[:CAMPAIGN_MAX].strip("-.")
     return safe or "campaign"
 
 
