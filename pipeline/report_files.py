@@ -68,7 +68,9 @@ def latest_file(report: Path, campaign: str, suffix: str) -> Path:
     return report.with_name(f"{campaign}-latest{suffix}")
 
 
-def publish_latest(source: Path, latest: Path) -> None:
+def publish_latest(
+    source: Path, latest: Path, *, link: Callable[[Path, Path], None] = os.link
+) -> None:
     """Make `latest` the same content as `source`, in one rename: a reader sees the old whole
     file or the new whole file, never a half-written one. A hard link costs no space; where the
     filesystem has none (FAT, some network shares), a copy."""
@@ -78,7 +80,7 @@ def publish_latest(source: Path, latest: Path) -> None:
     temp.unlink(missing_ok=True)
     try:
         try:
-            os.link(source, temp)
+            link(source, temp)
         except OSError as exc:
             if exc.errno not in _NO_LINK:
                 raise
