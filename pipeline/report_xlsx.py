@@ -106,18 +106,19 @@ class XlsxReport:
         sheet.append(header)
 
     def _cell(self, i: int, value: object) -> object:
+        """A plain value where it can be (a styled cell costs several times as much): a str is
+        a text cell already, so 0912... keeps its zero without a format of its own."""
         if i == self._status_at:
             cell = WriteOnlyCell(self._sheet, value=value)
             if (fill := self._fills.get(str(value))) is not None:
                 cell.fill = fill
             return cell
         if i in self._text_at:
-            cell = WriteOnlyCell(self._sheet, value=str(value))
-            cell.number_format = "@"
-            return self._as_text(cell)
+            value = str(value)
         if isinstance(value, str):
-            # openpyxl makes "=..." a formula: text here, so a contact's cell never runs.
-            return self._as_text(WriteOnlyCell(self._sheet, value=value)) if value else None
+            if value[:1] == "=":  # openpyxl would make it a formula: text, so it never runs
+                return self._as_text(WriteOnlyCell(self._sheet, value=value))
+            return value or None
         return value
 
     @staticmethod
