@@ -28,22 +28,38 @@ def finish_files(
     *,
     pattern: str,
     keep: int,
+    kept: tuple[Path, ...],
     warn: Callable[[str], None],
     detail: Callable[[str], None] | None,
 ) -> Path | None:
     """After the report is in place: the page and the workbook beside it, the `-latest` names,
     then the old reports pruned. These are conveniences around the report (the contract's file):
-    a failure here is a warning, the run's outcome stands. Returns the page, if written."""
+    a failure here is a warning, the run's outcome stands. No file in `kept` (what the run reads
+    or keeps: contacts, template, journal, ...) is written or deleted. Returns the page."""
+
+    def safe(file: Path, what: str) -> bool:
+        if not any(_same_file(file, other) for other in kept):
+            return True
+        warn(
+            f"warning: {what} would overwrite {file}, a file this run reads or keeps; it was "
+            "not written. Fix: give report.path a folder of its own, such as "
+            "reports/{campaign}-{started}.csv"
+        )
+        return False
+
     written = [(report.path, report.path.suffix)]
     page: Path | None = page_path(report.path)
     assert page is not None
     try:
-        write_page(page, report.facts, run)
-        written.append((page, ".html"))
+        if safe(page, "the summary page"):
+            write_page(page, report.facts, run)
+            written.append((page, ".html"))
+        else:
+            page = None
     except OSError as exc:
         page = None
         warn(f"warning: the summary page could not be written: {described(exc)}")
-    if report.xlsx is not None:
+    if report.xlsx is not None and safe(report.xlsx.path, "the .xlsx report"):
         try:
             report.xlsx.finish(report.facts, run)
             written.append((report.xlsx.path, ".xlsx"))
@@ -53,14 +69,26 @@ def finish_files(
         warn(f"warning: the .xlsx report could not be written: {described(report.xlsx_error)}")
     try:
         for file, suffix in written:
-            publish_latest(file, latest_file(report.path, run.campaign, suffix))
+            latest = latest_file(report.path, run.campaign, suffix)
+            if safe(latest, f"the newest report's name {latest.name}"):
+                publish_latest(file, latest)
         for old in old_reports(pattern, run.campaign, report.path, keep):
+            if any(_same_file(old, other) for other in kept):
+                continue  # a file the run reads is never tidied away, whatever its name
             old.unlink(missing_ok=True)
             if detail is not None:
                 detail(f"deleted an old report (report.keep: {keep}): {old}")
     except OSError as exc:
         warn(f"warning: the report folder could not be tidied: {described(exc)}")
     return page
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """The same file through symlinks and hard links; or the same place, if one is missing."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return a.resolve() == b.resolve()
 
 
 def latest_file(report: Path, campaign: str, suffix: str) -> Path:

@@ -18,8 +18,9 @@ from pipeline.private import open_private
 from pipeline.summary_page import LABELS, Facts, RunFacts
 
 # Cells a spreadsheet would read as numbers and lose a leading zero or digits of (0912...,
-# long IDs): written as text, and formatted as text for whoever types into them.
+# long IDs): written as text cells (a str, never converted), whatever they look like.
 TEXT_COLUMNS = frozenset({"phone", "number", "message_id", "campaign_id"})
+_NOT_TEXT = frozenset("=#")
 SIZED_FROM = 50  # the widths come from the header and this many first rows
 MAX_WIDTH = 60  # a long message wraps in the cell's view, not across the screen
 
@@ -88,9 +89,6 @@ class XlsxReport:
             self.partial.unlink(missing_ok=True)
             raise
 
-    def discard(self) -> None:
-        self.partial.unlink(missing_ok=True)
-
     def _start(self, first: Sequence[Sequence[object]]) -> None:
         """Widths from the header and the first rows (set before the first row: write-only)."""
         sheet = self._sheet
@@ -116,7 +114,7 @@ class XlsxReport:
         if i in self._text_at:
             value = str(value)
         if isinstance(value, str):
-            if value[:1] == "=":  # openpyxl would make it a formula: text, so it never runs
+            if value[:1] in _NOT_TEXT:  # openpyxl would make "=..." a formula, "#N/A" an error
                 return self._as_text(WriteOnlyCell(self._sheet, value=value))
             return value or None
         return value

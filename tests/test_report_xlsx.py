@@ -7,7 +7,7 @@ import csv
 import stat
 from collections import Counter
 
-from openpyxl import load_workbook
+from openpyxl import Workbook, load_workbook
 
 from tests.conftest import Campaign, run_main
 
@@ -46,7 +46,6 @@ def test_the_workbook_reads_right_to_left_with_zeros_kept_and_a_summary(
     for line, expected in zip(sheet.iter_rows(min_row=2), csv_rows, strict=True):
         phone, number = line[col["phone"]], line[col["number"]]
         assert phone.value == expected["phone"] and phone.data_type == "s"
-        assert phone.number_format == "@"
         assert (number.value or "") == expected["number"]
         if expected["number"]:
             assert number.value.startswith("09") and number.data_type == "s"
@@ -85,3 +84,26 @@ def test_without_the_key_there_is_no_workbook(campaign: Campaign) -> None:
     assert run_main(campaign.config).returncode == 0
     assert not campaign.report.with_suffix(".xlsx").exists()
     assert not (campaign.report.parent / "test-campaign-latest.xlsx").exists()
+
+
+def test_the_workbook_never_overwrites_the_contacts_it_was_read_from(campaign: Campaign) -> None:
+    """report.path beside an .xlsx contacts file of the same stem: a warning, the contacts kept."""
+    book = Workbook()
+    sheet = book.active
+    sheet.append(["mobile", "first_name", "code"])
+    sheet.append(["09121234567", "Sara", "A1"])
+    contacts = campaign.folder / "customers.xlsx"
+    book.save(contacts)
+    before = contacts.read_bytes()
+    campaign.write_config("sandbox: true")
+    text = campaign.config.read_text("utf-8").replace("contacts.csv", "customers.xlsx")
+    text = text.replace("reports/report.csv\n", "customers.csv\n  xlsx: true\n")
+    campaign.config.write_text(text, "utf-8")
+    result = run_main(campaign.config)
+    assert result.returncode == 0, result.stderr
+    assert contacts.read_bytes() == before
+    assert f"warning: the .xlsx report would overwrite {contacts}, a file this run reads" in (
+        result.stderr
+    )
+    assert (campaign.folder / "customers.csv").exists()
+    assert (campaign.folder / "customers.html").exists()
