@@ -8,12 +8,14 @@ import re
 from collections import Counter, deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO, cast
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from pipeline.models import Row, Status
 from pipeline.private import open_private, private_folder
-from pipeline.report_xlsx import XlsxReport, xlsx_file
 from pipeline.summary_page import Facts
+
+if TYPE_CHECKING:
+    from pipeline.report_xlsx import XlsxReport
 
 COLUMNS = (
     "row", "phone", "number", "status", "error", "message_id", "campaign_id", "pages", "attempts",
@@ -62,7 +64,11 @@ class ReportWriter:
         self._waiting: deque[Row] = deque()
         self.facts = Facts()
         self.counts: Counter[Status] = self.facts.counts
-        self.xlsx: XlsxReport | None = XlsxReport(xlsx_file(path), COLUMNS) if xlsx else None
+        self.xlsx: XlsxReport | None = None
+        if xlsx:  # openpyxl costs a run that does not write a workbook 0.2 s to import
+            from pipeline.report_xlsx import XlsxReport  # noqa: PLC0415
+
+            self.xlsx = XlsxReport(xlsx_file(path), COLUMNS)
         self.xlsx_error: OSError | None = None  # the workbook only is lost, not the run
         self.pages_sent = 0
         self.pages_total = 0  # of rows sent or a dry run would send (not invalid, already_sent)
@@ -164,6 +170,13 @@ class ReportWriter:
             ])  # fmt: skip
         except OSError as exc:  # its temporary file: a full /tmp, say
             self.xlsx, self.xlsx_error = None, exc
+
+
+def xlsx_file(report: Path) -> Path:
+    """`<report stem>.xlsx` beside the report (report.xlsx: true)."""
+    if report.suffix.lower() == ".xlsx":
+        return report.with_name(f"{report.name}.xlsx")
+    return report.with_suffix(".xlsx")
 
 
 def attention_file(report: Path) -> Path:

@@ -14,8 +14,7 @@ from pathlib import Path
 
 from pipeline.failures import described
 from pipeline.private import open_private
-from pipeline.report import ReportWriter, attention_file
-from pipeline.report_xlsx import xlsx_file
+from pipeline.report import ReportWriter, attention_file, xlsx_file
 from pipeline.summary_page import RunFacts, page_path, write_page
 
 _NO_LINK = frozenset({errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS})

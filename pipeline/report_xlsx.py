@@ -37,13 +37,6 @@ FILLS = {  # status -> light background (the page's bar colours, paler for text 
 }
 
 
-def xlsx_file(report: Path) -> Path:
-    """`<report stem>.xlsx` beside the report."""
-    if report.suffix.lower() == ".xlsx":
-        return report.with_name(f"{report.name}.xlsx")
-    return report.with_suffix(".xlsx")
-
-
 class XlsxReport:
     """Rows in as the CSV gets them; `finish` adds the summary sheet and puts the file in
     place through `<name>.<pid>.partial`. The rows wait in openpyxl's temporary file."""

@@ -52,35 +52,56 @@ DELIVERIES = (  # (label, colour, the delivery classes it gathers)
 _DELIVERY_OF = {name: label for label, _colour, names in DELIVERIES for name in names}
 
 
+_TALLIED = frozenset({Status.SENT, Status.ALREADY_SENT, Status.DRY_RUN})
+_SAMPLED = frozenset({Status.SENT, Status.DRY_RUN})
+_REASONED = frozenset({Status.FAILED, Status.INVALID})
+
+
 class Facts:
     """What the page shows, fed every row as the report writes it: counts and a bounded
-    counter, never the rows (a million-row report stays a few kilobytes here)."""
+    counter, never the rows (a million-row report stays a few kilobytes here). Per row, one
+    dict update or two: the pages and deliveries are worked out from the tally when asked."""
 
     def __init__(self) -> None:
         self.counts: Counter[Status] = Counter()
-        self.deliveries: Counter[str] = Counter()  # of sent rows, by DELIVERIES label
-        self.page_sizes: Counter[int] = Counter()  # messages sent (dry run: to send) by pages
-        self.reasons: dict[Status, Counter[str]] = {
-            Status.FAILED: Counter(),
-            Status.INVALID: Counter(),
-        }
+        self._tally: dict[tuple[Status, int, str], int] = {}  # (status, pages, delivery)
+        self.reasons: dict[Status, Counter[str]] = {s: Counter() for s in _REASONED}
         self.samples: list[tuple[str, str]] = []  # (masked number, text)
+        self._sampling = True
 
     def add(self, row: Row, status: Status) -> None:
         self.counts[status] += 1
-        if status is Status.SENT or status is Status.DRY_RUN:
-            self.page_sizes[row.pages] += 1
-            if len(self.samples) < SAMPLES:
+        if status in _TALLIED:
+            key, tally = (status, row.pages, row.delivery), self._tally
+            tally[key] = tally.get(key, 0) + 1
+            if self._sampling and status in _SAMPLED:
                 self.samples.append((mask(row.number), row.text))
-        if status is Status.SENT or status is Status.ALREADY_SENT:
-            self.deliveries[_DELIVERY_OF.get(row.delivery, DELIVERIES[2][0])] += 1
-        elif status is Status.FAILED or status is Status.INVALID:
+                self._sampling = len(self.samples) < SAMPLES
+        elif status in _REASONED:
             reasons = self.reasons[status]
             reason = (row.error or "بی‌دلیل")[:REASON_CHARS]
             if reason in reasons or len(reasons) < MAX_REASONS:
                 reasons[reason] += 1
             else:
                 reasons[OTHER] += 1
+
+    @property
+    def page_sizes(self) -> Counter[int]:
+        """Messages sent (a dry run: to send) by their page count."""
+        sizes: Counter[int] = Counter()
+        for (status, pages, _delivery), n in self._tally.items():
+            if status in _SAMPLED:
+                sizes[pages] += n
+        return sizes
+
+    @property
+    def deliveries(self) -> Counter[str]:
+        """Sent rows (this run's and earlier ones) by DELIVERIES label."""
+        found: Counter[str] = Counter()
+        for (status, _pages, delivery), n in self._tally.items():
+            if status is not Status.DRY_RUN:
+                found[_DELIVERY_OF.get(delivery, DELIVERIES[2][0])] += n
+        return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +171,8 @@ def render_page(facts: Facts, run: RunFacts) -> str:
     ]  # fmt: skip
     statuses = [(LABELS[s], s.value, facts.counts[s], COLOURS[s]) for s in Status]
     parts.append(_section("وضعیت ردیف‌ها", "", [bar for bar in statuses if bar[2]]))
-    delivered = [(label, "", facts.deliveries[label], colour) for label, colour, _ in DELIVERIES]
+    found = facts.deliveries
+    delivered = [(label, "", found[label], colour) for label, colour, _ in DELIVERIES]
     if any(n for _l, _c, n, _col in delivered):
         parts.append(_section("تحویل پیامک‌های ارسال‌شده", "", delivered))
     sizes = sorted(facts.page_sizes.items())
