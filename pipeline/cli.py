@@ -248,6 +248,8 @@ def summary(campaign: str, result: RunResult, *, quiet: bool = False) -> str:
                 f"  {report.still_open:,} not final yet: run --deliveries again later (cron can)."
             )
     lines.append(f"report: {result.report_path}")
+    if result.summary_page is not None:
+        lines.append(f"summary page: {result.summary_page}")
     if result.attention_path is not None:
         lines.append(f"needs attention: {result.attention_path}")
     lines.append(f"elapsed: {result.elapsed:.1f}s")

@@ -176,6 +176,8 @@ class ProviderConfig(_Section):
 
 class ReportConfig(_Section):
     path: str = "reports/{campaign}-{started}.csv"
+    xlsx: bool = False  # also <report>.xlsx: right to left, numbers as text, a summary sheet
+    keep: int = Field(default=10, ge=1)  # timestamped reports of the campaign kept
 
     @field_validator("path")
     @classmethod

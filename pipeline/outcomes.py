@@ -6,22 +6,26 @@ import contextlib
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from pathlib import Path
 from typing import Protocol
 
 from pipeline import schedule
 from pipeline.campaign import Campaign
-from pipeline.clock import Clock
+from pipeline.clock import Clock, tehran
 from pipeline.config import Config
 from pipeline.dispatch import Dispatcher
 from pipeline.errors import DiskTrouble, InternalFailure, Interrupted, PipelineError, ProviderFatal
 from pipeline.failures import described, report_failed, report_trouble, stopped_mid_run
 from pipeline.journal import Journal
+from pipeline.lock import lock_path
 from pipeline.models import Message, Outcome, Row, RunOptions, Status
 from pipeline.plan import Plan, Verdict
 from pipeline.report import ReportWriter
+from pipeline.report_files import finish_files
 from pipeline.send import ChunkResult, Sender
+from pipeline.summary_page import RunFacts
 from pipeline.suppression import Suppression
 
 PREVIEW_ROWS = 5
@@ -48,6 +52,8 @@ class Settled:
     blacklisted_unlisted: int  # rejected numbers with no suppression list to keep them in
     preview: tuple[Row, ...]
     hold: str  # why the rows to send were held back (the window may close mid-run)
+    priced: bool = False  # the account's prices were known: `cost` is real
+    page: Path | None = None  # the HTML summary beside the report, once written
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +74,12 @@ class Pass:
 def settle_plan(campaign: Campaign, plan: Plan, verdict: Verdict, run: Pass) -> Settled:
     """Every planned row into the report, in order; an error once sending began: StoppedMidRun."""
     try:
-        report = ReportWriter(campaign.report_path, columns=campaign.source.columns, attention=True)
+        report = ReportWriter(
+            campaign.report_path,
+            columns=campaign.source.columns,
+            attention=True,
+            xlsx=run.config.report.xlsx,
+        )
     except OSError as exc:
         raise report_trouble(exc) from exc
     with report:
@@ -93,7 +104,39 @@ def settle_plan(campaign: Campaign, plan: Plan, verdict: Verdict, run: Pass) -> 
         report.close()  # a write that failed, on the way or now, ends the run here
         if report.error is not None:
             raise report_failed(report.error, posted=rows.posted, stopped=bool(rows.unsent_by_stop))
-    return rows.settled()
+    settled = rows.settled()
+    return replace(settled, page=_finish_files(settled, run))
+
+
+def _finish_files(settled: Settled, run: Pass) -> Path | None:
+    """The summary page, the workbook, the `-latest` names and report.keep, once it is whole."""
+    config = run.config
+    mode = "dry run" if run.options.dry_run else "sandbox" if config.provider.sandbox else "live"
+    facts = RunFacts(
+        campaign=config.campaign,
+        mode=mode,
+        finished=tehran(run.clock()),
+        report=settled.report.path.name,
+        cost_rials=settled.cost if settled.priced else None,
+        stopped=str(settled.stopped) if settled.stopped is not None else "",
+        held=settled.hold,
+    )
+    read = (config.contacts.path, config.template.path, config.suppression.path)
+    journal = config.journal.path
+    kept = (
+        config.source, journal, lock_path(journal),
+        *(journal.with_name(journal.name + end) for end in ("-wal", "-shm", "-journal")),
+        *(path for path in read if path is not None),
+    )  # fmt: skip
+    return finish_files(
+        settled.report,
+        facts,
+        pattern=config.report.path,
+        keep=config.report.keep,
+        kept=kept,
+        warn=run.log,
+        detail=run.detail,
+    )
 
 
 class _Rows:
@@ -135,7 +178,7 @@ class _Rows:
     def settled(self) -> Settled:
         return Settled(
             self.report, self.stopped, self.cost, self.page_mismatches, self.suppressed_added,
-            self.blacklisted_unlisted, tuple(self.preview), self.hold,
+            self.blacklisted_unlisted, tuple(self.preview), self.hold, self.account is not None,
         )  # fmt: skip
 
     def take(self, rows: Sequence[Row]) -> None:

@@ -8,10 +8,14 @@ import re
 from collections import Counter, deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO, cast
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from pipeline.models import Row, Status
 from pipeline.private import open_private, private_folder
+from pipeline.summary_page import Facts
+
+if TYPE_CHECKING:
+    from pipeline.report_xlsx import XlsxReport
 
 COLUMNS = (
     "row", "phone", "number", "status", "error", "message_id", "campaign_id", "pages", "attempts",
@@ -39,10 +43,16 @@ def safe_cell(value: str) -> str:
 class ReportWriter:
     """Writes rows in input order once every earlier row is settled, to `<name>.<pid>.partial`,
     renamed when complete: a report that exists is whole. A failed write raises nothing: it is
-    kept in `error` (the run stops), the tallies go on and nothing more is written."""
+    kept in `error` (the run stops), the tallies go on and nothing more is written. The page's
+    facts gather as rows are written; the .xlsx (`xlsx`) gets the rows too, finished later."""
 
     def __init__(
-        self, path: Path, *, columns: tuple[str, ...] = (), attention: bool = False
+        self,
+        path: Path,
+        *,
+        columns: tuple[str, ...] = (),
+        attention: bool = False,
+        xlsx: bool = False,
     ) -> None:
         self.path = path
         private_folder(path.parent)
@@ -52,7 +62,14 @@ class ReportWriter:
             _Attention(attention_file(path), columns) if attention else None
         )
         self._waiting: deque[Row] = deque()
-        self.counts: Counter[Status] = Counter()
+        self.facts = Facts()
+        self.counts: Counter[Status] = self.facts.counts
+        self.xlsx: XlsxReport | None = None
+        if xlsx:  # openpyxl costs a run that does not write a workbook 0.2 s to import
+            from pipeline.report_xlsx import XlsxReport  # noqa: PLC0415
+
+            self.xlsx = XlsxReport(xlsx_file(path), COLUMNS)
+        self.xlsx_error: OSError | None = None  # the workbook only is lost, not the run
         self.pages_sent = 0
         self.pages_total = 0  # of rows sent or a dry run would send (not invalid, already_sent)
         self.error: OSError | None = None  # the first failed write, naming its file
@@ -119,10 +136,10 @@ class ReportWriter:
                 self.error = OSError(exc.errno, exc.strerror, str(where))
 
     def _write(self, rows: list[Row]) -> None:
-        lines, attention = [], []
+        lines, attention, add = [], [], self.facts.add
         for row in rows:
             status = row.status or Status.PENDING
-            self.counts[status] += 1
+            add(row, status)
             if status is Status.SENT:
                 self.pages_sent += row.pages
             if status is Status.SENT or status is Status.DRY_RUN:
@@ -138,6 +155,28 @@ class ReportWriter:
             self._attempt(self.partial_path, self._csv.writerows, lines)
         if attention and self._attention is not None and self.error is None:
             self._attempt(self._attention.partial, self._attention.write, attention)
+        if self.xlsx is not None and self.error is None:
+            self._to_xlsx(rows)
+
+    def _to_xlsx(self, rows: list[Row]) -> None:
+        """The rows as they are, not CSV-guarded: the workbook keeps text as text itself."""
+        assert self.xlsx is not None
+        try:
+            self.xlsx.write([
+                (row.row, row.phone, row.number, _VALUE[row.status or Status.PENDING], row.error,
+                 row.message_id, row.campaign_id, row.pages or "", row.attempts, row.text,
+                 row.delivery, row.delivery_code)
+                for row in rows
+            ])  # fmt: skip
+        except OSError as exc:  # its temporary file: a full /tmp, say
+            self.xlsx, self.xlsx_error = None, exc
+
+
+def xlsx_file(report: Path) -> Path:
+    """`<report stem>.xlsx` beside the report (report.xlsx: true)."""
+    if report.suffix.lower() == ".xlsx":
+        return report.with_name(f"{report.name}.xlsx")
+    return report.with_suffix(".xlsx")
 
 
 def attention_file(report: Path) -> Path:

@@ -53,6 +53,7 @@ class RunResult:
     blacklisted_unlisted: int = 0  # rejected numbers with no suppression.path to keep them in
     preview: list[Row] = field(default_factory=list)
     deliveries: DeliveryReport | None = None
+    summary_page: Path | None = None  # the HTML summary beside the report
 
     @property
     def exit_code(self) -> int:
@@ -128,6 +129,7 @@ def run(
         blacklisted_unlisted=settled.blacklisted_unlisted,
         preview=list(settled.preview),
         deliveries=deliveries,
+        summary_page=settled.page,
     )
 
 

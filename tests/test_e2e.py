@@ -28,9 +28,12 @@ def test_shipped_config_runs_in_the_sandbox(tmp_path):
     result = run_cli(tmp_path / "config.yaml")
     assert result.returncode == 0, result.stderr
     assert "sandbox" in result.stdout
-    written = list((tmp_path / "reports").glob("spring-sale-1405-*.csv"))
+    written = list((tmp_path / "reports").glob("spring-sale-1405-2*.csv"))  # not -latest.csv
     reports = [p for p in written if not p.name.endswith("-attention.csv")]
     assert len(reports) == 1 and len(written) == 2  # the report and the rows needing attention
+    latest = tmp_path / "reports" / "spring-sale-1405-latest.csv"
+    assert latest.read_bytes() == reports[0].read_bytes()
+    assert f"summary page: {reports[0].with_suffix('.html')}" in result.stdout
     with reports[0].open(encoding="utf-8-sig", newline="") as f:
         rows = list(csv.DictReader(f))
     statuses = [r["status"] for r in rows]
