@@ -64,6 +64,25 @@ def journal_key(config: Config) -> str:
     return f"sandbox:{config.campaign}" if config.provider.sandbox else config.campaign
 
 
+def kept_files(config: Config) -> list[tuple[Path, str]]:
+    """The files a run reads or keeps, each named as a message names it: no report or
+    companion of the report may be written over one of them."""
+    journal = config.journal.path
+    read = (
+        (config.contacts.path, "the contacts file (contacts.path)"),
+        (config.suppression.path, "the suppression list (suppression.path)"),
+        (config.template.path, "the template (template.path)"),
+    )
+    return [
+        (config.source, "the config file itself"),
+        (journal, "the journal (journal.path)"),
+        (lock_path(journal, journal_key(config)), "the campaign's lock file"),
+        (shared_lock_path(journal), "the journal's lock file"),
+        *((journal.with_name(journal.name + end), "a file of the journal") for end in _SQLITE),
+        *((file, name) for file, name in read if file is not None),
+    ]
+
+
 def _report_path(config: Config, clock: Clock) -> Path:
     """This run's report file; exit 2 for a folder or a file the run reads or keeps."""
     stamp = tehran(clock()).strftime("%Y%m%d-%H%M%S")
@@ -73,20 +92,7 @@ def _report_path(config: Config, clock: Clock) -> Path:
     def shown(written: Path) -> str:  # as configured: a symlink is named, not its target
         return str(written.relative_to(base)) if written.is_relative_to(base) else str(written)
 
-    journal = config.journal.path
-    read = (
-        (config.contacts.path, "the contacts file (contacts.path)"),
-        (config.suppression.path, "the suppression list (suppression.path)"),
-        (config.template.path, "the template (template.path)"),
-    )
-    kept = [  # the files a run reads or keeps, as the message names them
-        (config.source, "the config file itself"),
-        (journal, "the journal (journal.path)"),
-        (lock_path(journal, journal_key(config)), "the campaign's lock file"),
-        (shared_lock_path(journal), "the journal's lock file"),
-        *((journal.with_name(journal.name + end), "a file of the journal") for end in _SQLITE),
-        *((file, name) for file, name in read if file is not None),
-    ]
+    kept = kept_files(config)
     where = f"{_shown(config, config.source)}: report.path: {shown(path)}"
     fix = "Fix: give the report a file of its own, such as reports/{campaign}-{started}.csv"
     attention = attention_file(path)

@@ -12,14 +12,13 @@ from pathlib import Path
 from typing import Protocol
 
 from pipeline import schedule
-from pipeline.campaign import Campaign
+from pipeline.campaign import Campaign, kept_files
 from pipeline.clock import Clock, tehran
 from pipeline.config import Config
 from pipeline.dispatch import Dispatcher
 from pipeline.errors import DiskTrouble, InternalFailure, Interrupted, PipelineError, ProviderFatal
 from pipeline.failures import described, report_failed, report_trouble, stopped_mid_run
 from pipeline.journal import Journal
-from pipeline.lock import lock_path
 from pipeline.models import Message, Outcome, Row, RunOptions, Status
 from pipeline.plan import Plan, Verdict
 from pipeline.report import ReportWriter
@@ -121,13 +120,7 @@ def _finish_files(settled: Settled, run: Pass) -> Path | None:
         stopped=str(settled.stopped) if settled.stopped is not None else "",
         held=settled.hold,
     )
-    read = (config.contacts.path, config.template.path, config.suppression.path)
-    journal = config.journal.path
-    kept = (
-        config.source, journal, lock_path(journal),
-        *(journal.with_name(journal.name + end) for end in ("-wal", "-shm", "-journal")),
-        *(path for path in read if path is not None),
-    )  # fmt: skip
+    kept = tuple(path for path, _name in kept_files(config))
     return finish_files(
         settled.report,
         facts,
