@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import re
 import sqlite3
 from collections.abc import Sequence
@@ -26,7 +27,7 @@ from pipeline.journal_file import (
 )
 from pipeline.models import Outcome, Status
 
-__all__ = ["RECOVERED_ERROR", "SCHEMA_VERSION", "Entry", "Journal", "State"]
+__all__ = ["RECOVERED_ERROR", "SCHEMA_VERSION", "Entry", "Journal", "Reply", "State", "reply_key"]
 RECOVERED_ERROR = "the run stopped while this request was in flight; the provider may have sent it"
 _MAX_PARAMS = 999  # bound parameters per statement: SQLite before 3.32 allows no more
 _NUMBER = re.compile(r"09[0-9]{9}")
@@ -81,6 +82,44 @@ class Entry:
     updated_at: str  # UTC, ISO 8601
     delivery: str = ""  # the delivery class last reported for a sent row ('' = not yet known)
     delivery_code: str = ""  # the provider's raw DeliveryType behind `delivery`
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One reply to the line as kept in the journal (the provider's values as text)."""
+
+    scope: str  # "live" or "sandbox": sandbox replies never touch the real opt-out list
+    message_id: str  # the provider's MessageID; "" here gets a key from the content
+    mobile: str  # as the provider gave it
+    number: str  # 09XXXXXXXXX, or "" when `mobile` is not a readable mobile number
+    text: str
+    received_at: str  # the provider's ReceiveDateTime (Tehran), as given
+    read_at: str  # UTC, ISO 8601: when this pipeline read it
+    action: str = ""  # what was done with it ("" = not applied yet)
+    note: str = ""  # why, for the operator
+    seq: int = 0  # the order it was read in (0 until kept)
+
+
+_REPLY_COLUMNS = ", ".join(field.name for field in fields(Reply))
+_SAVE_REPLY = """INSERT OR IGNORE INTO replies
+(scope, message_id, mobile, number, text, received_at, read_at) VALUES (?, ?, ?, ?, ?, ?, ?)"""
+# `action = ''`: a reply is applied once, even when two processes apply at the same time.
+_MARK_REPLY = """UPDATE replies SET action = ?, note = ?, applied_at = ?
+WHERE scope = ? AND message_id = ? AND action = ''"""
+
+
+def _reply_key(reply: Reply) -> tuple[str, str]:
+    """(scope, message_id); a reply without an ID is keyed by its content, so reading it again
+    (the same mobile, text and time) is not a new reply."""
+    if reply.message_id:
+        return reply.scope, reply.message_id
+    content = "\0".join((reply.mobile, reply.text, reply.received_at)).encode()
+    return reply.scope, "content:" + hashlib.sha256(content).hexdigest()[:24]
+
+
+def reply_key(reply: Reply) -> str:
+    """The message ID the journal keeps `reply` under."""
+    return _reply_key(reply)[1]
 
 
 _COLUMNS = ", ".join(field.name for field in fields(Entry))  # each a column of the same name
@@ -179,6 +218,44 @@ class Journal(contextlib.AbstractContextManager["Journal"]):
         rows = self._query("SELECT state, count(*) FROM messages WHERE campaign = ? GROUP BY state")
         return dict.fromkeys(State, 0) | {State(s): n for s, n in rows}
 
+    # -- Replies (issue 15): account-wide, kept before anything is done with them --
+
+    def save_replies(self, replies: Sequence[Reply]) -> int:
+        """Commit one answer's replies in one transaction; a (scope, message_id) already kept
+        is not new. Returns how many were new."""
+        self._check_writable()
+        rows = [
+            (*_reply_key(r), r.mobile, r.number, r.text, r.received_at, r.read_at) for r in replies
+        ]
+        with translated(self.path), transaction(self._conn):
+            before = self._conn.total_changes
+            self._conn.executemany(_SAVE_REPLY, rows)
+            return self._conn.total_changes - before
+
+    def unapplied_replies(self, scope: str) -> list[Reply]:
+        """The replies of `scope` kept but not yet applied, in the order they were read."""
+        sql = f"SELECT {_REPLY_COLUMNS} FROM replies WHERE scope = ? AND action = '' ORDER BY seq"
+        return [Reply(*row) for row in self._select(sql, scope)]
+
+    def mark_replies(self, scope: str, applied: Sequence[tuple[str, str, str]]) -> set[str]:
+        """Commit `(message_id, action, note)` for replies not applied yet; the IDs this call
+        claimed (another process may have applied some meanwhile: those are not claimed)."""
+        self._check_writable()
+        claimed: set[str] = set()
+        now = _now()
+        with translated(self.path), transaction(self._conn):
+            for message_id, action, note in applied:
+                done = self._conn.execute(_MARK_REPLY, (action, note, now, scope, message_id))
+                if done.rowcount:
+                    claimed.add(message_id)
+        return claimed
+
+    def applied_replies(self, scope: str, actions: Sequence[str]) -> list[Reply]:
+        """The replies of `scope` applied with one of `actions`, in the order they were read."""
+        marks = ", ".join("?" * len(actions))
+        sql = f"SELECT {_REPLY_COLUMNS} FROM replies WHERE scope = ? AND action IN ({marks})"
+        return [Reply(*row) for row in self._select(f"{sql} ORDER BY seq", scope, *actions)]
+
     def close(self) -> None:
         """Close, a writable journal's WAL folded into the file first, so that a backup of the
         file alone has every row (SQLite folds it itself only when the last connection closes)."""
@@ -194,6 +271,10 @@ class Journal(contextlib.AbstractContextManager["Journal"]):
     def _query(self, sql: str) -> list[Any]:  # `sql` takes this campaign as its one parameter
         with translated(self.path):
             return self._conn.execute(sql, (self.campaign,)).fetchall()
+
+    def _select(self, sql: str, *args: object) -> list[Any]:
+        with translated(self.path):
+            return self._conn.execute(sql, args).fetchall()
 
     def _check_writable(self) -> None:
         if self.readonly:
