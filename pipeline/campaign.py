@@ -38,6 +38,8 @@ def open_campaign(config: Config, clock: Clock) -> Campaign:
     templates = _templates(config, source.columns, clock, report_path)
     path = config.suppression.path
     suppression = load_suppression(path, _shown(config, path)) if path is not None else None
+    if suppression is None and config.provider.sandbox:  # for the sandbox's opt-out replies
+        suppression = Suppression(None, set())
     preparer = Preparer(
         phone_column=config.contacts.phone_column,
         templates=templates,
@@ -56,8 +58,18 @@ def open_campaign(config: Config, clock: Clock) -> Campaign:
         ),
         outside_window=settings.outside_window,
     )
-    key = f"sandbox:{config.campaign}" if config.provider.sandbox else config.campaign
-    return Campaign(report_path, source, preparer, suppression, timing, key)
+    return Campaign(report_path, source, preparer, suppression, timing, journal_key(config))
+
+
+def journal_key(config: Config) -> str:
+    """The campaign's name in the journal: sandbox "sends" are kept apart from live ones."""
+    return f"sandbox:{config.campaign}" if config.provider.sandbox else config.campaign
+
+
+def report_folder(config: Config, clock: Clock) -> Path:
+    """The folder this moment's report goes to (report.path may name one per run)."""
+    stamp = tehran(clock()).strftime("%Y%m%d-%H%M%S")
+    return Path(config.report.path.format(campaign=config.campaign, started=stamp)).parent
 
 
 def _report_path(config: Config, clock: Clock) -> Path:
@@ -157,6 +169,10 @@ def _templates(
         globals=globals_,
         written=(report_path, attention_file(report_path)),
     )
+
+
+def shown_path(config: Config, path: Path) -> str:
+    return _shown(config, path)
 
 
 def _shown(config: Config, path: Path) -> str:

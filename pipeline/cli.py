@@ -20,6 +20,7 @@ from pipeline.config import load_config
 from pipeline.errors import PipelineError
 from pipeline.models import RunOptions, Status
 from pipeline.outcomes import Progress
+from pipeline.replies import replies_line
 from pipeline.run import RunResult, run
 
 EPILOG = f"""\
@@ -221,6 +222,10 @@ def summary(campaign: str, result: RunResult, *, quiet: bool = False) -> str:
         lines.append(f"  {'cost':<13}{result.cost_rials / 10:>9,.0f}  tomans, estimated ({scope})")
     if result.credit_rials is not None and not result.sandbox:  # the sandbox's is make-believe
         lines.append(f"  {'credit':<13}{result.credit_rials / 10:>9,.0f}  tomans before this run")
+    if result.replies is not None:
+        lines.append(replies_line(result.replies))
+    elif result.replies_unread:
+        lines.append(f"  {'replies':<13}{'-':>9}  {result.replies_unread}")
     if (report := result.deliveries) is not None:  # where the sent messages stand
         lines.append(f"deliveries (looked up {report.checked:,} now):")
         lines += [f"  {name:<13}{n:>9,}" for name, n in sorted(report.counts.items()) if n]

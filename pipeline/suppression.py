@@ -154,11 +154,18 @@ class ListEdit:
         return removed, self._listed[number] > 0
 
     def save(self) -> None:
-        """Put the changes on disk, fsynced: the caller marks the replies applied after this."""
-        if self._removed:
-            self._rewrite([line for line, _ in self._read()] + self._added)
-        elif self._added:
-            self._append()
+        """Put the changes on disk, fsynced (the caller marks replies applied after this);
+        again, only what changed since."""
+        try:
+            if self._removed:
+                self._rewrite([line for line, _ in self._read()] + self._added)
+            elif self._added:
+                self._append()
+        except OSError as exc:
+            raise _unwritable(self.path, exc) from None
+        if self._lines is not None:
+            self._lines += [(line, _number_of(line)) for line in self._added]
+        self._added, self._removed = [], False
 
     def _append(self) -> None:
         new_file = not self.path.exists()
@@ -213,10 +220,7 @@ def edit_list(path: Path) -> Iterator[ListEdit]:
     with locked(path) as real:
         edit = ListEdit(real)
         yield edit
-        try:
-            edit.save()
-        except OSError as exc:
-            raise _unwritable(path, exc) from None
+        edit.save()
 
 
 def _unwritable(path: Path, exc: OSError) -> InputError:
