@@ -108,7 +108,8 @@ class ListEdit:
     def _read(self) -> list[tuple[str, str | None]]:
         if self._lines is None:  # most edits only append: a big list is not parsed for them
             try:
-                text = self.path.read_text(encoding="utf-8-sig")
+                with self.path.open(encoding="utf-8-sig", newline="") as f:  # CRLF kept
+                    text = f.read()
             except FileNotFoundError:
                 text = ""
             except (OSError, UnicodeDecodeError) as exc:
