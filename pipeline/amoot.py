@@ -93,9 +93,10 @@ _ASCII_INTEGER = re.compile(r"-?[0-9]+")  # a MessageID or DeliveryType
 _NON_DIGIT = re.compile(r"\D")
 _UNMENTIONED = Outcome(Status.UNKNOWN, "the provider's answer did not mention this number")
 FAILED_ATTEMPTS = 2  # the most times a chunk answered "Failed" is sent (see TITLES["Failed"])
-# The documented `"Number": 09120000000` is not JSON: quote such values (after the "Number" key
-# only, outside strings only: the lookbehind skips a MessageText's escaped `\"`).
-_LEADING_ZERO_NUMBER = re.compile(r'(?<!\\)("Number"\s*:\s*)(0\d+)')
+# The documented `"Number": 09120000000` is not JSON: quote such values (after the "Number" key,
+# and "Mobile" in replies, which the docs say comes "in any form": one unreadable destructive
+# read loses every reply in it; outside strings only: the lookbehind skips an escaped `\"`).
+_LEADING_ZERO_NUMBER = re.compile(r'(?<!\\)("(?:Number|Mobile)"\s*:\s*)(0\d+)')
 
 
 def title_of(status: Any) -> str:
@@ -323,3 +324,53 @@ def read_account_status(body: bytes) -> Account | SendReply:
 
 def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True, slots=True)
+class InboundSMS:
+    """One reply to the line, from RecieveNewMessages, every field as text as the provider gave
+    it: the caller normalises the number and decides about a reply with no MessageID."""
+
+    message_id: str  # as text, whatever JSON type it came as ("123", 123); "" when missing
+    mobile: str  # the Mobile value as text, exactly as given (any number form)
+    text: str  # MessageText ("" when missing/null)
+    received_at: str  # ReceiveDateTime as given (Tehran local time), "" when missing
+
+
+def read_new_messages(body: bytes) -> list[InboundSMS] | SendReply:
+    """The replies in a 200 RecieveNewMessages answer (Data null or missing: none), in the order
+    given; a SendReply (kind, title) when the whole is not a success."""
+    data = read_json(body)
+    # The page's output table says ReturnValue where its sample says Status: read either.
+    status = data.get("Status", data.get("ReturnValue")) if isinstance(data, dict) else None
+    if status is None or not isinstance(data, dict):
+        return SendReply(Kind.AMBIGUOUS, "the answer was not a JSON RecieveNewMessages reply")
+    items = data.get("Data")
+    items = [items] if isinstance(items, dict) else items if isinstance(items, list) else []
+    found = [_inbound(item) for item in items if isinstance(item, dict)]
+    title = title_of(status)
+    if title != "Success":
+        if found:  # an error that still carries replies: they are handed out once, so say so
+            return SendReply(Kind.AMBIGUOUS, f"{title} with {len(found)} replies in its Data")
+        return SendReply(kind_of(title), title, unknown_title=title not in TITLES)
+    return found
+
+
+def _inbound(item: dict[str, Any]) -> InboundSMS:
+    return InboundSMS(
+        _as_text(item.get("MessageID")).strip(),
+        _as_text(item.get("Mobile")),
+        _as_text(item.get("MessageText")),
+        _as_text(item.get("ReceiveDateTime")),
+    )
+
+
+def _as_text(value: Any) -> str:
+    """A JSON scalar as text: strings as they are, integers as digits, null (or a list) as ""."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool) or value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # 9120000000.0 (a serialiser's double) is the number's digits
+    return str(value) if isinstance(value, int | float) else ""

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import httpx
 
 from pipeline import sandbox_wire as wire
-from pipeline.amoot import SANDBOX_TOKEN
+from pipeline.amoot import SANDBOX_TOKEN, InboundSMS
 from pipeline.clock import TEHRAN, Clock, tehran
 from pipeline.sandbox_wire import MOVED, TARIFFS, Fault, RecordedRequest, Reply, error, json_reply
 
@@ -31,6 +31,10 @@ SANDBOX_BLACKLIST_RULE = (
 """Why a sandbox run shows a `failed` row: `blacklist_zeros=True` applies this rule."""
 FIRST_CAMPAIGN_ID = 12_345_678
 FIRST_MESSAGE_ID = 87_654_321
+FIRST_REPLY_ID = 500_000_001
+SANDBOX_REPLY = InboundSMS("sandbox-reply-1", "09121234567", "لغو۱۱", "")
+"""The reply a `sandbox: true` run reads: the first sample contact opting out (received now)."""
+NO_NEW_MESSAGES = "هیچ پیام جدیدی یافت نشد"  # RecieveNewMessages' Message when Data is empty
 NumberStyle = Literal["int", "string", "leading_zero_literal", "with_98"]
 _SEND_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")  # zero-padded, unlike strptime
 # Marks a number to print as a bare `09...` literal; no message text can forge it.
@@ -85,7 +89,27 @@ class AmootSimulator:
         self.sent: dict[int, Accepted] = {}  # by message ID
         self.campaign_times: dict[int, tuple[str, str]] = {}  # ID -> RegDateTime, SendDateTime
         self.delivery_overrides: dict[int, int] = {}
+        self.inbox: deque[InboundSMS] = deque()  # replies not yet read, in arrival order
+        self.next_reply_id = FIRST_REPLY_ID
         self._lock = threading.Lock()
+
+    def add_reply(
+        self,
+        mobile: str,
+        text: str,
+        *,
+        message_id: str | None = None,
+        received_at: str | None = None,
+    ) -> str:
+        """A recipient's SMS to the line, for RecieveNewMessages to hand out once; its ID."""
+        with self._lock:
+            if message_id is None:
+                message_id = str(self.next_reply_id)
+            self.next_reply_id += 1  # IDs given by default stay unique beside explicit ones
+            if received_at is None:
+                received_at = _tehran_now(self).strftime("%Y-%m-%dT%H:%M:%S")
+            self.inbox.append(InboundSMS(message_id, mobile, text, received_at))
+            return message_id
 
     def set_delivery(self, message_id: int, code: int) -> None:
         """Make the delivery reports show DeliveryType `code` for `message_id`."""
@@ -141,12 +165,28 @@ class AmootSimulator:
         return run(self, request)
 
 
-def shipped_sandbox(token: str = SANDBOX_TOKEN) -> AmootSimulator:
+def shipped_sandbox(token: str = SANDBOX_TOKEN, *, clock: Clock | None = None) -> AmootSimulator:
     """The simulator behind `provider.sandbox: true`, alive for one run: SANDBOX_BLACKLIST_RULE
-    on, credit for any list, no history, messages of earlier runs reported delivered."""
-    return AmootSimulator(
-        token=token, blacklist_zeros=True, credit_rials=10**11, forgotten_delivery=1, remember=False
+    on, credit for any list, no history, messages of earlier runs reported delivered, and
+    SANDBOX_REPLY waiting in the inbox."""
+    sim = AmootSimulator(
+        token=token,
+        blacklist_zeros=True,
+        credit_rials=10**11,
+        forgotten_delivery=1,
+        remember=False,
+        clock=clock,
     )
+    # Every run makes a new simulator, so this reply comes back each time: its fixed ID is what
+    # lets the replies command see it is the one it already has (it deduplicates by ID).
+    sim.add_reply(SANDBOX_REPLY.mobile, SANDBOX_REPLY.text, message_id=SANDBOX_REPLY.message_id)
+    return sim
+
+
+def _tehran_now(sim: AmootSimulator) -> datetime:
+    """The simulator's clock as the server's naive Tehran wall time."""
+    now = sim.clock()
+    return now if now.tzinfo is None else tehran(now).replace(tzinfo=None)
 
 
 def send_peer_to_peer(sim: AmootSimulator, request: httpx.Request) -> Reply:
@@ -180,8 +220,7 @@ def send_peer_to_peer(sim: AmootSimulator, request: httpx.Request) -> Reply:
     if cost > sim.credit_rials:
         return json_reply(error("SendPeerToPeer", "CreditNotEnough"))
     sim.credit_rials -= cost
-    now = sim.clock()  # registered in Tehran time, one moment for the whole request
-    now = now if now.tzinfo is None else tehran(now).replace(tzinfo=None)
+    now = _tehran_now(sim)  # registered in Tehran time, one moment for the whole request
     reg, scheduled = now.isoformat(timespec="milliseconds"), send_at.replace(" ", "T")
     shown_send = max(scheduled, reg[: len(scheduled)])  # a time in the past means "now"
     campaigns = []
@@ -217,6 +256,26 @@ def _account_status(sim: AmootSimulator, request: httpx.Request) -> Reply:
     account = {"Status": "Success", "AccountName": "Sandbox", "RemaindCredit": sim.credit_rials}
     lines = list(sim.line_numbers)
     return json_reply({**account, **TARIFFS, "Avanak_SecondPrice": 23, "ListLineNumbers": lines})
+
+
+def _recieve_new_messages(sim: AmootSimulator, request: httpx.Request) -> Reply:
+    """Up to Count replies, oldest first, each handed out once (popped: a lost answer loses
+    them, as on the real server)."""
+    count = wire.positive_int(wire.form(request).get("Count", "").strip())
+    if count is None:
+        return json_reply(error("RecieveNewMessages", "Count_Invalid"))
+    taken = [sim.inbox.popleft() for _ in range(min(count, len(sim.inbox)))]
+    data = [
+        {
+            "MessageID": reply.message_id,
+            "Mobile": reply.mobile,
+            "MessageText": reply.text,
+            "ReceiveDateTime": reply.received_at,
+        }
+        for reply in taken
+    ]
+    message = f"{len(data)} پیام جدید" if data else NO_NEW_MESSAGES
+    return json_reply({"Status": "Success", "Message": message, "Data": data})
 
 
 def _get_delivery(sim: AmootSimulator, request: httpx.Request) -> Reply:
@@ -322,5 +381,6 @@ _METHODS: dict[str, tuple[str, Callable[[AmootSimulator, httpx.Request], Reply]]
         ("GetDelivery", _get_delivery),
         ("GetDeliveries", _get_deliveries),
         ("GetDeliveriesByCampaignID", _get_deliveries_by_campaign),
+        ("RecieveNewMessages", _recieve_new_messages),
     )
 }

@@ -27,7 +27,7 @@ TARIFFS = {  # rials per page, the AccountStatus example values
     "AdsSMS_PersianPrice": 3870,
     "AdsSMS_EnglishPrice": 11560,
 }
-_LIST_METHODS = frozenset({"GetDeliveries", "GetDeliveriesByCampaignID"})
+_LIST_METHODS = frozenset({"GetDeliveries", "GetDeliveriesByCampaignID", "RecieveNewMessages"})
 _GSM_EXTENSION = frozenset("\f^{}\\[~]|€")
 _GSM_ALL = _GSM_EXTENSION | frozenset(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"

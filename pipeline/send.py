@@ -225,17 +225,41 @@ class Sender:
         asked = set(message_ids)
         return {message_id: code for message_id, code in found.items() if message_id in asked}
 
+    def receive_new_messages(self, count: int = 100) -> list[amoot.InboundSMS]:
+        """Up to `count` new replies to the line, each of which the provider hands out only once.
+
+        So only what provably did not reach the server is retried (a failed connect, HTTP
+        429/503, a Failed title): an answer lost after the request left (a timeout, a dropped
+        connection, HTTP 500, an unreadable body) held replies no second call returns, and
+        retrying it would hide that. That raises ProviderFatal saying so."""
+        body = urlencode({"Count": count}).encode("ascii")
+        found = self._query("RecieveNewMessages", body, amoot.read_new_messages, destructive=True)
+        if isinstance(found, amoot.SendReply):
+            if found.kind is Kind.AMBIGUOUS:
+                raise _replies_lost(found.title)
+            raise _replies_refused(found.title)
+        return found
+
     def _query(
-        self, method: str, body: bytes, read: Callable[[bytes], _T | amoot.SendReply]
+        self,
+        method: str,
+        body: bytes,
+        read: Callable[[bytes], _T | amoot.SendReply],
+        *,
+        destructive: bool = False,
     ) -> _T | amoot.SendReply:
-        """A read-only call, retried freely; ProviderFatal when the provider stays unreachable."""
+        """A read-only call, retried freely; ProviderFatal when the provider stays unreachable.
+        `destructive` (the answer cannot be asked for again): ambiguous outcomes are returned
+        as a SendReply of kind AMBIGUOUS instead of retried."""
 
         def attempt() -> _T | amoot.SendReply:
-            answer = self._post(method, body, _FORM, idempotent=True)
+            answer = self._post(method, body, _FORM, idempotent=not destructive)
             if isinstance(answer, amoot.SendReply):
                 return answer
             found = read(answer.content)
-            if isinstance(found, amoot.SendReply) and found.kind in (Kind.RETRY, Kind.AMBIGUOUS):
+            if not isinstance(found, amoot.SendReply):
+                return found
+            if found.kind is Kind.RETRY or (found.kind is Kind.AMBIGUOUS and not destructive):
                 raise _SafeToRetry(found.title)
             return found
 
@@ -313,6 +337,25 @@ def _fatal(title: str) -> ProviderFatal:
         title,
         f"the provider answered {amoot.describe(title)}; nothing more was sent. "
         f"Fix: {amoot.fix_for(title)} Then rerun the same command: it continues where it stopped.",
+    )
+
+
+def _replies_refused(title: str) -> ProviderFatal:
+    shown = amoot.describe(title) if title in amoot.TITLES else title  # e.g. "HTTP 403"
+    return ProviderFatal(
+        title,
+        f"the provider answered {shown} to RecieveNewMessages; no replies were read. "
+        f"Fix: {amoot.fix_for(title)} Then rerun the same command.",
+    )
+
+
+def _replies_lost(reason: str) -> ProviderFatal:
+    return ProviderFatal(
+        reason,
+        f"the answer to RecieveNewMessages was lost ({reason}); the replies in it, if any, "
+        "may be lost: the provider hands each reply out only once, so it was not asked "
+        "again. They still show in the AmootSMS panel's inbox (received messages): honour any "
+        "opt-out among them by hand. Fix: rerun the same command to read the replies after them.",
     )
 
 
