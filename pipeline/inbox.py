@@ -99,6 +99,7 @@ class RepliesRead:
     csv_path: Path | None = None
     stopped: ProviderFatal | None = None  # reading failed after what came before was kept
     more: bool = False  # MAX_ANSWERS answers were read: more may wait
+    read: bool = True  # False: only replies kept earlier were applied; the provider not asked
 
     def of(self, *words: Word) -> list[Applied]:
         return [a for a in self.applied if a.word in words]
@@ -112,7 +113,7 @@ class RepliesRead:
 
 def honour_replies(
     journal: Journal,
-    receive: Receive,
+    receive: Receive | None,
     *,
     scope: str,
     list_path: Path | None,
@@ -120,12 +121,13 @@ def honour_replies(
     clock: Clock,
 ) -> RepliesRead:
     """Apply what was kept and not applied, read every new reply (each answer committed before
-    anything is done with it), apply them, and list them in `folder`'s replies CSV."""
+    anything is done with it), apply them, and list them in `folder`'s replies CSV. With no
+    `receive`, only the first step: a run that does not read still loses nothing kept."""
     earlier = apply_saved(journal, scope, list_path, clock)
-    new, stopped, more = read_new(journal, receive, scope, clock)
-    applied = earlier + apply_saved(journal, scope, list_path, clock)
+    new, stopped, more = read_new(journal, receive, scope, clock) if receive else (0, None, False)
+    applied = earlier + (apply_saved(journal, scope, list_path, clock) if receive else [])
     path = write_csv(folder, applied, clock) if applied else None
-    return RepliesRead(scope, new, applied, len(earlier), path, stopped, more)
+    return RepliesRead(scope, new, applied, len(earlier), path, stopped, more, receive is not None)
 
 
 def read_new(
@@ -224,6 +226,13 @@ def warnings(result: RepliesRead) -> list[str]:
             f"nothing keeps them out of the next campaigns ({', '.join(numbers)}). Fix: remove "
             "`path: null` under suppression (the shared optout.txt) or name a list, and add "
             "them to it by hand."
+        )
+    unread = [f"«{a.reply.mobile}»" for a in result.applied if a.action == BAD_NUMBER]
+    if unread:
+        lines.append(
+            f"warning: {len(unread)} opt-out or opt-in repl{'y' if len(unread) == 1 else 'ies'} "
+            f"came from a sender that is no mobile number ({', '.join(unread)}): nothing was "
+            "changed for them. Fix: read them in the replies file and act on them by hand."
         )
     kept = [a.reply.number for a in result.applied if a.action == OPTIN_KEPT]
     if kept:

@@ -13,7 +13,20 @@ from pipeline.campaign import journal_key, report_folder, shown_path
 from pipeline.clock import Clock, utc_now
 from pipeline.config import Config
 from pipeline.errors import PipelineError
-from pipeline.inbox import LIVE, SANDBOX, RepliesRead, honour_replies, stopped_reading, warnings
+from pipeline.inbox import (
+    ALREADY_LISTED,
+    BAD_NUMBER,
+    LIVE,
+    NO_LIST,
+    NOT_LISTED,
+    OPTIN_KEPT,
+    SANDBOX,
+    Applied,
+    RepliesRead,
+    honour_replies,
+    stopped_reading,
+    warnings,
+)
 from pipeline.journal import Journal
 from pipeline.lock import hold_lock
 from pipeline.reply_words import Word
@@ -78,17 +91,15 @@ def describe(config: Config, result: RepliesRead) -> list[str]:
             continue
         lines.append(f"  {name:<15}{count:>3}{where if words[0] is Word.OTHER else ''}")
         if words[0] is not Word.OTHER:
-            numbers = list(
-                dict.fromkeys(a.reply.number or a.reply.mobile for a in result.of(*words))
-            )
+            numbers = list(dict.fromkeys(_shown_number(a) for a in result.of(*words)))
             more = len(numbers) - _SHOWN_NUMBERS
             shown = ", ".join(numbers[:_SHOWN_NUMBERS])
             lines.append(f"    {shown}{f' and {more} more' if more > 0 else ''}")
-        flagged = result.of(Word.MENTIONS_OPT_OUT)
+        flagged = len(result.of(Word.MENTIONS_OPT_OUT))
         if words[0] is Word.OTHER and flagged:
             lines.append(
-                f"    {len(flagged)} mention an opt-out word (check_optout): read them, and add "
-                "the number to the opt-out list by hand if they meant it"
+                f"    {flagged} of them mention{'s' if flagged == 1 else ''} an opt-out word "
+                "(check_optout): read them, and list the number by hand if they meant it"
             )
     if result.csv_path and not other:
         lines.append(f"  listed in {shown_path(config, result.csv_path)}")
@@ -107,6 +118,23 @@ def replies_line(result: RepliesRead) -> str:
     if result.csv_path is not None:
         line += f" ({result.csv_path})"
     return line
+
+
+# How a number under its count line is marked when the reply did not simply change the list.
+_MARKS = {
+    ALREADY_LISTED: " (already listed)",
+    NO_LIST: " (on no list)",
+    OPTIN_KEPT: " (kept: listed by hand)",
+    NOT_LISTED: " (was not listed)",
+}
+
+
+def _shown_number(applied: Applied) -> str:
+    if applied.action == BAD_NUMBER:
+        return f"«{applied.reply.mobile}» (not a mobile number: act on it by hand)"
+    if applied.reply.scope == SANDBOX:
+        return f"{applied.reply.number} (sandbox)"
+    return applied.reply.number + _MARKS.get(applied.action, "")
 
 
 def _list_line(config: Config, scope: str) -> str:

@@ -26,6 +26,7 @@ from pipeline.inbox import (
     OPTED_IN,
     OPTED_OUT,
     SANDBOX,
+    Receive,
     RepliesRead,
     honour_replies,
     sandbox_optouts,
@@ -108,13 +109,10 @@ def run(
             found = _look_up_deliveries(config, campaign, journal, sender, clock=clock, stop=stop)
             deliveries, verdict = found
         replies = None
-        if (
-            sender is not None
-            and config.reads_replies
-            and not options.dry_run
-            and not options.deliveries
-        ):
-            replies = _read_replies(config, campaign, journal, sender, clock=clock, log=log)
+        if not options.dry_run:  # a dry run never reads: the provider hands each reply out once
+            reads = config.reads_replies and not options.deliveries
+            receive = sender.receive_new_messages if reads and sender is not None else None
+            replies = _honour_replies(config, campaign, journal, receive, clock=clock, log=log)
         if config.provider.sandbox and campaign.suppression is not None:
             # The sandbox's opt-outs: in this run's memory only, never the real list.
             optouts = sandbox_optouts(journal)
@@ -208,21 +206,22 @@ def _look_up_deliveries(
     return found, Verdict(False, held, found.stopped)
 
 
-def _read_replies(
+def _honour_replies(
     config: Config,
     campaign: Campaign,
     journal: Journal,
-    sender: Sender,
+    receive: Receive | None,
     *,
     clock: Clock,
     log: Log,
 ) -> RepliesRead:
-    """The line's new replies, honoured before the plan: whoever replied 11 since the last
-    campaign is `suppressed` in this one. A failed read stops the run before anything is sent."""
+    """The line's new replies (`receive`; None: only those kept earlier), honoured before the
+    plan: whoever replied 11 since the last campaign is `suppressed` in this one. A failed read
+    stops the run before anything is sent."""
     sandbox = config.provider.sandbox
     result = honour_replies(
         journal,
-        sender.receive_new_messages,
+        receive,
         scope=SANDBOX if sandbox else LIVE,
         list_path=config.suppression.path,
         folder=campaign.report_path.parent,
