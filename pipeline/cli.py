@@ -222,7 +222,7 @@ def summary(campaign: str, result: RunResult, *, quiet: bool = False) -> str:
         lines.append(f"  {'cost':<13}{result.cost_rials / 10:>9,.0f}  tomans, estimated ({scope})")
     if result.credit_rials is not None and not result.sandbox:  # the sandbox's is make-believe
         lines.append(f"  {'credit':<13}{result.credit_rials / 10:>9,.0f}  tomans before this run")
-    if result.replies is not None:
+    if result.replies is not None and (result.replies.read or result.replies.applied):
         lines.append(replies_line(result.replies))
     elif result.replies_unread:
         lines.append(f"  {'replies':<13}{'-':>9}  {result.replies_unread}")

@@ -147,4 +147,4 @@ def _list_line(config: Config, scope: str) -> str:
         count = len(load_suppression(path, str(path)).numbers)
     except PipelineError:  # unreadable: the next run names the line; the replies are applied
         return f"opt-out list: {path}"
-    return f"opt-out list: {path} ({count:,} numbers)"
+    return f"opt-out list: {path} ({count:,} number{'' if count == 1 else 's'})"

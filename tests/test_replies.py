@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from pipeline.journal import Journal
+from pipeline.journal import Reply as JournalReply
 from pipeline.sandbox import AmootSimulator, Fault, Reply
 from pipeline.sandbox_server import SandboxServer
 from tests.conftest import (
@@ -139,7 +140,9 @@ def test_twelve_after_eleven_is_off_the_list_and_an_operator_listed_number_stays
     simulator.add_reply("09350000000", "12", received_at="2026-12-01T10:01:00")
     done = replies_main(campaign.config)
     assert done.returncode == 0, done.stderr
-    assert "  opted in         2\n    09121234567, 09350000000\n" in done.stdout
+    assert "  opted in         2\n    09121234567, 09350000000 (kept: listed by hand)\n" in (
+        done.stdout
+    )
     assert (
         "note: 09350000000 replied 12 (opt back in) but stay on the opt-out list: listed by the "
         "operator or the provider; remove that line by hand if they really opted back in."
@@ -296,7 +299,7 @@ def test_the_shipped_sandbox_loop(tmp_path: Path, state_home: Path) -> None:
     assert first.returncode == 0, first.stdout + first.stderr
     lines = first.stdout.splitlines()
     assert lines[0] == "replies (sandbox, line public): 1 new"
-    assert lines[1:3] == ["  opted out        1", "    09121234567"]
+    assert lines[1:3] == ["  opted out        1", "    09121234567 (sandbox)"]
     assert lines[-1].startswith("opt-out list: not used by the sandbox")
 
     run = subprocess.run(
@@ -317,3 +320,54 @@ def test_the_shipped_sandbox_loop(tmp_path: Path, state_home: Path) -> None:
     assert again.returncode == 0, again.stderr
     assert again.stdout.splitlines()[0] == "replies (sandbox, line public): 0 new"
     assert not (state_home / "optout.txt").exists()
+
+
+def test_replies_on_a_public_line_say_they_do_not_reach_the_account(
+    campaign: Campaign, server: SandboxServer, simulator: AmootSimulator
+) -> None:
+    """`replies` on the shared line still asks (the account may have a line of its own), and
+    says that replies to the shared line do not reach it."""
+    setup(campaign, server, line="public")
+    done = replies_main(campaign.config)
+    assert done.returncode == 0, done.stderr
+    assert "note: provider.line_number is public: replies to the shared line do not reach" in (
+        done.stderr
+    )
+    assert done.stdout.splitlines()[0] == "replies (live, line public): 0 new"
+    assert reads(simulator) == 1
+
+
+def test_an_opt_out_with_no_list_is_kept_in_the_journal_and_said_loudly(
+    campaign: Campaign, server: SandboxServer, simulator: AmootSimulator, state_home: Path
+) -> None:
+    setup(campaign, server, extra="suppression:\n  path: null\n")
+    simulator.add_reply("09121234568", "لغو")
+    done = replies_main(campaign.config)
+    assert done.returncode == 0, done.stderr
+    assert (
+        "warning: 1 number(s) opted out but suppression.path is null: nothing keeps them out "
+        "of the next campaigns (09121234568)."
+    ) in done.stderr
+    assert "    09121234568 (on no list)" in done.stdout.splitlines()
+    assert "opt-out list: none (suppression.path: null)" in done.stdout
+    with Journal.open(campaign.journal, "test-campaign", readonly=True) as journal:
+        assert [r.number for r in journal.applied_replies("live", ["no_list"])] == ["09121234568"]
+    assert not (state_home / "optout.txt").exists()
+
+
+def test_a_run_that_does_not_read_still_applies_replies_kept_earlier(
+    campaign: Campaign, server: SandboxServer, simulator: AmootSimulator, state_home: Path
+) -> None:
+    """A reply committed by a process that died before applying it: the next run, even one
+    with read_replies false, applies it first (its number `suppressed`) and asks nothing."""
+    setup(campaign, server, extra="suppression:\n  read_replies: false\n")
+    with Journal.open(campaign.journal, "another-campaign") as journal:
+        number, read_at = "09121234568", "2026-12-02T06:00:00+00:00"
+        journal.save_replies([JournalReply("live", "77", number, number, "11", "", read_at)])
+    done = run_main(campaign.config)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert reads(simulator) == 0
+    statuses = {r["number"]: r["status"] for r in campaign.read_report()}
+    assert statuses["09121234568"] == "suppressed"
+    assert [line.split()[0] for line in optout_lines(state_home)] == ["09121234568"]
+    assert "  replies              0  new: 1 opted out, 0 opted in, 0 other (" in done.stdout
