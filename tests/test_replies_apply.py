@@ -321,3 +321,50 @@ def test_list_changes_are_serialised_by_a_lock_beside_the_list(tmp_path: Path) -
     assert listed.read_text("utf-8") == "09350000000  # from another process\n"
     assert list_lock(listed).exists()
     assert stat.S_IMODE(list_lock(listed).stat().st_mode) == 0o600
+
+
+APPLIER = """
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from pipeline.inbox import LIVE, apply_saved
+from pipeline.journal import Journal
+with Journal.open(Path(sys.argv[1]), sys.argv[3], busy_timeout=30) as journal:
+    print("ready", flush=True)
+    sys.stdin.readline()  # both start applying at the same moment
+    applied = apply_saved(journal, LIVE, Path(sys.argv[2]), lambda: datetime.now(UTC))
+    print(",".join(a.reply.message_id for a in applied), flush=True)
+"""
+
+
+def test_two_campaigns_applying_at_once_apply_each_reply_once(tmp_path: Path) -> None:
+    """Replies are account-wide: two campaigns' processes applying the same kept replies at the
+    same moment (the list's flock, then the claim) put each number on the list once and each
+    reply in exactly one process's result."""
+    path, listed = tmp_path / "journal.sqlite", tmp_path / "optout.txt"
+    with Journal.open(path, "spring") as journal:
+        journal.save_replies([reply(str(i), f"0912{i:07d}", "11") for i in range(200)])
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", APPLIER, str(path), str(listed), name],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for name in ("spring", "autumn")
+    ]
+    for proc in procs:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    for proc in procs:  # both go, then both are waited for
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    outputs = [proc.communicate(timeout=60)[0] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0]
+    claimed = [set(filter(None, out.strip().split(","))) for out in outputs]
+    assert not claimed[0] & claimed[1]
+    assert claimed[0] | claimed[1] == {str(i) for i in range(200)}
+    numbers = [line.split()[0] for line in listed.read_text("utf-8").splitlines()[2:]]
+    assert sorted(numbers) == sorted(f"0912{i:07d}" for i in range(200))
