@@ -139,6 +139,11 @@ def test_a_leading_zero_mobile_literal_is_read_as_its_digits():
     ]
 
 
+def test_a_single_object_as_data_is_one_reply():
+    """Data as one object (the output table calls it an Object elsewhere) is not dropped."""
+    assert [r.message_id for r in amoot.read_new_messages(_answer(_item(MessageID=9)))] == ["9"]
+
+
 def test_a_bom_and_return_value_instead_of_status_are_tolerated():
     """A UTF-8 BOM is skipped; the page's output table names ReturnValue where the sample says
     Status, so either is read."""
