@@ -244,15 +244,15 @@ def warnings(result: RepliesRead) -> list[str]:
     return lines
 
 
-def stopped_reading(result: RepliesRead, fix: str) -> ProviderFatal:
-    """The reading's provider error, saying that what was read before it is kept."""
+def stopped_reading(result: RepliesRead, then: str = "") -> ProviderFatal:
+    """The reading's provider error (which names its own fix), saying that what was read
+    before it is kept, then `then`."""
     assert result.stopped is not None
-    kept = f"the {result.new} new repl{'y' if result.new == 1 else 'ies'} read before it"
-    return ProviderFatal(
-        result.stopped.title,
-        f"reading replies: {result.stopped} ({kept} are kept in the journal and applied). "
-        f"Fix: {fix}.",
-    )
+    message = f"reading replies: {result.stopped}"
+    if result.new:
+        many = "y read before it is" if result.new == 1 else "ies read before it are"
+        message += f" The {result.new} new repl{many} kept and applied."
+    return ProviderFatal(result.stopped.title, f"{message} {then}".rstrip())
 
 
 def _kept(scope: str, sms: Inbound, read_at: str) -> Reply:

@@ -70,7 +70,7 @@ def replies_command(
     for line in describe(config, result):
         out(line)
     if result.stopped is not None:
-        raise stopped_reading(result, "run `python -m pipeline replies` again later")
+        raise stopped_reading(result)
     return 0
 
 

@@ -232,8 +232,8 @@ def _honour_replies(
     if result.stopped is not None:
         raise stopped_reading(
             result,
-            "the run sent nothing; rerun the same command once the provider answers, or set "
-            "suppression.read_replies: false to send without reading them",
+            "Nothing was sent: a run reads the line's new replies before it plans. Or set "
+            "suppression.read_replies: false to send without reading them.",
         )
     listed = campaign.suppression
     if listed is not None and not sandbox:  # the list changed on disk: the plan sees it
