@@ -48,7 +48,7 @@ def replies_command(
     """Apply the replies kept earlier, read and apply the new ones, print what was done;
     a provider error while reading raises ProviderFatal (exit 3) once the rest is kept."""
     scope = SANDBOX if config.provider.sandbox else LIVE
-    if scope == LIVE and not config.reads_replies and config.suppression.read_replies == "auto":
+    if scope == LIVE and config.provider.line_number.strip().lower() == "public":
         log(
             "note: provider.line_number is public: replies to the shared line do not reach "
             "this account (only a dedicated line's do); reading anyway."

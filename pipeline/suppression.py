@@ -124,11 +124,6 @@ class ListEdit:
                     self._listed[number] += 1
         return self._lines
 
-    def numbers(self) -> set[str]:
-        """Every number the list holds (a line it cannot read is kept as it is, unread)."""
-        self._read()
-        return {number for number, lines in self._listed.items() if lines}
-
     def listed(self, number: str) -> bool:
         self._read()
         return self._listed[number] > 0
