@@ -27,7 +27,7 @@ from pipeline.journal_file import (
 )
 from pipeline.models import Outcome, Status
 
-__all__ = ["RECOVERED_ERROR", "SCHEMA_VERSION", "Entry", "Journal", "Reply", "State", "reply_key"]
+__all__ = ["RECOVERED_ERROR", "SCHEMA_VERSION", "Entry", "Journal", "Reply", "State"]
 RECOVERED_ERROR = "the run stopped while this request was in flight; the provider may have sent it"
 _MAX_PARAMS = 999  # bound parameters per statement: SQLite before 3.32 allows no more
 _NUMBER = re.compile(r"09[0-9]{9}")
@@ -115,11 +115,6 @@ def _reply_key(reply: Reply) -> tuple[str, str]:
         return reply.scope, reply.message_id
     content = "\0".join((reply.mobile, reply.text, reply.received_at)).encode()
     return reply.scope, "content:" + hashlib.sha256(content).hexdigest()[:24]
-
-
-def reply_key(reply: Reply) -> str:
-    """The message ID the journal keeps `reply` under."""
-    return _reply_key(reply)[1]
 
 
 _COLUMNS = ", ".join(field.name for field in fields(Entry))  # each a column of the same name
