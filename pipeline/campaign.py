@@ -16,7 +16,7 @@ from pipeline.prepare import Preparer, Templates, read_template
 from pipeline.render import Renderer
 from pipeline.report import attention_file
 from pipeline.sources import ContactSource, open_contacts, open_sql
-from pipeline.suppression import Suppression, load_suppression
+from pipeline.suppression import Suppression, list_lock, load_suppression
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +93,11 @@ def _report_path(config: Config, clock: Clock) -> Path:
         (lock_path(journal), "the journal's lock file"),
         *((journal.with_name(journal.name + end), "a file of the journal") for end in _SQLITE),
         *((file, name) for file, name in read if file is not None),
+        *(
+            [(list_lock(config.suppression.path), "the suppression list's lock file")]
+            if config.suppression.path is not None
+            else []
+        ),
     ]
     where = f"{_shown(config, config.source)}: report.path: {shown(path)}"
     fix = "Fix: give the report a file of its own, such as reports/{campaign}-{started}.csv"

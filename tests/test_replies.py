@@ -369,3 +369,18 @@ def test_a_run_that_does_not_read_still_applies_replies_kept_earlier(
     assert statuses["09121234568"] == "suppressed"
     assert [line.split()[0] for line in optout_lines(state_home)] == ["09121234568"]
     assert "  replies              0  new: 1 opted out, 0 opted in, 0 other (" in done.stdout
+
+
+def test_a_report_path_onto_the_opt_out_lists_lock_is_refused(
+    campaign: Campaign, server: SandboxServer, simulator: AmootSimulator, state_home: Path
+) -> None:
+    """The list's `<list>.lock` is a file the run keeps: a report written over it is refused
+    before anything is read or sent (exit 2)."""
+    setup(campaign, server)
+    text = campaign.config.read_text("utf-8")
+    lock = state_home / "optout.txt.lock"
+    campaign.config.write_text(text.replace("path: reports/report.csv", f"path: {lock}"), "utf-8")
+    done = run_main(campaign.config)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "is the suppression list's lock file: the run would overwrite it." in done.stderr
+    assert simulator.requests == []
