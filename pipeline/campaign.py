@@ -10,7 +10,7 @@ from pipeline import schedule
 from pipeline.clock import Clock, tehran
 from pipeline.config import Config
 from pipeline.errors import ConfigError, TemplateError
-from pipeline.lock import lock_path
+from pipeline.lock import lock_path, shared_lock_path
 from pipeline.persian import FILTERS, template_globals
 from pipeline.prepare import Preparer, Templates, read_template
 from pipeline.render import Renderer
@@ -62,7 +62,7 @@ def open_campaign(config: Config, clock: Clock) -> Campaign:
 
 
 def journal_key(config: Config) -> str:
-    """The campaign's name in the journal: sandbox "sends" are kept apart from live ones."""
+    """The campaign's name in the journal (and its lock's): sandbox rows are kept apart."""
     return f"sandbox:{config.campaign}" if config.provider.sandbox else config.campaign
 
 
@@ -90,7 +90,8 @@ def _report_path(config: Config, clock: Clock) -> Path:
     kept = [  # the files a run reads or keeps, as the message names them
         (config.source, "the config file itself"),
         (journal, "the journal (journal.path)"),
-        (lock_path(journal), "the journal's lock file"),
+        (lock_path(journal, journal_key(config)), "the campaign's lock file"),
+        (shared_lock_path(journal), "the journal's lock file"),
         *((journal.with_name(journal.name + end), "a file of the journal") for end in _SQLITE),
         *((file, name) for file, name in read if file is not None),
         *(
@@ -135,7 +136,11 @@ def _open_source(config: Config) -> ContactSource:
         assert contacts.query is not None and contacts.url is not None
         return open_sql(contacts.url, contacts.query, contacts.phone_column)
     return open_contacts(
-        contacts.path, contacts.phone_column, shown_path=_shown(config, contacts.path)
+        contacts.path,
+        contacts.phone_column,
+        shown_path=_shown(config, contacts.path),
+        sheet=contacts.sheet,
+        header_row=contacts.header_row,
     )
 
 

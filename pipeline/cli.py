@@ -121,7 +121,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 return run_command(argv, out=out.line, log=err.line)
             except BaseException as exc:  # _failure re-raises what it does not report
-                return _failure(exc, err)
+                return _failure(
+                    exc,
+                    err,
+                    interrupted="interrupted: what was saved is kept; rerun the same command.",
+                    unchanged="Nothing was changed.",
+                )
         return _main(build_parser().parse_args(argv))
     finally:
         for sig, handler in previous.items():
@@ -171,23 +176,33 @@ def _main(args: argparse.Namespace) -> int:
         config = load_config(args.config)
         result = run(config, options, log=log, progress=progress, detail=detail)
     except BaseException as exc:  # _failure re-raises what it does not report
-        return _failure(exc, err, interrupted="interrupted before sending started: ")
+        return _failure(exc, err)
     out.line(summary(config.campaign, result, quiet=args.quiet))
     if result.stopped is not None:
         log(f"error: {result.stopped}")
     return result.exit_code
 
 
-def _failure(exc: BaseException, err: Output, *, interrupted: str = "interrupted: ") -> int:
+STOPPED_EARLY = "interrupted before sending started: nothing was sent; rerun the same command."
+
+
+def _failure(
+    exc: BaseException,
+    err: Output,
+    *,
+    interrupted: str = STOPPED_EARLY,
+    unchanged: str | None = None,  # after an exit-2 error; None: the error's own line
+) -> int:
     """Print a failure once and give its exit code (a bug: 1, with the traceback); anything
     else (SystemExit from argparse) goes on. Called in the `except` block: the traceback is live."""
     if isinstance(exc, PipelineError):
         err.line(f"error: {exc}")
         if exc.exit_code == 2:
-            err.line("Nothing was sent.")
+            own = exc.unchanged != PipelineError.unchanged  # the error says it (init's undo)
+            err.line(exc.unchanged if own or unchanged is None else unchanged)
         return exc.exit_code
     if isinstance(exc, KeyboardInterrupt):
-        err.line(f"{interrupted}nothing was sent; rerun the same command.")
+        err.line(interrupted)
         return 3
     if not isinstance(exc, Exception):
         raise exc

@@ -1,4 +1,4 @@
-"""The commands beside the run (`python -m pipeline NAME CONFIG ...`): parse, then hand over."""
+"""The commands beside the run (`python -m pipeline NAME CONFIG|DIR ...`): parse, then hand over."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pipeline.config import load_config
+from pipeline.init import init_command
 from pipeline.replies import replies_command
 from pipeline.settle import settle_command
 from pipeline.status import status_command
@@ -14,12 +15,14 @@ from pipeline.status import status_command
 Log = Callable[[str], None]
 
 COMMANDS = {
+    "init": "make a campaign folder that runs as it is (sandbox)",
     "status": "what the journal knows of the campaign; changes nothing",
     "replies": "read the line's new replies: 11 / لغو opt out, 12 opts back in",
     "settle": "close the campaign's `unknown` rows after checking the panel",
 }
 USAGE = """\
 python -m pipeline CONFIG [flags]           send the campaign (see the flags below)
+       python -m pipeline init DIR
        python -m pipeline status CONFIG [--json]
        python -m pipeline replies CONFIG
        python -m pipeline settle CONFIG --as sent|unsent [--numbers FILE]"""
@@ -29,6 +32,10 @@ LISTED = "commands:\n" + "\n".join(f"  {name:<9}{what}" for name, what in COMMAN
 def command_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    init = commands.add_parser("init", help=COMMANDS["init"], description=COMMANDS["init"])
+    init.add_argument(
+        "dir", type=Path, metavar="DIR", help="the new folder (made with its parents if missing)"
+    )
     status = commands.add_parser("status", help=COMMANDS["status"], description=COMMANDS["status"])
     status.add_argument("config", type=Path, help="the campaign's config.yaml")
     status.add_argument("--json", action="store_true", help="print one JSON object")
@@ -57,6 +64,8 @@ def command_parser() -> argparse.ArgumentParser:
 def run_command(argv: Sequence[str], *, out: Log, log: Log) -> int:
     """One command; its errors propagate to the caller, which prints them once."""
     args = command_parser().parse_args(argv)
+    if args.command == "init":  # the one command without a config: it makes one
+        return init_command(args.dir, out=out)
     config = load_config(args.config)
     if args.command == "status":
         return status_command(config, as_json=args.json, out=out)

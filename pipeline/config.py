@@ -19,6 +19,9 @@ from pipeline.amoot import SANDBOX_TOKEN
 from pipeline.config_yaml import read_yaml, where
 from pipeline.errors import ConfigError
 
+CAMPAIGN_NAME = re.compile(r"[\w.\-]+")  # one path segment: it goes into file names
+CAMPAIGN_MAX = 100
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -30,6 +33,19 @@ class ContactsConfig(_Section):
     url: str | None = Field(default=None, repr=False)  # may hold a password: never shown
     phone_column: str = Field(default="mobile", min_length=1)
     normalise_text: bool = True  # Arabic ي/ك in contact data become Persian ی/ک before rendering
+    # .xlsx only: the sheet (its name, or its number from 1; default: the first) and the row
+    # holding the column names (rows above it, a title or a note, are skipped).
+    sheet: str | int | None = None
+    header_row: int = Field(default=1, ge=1, le=1_048_576)  # Excel's last row
+
+    @field_validator("sheet", mode="before")
+    @classmethod
+    def _sheet(cls, value: object) -> object:
+        if isinstance(value, bool) or (isinstance(value, int) and value < 1):
+            raise ValueError("give a sheet's name, or its number counting from 1")
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("give a sheet's name, or its number counting from 1 (or leave it out)")
+        return value
 
     @model_validator(mode="after")
     def _one_source(self) -> ContactsConfig:
@@ -41,6 +57,20 @@ class ContactsConfig(_Section):
             raise ValueError(
                 "give contacts.path (a file), or contacts.query with contacts.url (a database)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _excel_only(self) -> ContactsConfig:  # after _one_source: path or query is set
+        suffix = self.path.suffix.lower() if self.path is not None else ""
+        what = (
+            f"contacts.path is a {suffix or 'suffix-less'} file" if self.path else "contacts.query"
+        )
+        for key, given in (
+            ("sheet", self.sheet is not None),
+            ("header_row", "header_row" in self.model_fields_set),
+        ):
+            if given and suffix != ".xlsx":
+                raise ValueError(f"contacts.{key} applies to .xlsx files only ({what}); remove it")
         return self
 
 
@@ -171,7 +201,7 @@ class JournalConfig(_Section):
 
 
 class Config(_Section):
-    campaign: str = Field(min_length=1, max_length=100)
+    campaign: str = Field(min_length=1, max_length=CAMPAIGN_MAX)
     contacts: ContactsConfig
     template: TemplateConfig
     provider: ProviderConfig = ProviderConfig(sandbox=True)
@@ -191,7 +221,7 @@ class Config(_Section):
     @field_validator("campaign")
     @classmethod
     def _campaign_name(cls, value: str) -> str:  # one path segment: it goes into file names
-        if not re.fullmatch(r"[\w.\-]+", value):
+        if not CAMPAIGN_NAME.fullmatch(value):
             raise ValueError("use letters, digits, '-', '_' or '.' only (no spaces or slashes)")
         return value
 

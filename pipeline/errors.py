@@ -7,6 +7,7 @@
     ├── JournalError              exit 2  the journal file cannot be opened, read or written
     ├── SpoolError                exit 2  no room for the plan's spool (beside the journal)
     ├── DiskTrouble               exit 2  a file or folder the run writes failed before sending
+    ├── ScaffoldError             exit 2  `init DIR` would overwrite, or cannot write: undone
     ├── ProviderFatal             exit 3  the provider said stop (token, user, line, credit, ...)
     │   ├── Refused               exit 3  the preflight said no (credit, max_cost, stale send_at)
     │   └── AmbiguousStorm        exit 5  answers in a row whose outcome is unknown: stopped
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 class PipelineError(Exception):
     exit_code = 1
+    unchanged = "Nothing was sent."  # what cli adds below the message of an exit-2 error
 
     def __init_subclass__(cls, exit_code: int | None = None) -> None:
         super().__init_subclass__()
@@ -51,6 +53,10 @@ class SpoolError(PipelineError, exit_code=2): ...
 
 
 class DiskTrouble(PipelineError, exit_code=2): ...
+
+
+class ScaffoldError(PipelineError, exit_code=2):
+    unchanged = "Nothing was changed."  # init sends nothing anyway: what matters is no file lost
 
 
 class ProviderFatal(PipelineError, exit_code=3):

@@ -7,7 +7,7 @@ import os
 import sqlite3
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from itertools import chain
 from pathlib import Path
@@ -143,10 +143,11 @@ def _refuse_empty(path: Path) -> None:
 
 def _create(path: Path) -> None:
     """Create the journal with its schema, fsynced in a temporary file then linked under its
-    name: a killed run leaves a stray `<name>.new-*`, never a 0-byte journal; a link, unlike a
-    rename, never replaces a journal another process made meanwhile."""
+    name: a killed run leaves a stray `<name>+new-*` (never a campaign's lock, which is
+    `<name>.<key>.lock`), never a 0-byte journal; a link, unlike a rename, never replaces a
+    journal another process made meanwhile."""
     try:
-        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.new-")
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}+new-")
         try:
             os.fchmod(fd, FILE_MODE)  # mkstemp's 0600 is still filtered by the umask
             os.close(fd)
@@ -261,3 +262,31 @@ def _journal_error(path: Path, exc: sqlite3.Error) -> JournalError:
         problem = f"cannot be used ({exc})"
         fix = "check the file and its folder, or point journal.path at a new file"
     return JournalError(f"{path}: the journal {problem}; {fix}")
+
+
+def open_unchanged(
+    path: Path, busy_timeout: float
+) -> tuple[sqlite3.Connection, Callable[[], bool]]:
+    """A read-only connection to an existing journal that creates no file (`status`), and a
+    check that what was read through it still holds. A read-only connection to a WAL database
+    leaves a -wal and a -shm behind when none is there; with none there, no connection is open,
+    so the file alone is read, `immutable`, and the check says whether the file changed
+    meanwhile (a run started and folded its WAL in): then the caller reads again."""
+    wal, shm = path.with_name(f"{path.name}-wal"), path.with_name(f"{path.name}-shm")
+    if wal.exists() or shm.exists():  # a run is open (or one died): its files are already there
+        return open_readonly(path, busy_timeout), lambda: True
+    _refuse_empty(path)
+    with translated(path):
+        before = _stamp(path)
+        uri = f"{path.resolve().as_uri()}?mode=ro&immutable=1"
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+        with closed_on_error(conn):
+            if _schema_version(conn, path) < SCHEMA_VERSION:
+                conn = _copied(conn)
+                migrate(conn, path)
+    return conn, lambda: not wal.exists() and _stamp(path) == before
+
+
+def _stamp(path: Path) -> tuple[int, int, int, int]:
+    info = path.stat()
+    return info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns

@@ -9,14 +9,15 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from pipeline import bounds, schedule
 from pipeline.amoot import Account
-from pipeline.config import Config
+from pipeline.config import Config, FrequencyCap
 from pipeline.errors import PipelineError, ProviderFatal, Refused, SpoolError
-from pipeline.journal import Entry, Journal, State
+from pipeline.journal import SETTLED_AS_SENT, Entry, Journal, State
 from pipeline.models import Outcome, Row, RunOptions, Status
 from pipeline.prepare import Preparer
 from pipeline.private import private_folder
@@ -40,11 +41,24 @@ class Plan:
 
 
 def make_plan(
-    source: ContactSource, preparer: Preparer, journal: Journal, options: RunOptions, spool: Spool
+    source: ContactSource,
+    preparer: Preparer,
+    journal: Journal,
+    options: RunOptions,
+    spool: Spool,
+    *,
+    cap: FrequencyCap | None = None,
+    now: datetime | None = None,
 ) -> Plan:
-    """Read, prepare and decide every row into `spool`."""
+    """Read, prepare and decide every row into `spool`; `cap` (at the run's `now`) suppresses
+    the rows to send whose number other campaigns have already messaged enough."""
     rows = messages = 0
     pages: Counter[str] = Counter()
+    sent: dict[str, frozenset[str]] = {}
+    if cap is not None:
+        assert now is not None, "the frequency cap counts back from the run's clock"
+        sent = journal.sent_elsewhere(now - timedelta(days=cap.days))
+    anyone = frozenset[str]().union(*sent.values())  # a row is looked up once, not per campaign
     for contacts in source.batches:
         batch = [preparer.prepare(contact) for contact in contacts]
         bounds.CLOCK.rest()  # rendered: the render timer stops ticking while they wait
@@ -53,10 +67,13 @@ def make_plan(
             r.number for r in batch if r.status is None or (r.status is Status.INVALID and r.number)
         ]
         entries = journal.lookup(numbers) if numbers else {}
+        capped = _over_cap(cap, sent, anyone.intersection(numbers)) if cap is not None else {}
         for row in batch:
             entry = entries.get(row.number)
             if row.status is None:
                 _decide(row, entry, options)
+                if row.status is None and row.number in capped:
+                    row.settle(Outcome(Status.SUPPRESSED, capped[row.number]))
             elif row.status is Status.INVALID and row.number:
                 _sent_before(row, entry)
             if row.status is None and (options.limit is None or messages < options.limit):
@@ -80,6 +97,39 @@ def _decide(row: Row, entry: Entry | None, options: RunOptions) -> None:
         row.settle(Outcome(Status.UNKNOWN, entry.error or "outcome unknown from an earlier run"))
 
 
+_NAMED_CAMPAIGNS = 5  # in a capped row's error; the rest counted
+
+
+def _over_cap(
+    cap: FrequencyCap, sent: Mapping[str, frozenset[str]], numbers: frozenset[str]
+) -> dict[str, str]:
+    """Those of `numbers` (each sent by some other campaign) that `cap.messages` or more other
+    campaigns sent -> the row's error."""
+    by: dict[str, list[str]] = {number: [] for number in numbers}
+    for campaign, theirs in sent.items():  # in C: only the batch's hits are walked in Python
+        for number in theirs.intersection(numbers):
+            by[number].append(campaign)
+    errors: dict[tuple[str, ...], str] = {}  # one sentence per set of campaigns, not per row
+    capped = {}
+    for number, found in by.items():
+        if len(found) >= cap.messages:
+            campaigns = tuple(found)
+            if (error := errors.get(campaigns)) is None:
+                error = errors[campaigns] = _cap_error(cap, campaigns)
+            capped[number] = error
+    return capped
+
+
+def _cap_error(cap: FrequencyCap, campaigns: tuple[str, ...]) -> str:
+    shown = ", ".join(campaigns[:_NAMED_CAMPAIGNS])
+    if len(campaigns) > _NAMED_CAMPAIGNS:
+        shown += f" and {len(campaigns) - _NAMED_CAMPAIGNS} more"
+    return (
+        f"frequency cap: {len(campaigns)} message(s) in the last {cap.days} days already sent "
+        f"(campaigns {shown}); suppression.frequency_cap allows {cap.messages}"
+    )
+
+
 def _sent_before(row: Row, entry: Entry | None) -> None:
     """A row today's template fails on that an earlier run sent: the report says what went out."""
     if entry is None or entry.state is not State.SENT:
@@ -98,14 +148,15 @@ TEXT_NOT_KEPT = "the journal does not hold the text that was sent; this is today
 def _already_sent(row: Row, entry: Entry) -> None:
     """`already_sent`, with the journal's text and pages: what recipients got."""
     row.settle(Outcome(Status.ALREADY_SENT, "", entry.message_id, entry.campaign_id))
-    if entry.text == row.text:
-        return
-    if not entry.text:
-        row.error = TEXT_NOT_KEPT
-        return
-    pages = count_pages(entry.text)
-    row.text, row.pages, row.encoding = entry.text, pages.pages, pages.encoding
-    row.error = TEXT_CHANGED
+    if entry.text != row.text:
+        if not entry.text:
+            row.error = TEXT_NOT_KEPT
+        else:
+            pages = count_pages(entry.text)
+            row.text, row.pages, row.encoding = entry.text, pages.pages, pages.encoding
+            row.error = TEXT_CHANGED
+    if entry.error.startswith(SETTLED_AS_SENT):  # the operator's word is why it is not sent
+        row.error = f"{entry.error}; {row.error}" if row.error else entry.error
 
 
 # A Row as a tuple in Row's field order (Row(*fields) makes it again): pickling slotted

@@ -54,7 +54,7 @@ def replies_command(
             "this account (only a dedicated line's do); reading anyway."
         )
     with ExitStack() as stack:
-        stack.enter_context(hold_lock(config.journal.path))  # exit 4 if a run holds it
+        stack.enter_context(hold_lock(config.journal.path, journal_key(config)))  # else exit 4
         journal = stack.enter_context(Journal.open(config.journal.path, journal_key(config)))
         sender = open_sender(stack, config, transport, None, threading.Event(), None, clock)
         result = honour_replies(

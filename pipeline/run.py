@@ -96,7 +96,7 @@ def run(
             # Before the journal, so still in place while it folds its WAL at the end (up to
             # busy_timeout): a SIGTERM then would say "nothing was sent" after a whole run.
             stack.enter_context(_stop_on_signals(stop))
-            stack.enter_context(hold_lock(config.journal.path))  # exit 4 if held
+            stack.enter_context(hold_lock(config.journal.path, campaign.journal_key))  # else exit 4
         journal = stack.enter_context(
             Journal.open(config.journal.path, campaign.journal_key, readonly=options.dry_run)
         )
@@ -122,7 +122,10 @@ def run(
         # A dry run spools in the temporary folder: it creates nothing beside the journal.
         spool = Spool(None if options.dry_run else config.journal.path.parent)
         stack.callback(spool.close)
-        plan = make_plan(campaign.source, campaign.preparer, journal, options, spool)
+        cap = config.suppression.frequency_cap
+        plan = make_plan(
+            campaign.source, campaign.preparer, journal, options, spool, cap=cap, now=clock()
+        )
         verdict = verdict or check(config, options, timing, plan, sender)
         if verdict.send and timing.reason:
             log(timing.reason)

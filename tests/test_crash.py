@@ -239,7 +239,7 @@ def test_second_run_on_a_held_journal_exits_4_and_changes_nothing(
         time.sleep(0.01)
         journal_before = journal_snapshot(campaign, numbers)
     assert journal_before[1][State.INFLIGHT] == 6
-    lock = lock_path(campaign.journal)
+    lock = lock_path(campaign.journal, "test-campaign")
     lock_before = lock.read_text()
     reports_before = sorted(p.name for p in campaign.report.parent.iterdir())
 

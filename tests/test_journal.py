@@ -128,10 +128,11 @@ os.kill(os.getpid(), signal.SIGKILL)
 
 
 def test_sigkilled_run_leaves_unknown_rows_on_reopen(tmp_path: Path) -> None:
-    """A run killed with requests in flight: on reopen, every campaign's in-flight rows are unknown.
+    """A run killed with requests in flight: on reopen, the campaign's in-flight rows are unknown.
 
-    The marks were committed before the kill, so they survive it; the count of recovered rows
-    belongs to the campaign that opened, while the other campaign's rows are recovered too.
+    The marks were committed before the kill, so they survive it. Only the opening campaign's
+    rows are recovered: another campaign's may belong to its run in progress (issue 15); they
+    are recovered when that campaign opens the journal.
     """
     path = tmp_path / "journal.sqlite"
     killed = run_python(CRASH, str(path))
@@ -143,8 +144,10 @@ def test_sigkilled_run_leaves_unknown_rows_on_reopen(tmp_path: Path) -> None:
         assert (found[number].state, found[number].error) == (State.UNKNOWN, RECOVERED_ERROR)
         assert (found[number].text, found[number].attempts) == (text, 1)
     assert (found["09120000003"].state, found["09120000003"].message_id) == (State.SENT, "m3")
+    with Journal.open(path, "autumn", readonly=True) as autumn:  # spring's open left it alone
+        assert autumn.lookup(["09120000001"])["09120000001"].state is State.INFLIGHT
     with Journal.open(path, "autumn") as autumn:
-        assert autumn.recovered == 0
+        assert autumn.recovered == 1
         assert autumn.lookup(["09120000001"])["09120000001"].state is State.UNKNOWN
         assert autumn.counts()[State.INFLIGHT] == 0
 
@@ -1095,8 +1098,12 @@ class JournalMachine(RuleBasedStateMachine):
         first, second = CAMPAIGNS
         self.journals = {first: Journal.open(self.path, first)}
         assert self.journals[first].recovered == inflight[first]
+        # The first open recovers its own campaign only: the second's rows are still in flight.
+        assert self.journals[first].counts()[State.INFLIGHT] == 0
+        with Journal.open(self.path, second, readonly=True) as peek:
+            assert peek.counts()[State.INFLIGHT] == inflight[second]
         self.journals[second] = Journal.open(self.path, second)
-        assert self.journals[second].recovered == 0  # the first open recovered every campaign
+        assert self.journals[second].recovered == inflight[second]
         for journal in self.journals.values():
             assert journal.counts()[State.INFLIGHT] == 0
 

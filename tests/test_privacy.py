@@ -130,6 +130,7 @@ def test_every_file_and_folder_a_run_creates_is_its_owners_alone(tmp_path: Path)
         "state/journal.sqlite-wal",
         "state/journal.sqlite-shm",
         "state/journal.sqlite.lock",
+        "state/journal.sqlite.private.lock",
         "(spool)",
         "reports",
         "reports/report.csv",

@@ -128,6 +128,7 @@ def test_a_report_path_that_is_a_folder_is_refused_before_sending(live, simulato
         ("state/journal.sqlite", "the journal (journal.path)"),
         ("state/journal.sqlite-wal", "a file of the journal"),
         ("state/journal.sqlite.lock", "the journal's lock file"),
+        ("state/journal.sqlite.test-campaign.lock", "the campaign's lock file"),
         ("config.yaml", "the config file itself"),
         ("linked.csv", "the contacts file (contacts.path)"),  # a symlink to it
     ],

@@ -15,28 +15,36 @@ from pipeline.sources.sql import open_sql  # imports SQLAlchemy only when called
 __all__ = ["SUPPORTED", "ContactSource", "cell_text", "open_contacts", "open_sql"]
 
 _READ_ROWS = 10_000  # read in large chunks (pandas' cost per chunk is real), handed on in batches
+_EXCEL = ".xlsx"  # opened by excel.open_table: a sheet to choose, a header row to find
 _READERS: dict[str, Callable[[Path, str, int], Rows]] = {
     ".csv": delimited.read,
     ".tsv": delimited.read,
     ".txt": delimited.read,
-    ".xlsx": excel.read,
     ".json": json.read_array,
     ".jsonl": json.read_lines,
     ".parquet": parquet.read,
 }
-SUPPORTED = tuple(_READERS)
+SUPPORTED = (".csv", ".tsv", ".txt", _EXCEL, ".json", ".jsonl", ".parquet")  # as listed to people
 
 
 def open_contacts(
-    path: Path, phone_column: str, *, batch_size: int = 1_000, shown_path: str | None = None
+    path: Path,
+    phone_column: str,
+    *,
+    batch_size: int = 1_000,
+    shown_path: str | None = None,
+    sheet: str | int | None = None,
+    header_row: int = 1,
 ) -> ContactSource:
     """Check the header (and what a format checks whole: UTF-8, short rows, JSON) now; the rows
-    come as lazy batches."""
+    come as lazy batches. `sheet` and `header_row` (1-based) are for workbooks only."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    suffix = path.suffix.lower()
+    if (sheet is not None or header_row != 1) and suffix != _EXCEL:
+        raise ValueError("sheet and header_row are for .xlsx files (config.py checks this)")
     shown = str(path) if shown_path is None else shown_path
-    reader = _READERS.get(path.suffix.lower())
-    if reader is None:
+    if suffix not in SUPPORTED:
         raise InputError(
             f"{shown}: cannot read files of type '{path.suffix or '(no suffix)'}'. "
             f"Save the contacts as one of: {', '.join(SUPPORTED)}."
@@ -46,10 +54,17 @@ def open_contacts(
             f"{shown}: file not found. Check contacts.path in config.yaml "
             "(a relative path starts from the config file's folder)."
         )
-    rows = reader(path, shown, max(batch_size, _READ_ROWS))
+    rename = "Give every column its own name in the header row."
     try:
-        rename = "Give every column its own name in the header row."
-        return contact_source(path, rows, phone_column, shown, batch_size, rename=rename)
+        hint = None
+        if suffix == _EXCEL:
+            table = excel.open_table(path, shown, sheet=sheet, header_row=header_row)
+            rows, shown, hint = table.rows, table.shown, table.hint
+        else:
+            rows = _READERS[suffix](path, shown, max(batch_size, _READ_ROWS))
+        return contact_source(
+            path, rows, phone_column, shown, batch_size, rename=rename, table_hint=hint
+        )
     except OSError as exc:
         raise InputError(
             f"{shown}: cannot be read ({exc.strerror or exc}). "

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import codecs
+import contextlib
 import datetime as dt
 import difflib
+import itertools
 import json
 import math
+import re
 from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -15,8 +18,11 @@ from functools import partial, singledispatch
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from pipeline.errors import InputError
-from pipeline.models import Contact
+from pipeline.models import Contact, InvalidNumber
+from pipeline.phones import normalise_mobile
 
 # A reader's output: the raw header, then each row's cells, blank rows too (numbering is by place).
 Rows = Generator[Sequence[str]]
@@ -42,12 +48,24 @@ class ContactSource:
 
 
 def contact_source(
-    path: Path | None, rows: Rows, phone_column: str, shown: str, batch_size: int, *, rename: str
+    path: Path | None,
+    rows: Rows,
+    phone_column: str,
+    shown: str,
+    batch_size: int,
+    *,
+    rename: str,
+    table_hint: Callable[[str], str] | None = None,
 ) -> ContactSource:
-    """Take the header from `rows` now and check it; the rest is read as the batches are."""
+    """Take the header from `rows` now and check it; the rest is read as the batches are.
+    `table_hint(phone_column)`: where else the table may be (a workbook's other sheets or rows),
+    asked only when the phone column is missing."""
     try:
         columns = column_names(next(rows), shown, rename=rename)
-        check_phone_column(phone_column, columns, shown)
+        if phone_column not in columns:  # the run stops: a few rows can say which column it is
+            hint = table_hint(phone_column) if table_hint is not None else ""  # file still open
+            sample = _first_rows(rows, _SAMPLE_ROWS)
+            check_phone_column(phone_column, columns, shown, sample=sample, table_hint=hint)
     except BaseException:
         rows.close()  # a file or a database connection is not left open until collected
         raise
@@ -84,19 +102,119 @@ def column_names(raw: Sequence[str], shown: str, *, rename: str) -> tuple[str, .
     return tuple(names)
 
 
-def check_phone_column(phone_column: str, columns: tuple[str, ...], shown: str) -> None:
+def check_phone_column(
+    phone_column: str,
+    columns: tuple[str, ...],
+    shown: str,
+    *,
+    sample: Sequence[Sequence[str]] = (),
+    table_hint: str = "",
+) -> None:
+    """Refuse a missing phone column, suggesting the one meant: a near spelling, else a column
+    named like a mobile column (Persian names too), else one whose `sample` values are mobiles."""
     if phone_column in columns:
         return
     listed = ", ".join(f"'{name}'" for name in columns)
-    by_folded = {name.casefold(): name for name in columns}
-    folded = phone_column.casefold()
+    by_folded = {loose(name): name for name in reversed(columns)}  # the first of equals wins
+    folded = loose(phone_column)
     hit = [folded] if folded in by_folded else difflib.get_close_matches(folded, [*by_folded], 1)
-    guess = f" Did you mean '{by_folded[hit[0]]}'?" if hit else ""
+    problem = f"{shown}: there is no column '{phone_column}' for the phone numbers; "
+    if hit:
+        problem += f"the columns are {listed}. Did you mean '{by_folded[hit[0]]}'?"
+    elif (named := named_like_mobile(columns)) is not None:
+        problem += (
+            f"the column «{named}» looks like one (set contacts.phone_column: "
+            f"{yaml_scalar(named)}). The columns are {listed}."
+        )
+    elif (holding := _holding_mobiles(columns, sample)) is not None:
+        problem += (
+            f"the column «{holding}» holds what look like mobile numbers (set "
+            f"contacts.phone_column: {yaml_scalar(holding)}). The columns are {listed}."
+        )
+    else:
+        problem += f"the columns are {listed}."
     raise InputError(
-        f"{shown}: there is no column '{phone_column}' for the phone numbers; "
-        f"the columns are {listed}.{guess} "
+        f"{problem} {table_hint + ' ' if table_hint else ''}"
         "Set contacts.phone_column in config.yaml to the column that holds the numbers."
     )
+
+
+# What people name the mobile column, compared loosely (see `loose`). Exact names first; then
+# a name holding one of the words (`Mobile (primary)`, `شماره همراه مشتری`).
+_MOBILE_NAMES = (
+    "mobile",
+    "موبایل",
+    "شمارهموبایل",
+    "تلفنهمراه",
+    "همراه",
+    "شمارههمراه",
+    "شماره",
+    "mobilenumber",
+    "mobileno",
+    "phone",
+    "phonenumber",
+    "cell",
+    "cellphone",
+    "msisdn",
+    "تلفن",
+    "شمارهتلفن",
+    "شمارهتماس",
+)
+_MOBILE_WORDS = ("mobile", "موبایل", "همراه", "phone", "cell")
+_NAME_CHARS = 20  # longer is a sentence (a guide sheet's note), not a column's name
+_LOOSE = str.maketrans({"ي": "ی", "ى": "ی", "ك": "ک", "ة": "ه", "ۀ": "ه"})
+_NOT_LETTERS = re.compile(r"[\W_]+")  # spaces, ZWNJ and other marks, punctuation, '_'
+_SAMPLE_ROWS = 20
+_MOSTLY = 0.6  # of a sample's non-blank values that must be mobiles to suggest the column
+
+
+def loose(name: str) -> str:
+    """A name as people mean it: case, Arabic ي/ك for Persian ی/ک, ZWNJ and spaces ignored."""
+    return _NOT_LETTERS.sub("", name.casefold().translate(_LOOSE))
+
+
+def yaml_scalar(text: str) -> str:
+    """`text` as config.yaml should hold it to read it back as that text: plain if it can
+    be (`شماره موبایل`), else quoted (`1405`, `no`, `Mobile #2` would read otherwise)."""
+    try:
+        plain = yaml.safe_load(f"key: {text}") == {"key": text}
+    except yaml.YAMLError:
+        plain = False
+    return text if plain else json.dumps(text, ensure_ascii=False)  # JSON's strings are YAML's
+
+
+def named_like_mobile(columns: Sequence[str]) -> str | None:
+    """The first column named as people name a mobile column, if any."""
+    names = [loose(name) for name in columns]
+    for known in _MOBILE_NAMES:
+        if known in names:
+            return columns[names.index(known)]
+    holding = (
+        column
+        for column, name in zip(columns, names, strict=True)
+        if len(name) <= _NAME_CHARS and any(word in name for word in _MOBILE_WORDS)
+    )
+    return next(holding, None)
+
+
+def _holding_mobiles(columns: Sequence[str], sample: Sequence[Sequence[str]]) -> str | None:
+    """The column whose sample values are mostly Iranian mobiles (the most such), if any."""
+    best, best_count = None, 0
+    for position, name in enumerate(columns):
+        values = [row[position] for row in sample if position < len(row) and row[position].strip()]
+        mobiles = sum(not isinstance(normalise_mobile(v), InvalidNumber) for v in values)
+        if mobiles > best_count and mobiles >= _MOSTLY * len(values):
+            best, best_count = name, mobiles
+    return best
+
+
+def _first_rows(rows: Rows, count: int) -> list[Sequence[str]]:
+    """Up to `count` rows, fewer if a bad row stops the reader (that error is the next fix)."""
+    taken: list[Sequence[str]] = []
+    with contextlib.suppress(InputError):
+        for cells in itertools.islice(rows, count):
+            taken.append(cells)
+    return taken
 
 
 def check_utf8(path: Path, shown: str, fix: str = SAVE_AS_UTF8) -> None:
