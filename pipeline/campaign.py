@@ -16,7 +16,7 @@ from pipeline.prepare import Preparer, Templates, read_template
 from pipeline.render import Renderer
 from pipeline.report import attention_file
 from pipeline.sources import ContactSource, open_contacts, open_sql
-from pipeline.suppression import Suppression, load_suppression
+from pipeline.suppression import Suppression, list_lock, load_suppression
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +38,8 @@ def open_campaign(config: Config, clock: Clock) -> Campaign:
     templates = _templates(config, source.columns, clock, report_path)
     path = config.suppression.path
     suppression = load_suppression(path, _shown(config, path)) if path is not None else None
+    if suppression is None and config.provider.sandbox:  # for the sandbox's opt-out replies
+        suppression = Suppression(None, set())
     preparer = Preparer(
         phone_column=config.contacts.phone_column,
         templates=templates,
@@ -80,7 +82,18 @@ def kept_files(config: Config) -> list[tuple[Path, str]]:
         (shared_lock_path(journal), "the journal's lock file"),
         *((journal.with_name(journal.name + end), "a file of the journal") for end in _SQLITE),
         *((file, name) for file, name in read if file is not None),
+        *(
+            [(list_lock(config.suppression.path), "the suppression list's lock file")]
+            if config.suppression.path is not None
+            else []
+        ),
     ]
+
+
+def report_folder(config: Config, clock: Clock) -> Path:
+    """The folder this moment's report goes to (report.path may name one per run)."""
+    stamp = tehran(clock()).strftime("%Y%m%d-%H%M%S")
+    return Path(config.report.path.format(campaign=config.campaign, started=stamp)).parent
 
 
 def _report_path(config: Config, clock: Clock) -> Path:
@@ -172,6 +185,10 @@ def _templates(
         globals=globals_,
         written=(report_path, attention_file(report_path)),
     )
+
+
+def shown_path(config: Config, path: Path) -> str:
+    return _shown(config, path)
 
 
 def _shown(config: Config, path: Path) -> str:

@@ -17,9 +17,11 @@ from typing import TextIO
 from pipeline import __version__
 from pipeline.commands import COMMANDS, LISTED, USAGE, run_command
 from pipeline.config import load_config
+from pipeline.deliveries import DeliveryReport
 from pipeline.errors import PipelineError
 from pipeline.models import RunOptions, Status
 from pipeline.outcomes import Progress
+from pipeline.replies import replies_line
 from pipeline.run import RunResult, run
 
 EPILOG = f"""\
@@ -236,17 +238,12 @@ def summary(campaign: str, result: RunResult, *, quiet: bool = False) -> str:
         lines.append(f"  {'cost':<13}{result.cost_rials / 10:>9,.0f}  tomans, estimated ({scope})")
     if result.credit_rials is not None and not result.sandbox:  # the sandbox's is make-believe
         lines.append(f"  {'credit':<13}{result.credit_rials / 10:>9,.0f}  tomans before this run")
-    if (report := result.deliveries) is not None:  # where the sent messages stand
-        lines.append(f"deliveries (looked up {report.checked:,} now):")
-        lines += [f"  {name:<13}{n:>9,}" for name, n in sorted(report.counts.items()) if n]
-        if report.rate is not None:
-            lines.append(
-                f"  {'rate':<13}{report.rate:>9.1%}  delivered, of those with a final state"
-            )
-        if report.still_open:
-            lines.append(
-                f"  {report.still_open:,} not final yet: run --deliveries again later (cron can)."
-            )
+    if result.replies is not None and (result.replies.read or result.replies.applied):
+        lines.append(replies_line(result.replies))
+    elif result.replies_unread:
+        lines.append(f"  {'replies':<13}{'-':>9}  {result.replies_unread}")
+    if result.deliveries is not None:
+        lines += _delivery_lines(result.deliveries)
     lines.append(f"report: {result.report_path}")
     if result.summary_page is not None:
         lines.append(f"summary page: {result.summary_page}")
@@ -255,6 +252,19 @@ def summary(campaign: str, result: RunResult, *, quiet: bool = False) -> str:
     lines.append(f"elapsed: {result.elapsed:.1f}s")
     lines += _next_steps(result)
     return "\n".join(lines)
+
+
+def _delivery_lines(report: DeliveryReport) -> list[str]:
+    """Where the sent messages stand (--deliveries)."""
+    lines = [f"deliveries (looked up {report.checked:,} now):"]
+    lines += [f"  {name:<13}{n:>9,}" for name, n in sorted(report.counts.items()) if n]
+    if report.rate is not None:
+        lines.append(f"  {'rate':<13}{report.rate:>9.1%}  delivered, of those with a final state")
+    if report.still_open:
+        lines.append(
+            f"  {report.still_open:,} not final yet: run --deliveries again later (cron can)."
+        )
+    return lines
 
 
 def _next_steps(result: RunResult) -> list[str]:

@@ -25,6 +25,7 @@ from pipeline.journal_file import (
     transaction,
     translated,
 )
+from pipeline.journal_replies import RepliesJournal, Reply
 from pipeline.models import Outcome, Status
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "SETTLED_AS_SENT",
     "Entry",
     "Journal",
+    "Reply",
     "State",
     "Summary",
     "read_summary",
@@ -123,7 +125,7 @@ _STATE = {state.value: state for state in State}  # State(value) costs ~0.5 us a
 _ANSWERED = frozenset({Status.SENT, Status.FAILED, Status.UNKNOWN, Status.PENDING})  # as States
 
 
-class Journal(contextlib.AbstractContextManager["Journal"]):
+class Journal(RepliesJournal, contextlib.AbstractContextManager["Journal"]):
     """What one campaign has attempted, by number; every change fsynced before the call returns.
     One thread; writable only under `lock.hold_lock(path, campaign)`: opening recovers the
     campaign's rows in flight, which only a dead run of it can have left."""

@@ -34,6 +34,18 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE messages ADD COLUMN delivery_final INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE messages ADD COLUMN delivery_checked_at TEXT NOT NULL DEFAULT ''",
     ),
+    (
+        # Replies to the line, account-wide (no campaign): the provider hands each out once, so
+        # each is kept before it is acted on. `seq` is the order they were read in; `scope`
+        # keeps sandbox replies apart from live ones; `action` '' = not applied yet.
+        """CREATE TABLE replies (seq INTEGER PRIMARY KEY, scope TEXT NOT NULL,
+            message_id TEXT NOT NULL, mobile TEXT NOT NULL, number TEXT NOT NULL,
+            text TEXT NOT NULL, received_at TEXT NOT NULL, read_at TEXT NOT NULL,
+            action TEXT NOT NULL DEFAULT '', note TEXT NOT NULL DEFAULT '',
+            applied_at TEXT NOT NULL DEFAULT '', UNIQUE (scope, message_id))""",
+        # Every command first looks for replies saved but not applied (a crash in between).
+        "CREATE INDEX replies_unapplied ON replies (scope, seq) WHERE action = ''",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 

@@ -124,7 +124,7 @@ class Preparer:
             return _settled(row, Status.INVALID, number.reason)
         row.number = number
         if self.suppression is not None and number in self.suppression:
-            return _settled(row, Status.SUPPRESSED, "on the suppression list")
+            return _settled(row, Status.SUPPRESSED, self.suppression.why(number))
         key = int(number)
         if (first := self.seen.get(key)) is not None:
             return _settled(row, Status.DUPLICATE, f"same number as row {first}")

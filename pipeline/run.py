@@ -21,6 +21,18 @@ from pipeline.config import Config
 from pipeline.deliveries import DeliveryReport, check_deliveries
 from pipeline.dispatch import http_client
 from pipeline.errors import PipelineError
+from pipeline.inbox import (
+    LIVE,
+    OPTED_IN,
+    OPTED_OUT,
+    SANDBOX,
+    Receive,
+    RepliesRead,
+    honour_replies,
+    sandbox_optouts,
+    stopped_reading,
+    warnings,
+)
 from pipeline.journal import Journal
 from pipeline.lock import hold_lock
 from pipeline.models import Row, RunOptions, Status
@@ -54,6 +66,8 @@ class RunResult:
     preview: list[Row] = field(default_factory=list)
     deliveries: DeliveryReport | None = None
     summary_page: Path | None = None  # the HTML summary beside the report
+    replies: RepliesRead | None = None  # the line's new replies, read before the plan
+    replies_unread: str = ""  # a dry run that did not read them (the read is destructive)
 
     @property
     def exit_code(self) -> int:
@@ -89,12 +103,22 @@ def run(
         )
         sender = None
         if not options.dry_run or config.provider.sandbox:
-            sender = _sender(stack, config, transport, timing.send_at, stop, sleep, clock)
+            sender = open_sender(stack, config, transport, timing.send_at, stop, sleep, clock)
         deliveries = verdict = None
         if options.deliveries:  # its own flow: look up, then report the plan; nothing is sent
             assert sender is not None
             found = _look_up_deliveries(config, campaign, journal, sender, clock=clock, stop=stop)
             deliveries, verdict = found
+        replies = None
+        if not options.dry_run:  # a dry run never reads: the provider hands each reply out once
+            reads = config.reads_replies and not options.deliveries
+            receive = sender.receive_new_messages if reads and sender is not None else None
+            replies = _honour_replies(config, campaign, journal, receive, clock=clock, log=log)
+        if config.provider.sandbox and campaign.suppression is not None:
+            # The sandbox's opt-outs: in this run's memory only, never the real list.
+            optouts = sandbox_optouts(journal)
+            campaign.suppression.numbers.update(optouts)
+            campaign.suppression.notes.update(optouts)
 
         # A dry run spools in the temporary folder: it creates nothing beside the journal.
         spool = Spool(None if options.dry_run else config.journal.path.parent)
@@ -130,10 +154,17 @@ def run(
         preview=list(settled.preview),
         deliveries=deliveries,
         summary_page=settled.page,
+        replies=replies,
+        replies_unread=(
+            f"the real run reads new replies first (or now: python -m pipeline replies "
+            f"{config.source})"
+            if options.dry_run and config.reads_replies
+            else ""
+        ),
     )
 
 
-def _sender(  # noqa: PLR0917 - one caller, the run's own values in its order
+def open_sender(  # noqa: PLR0917 - the run's own values in its order
     stack: ExitStack,
     config: Config,
     transport: httpx.BaseTransport | None,
@@ -178,6 +209,45 @@ def _look_up_deliveries(
     )
     held = "not sent: --deliveries only looks up delivery reports"
     return found, Verdict(False, held, found.stopped)
+
+
+def _honour_replies(
+    config: Config,
+    campaign: Campaign,
+    journal: Journal,
+    receive: Receive | None,
+    *,
+    clock: Clock,
+    log: Log,
+) -> RepliesRead:
+    """The line's new replies (`receive`; None: only those kept earlier), honoured before the
+    plan: whoever replied 11 since the last campaign is `suppressed` in this one. A failed read
+    stops the run before anything is sent."""
+    sandbox = config.provider.sandbox
+    result = honour_replies(
+        journal,
+        receive,
+        scope=SANDBOX if sandbox else LIVE,
+        list_path=config.suppression.path,
+        folder=campaign.report_path.parent,
+        clock=clock,
+    )
+    for line in warnings(result):
+        log(line)
+    if result.stopped is not None:
+        raise stopped_reading(
+            result,
+            "Nothing was sent: a run reads the line's new replies before it plans. Or set "
+            "suppression.read_replies: false to send without reading them.",
+        )
+    listed = campaign.suppression
+    if listed is not None and not sandbox:  # the list changed on disk: the plan sees it
+        for applied in result.applied:
+            if applied.action == OPTED_OUT:
+                listed.numbers.add(applied.reply.number)
+            elif applied.action == OPTED_IN:
+                listed.numbers.discard(applied.reply.number)
+    return result
 
 
 # Ctrl-C; a cron timeout, a deploy, systemd; the terminal or the ssh session closed.

@@ -13,6 +13,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from pipeline.errors import JournalError
 from pipeline.journal import RECOVERED_ERROR, SCHEMA_VERSION, Entry, Journal, State
+from pipeline.journal_file import _MIGRATIONS
 from pipeline.models import Outcome, Status
 from pipeline.sandbox import AmootSimulator
 from pipeline.sandbox_server import SandboxServer
@@ -548,7 +550,7 @@ def schema_version(path: Path) -> str:
 def test_version_1_journal_upgrades_in_place(tmp_path: Path) -> None:
     """A v1 journal opened for writing gains the delivery columns, keeps every row as it was,
     recovers its in-flight row, and opens again without migrating twice."""
-    assert SCHEMA_VERSION == 2
+    assert SCHEMA_VERSION == 3
     path = tmp_path / "journal.sqlite"
     a, b, c = write_v1_journal(path)
     with Journal.open(path, "spring") as journal:
@@ -563,7 +565,7 @@ def test_version_1_journal_upgrades_in_place(tmp_path: Path) -> None:
         assert (found[c].state, found[c].error) == (State.UNKNOWN, RECOVERED_ERROR)
         assert [e.number for e in journal.awaiting_delivery()] == [a]
         journal.record_deliveries([(a, "delivered", "1", True)])
-    assert schema_version(path) == "2"
+    assert schema_version(path) == "3"
     with sqlite3.connect(path) as conn:
         columns = {row[1]: (row[2], row[4]) for row in conn.execute("PRAGMA table_info(messages)")}
         row = conn.execute(
@@ -913,6 +915,11 @@ def test_the_awaiting_delivery_index_of_earlier_journals_is_dropped_version_kept
     version (so an older pipeline still opens it), every row, and the same answers."""
     path = tmp_path / "journal.sqlite"
     a, _, c = write_v2_journal(path)
+    with sqlite3.connect(path) as conn:  # and the later steps, which kept the index
+        for statement in chain.from_iterable(_MIGRATIONS[2:]):
+            conn.execute(statement)
+        conn.execute(f"UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version'")
+    conn.close()
     before_bytes = path.read_bytes()
     with Journal.open(path, "spring", readonly=True) as journal:
         (_, _, file), *_ = journal._conn.execute("PRAGMA database_list").fetchall()
@@ -927,7 +934,7 @@ def test_the_awaiting_delivery_index_of_earlier_journals_is_dropped_version_kept
         assert [e.number for e in journal.awaiting_delivery()] == [a]
         journal.record_deliveries([(a, "delivered", "1", True)])
         assert journal.awaiting_delivery() == []
-    assert schema_version(path) == "2"
+    assert schema_version(path) == str(SCHEMA_VERSION)
     assert "messages_awaiting_delivery" not in indexes(path)
     assert "messages_inflight" in indexes(path)
 

@@ -104,6 +104,7 @@ def test_two_campaign_folders_share_the_optout_list_and_the_journal(
         "journal.sqlite.autumn-b.lock",
         "journal.sqlite.lock",
         "optout.txt",
+        "optout.txt.lock",  # every change to the list is made under its flock
     ]
     assert {name: mode(state_home / name) for name in files} == dict.fromkeys(files, 0o600)
     journal = state_home / "journal.sqlite"
