@@ -10,7 +10,7 @@ from pipeline import schedule
 from pipeline.clock import Clock, tehran
 from pipeline.config import Config
 from pipeline.errors import ConfigError, TemplateError
-from pipeline.lock import lock_path, shared_lock_path
+from pipeline.lock import cap_lock_path, lock_path, shared_lock_path
 from pipeline.persian import FILTERS, template_globals
 from pipeline.prepare import Preparer, Templates, read_template
 from pipeline.render import Renderer
@@ -26,7 +26,7 @@ class Campaign:
     report_path: Path
     source: ContactSource
     preparer: Preparer
-    suppression: Suppression | None
+    suppression: Suppression  # path None: no list, only the journal's opt-out replies
     timing: schedule.Decision
     # Sandbox "sends" are journalled apart: going live must not find its numbers already sent.
     journal_key: str
@@ -38,7 +38,7 @@ def open_campaign(config: Config, clock: Clock) -> Campaign:
     templates = _templates(config, source.columns, clock, report_path)
     path = config.suppression.path
     suppression = load_suppression(path, _shown(config, path)) if path is not None else None
-    if suppression is None and config.provider.sandbox:  # for the sandbox's opt-out replies
+    if suppression is None:  # no list: the journal's opt-out replies are still honoured
         suppression = Suppression(None, set())
     preparer = Preparer(
         phone_column=config.contacts.phone_column,
@@ -80,6 +80,7 @@ def kept_files(config: Config) -> list[tuple[Path, str]]:
         (journal, "the journal (journal.path)"),
         (lock_path(journal, journal_key(config)), "the campaign's lock file"),
         (shared_lock_path(journal), "the journal's lock file"),
+        (cap_lock_path(journal), "the journal's frequency-cap lock file"),
         *((journal.with_name(journal.name + end), "a file of the journal") for end in _SQLITE),
         *((file, name) for file, name in read if file is not None),
         *(

@@ -169,16 +169,24 @@ def apply_saved(
         return _claimed(journal, scope, decided)
 
 
-def sandbox_optouts(journal: Journal) -> dict[str, str]:
-    """The numbers whose last sandbox opt-out or opt-in reply opted out, and why (the row's
-    error): a sandbox run suppresses them in memory; the real list never has them."""
+# Replies that opted a number out or back in, whatever they did to a list.
+# '' : kept and not applied yet (a campaign running beside this one is about to apply it).
+_OPT_ACTIONS = (OPTED_OUT, ALREADY_LISTED, NO_LIST, OPTED_IN, OPTIN_KEPT, NOT_LISTED, "")
+
+
+def reply_optouts(journal: Journal, scope: str) -> dict[str, str]:
+    """The numbers whose last opt-out or opt-in reply in the journal opted out, and why (the
+    row's error). Every run suppresses them in memory, besides its list: the journal is shared,
+    so a reply another campaign applied to its own list (or to none), or applied after this
+    run read the list, is honoured here too. The sandbox's are the sandbox runs' only."""
     last: dict[str, Reply] = {}
-    for reply in sorted(journal.applied_replies(SANDBOX, (OPTED_OUT, OPTED_IN)), key=_order):
+    for reply in sorted(journal.applied_replies(scope, _OPT_ACTIONS), key=_order):
         last[reply.number] = reply
+    where = " (sandbox)" if scope == SANDBOX else ""
     return {
-        number: f"replied «{_quoted(r.text)}» on {_stamp(r)} Tehran (sandbox)"
+        number: f"replied «{_quoted(r.text)}» on {_stamp(r)} Tehran{where}"
         for number, r in last.items()
-        if r.action == OPTED_OUT
+        if classify(r.text) is Word.OPT_OUT and r.number
     }
 
 

@@ -7,7 +7,7 @@ import fcntl
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -104,6 +104,41 @@ def _take(fd: int, path: Path, key: str) -> None:
 def _pid(fd: int) -> int:
     text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()  # "" until written
     return int(text) if text.isdigit() else 0
+
+
+def cap_lock_path(journal_path: Path) -> Path:
+    """Held by every sending run that applies a frequency cap (`+`: no campaign is named so)."""
+    return journal_path.with_name(journal_path.name + "+cap.lock")
+
+
+@contextmanager
+def hold_cap_lock(
+    journal_path: Path, stop: Callable[[float], bool], log: Callable[[str], None]
+) -> Iterator[None]:
+    """Capped runs on one journal one at a time, each from its plan to its end: a cap counts
+    what other campaigns sent, and two planning at once would each count none of the other's
+    (both send). Waits (cron's 10:00 lines run one after the other); `stop(seconds)` waits and
+    says whether to give up (Ctrl-C, SIGTERM), which ends the wait as an interrupt."""
+    path = cap_lock_path(journal_path)
+    with _opened(path) as fd:
+        said = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not said:
+                    log(
+                        f"waiting: another run with a frequency cap is sending on {journal_path}; "
+                        "this one plans when it ends, counting what it sent"
+                    )
+                    said = True
+                if stop(_CAP_POLL):
+                    raise KeyboardInterrupt from None
+        yield
+
+
+_CAP_POLL = 0.2  # seconds between tries of a held cap lock
 
 
 @contextmanager

@@ -327,8 +327,9 @@ class _Rows:
     def _suppress(self, numbers: list[tuple[str, str]]) -> None:
         if not numbers or not self.run.config.suppression.add_blacklisted:
             return
-        if self.suppression is None:
-            self.blacklisted_unlisted += len(numbers)
+        if self.suppression is None or self.suppression.path is None:
+            if not self.run.config.provider.sandbox:  # the sandbox's are never kept
+                self.blacklisted_unlisted += len(numbers)
             return
         try:
             self.suppressed_added += self.suppression.add(numbers, moment=self.run.clock())

@@ -7,7 +7,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,23 +23,22 @@ from pipeline.dispatch import http_client
 from pipeline.errors import PipelineError
 from pipeline.inbox import (
     LIVE,
-    OPTED_IN,
-    OPTED_OUT,
     SANDBOX,
     Receive,
     RepliesRead,
     honour_replies,
-    sandbox_optouts,
+    reply_optouts,
     stopped_reading,
     warnings,
 )
 from pipeline.journal import Journal
-from pipeline.lock import hold_lock
+from pipeline.lock import hold_cap_lock, hold_lock
 from pipeline.models import Row, RunOptions, Status
 from pipeline.outcomes import Log, Pass, Progress, settle_plan
 from pipeline.plan import Spool, Verdict, check, make_plan
 from pipeline.sandbox import shipped_sandbox
 from pipeline.send import Sender, SenderSettings
+from pipeline.suppression import load_suppression, locked
 from pipeline.throttle import Throttle
 
 
@@ -114,16 +113,27 @@ def run(
             reads = config.reads_replies and not options.deliveries
             receive = sender.receive_new_messages if reads and sender is not None else None
             replies = _honour_replies(config, campaign, journal, receive, clock=clock, log=log)
-        if config.provider.sandbox and campaign.suppression is not None:
-            # The sandbox's opt-outs: in this run's memory only, never the real list.
-            optouts = sandbox_optouts(journal)
-            campaign.suppression.numbers.update(optouts)
-            campaign.suppression.notes.update(optouts)
+        # Every opt-out reply the shared journal holds, also those another campaign applied
+        # to another list; read after this run's own replies, under the list's lock, so one
+        # applied meanwhile by a campaign running beside this one is in it too.
+        # The list is read again too: a campaign beside this one (its own journal, the same
+        # list) may have listed an opt-out since open_campaign read it (at 100,000 lines, 0.7 s).
+        listed = campaign.suppression
+        with _list_locked(config, options):
+            if listed.path is not None and not options.dry_run:
+                again = load_suppression(listed.path, str(listed.path))
+                listed.numbers.clear()
+                listed.numbers.update(again.numbers)
+            optouts = reply_optouts(journal, SANDBOX if config.provider.sandbox else LIVE)
+        listed.numbers.update(optouts)
+        listed.notes.update(optouts)
 
         # A dry run spools in the temporary folder: it creates nothing beside the journal.
         spool = Spool(None if options.dry_run else config.journal.path.parent)
         stack.callback(spool.close)
         cap = config.suppression.frequency_cap
+        if cap is not None and not options.dry_run:  # capped runs one after the other
+            stack.enter_context(hold_cap_lock(config.journal.path, stop.wait, log))
         plan = make_plan(
             campaign.source, campaign.preparer, journal, options, spool, cap=cap, now=clock()
         )
@@ -211,6 +221,12 @@ def _look_up_deliveries(
     return found, Verdict(False, held, found.stopped)
 
 
+def _list_locked(config: Config, options: RunOptions) -> AbstractContextManager[object]:
+    """The opt-out list's lock, but for a dry run (which creates nothing) or no list."""
+    path = config.suppression.path
+    return nullcontext() if path is None or options.dry_run else locked(path)
+
+
 def _honour_replies(
     config: Config,
     campaign: Campaign,
@@ -240,14 +256,7 @@ def _honour_replies(
             "Nothing was sent: a run reads the line's new replies before it plans. Or set "
             "suppression.read_replies: false to send without reading them.",
         )
-    listed = campaign.suppression
-    if listed is not None and not sandbox:  # the list changed on disk: the plan sees it
-        for applied in result.applied:
-            if applied.action == OPTED_OUT:
-                listed.numbers.add(applied.reply.number)
-            elif applied.action == OPTED_IN:
-                listed.numbers.discard(applied.reply.number)
-    return result
+    return result  # the run reads the list again before it plans
 
 
 # Ctrl-C; a cron timeout, a deploy, systemd; the terminal or the ssh session closed.

@@ -29,7 +29,7 @@ from pipeline.inbox import (
     SANDBOX,
     apply_saved,
     honour_replies,
-    sandbox_optouts,
+    reply_optouts,
 )
 from pipeline.journal import Journal, Reply
 from pipeline.phones import normalise_mobile
@@ -286,7 +286,7 @@ def test_sandbox_replies_never_touch_the_list_and_the_last_one_counts(
     applied = apply_saved(journal, SANDBOX, listed, clock)
     assert [a.action for a in applied] == [OPTED_OUT, OPTED_OUT, OPTED_IN, OTHER]
     assert not listed.exists()
-    assert sandbox_optouts(journal) == {
+    assert reply_optouts(journal, SANDBOX) == {
         "09121234567": "replied «لغو۱۱» on 2026-12-02 10:15 Tehran (sandbox)"
     }
 
