@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,6 +18,8 @@ import pytest
 
 from pipeline.cli import Stamped
 from pipeline.clock import TEHRAN
+from pipeline.commands import Log
+from pipeline.errors import InputError
 from pipeline.progress import BAR_WIDTH, TerminalProgress
 from pipeline.sandbox import AmootSimulator, Fault, Reply
 from pipeline.sandbox_server import SandboxServer
@@ -277,3 +279,36 @@ def test_progress_after_ctrl_c_counts_the_rows_really_sent(
     progress = [line for line in unstamped(err).splitlines() if line.startswith("processed ")]
     assert progress[-1].startswith("processed 4/10 rows (40%)"), err
     assert [r["status"] for r in campaign.read_report()].count("sent") == 4
+
+
+def test_a_quiet_command_says_nothing_on_exit_0_and_everything_otherwise():
+    """`replies -q`'s wrapper: exit 0 prints nothing; another exit, or an error, prints what
+    the command said, in its order and on its stream, before the error goes on."""
+    from pipeline.commands import _quietly
+
+    def chatty(code: int) -> Callable[[Log, Log], int]:
+        def command(out: Log, log: Log) -> int:
+            out("1 opt-out added")
+            log("warning: one reply unreadable")
+            out("done")
+            if code < 0:
+                raise InputError("config.yaml: replies: broken")
+            return code
+
+        return command
+
+    said: list[tuple[str, str]] = []
+    out: Log = lambda line: said.append(("out", line))  # noqa: E731
+    log: Log = lambda line: said.append(("log", line))  # noqa: E731
+    assert _quietly(chatty(0), out, log) == 0 and said == []
+    assert _quietly(chatty(3), out, log) == 3
+    expected = [
+        ("out", "1 opt-out added"),
+        ("log", "warning: one reply unreadable"),
+        ("out", "done"),
+    ]
+    assert said == expected
+    said.clear()
+    with pytest.raises(InputError):
+        _quietly(chatty(-1), out, log)
+    assert said == expected
