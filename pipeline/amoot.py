@@ -17,6 +17,7 @@ from pipeline.models import Message, Outcome, Status
 from pipeline.segments import UCS2
 
 SANDBOX_TOKEN = "sandbox"
+DEFAULT_BASE_URL = "https://portal.amootsms.com/rest"  # config.py's default, named in advice
 """The token the sandbox provider accepts when provider.token is empty (config and simulator)."""
 
 
@@ -268,8 +269,9 @@ def _integer(value: Any) -> int | None:
     return None
 
 
-def fix_for(title: str) -> str:
-    """What the operator should do about a fatal title (no token is ever echoed)."""
+def fix_for(title: str, base_url: str) -> str:
+    """What the operator should do about a fatal title (no token is ever echoed); `base_url`:
+    the one configured, since a 4xx usually means that URL (or a proxy) is wrong."""
     if title.startswith("Token_") or title in ("User_NotExists", "UserNameOrPassword_Invalid"):
         if title.endswith("NotAllowIP"):
             return "allow this server's IP for the token in the AmootSMS panel (API tokens page)."
@@ -289,9 +291,8 @@ def fix_for(title: str) -> str:
     if "Retry-After" in title:
         return "the provider asked to wait before the next request; rerun later (cron will)."
     if title.startswith("HTTP 4"):
-        return (
-            "check provider.base_url (https://portal.amootsms.com/rest) and any proxy in between."
-        )
+        own = "" if base_url == DEFAULT_BASE_URL else f"; AmootSMS's own is {DEFAULT_BASE_URL}"
+        return f"check provider.base_url ({base_url}{own}) and any proxy in between."
     return "read the provider's message above; contact AmootSMS support if it persists."
 
 

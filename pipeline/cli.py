@@ -1,26 +1,28 @@
 """The command line: parse argv, run, show progress and the summary, choose the exit code (the
-only printer). The progress display is our own: rich's would add a dependency and a thread."""
+only printer)."""
 
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import signal
 import sys
-import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, cast
 
 from pipeline import __version__
+from pipeline.clock import Clock, log_stamp, utc_now
 from pipeline.commands import COMMANDS, LISTED, USAGE, run_command
 from pipeline.config import load_config
 from pipeline.deliveries import DeliveryReport
 from pipeline.errors import PipelineError
 from pipeline.models import RunOptions, Status
 from pipeline.outcomes import Progress
+from pipeline.progress import LogProgress, TerminalProgress
 from pipeline.replies import replies_line
 from pipeline.run import RunResult, run
 
@@ -82,7 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     noise = parser.add_mutually_exclusive_group()
     noise.add_argument(
-        "-q", "--quiet", action="store_true", help="print only errors and the report path"
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="print nothing when the run ends with exit 0 (cron mails any output); "
+        "otherwise the summary and the error",
     )
     noise.add_argument(
         "-v", "--verbose", action="store_true", help="also print a line per answered request"
@@ -117,6 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if getattr(sys, name) is None:
                     setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))  # noqa: SIM115
         argv = sys.argv[1:] if argv is None else list(argv)
+        if not sys.stderr.isatty():  # cron's mail, a log file: each line says when (Tehran)
+            sys.stderr = cast("TextIO", Stamped(sys.stderr))  # a TextIO in all but its ABC
         if argv and argv[0] in COMMANDS:  # a config file named so: `./status`
             out, err = Output(sys.stdout), Output(sys.stderr)
             try:
@@ -130,8 +138,45 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
         return _main(build_parser().parse_args(argv))
     finally:
+        if isinstance(sys.stderr, Stamped):
+            sys.stderr = sys.stderr.stream
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+class Stamped(io.TextIOBase):
+    """stderr without a terminal: every line, each line of a multi-line message too, starts
+    with the Tehran time (`YYYY-MM-DD HH:MM:SS `); argparse's and Python's own lines included."""
+
+    def __init__(self, stream: TextIO, *, clock: Clock = utc_now) -> None:
+        super().__init__()
+        self.stream, self._clock = stream, clock
+        self._fresh = True  # the next character starts a line
+
+    def write(self, text: str) -> int:
+        parts, pieces = [], text.split("\n")  # "a\nb\n": ["a", "b", ""]
+        for n, piece in enumerate(pieces):
+            last = n == len(pieces) - 1
+            if last and not piece:  # the text ended with its newline
+                break
+            if self._fresh:
+                parts.append(log_stamp(self._clock()))
+            parts.append(piece if last else piece + "\n")
+            self._fresh = not last
+        self.stream.write("".join(parts))
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+    def isatty(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return True
 
 
 class Output:
@@ -167,7 +212,8 @@ class Output:
 def _main(args: argparse.Namespace) -> int:
     options = RunOptions(**{field.name: getattr(args, field.name) for field in fields(RunOptions)})
     out, err = Output(sys.stdout), Output(sys.stderr)
-    log = err.line
+    held: list[str] = []  # -q: what the run said, shown only if it does not end with exit 0
+    log = held.append if args.quiet else err.line
     detail = log if args.verbose else None
     progress: Progress | None = None
     if not args.quiet:  # a bar only where a person watches; cron (no terminal) gets plain lines
@@ -177,11 +223,20 @@ def _main(args: argparse.Namespace) -> int:
         config = load_config(args.config)
         result = run(config, options, log=log, progress=progress, detail=detail)
     except BaseException as exc:  # _failure re-raises what it does not report
+        _replay(held, err)
         return _failure(exc, err)
-    out.line(summary(config.campaign, result, quiet=args.quiet))
+    if args.quiet and result.exit_code == 0:
+        return 0  # cron mails any output: a run that did what it was asked says nothing
+    _replay(held, err)
+    out.line(summary(config.campaign, result))
     if result.stopped is not None:
-        log(f"error: {result.stopped}")
+        err.line(f"error: {result.stopped}")
     return result.exit_code
+
+
+def _replay(held: list[str], err: Output) -> None:
+    for line in held:
+        err.line(line)
 
 
 STOPPED_EARLY = "interrupted before sending started: nothing was sent; rerun the same command."
@@ -215,9 +270,7 @@ def _failure(
     return 1
 
 
-def summary(campaign: str, result: RunResult, *, quiet: bool = False) -> str:
-    if quiet:
-        return f"report: {result.report_path}"
+def summary(campaign: str, result: RunResult) -> str:
     where = "sandbox: nothing left this machine" if result.sandbox else "live"
     if result.dry_run:
         where = "dry run: nothing was sent"
@@ -281,9 +334,13 @@ def _next_steps(result: RunResult) -> list[str]:
             "have sent them. Check them in the AmootSMS panel (reports), then either leave them, "
             "or rerun with --resend-unknown to send them again."
         )
-    if counts[Status.FAILED]:
+    # A number this run put on the suppression list is `suppressed` next run: retrying it is
+    # false advice. Only this run's Mobile_Invalid rows are added, each number once.
+    listed = min(result.suppressed_added, counts[Status.FAILED])
+    if retry := counts[Status.FAILED] - listed:
+        which = " whose numbers are not on the suppression list" if listed else ""
         steps.append(
-            f"next: {counts[Status.FAILED]} row(s) `failed` (see the error column); "
+            f"next: {retry} row(s) `failed`{which} (see the error column); "
             "rerun with --retry-failed once fixed."
         )
     if result.held and result.deliveries is None:
@@ -301,8 +358,9 @@ def _next_steps(result: RunResult) -> list[str]:
         )
     if result.suppressed_added:
         steps.append(
-            f"note: {result.suppressed_added} blacklisted number(s) were added to the "
-            "suppression list; the next campaigns skip them."
+            f"note: {result.suppressed_added} `failed` row(s) (Mobile_Invalid: invalid or "
+            "blacklisted) had their numbers added to the suppression list: from now on they "
+            "are `suppressed`, in this campaign and the next ones (--retry-failed skips them)."
         )
     if counts[Status.PENDING] and result.stopped is None and not result.held:
         steps.append(
@@ -315,80 +373,3 @@ def _next_steps(result: RunResult) -> list[str]:
             "number of pages than this tool; the cost may differ from the estimate."
         )
     return steps
-
-
-BAR_WIDTH = 24
-Seconds = Callable[[], float]  # a monotonic clock
-
-
-def _rate_eta(done: int, total: int, elapsed: float) -> tuple[float, str]:
-    rate = done / elapsed if elapsed > 0 else 0.0
-    if rate <= 0 or done >= total:
-        return rate, "0s"
-    seconds = int((total - done) / rate)
-    eta = f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
-    return rate, eta
-
-
-class TerminalProgress:
-    """`[#########---------------]  1,200/10,000 rows  85 rows/s  ETA 1m43s`, redrawn in place."""
-
-    def __init__(self, write: Callable[[str], object], *, clock: Seconds = time.monotonic) -> None:
-        self._write, self._clock = write, clock
-        self._total, self._started, self._drawn = 0, 0.0, False
-
-    def start(self, total: int) -> None:
-        self._total = total
-        self._started = self._clock()
-        if total:
-            self.update(0)
-
-    def update(self, done: int) -> None:
-        if not self._total:
-            return
-        rate, eta = _rate_eta(done, self._total, self._clock() - self._started)
-        filled = BAR_WIDTH * done // self._total
-        bar = "#" * filled + "-" * (BAR_WIDTH - filled)
-        self._write(f"\r[{bar}] {done:,}/{self._total:,} rows  {rate:,.0f} rows/s  ETA {eta}\x1b[K")
-        self._drawn = True
-
-    def finish(self) -> None:
-        if self._drawn:
-            self._write("\n")
-
-
-class LogProgress:
-    """One plain line at most every `every` seconds (and at the end), for cron's mail."""
-
-    def __init__(
-        self, log: Callable[[str], None], *, every: float = 5.0, clock: Seconds = time.monotonic
-    ) -> None:
-        self._log, self._every, self._clock = log, every, clock
-        self._total = self._done = 0
-        self._started = self._last = 0.0
-
-    def start(self, total: int) -> None:
-        self._total = total
-        self._started = self._last = self._clock()
-        if total:
-            self._log(f"sending: {total:,} rows to go through")
-
-    def update(self, done: int) -> None:
-        if not self._total:  # not a sending run (dry run, held, refused): nothing to show
-            return
-        self._done = done
-        now = self._clock()
-        if now - self._last >= self._every:
-            self._last = now
-            self._line(done, now)
-
-    def finish(self) -> None:
-        if self._total and self._done:
-            self._line(self._done, self._clock())
-
-    def _line(self, done: int, now: float) -> None:
-        rate, eta = _rate_eta(done, self._total, now - self._started)
-        self._log(
-            f"processed {done:,}/{self._total:,} rows ({100 * done // self._total}%), "
-            f"{rate:,.0f} rows/s, ETA {eta}"
-        )

@@ -23,3 +23,9 @@ def tehran(moment: datetime) -> datetime:
 def send_datetime(moment: datetime) -> str:
     """`SendDateTime` as AmootSMS reads it: naive `yyyy-MM-dd HH:mm:ss` in Tehran time."""
     return tehran(moment).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def log_stamp(moment: datetime) -> str:
+    """The prefix of a line on stderr without a terminal (cron's mail, a log file): when, in
+    Tehran, as an operator reads it: `YYYY-MM-DD HH:MM:SS `."""
+    return tehran(moment).strftime("%Y-%m-%d %H:%M:%S ")

@@ -24,7 +24,7 @@ USAGE = """\
 python -m pipeline CONFIG [flags]           send the campaign (see the flags below)
        python -m pipeline init DIR
        python -m pipeline status CONFIG [--json]
-       python -m pipeline replies CONFIG
+       python -m pipeline replies CONFIG [-q]
        python -m pipeline settle CONFIG --as sent|unsent [--numbers FILE]"""
 LISTED = "commands:\n" + "\n".join(f"  {name:<9}{what}" for name, what in COMMANDS.items())
 
@@ -43,6 +43,13 @@ def command_parser() -> argparse.ArgumentParser:
         "replies", help=COMMANDS["replies"], description=COMMANDS["replies"]
     )
     replies.add_argument("config", type=Path, help="the campaign's config.yaml")
+    replies.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="print nothing when it ends with exit 0 (for cron: the opt-outs are already on "
+        "the suppression list); otherwise all it said and the error",
+    )
     settle = commands.add_parser("settle", help=COMMANDS["settle"], description=COMMANDS["settle"])
     settle.add_argument("config", type=Path, help="the campaign's config.yaml")
     settle.add_argument(
@@ -61,6 +68,22 @@ def command_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quietly(command: Callable[[Log, Log], int], out: Log, log: Log) -> int:
+    """-q: what `command` says is held back; shown, in order, only if it does not end with
+    exit 0 (cron mails any output, and a run that did its job needs no mail)."""
+    held: list[tuple[Log, str]] = []
+    try:
+        code = command(lambda line: held.append((out, line)), lambda line: held.append((log, line)))
+    except BaseException:
+        for say, line in held:  # before the error, which the caller prints
+            say(line)
+        raise
+    if code != 0:
+        for say, line in held:
+            say(line)
+    return code
+
+
 def run_command(argv: Sequence[str], *, out: Log, log: Log) -> int:
     """One command; its errors propagate to the caller, which prints them once."""
     args = command_parser().parse_args(argv)
@@ -70,5 +93,7 @@ def run_command(argv: Sequence[str], *, out: Log, log: Log) -> int:
     if args.command == "status":
         return status_command(config, as_json=args.json, out=out)
     if args.command == "replies":
-        return replies_command(config, out=out, log=log)
+        if not args.quiet:
+            return replies_command(config, out=out, log=log)
+        return _quietly(lambda say, warn: replies_command(config, out=say, log=warn), out, log)
     return settle_command(config, as_state=args.as_state, numbers=args.numbers, out=out)

@@ -164,6 +164,9 @@ class _Rows:
         self.unrecorded: list[tuple[str, Outcome]] = []  # answers the journal has not yet
         self.posted = False  # a request was handed to the sender: errors now are mid-run
         self.unsent_by_stop = 0  # rows left pending because the run was asked to stop
+        # Rows shown done: written less left by a stop. A stopped row is counted when settled,
+        # before it is written, so the difference may dip by a moment; its final value is exact.
+        self.shown = 0
         self.prices: dict[str, int] = {}  # rials per page, by encoding
         self.page_mismatches = self.cost = self.suppressed_added = self.blacklisted_unlisted = 0
         self.preview: list[Row] = []
@@ -192,7 +195,10 @@ class _Rows:
                 "the requests in flight finish and are recorded"
             )
         if self.run.progress is not None:
-            self.run.progress.update(sum(self.report.counts.values()))
+            # Rows a stop left `pending` were not done: after Ctrl-C the count stays where the
+            # sending was, not at every row. Never backwards (see `shown`).
+            self.shown = max(self.shown, sum(self.report.counts.values()) - self.unsent_by_stop)
+            self.run.progress.update(self.shown)
 
     def _decide(self, row: Row) -> None:
         limit = self.run.options.limit
@@ -320,8 +326,12 @@ class _Rows:
         if self.stopped is None and (result.internal or result.stop) is not None:
             self.stopped = result.internal or result.stop
             self.stop.set()
-            if result.internal is None:
-                self.run.log(f"stopping: {result.stop}")
+            if result.stop is not None and result.internal is None:
+                # Only its title: the whole text is the run's final `error:` line, once.
+                self.run.log(
+                    f"stopping: {result.stop.title}: the requests in flight finish and are "
+                    "recorded (the error follows the summary)"
+                )
         self._flush_report()
 
     def _suppress(self, numbers: list[tuple[str, str]]) -> None:

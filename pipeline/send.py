@@ -156,7 +156,7 @@ class Sender:
                 result.outcomes[by_key[key].row] = outcome
             result.page_mismatches += reply.page_mismatches
             if reply.fatal_title:
-                result.stop = _fatal(reply.fatal_title)
+                result.stop = _fatal(reply.fatal_title, self._settings.base_url)
         elif reply.kind is Kind.RECIPIENT and len(messages) > 1:
             # A list-level "invalid number" with no data: nothing was processed; halves are safe.
             half = len(messages) // 2
@@ -168,7 +168,7 @@ class Sender:
             result.settle(messages, Status.FAILED, reply.title)
         elif reply.kind is Kind.FATAL:
             result.settle(messages, Status.PENDING, amoot.describe(reply.title))
-            result.stop = _fatal(reply.title)
+            result.stop = _fatal(reply.title, self._settings.base_url)
         else:  # AMBIGUOUS: it may have gone out; never send it again automatically
             result.settle(messages, Status.UNKNOWN, reply.title)
             if reply.unknown_title:
@@ -208,7 +208,7 @@ class Sender:
         """AccountStatus (credit and tariffs), retried freely: it changes nothing."""
         found = self._query("AccountStatus", b"", amoot.read_account_status)
         if isinstance(found, amoot.SendReply):
-            raise _fatal(found.title)
+            raise _fatal(found.title, self._settings.base_url)
         return found
 
     def get_deliveries(self, message_ids: Sequence[str]) -> dict[str, int]:
@@ -221,7 +221,7 @@ class Sender:
         if isinstance(found, amoot.SendReply):
             if found.kind is Kind.RECIPIENT:
                 return {}
-            raise _fatal(found.title)
+            raise _fatal(found.title, self._settings.base_url)
         asked = set(message_ids)
         return {message_id: code for message_id, code in found.items() if message_id in asked}
 
@@ -237,7 +237,7 @@ class Sender:
         if isinstance(found, amoot.SendReply):
             if found.kind is Kind.AMBIGUOUS:
                 raise _replies_lost(found.title)
-            raise _replies_refused(found.title)
+            raise _replies_refused(found.title, self._settings.base_url)
         return found
 
     def _query(
@@ -332,20 +332,21 @@ class Sender:
         return response
 
 
-def _fatal(title: str) -> ProviderFatal:
+def _fatal(title: str, base_url: str) -> ProviderFatal:
     return ProviderFatal(
         title,
         f"the provider answered {amoot.describe(title)}; nothing more was sent. "
-        f"Fix: {amoot.fix_for(title)} Then rerun the same command: it continues where it stopped.",
+        f"Fix: {amoot.fix_for(title, base_url)} "
+        "Then rerun the same command: it continues where it stopped.",
     )
 
 
-def _replies_refused(title: str) -> ProviderFatal:
+def _replies_refused(title: str, base_url: str) -> ProviderFatal:
     shown = amoot.describe(title) if title in amoot.TITLES else title  # e.g. "HTTP 403"
     return ProviderFatal(
         title,
         f"the provider answered {shown} to RecieveNewMessages; no replies were read. "
-        f"Fix: {amoot.fix_for(title)} Then rerun the same command.",
+        f"Fix: {amoot.fix_for(title, base_url)} Then rerun the same command.",
     )
 
 

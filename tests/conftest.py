@@ -6,6 +6,7 @@ import contextlib
 import csv
 import io
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -182,11 +183,24 @@ def cli_env(env: dict[str, str] | None = None) -> dict[str, str]:
     return full_env
 
 
+STAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")  # Tehran time, before every line
+
+
+def unstamped(stderr: str) -> str:
+    """stderr without a terminal (every test's): each line must start with the time; without it.
+
+    So every test that reads stderr also checks the stamps, and compares the words only."""
+    lines = stderr.splitlines(keepends=True)
+    assert all(STAMP.match(line) for line in lines), stderr
+    return "".join(line[len("YYYY-MM-DD HH:MM:SS ") :] for line in lines)
+
+
 def run_cli(
     config: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    """`python -m pipeline CONFIG ...` as an operator runs it: another cwd, TZ=UTC, real env."""
-    return subprocess.run(
+    """`python -m pipeline CONFIG ...` as an operator runs it: another cwd, TZ=UTC, real env;
+    stderr without its time stamps (checked)."""
+    done = subprocess.run(
         [sys.executable, "-m", "pipeline", str(config), *args],
         cwd=config.parent.parent,  # not the config's folder: relative paths must still resolve
         env=cli_env(env),
@@ -195,6 +209,8 @@ def run_cli(
         timeout=timeout,
         check=False,
     )
+    done.stderr = unstamped(done.stderr)
+    return done
 
 
 def run_main(
@@ -219,7 +235,7 @@ def run_main(
         os.environ.update(saved_env)
         os.chdir(saved_cwd)
     return subprocess.CompletedProcess(
-        ["pipeline", str(config), *args], code, out.getvalue(), err.getvalue()
+        ["pipeline", str(config), *args], code, out.getvalue(), unstamped(err.getvalue())
     )
 
 

@@ -16,14 +16,14 @@ import pytest
 
 from pipeline.config import load_config
 from pipeline.init import PARTS, campaign_name, scaffold_text
-from tests.conftest import REPO, cli_env, run_cli
+from tests.conftest import REPO, cli_env, run_cli, unstamped
 
 SCAFFOLD = REPO / "pipeline" / "scaffold"
 
 
 def run_init(cwd: Path, folder: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     """`python -m pipeline init FOLDER` as an operator types it, from `cwd`."""
-    return subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-m", "pipeline", "init", folder],
         cwd=cwd,
         env=cli_env(),
@@ -33,6 +33,8 @@ def run_init(cwd: Path, folder: str, **kwargs: Any) -> subprocess.CompletedProce
         check=False,
         **kwargs,
     )
+    done.stderr = unstamped(done.stderr)
+    return done
 
 
 def tree(folder: Path) -> dict[str, bytes | None]:

@@ -43,6 +43,7 @@ from tests.conftest import (
     run_main,
     sends,
     start_cli,
+    unstamped,
 )
 
 SIGNAL_GRACE = 0.1  # for Python to run a handler the kernel has delivered (see test_crash)
@@ -273,7 +274,7 @@ def test_output_piped_into_head_that_exits_loses_nothing(campaign: Campaign):
                 stderr=subprocess.STDOUT,
             )
             assert proc.stdout is not None
-            head = [proc.stdout.readline().decode() for _ in range(2)]
+            head = [unstamped(proc.stdout.readline().decode()) for _ in range(2)]
             proc.stdout.close()  # head exits
             sim.gate.set()
             code = proc.wait(timeout=20)

@@ -18,7 +18,15 @@ import pytest
 
 from pipeline.sandbox import AmootSimulator
 from pipeline.sandbox_server import SandboxServer
-from tests.conftest import TOKEN, Campaign, cli_env, journal_snapshot, live_provider, run_main
+from tests.conftest import (
+    TOKEN,
+    Campaign,
+    cli_env,
+    journal_snapshot,
+    live_provider,
+    run_main,
+    unstamped,
+)
 
 
 @pytest.fixture
@@ -258,6 +266,7 @@ def test_a_full_disk_while_rows_are_prepared_is_exit_2_and_nothing_is_sent(
         timeout=60,
         check=False,
     )
+    result.stderr = unstamped(result.stderr)
     assert result.returncode == 2, result.stderr
     assert error_line(result) == (
         f"{campaign.journal.parent}: cannot keep the prepared rows there until sending starts "

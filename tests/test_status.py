@@ -21,6 +21,7 @@ from tests.conftest import (
     cli_env,
     live_provider,
     start_cli,
+    unstamped,
 )
 
 SENT = [f"0912100000{i}" for i in range(5)]
@@ -46,7 +47,7 @@ def run_status(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
         os.environ.clear()
         os.environ.update(saved_env)
         os.chdir(saved_cwd)
-    return subprocess.CompletedProcess(["status"], code, out.getvalue(), err.getvalue())
+    return subprocess.CompletedProcess(["status"], code, out.getvalue(), unstamped(err.getvalue()))
 
 
 def listing(*folders: Path) -> dict[str, bytes]:
