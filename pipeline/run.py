@@ -20,7 +20,7 @@ from pipeline.clock import Clock, utc_now
 from pipeline.config import Config
 from pipeline.deliveries import DeliveryReport, check_deliveries
 from pipeline.dispatch import http_client
-from pipeline.errors import PipelineError
+from pipeline.errors import InputError, PipelineError
 from pipeline.inbox import (
     LIVE,
     SANDBOX,
@@ -222,9 +222,17 @@ def _look_up_deliveries(
 
 
 def _list_locked(config: Config, options: RunOptions) -> AbstractContextManager[object]:
-    """The opt-out list's lock, but for a dry run (which creates nothing) or no list."""
+    """The opt-out list's lock, but for a dry run (which creates nothing) or no list; a lock
+    that cannot be made (a read-only folder) only reads: the list is read, not changed."""
     path = config.suppression.path
-    return nullcontext() if path is None or options.dry_run else locked(path)
+    if path is None or options.dry_run:
+        return nullcontext()
+    stack = ExitStack()
+    try:
+        stack.enter_context(locked(path))
+    except InputError:
+        return nullcontext()
+    return stack
 
 
 def _honour_replies(
