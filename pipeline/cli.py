@@ -14,7 +14,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import TextIO
 
-from pipeline import __version__
+from pipeline import __version__, trial
 from pipeline.commands import COMMANDS, LISTED, USAGE, run_command
 from pipeline.config import load_config
 from pipeline.errors import PipelineError
@@ -59,6 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run",
         action="store_true",
         help="render and count pages for every row and write the report; send nothing",
+    )
+    mode.add_argument(
+        "--test-to",
+        type=trial.parse_test_to,
+        default=(),
+        metavar="0912...[,0912...]",
+        help="send the first sendable rows' texts to these numbers only (one each, at most "
+        f"{trial.MAX_NUMBERS}); the campaign's recipients get nothing, its rows are untouched",
     )
     mode.add_argument(
         "--deliveries",
@@ -226,6 +234,7 @@ def summary(campaign: str, result: RunResult, *, quiet: bool = False) -> str:
     if lines:
         lines.append("")
     lines.append(f"campaign {campaign} ({where})")
+    lines += trial.summary_lines(result.tested)
     counts = result.counts
     lines += [f"  {status.value:<13}{counts[status]:>9,}" for status in Status if counts[status]]
     lines.append(f"  {'rows':<13}{sum(counts.values()):>9,}")
@@ -234,6 +243,8 @@ def summary(campaign: str, result: RunResult, *, quiet: bool = False) -> str:
     lines.append(f"  {'pages':<13}{pages:>9,}  ({scope})")
     if result.cost_rials is not None:
         lines.append(f"  {'cost':<13}{result.cost_rials / 10:>9,.0f}  tomans, estimated ({scope})")
+    elif result.unpriced:  # the dry run still did its work; only the price is missing
+        lines.append(f"  cost unknown: {result.unpriced}")
     if result.credit_rials is not None and not result.sandbox:  # the sandbox's is make-believe
         lines.append(f"  {'credit':<13}{result.credit_rials / 10:>9,.0f}  tomans before this run")
     if (report := result.deliveries) is not None:  # where the sent messages stand
@@ -258,6 +269,8 @@ def summary(campaign: str, result: RunResult, *, quiet: bool = False) -> str:
 
 
 def _next_steps(result: RunResult) -> list[str]:
+    if result.tested:  # a test's rows are not the campaign's: their next steps do not apply
+        return []
     steps = []
     counts = result.counts
     if result.recovered:

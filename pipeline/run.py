@@ -8,14 +8,15 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
 import httpx
 
+from pipeline import schedule, trial
 from pipeline.bounds import time_limit
-from pipeline.campaign import Campaign, open_campaign
+from pipeline.campaign import Campaign, open_campaign, trial_key, trial_report_path
 from pipeline.clock import Clock, utc_now
 from pipeline.config import Config
 from pipeline.deliveries import DeliveryReport, check_deliveries
@@ -47,6 +48,7 @@ class RunResult:
     stopped: PipelineError | None = None
     cost_rials: int | None = None  # sent in this run (dry run: would be sent)
     credit_rials: int | None = None
+    unpriced: str = ""  # why a dry run's cost is unknown (AccountStatus failed)
     attention_path: Path | None = None
     held: str = ""  # why sendable rows were held back (outside the window), for the summary
     suppressed_added: int = 0
@@ -54,6 +56,7 @@ class RunResult:
     preview: list[Row] = field(default_factory=list)
     deliveries: DeliveryReport | None = None
     summary_page: Path | None = None  # the HTML summary beside the report
+    tested: tuple[str, ...] = ()  # --test-to: the numbers messaged instead of the recipients
 
     @property
     def exit_code(self) -> int:
@@ -74,7 +77,13 @@ def run(
 ) -> RunResult:
     """Run one campaign as the config says; raises only errors found before anything is sent."""
     started = time.monotonic()
+    test = bool(options.test_to)
+    if test:
+        trial.check_options(options)
     campaign = open_campaign(config, clock)
+    if test:  # sent now to the operator's own phones: the schedule is for the recipients
+        path = trial_report_path(config, campaign.report_path)
+        campaign = replace(campaign, report_path=path, timing=schedule.Decision("", send=True))
     timing = campaign.timing
     # time_limit: a row whose render runs away (time, memory) is `invalid`; the run goes on.
     with ExitStack() as stack, time_limit():
@@ -84,12 +93,17 @@ def run(
             # busy_timeout): a SIGTERM then would say "nothing was sent" after a whole run.
             stack.enter_context(_stop_on_signals(stop))
             stack.enter_context(hold_lock(config.journal.path, campaign.journal_key))  # else exit 4
+        # A test send reads the campaign's rows and journals its messages under a key of its own.
+        readonly = options.dry_run or test
         journal = stack.enter_context(
-            Journal.open(config.journal.path, campaign.journal_key, readonly=options.dry_run)
+            Journal.open(config.journal.path, campaign.journal_key, readonly=readonly)
         )
-        sender = None
-        if not options.dry_run or config.provider.sandbox:
-            sender = _sender(stack, config, transport, timing.send_at, stop, sleep, clock)
+        written = journal
+        if test:
+            key = trial_key(config, clock())
+            written = stack.enter_context(Journal.open(config.journal.path, key))
+        # A live dry run too: it prices the plan with AccountStatus, which changes nothing.
+        sender = _sender(stack, config, transport, timing.send_at, stop, sleep, clock)
         deliveries = verdict = None
         if options.deliveries:  # its own flow: look up, then report the plan; nothing is sent
             assert sender is not None
@@ -103,10 +117,14 @@ def run(
         plan = make_plan(
             campaign.source, campaign.preparer, journal, options, spool, cap=cap, now=clock()
         )
+        if test:
+            tests = Spool(config.journal.path.parent)
+            stack.callback(tests.close)
+            plan = trial.pick(plan, options.test_to, tests)  # the preflight prices these only
         verdict = verdict or check(config, options, timing, plan, sender)
         if verdict.send and timing.reason:
             log(timing.reason)
-        stage = Pass(config, options, journal, sender, stop, clock, log, progress, detail)
+        stage = Pass(config, options, written, sender, stop, clock, log, progress, detail)
         settled = settle_plan(campaign, plan, verdict, stage)
 
     report = settled.report
@@ -114,15 +132,17 @@ def run(
         report_path=campaign.report_path,
         counts=report.counts,
         pages_sent=report.pages_sent,
-        pages_total=report.pages_total,
+        # A dry run's: the plan's, --limit applied, as its cost (the report marks every row).
+        pages_total=sum(plan.pages.values()) if options.dry_run else report.pages_total,
         elapsed=time.monotonic() - started,
         sandbox=config.provider.sandbox,
         dry_run=options.dry_run,
         recovered=journal.recovered,
         page_mismatches=settled.page_mismatches,
         stopped=settled.stopped,
-        cost_rials=settled.cost if verdict.account is not None else None,
+        cost_rials=settled.cost if settled.priced and not options.deliveries else None,
         credit_rials=verdict.account.credit if verdict.account is not None else None,
+        unpriced=verdict.unpriced,
         attention_path=report.attention_path,
         held=settled.hold if not timing.stale else "",
         suppressed_added=settled.suppressed_added,
@@ -130,6 +150,7 @@ def run(
         preview=list(settled.preview),
         deliveries=deliveries,
         summary_page=settled.page,
+        tested=options.test_to,
     )
 
 
