@@ -219,9 +219,11 @@ class _Rows:
             row.settle(Outcome(Status.PENDING, f"held back by --limit {limit}"))
         else:
             self.queued += 1
-            self.inflight[row.row] = row
-            self.chunk.append(Message(row.row, row.number, row.text))
-            self.chunk_pages[row.row] = row.pages
+            # A test send may use one row's text twice (more numbers than rows): by message.
+            key = self.queued if self.run.options.test_to else row.row
+            self.inflight[key] = row
+            self.chunk.append(Message(key, row.number, row.text))
+            self.chunk_pages[key] = row.pages
             if len(self.chunk) >= self.run.config.provider.chunk_size:
                 self._flush_chunk()
 
