@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from pipeline import schedule
 from pipeline.clock import Clock, tehran
 from pipeline.config import Config
 from pipeline.errors import ConfigError, TemplateError
+from pipeline.journal import TEST_KEY
 from pipeline.lock import cap_lock_path, lock_path, shared_lock_path
 from pipeline.persian import FILTERS, template_globals
 from pipeline.prepare import Preparer, Templates, read_template
@@ -64,6 +67,35 @@ def open_campaign(config: Config, clock: Clock) -> Campaign:
 def journal_key(config: Config) -> str:
     """The campaign's name in the journal (and its lock's): sandbox rows are kept apart."""
     return f"sandbox:{config.campaign}" if config.provider.sandbox else config.campaign
+
+
+def trial_key(config: Config, moment: datetime) -> str:
+    """The journal key of one test send (--test-to), kept apart from the campaign's own rows: a
+    test never makes a row `already_sent` and never counts for the frequency cap. A new key
+    each test send (its start, and a random tail for two in one second), so the same number can
+    be tested again, while every test message is still journalled around its request."""
+    sandbox = "sandbox:" if config.provider.sandbox else ""
+    stamp = tehran(moment).strftime("%Y%m%d-%H%M%S")
+    return f"{sandbox}{TEST_KEY}{config.campaign}@{stamp}-{secrets.token_hex(3)}"
+
+
+def trial_report_path(config: Config, report_path: Path) -> Path:
+    """A test send's report, `<report>.test.csv` beside the campaign's: the campaign's report
+    (and its `-latest`) keeps telling the campaign's story. Exit 2 where it is a kept file."""
+    path = report_path.with_name(f"{report_path.stem}.test{report_path.suffix}")
+    if path.is_dir():
+        raise ConfigError(
+            f"{_shown(config, config.source)}: report.path: a test send's report {path} is a "
+            "folder. Fix: rename that folder, or give report.path another name."
+        )
+    for other, name in kept_files(config):
+        if _same_file(path, other):
+            raise ConfigError(
+                f"{_shown(config, config.source)}: report.path: a test send's report would be "
+                f"{path}, which is {name}. Fix: give the report a file of its own, such as "
+                "reports/{campaign}-{started}.csv."
+            )
+    return path
 
 
 def kept_files(config: Config) -> list[tuple[Path, str]]:

@@ -14,7 +14,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import TextIO, cast
 
-from pipeline import __version__
+from pipeline import __version__, trial
 from pipeline.clock import Clock, log_stamp, utc_now
 from pipeline.commands import COMMANDS, LISTED, USAGE, run_command
 from pipeline.config import load_config
@@ -63,6 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run",
         action="store_true",
         help="render and count pages for every row and write the report; send nothing",
+    )
+    mode.add_argument(
+        "--test-to",
+        type=trial.parse_test_to,
+        default=(),
+        metavar="0912...[,0912...]",
+        help="send the first sendable rows' texts to these numbers only (one each, at most "
+        f"{trial.MAX_NUMBERS}); the campaign's recipients get nothing, its rows are untouched",
     )
     mode.add_argument(
         "--deliveries",
@@ -281,6 +289,7 @@ def summary(campaign: str, result: RunResult) -> str:
     if lines:
         lines.append("")
     lines.append(f"campaign {campaign} ({where})")
+    lines += trial.summary_lines(result.tested)
     counts = result.counts
     lines += [f"  {status.value:<13}{counts[status]:>9,}" for status in Status if counts[status]]
     lines.append(f"  {'rows':<13}{sum(counts.values()):>9,}")
@@ -289,6 +298,8 @@ def summary(campaign: str, result: RunResult) -> str:
     lines.append(f"  {'pages':<13}{pages:>9,}  ({scope})")
     if result.cost_rials is not None:
         lines.append(f"  {'cost':<13}{result.cost_rials / 10:>9,.0f}  tomans, estimated ({scope})")
+    elif result.unpriced:  # the dry run still did its work; only the price is missing
+        lines.append(f"  cost unknown: {result.unpriced}")
     if result.credit_rials is not None and not result.sandbox:  # the sandbox's is make-believe
         lines.append(f"  {'credit':<13}{result.credit_rials / 10:>9,.0f}  tomans before this run")
     if result.replies is not None and (result.replies.read or result.replies.applied):
@@ -321,6 +332,8 @@ def _delivery_lines(report: DeliveryReport) -> list[str]:
 
 
 def _next_steps(result: RunResult) -> list[str]:
+    if result.tested:  # a test's rows are not the campaign's: their next steps do not apply
+        return []
     steps = []
     counts = result.counts
     if result.recovered:

@@ -32,6 +32,7 @@ __all__ = [
     "RECOVERED_ERROR",
     "SCHEMA_VERSION",
     "SETTLED_AS_SENT",
+    "TEST_KEY",
     "Entry",
     "Journal",
     "Reply",
@@ -111,11 +112,16 @@ _COLUMNS = ", ".join(field.name for field in fields(Entry))  # each a column of 
 _LOOKUP = f"SELECT {_COLUMNS} FROM messages WHERE number IN ({{values}}) AND campaign = ?"
 _AWAITING = f"""SELECT {_COLUMNS} FROM messages WHERE campaign = ? AND state = 'sent'
 AND delivery_final = 0 AND message_id <> '' ORDER BY number"""
-# The frequency cap and settle (issue 15). Live sends only: a sandbox key never counts. Grouped
-# by campaign, the primary key's order: by number, SQLite sorted a million rows (5 s, not 0.5).
-_SENT_ELSEWHERE = """SELECT campaign, group_concat(number, ' ') FROM messages
+# --test-to (issue 16): a test send's key starts so (after `sandbox:` in the sandbox). No
+# campaign name has a colon: no campaign's own key can start so.
+TEST_KEY = "test:"
+# The frequency cap and settle (issue 15). Live sends only: a sandbox key never counts, nor a
+# test send's; rows in flight or `unknown` do (they may have gone). Grouped by campaign, the
+# primary key's order: by number, SQLite sorted a million rows (5 s, not 0.5).
+_SENT_ELSEWHERE = f"""SELECT campaign, group_concat(number, ' ') FROM messages
 WHERE state IN ('sent', 'inflight', 'unknown') AND updated_at >= ? AND campaign <> ?
     AND substr(campaign, 1, 8) <> 'sandbox:'
+    AND substr(campaign, 1, {len(TEST_KEY)}) <> '{TEST_KEY}'
 GROUP BY campaign ORDER BY campaign"""
 _UNKNOWN = "SELECT number, error FROM messages WHERE campaign = ? AND state = 'unknown'"
 _SETTLE = """UPDATE messages SET state = ?, error = ?, updated_at = coalesce(?, updated_at)

@@ -98,6 +98,21 @@ def _reader(path: Path, busy_timeout: float) -> sqlite3.Connection:
     -wal in under a held connection."""
     uri = path.resolve().as_uri()
     shm, wal = path.with_name(f"{path.name}-shm"), path.with_name(f"{path.name}-wal")
+    if not (wal.exists() or shm.exists()):
+        # A mode=ro connection leaves the -wal and -shm it makes behind (it cannot delete them);
+        # a read-write one that SQLite forbids to write (query_only) deletes them when it is
+        # the last to close, and an empty WAL leaves the file unchanged, byte for byte.
+        with contextlib.suppress(sqlite3.OperationalError):  # e.g. a read-only folder
+            conn = sqlite3.connect(
+                f"{uri}?mode=rw", uri=True, timeout=busy_timeout, isolation_level=None
+            )
+            try:
+                conn.execute("PRAGMA query_only = ON")
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # takes the -shm
+                return conn
+            except sqlite3.OperationalError:
+                conn.close()
+                raise
     conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=busy_timeout, isolation_level=None)
     try:
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # takes the -shm

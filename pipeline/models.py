@@ -96,3 +96,5 @@ class RunOptions:
     resend_unknown: bool = False
     retry_failed: bool = False
     deliveries: bool = False  # look up delivery reports of sent rows instead of sending
+    # --test-to: the first sendable rows' texts to these numbers (09XXXXXXXXX) instead
+    test_to: tuple[str, ...] = ()

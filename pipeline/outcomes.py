@@ -51,7 +51,7 @@ class Settled:
     blacklisted_unlisted: int  # rejected numbers with no suppression list to keep them in
     preview: tuple[Row, ...]
     hold: str  # why the rows to send were held back (the window may close mid-run)
-    priced: bool = False  # the account's prices were known: `cost` is real
+    priced: bool = False  # the account's prices were known (or nothing was to send): `cost` is real
     page: Path | None = None  # the HTML summary beside the report, once written
 
 
@@ -71,13 +71,15 @@ class Pass:
 
 
 def settle_plan(campaign: Campaign, plan: Plan, verdict: Verdict, run: Pass) -> Settled:
-    """Every planned row into the report, in order; an error once sending began: StoppedMidRun."""
+    """Every planned row into the report, in order; an error once sending began: StoppedMidRun.
+    A test send's plan holds its test messages only: its report is those, and no companion."""
+    test = bool(run.options.test_to)
     try:
         report = ReportWriter(
             campaign.report_path,
             columns=campaign.source.columns,
-            attention=True,
-            xlsx=run.config.report.xlsx,
+            attention=not test,
+            xlsx=run.config.report.xlsx and not test,
         )
     except OSError as exc:
         raise report_trouble(exc) from exc
@@ -104,6 +106,10 @@ def settle_plan(campaign: Campaign, plan: Plan, verdict: Verdict, run: Pass) -> 
         if report.error is not None:
             raise report_failed(report.error, posted=rows.posted, stopped=bool(rows.unsent_by_stop))
     settled = rows.settled()
+    if not plan.messages:  # nothing to send costs nothing, prices known or not
+        settled = replace(settled, priced=True)
+    if test:  # not the campaign's report: never its `-latest`, nor counted by report.keep
+        return settled
     return replace(settled, page=_finish_files(settled, run))
 
 
@@ -147,7 +153,8 @@ class _Rows:
         self.run, self.report, self.stop, self.suppression = run, report, run.stop, suppression
         self.hold, self.stopped, self.account = verdict.hold, verdict.stopped, verdict.account
         window = run.config.schedule.window
-        self.window = schedule.parse_window(window) if window else None
+        # A test send goes to the operator's own numbers now: the window protects recipients.
+        self.window = schedule.parse_window(window) if window and not run.options.test_to else None
         self.dispatcher: Dispatcher | None = None
         if verdict.send and run.sender is not None:
             self.dispatcher = Dispatcher(
@@ -204,7 +211,9 @@ class _Rows:
         limit = self.run.options.limit
         if self.run.options.dry_run:
             row.status = Status.DRY_RUN
-            self._priced(row)
+            if limit is None or self.queued < limit:  # priced as the plan counts: what is sent
+                self.queued += 1
+                self._priced(row)
             if len(self.preview) < PREVIEW_ROWS:
                 self.preview.append(row)
         elif self.hold:
@@ -216,9 +225,11 @@ class _Rows:
             row.settle(Outcome(Status.PENDING, f"held back by --limit {limit}"))
         else:
             self.queued += 1
-            self.inflight[row.row] = row
-            self.chunk.append(Message(row.row, row.number, row.text))
-            self.chunk_pages[row.row] = row.pages
+            # A test send may use one row's text twice (more numbers than rows): by message.
+            key = self.queued if self.run.options.test_to else row.row
+            self.inflight[key] = row
+            self.chunk.append(Message(key, row.number, row.text))
+            self.chunk_pages[key] = row.pages
             if len(self.chunk) >= self.run.config.provider.chunk_size:
                 self._flush_chunk()
 
@@ -313,6 +324,7 @@ class _Rows:
                 outcome.status is Status.FAILED
                 and outcome.error == "Mobile_Invalid"
                 and not self.run.config.provider.sandbox  # sandbox verdicts are not real
+                and not self.run.options.test_to  # the operator's own number, typed by hand
             ):
                 why = f"Mobile_Invalid (invalid or blacklisted), {self.run.config.campaign}"
                 blacklisted.append((m.number, why))

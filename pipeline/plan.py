@@ -8,13 +8,13 @@ import pickle
 import tempfile
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from pipeline import bounds, schedule
-from pipeline.amoot import Account
+from pipeline.amoot import TITLES, Account, describe
 from pipeline.config import Config, FrequencyCap
 from pipeline.errors import PipelineError, ProviderFatal, Refused, SpoolError
 from pipeline.journal import SETTLED_AS_SENT, Entry, Journal, State
@@ -227,6 +227,7 @@ class Verdict:
     hold: str = ""  # why the rows to send are held back (`pending`), when they are
     stopped: PipelineError | None = None  # refused (stale, credit, max_cost): exit 3
     account: Account | None = None  # AccountStatus, when it was asked
+    unpriced: str = ""  # a dry run's AccountStatus failed: why its cost is unknown
 
 
 def check(
@@ -236,13 +237,14 @@ def check(
     plan: Plan,
     sender: Sender | None,
 ) -> Verdict:
-    """The preflight on the plan's exact cost; a dry run asks only the in-process sandbox."""
+    """The preflight on the plan's exact cost; a dry run only prices the plan (read-only)."""
     hold = "" if timing.send else timing.reason
-    if options.dry_run and sender is not None:  # the in-process sandbox: prices, no stale check
-        return Verdict(False, hold, account=sender.account_status())
-    if timing.stale:  # a live dry run too: it says what the real run would do (exit 3)
+    if timing.stale and not (options.dry_run and config.provider.sandbox):
+        # A live dry run too: it says what the real run would do (exit 3), and prices nothing.
         return Verdict(False, hold, Refused("stale", timing.reason))
-    if options.dry_run or not timing.send:
+    if options.dry_run:
+        return _priced(Verdict(False, hold), plan, sender)
+    if not timing.send:
         return Verdict(False, hold)
     if not (config.provider.preflight and sender is not None and plan.messages):
         return Verdict(True)
@@ -252,6 +254,20 @@ def check(
         return Verdict(False, stopped=exc)
     refused = fits(config, account, plan)
     return Verdict(refused is None, stopped=refused, account=account)
+
+
+def _priced(verdict: Verdict, plan: Plan, sender: Sender | None) -> Verdict:
+    """A dry run's verdict with the account's prices and credit (AccountStatus changes nothing);
+    when it fails the dry run still completes, its cost unknown and why. Nothing to send asks
+    nothing: that costs 0 whatever the prices."""
+    if sender is None or not plan.messages:
+        return verdict
+    try:
+        return replace(verdict, account=sender.account_status())
+    except ProviderFatal as exc:
+        title = exc.title
+        why = describe(title) if title in TITLES else f"no answer: {title}"
+        return replace(verdict, unpriced=f"AccountStatus failed ({why})")
 
 
 def fits(config: Config, account: Account, plan: Plan) -> Refused | None:

@@ -8,14 +8,15 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
 import httpx
 
+from pipeline import schedule, trial
 from pipeline.bounds import time_limit
-from pipeline.campaign import Campaign, open_campaign
+from pipeline.campaign import Campaign, open_campaign, trial_key, trial_report_path
 from pipeline.clock import Clock, utc_now
 from pipeline.config import Config
 from pipeline.deliveries import DeliveryReport, check_deliveries
@@ -58,6 +59,7 @@ class RunResult:
     stopped: PipelineError | None = None
     cost_rials: int | None = None  # sent in this run (dry run: would be sent)
     credit_rials: int | None = None
+    unpriced: str = ""  # why a dry run's cost is unknown (AccountStatus failed)
     attention_path: Path | None = None
     held: str = ""  # why sendable rows were held back (outside the window), for the summary
     suppressed_added: int = 0
@@ -67,6 +69,7 @@ class RunResult:
     summary_page: Path | None = None  # the HTML summary beside the report
     replies: RepliesRead | None = None  # the line's new replies, read before the plan
     replies_unread: str = ""  # a dry run that did not read them (the read is destructive)
+    tested: tuple[str, ...] = ()  # --test-to: the numbers messaged instead of the recipients
 
     @property
     def exit_code(self) -> int:
@@ -87,7 +90,13 @@ def run(
 ) -> RunResult:
     """Run one campaign as the config says; raises only errors found before anything is sent."""
     started = time.monotonic()
+    test = bool(options.test_to)
+    if test:
+        trial.check_options(options)
     campaign = open_campaign(config, clock)
+    if test:  # sent now to the operator's own phones: the schedule is for the recipients
+        path = trial_report_path(config, campaign.report_path)
+        campaign = replace(campaign, report_path=path, timing=schedule.Decision("", send=True))
     timing = campaign.timing
     # time_limit: a row whose render runs away (time, memory) is `invalid`; the run goes on.
     with ExitStack() as stack, time_limit():
@@ -97,50 +106,41 @@ def run(
             # busy_timeout): a SIGTERM then would say "nothing was sent" after a whole run.
             stack.enter_context(_stop_on_signals(stop))
             stack.enter_context(hold_lock(config.journal.path, campaign.journal_key))  # else exit 4
+        # A test send reads the campaign's rows and journals its messages under a key of its own.
+        readonly = options.dry_run or test
         journal = stack.enter_context(
-            Journal.open(config.journal.path, campaign.journal_key, readonly=options.dry_run)
+            Journal.open(config.journal.path, campaign.journal_key, readonly=readonly)
         )
-        sender = None
-        if not options.dry_run or config.provider.sandbox:
-            sender = open_sender(stack, config, transport, timing.send_at, stop, sleep, clock)
+        written = journal
+        if test:
+            key = trial_key(config, clock())
+            written = stack.enter_context(Journal.open(config.journal.path, key))
+        # A live dry run too: it prices the plan with AccountStatus, which changes nothing.
+        sender = open_sender(stack, config, transport, timing.send_at, stop, sleep, clock)
         deliveries = verdict = None
         if options.deliveries:  # its own flow: look up, then report the plan; nothing is sent
             assert sender is not None
             found = _look_up_deliveries(config, campaign, journal, sender, clock=clock, stop=stop)
             deliveries, verdict = found
-        replies = None
-        if not options.dry_run:  # a dry run never reads: the provider hands each reply out once
-            reads = config.reads_replies and not options.deliveries
-            receive = sender.receive_new_messages if reads and sender is not None else None
-            replies = _honour_replies(config, campaign, journal, receive, clock=clock, log=log)
-        # Every opt-out reply the shared journal holds, also those another campaign applied
-        # to another list; read after this run's own replies, under the list's lock, so one
-        # applied meanwhile by a campaign running beside this one is in it too.
-        # The list is read again too: a campaign beside this one (its own journal, the same
-        # list) may have listed an opt-out since open_campaign read it (at 100,000 lines, 0.7 s).
-        listed = campaign.suppression
-        with _list_locked(config, options):
-            if listed.path is not None and not options.dry_run:
-                again = load_suppression(listed.path, str(listed.path))
-                listed.numbers.clear()
-                listed.numbers.update(again.numbers)
-            optouts = reply_optouts(journal, SANDBOX if config.provider.sandbox else LIVE)
-        listed.numbers.update(optouts)
-        listed.notes.update(optouts)
+        replies = _honour_opt_outs(config, options, campaign, journal, sender, clock, log)
 
         # A dry run spools in the temporary folder: it creates nothing beside the journal.
         spool = Spool(None if options.dry_run else config.journal.path.parent)
         stack.callback(spool.close)
         cap = config.suppression.frequency_cap
-        if cap is not None and not options.dry_run:  # capped runs one after the other
+        if cap is not None and not options.dry_run and not test:  # capped runs one after another
             stack.enter_context(hold_cap_lock(config.journal.path, stop.wait, log))
         plan = make_plan(
             campaign.source, campaign.preparer, journal, options, spool, cap=cap, now=clock()
         )
+        if test:
+            tests = Spool(config.journal.path.parent)
+            stack.callback(tests.close)
+            plan = trial.pick(plan, options.test_to, tests)  # the preflight prices these only
         verdict = verdict or check(config, options, timing, plan, sender)
         if verdict.send and timing.reason:
             log(timing.reason)
-        stage = Pass(config, options, journal, sender, stop, clock, log, progress, detail)
+        stage = Pass(config, options, written, sender, stop, clock, log, progress, detail)
         settled = settle_plan(campaign, plan, verdict, stage)
 
     report = settled.report
@@ -148,15 +148,17 @@ def run(
         report_path=campaign.report_path,
         counts=report.counts,
         pages_sent=report.pages_sent,
-        pages_total=report.pages_total,
+        # A dry run's: the plan's, --limit applied, as its cost (the report marks every row).
+        pages_total=sum(plan.pages.values()) if options.dry_run else report.pages_total,
         elapsed=time.monotonic() - started,
         sandbox=config.provider.sandbox,
         dry_run=options.dry_run,
         recovered=journal.recovered,
         page_mismatches=settled.page_mismatches,
         stopped=settled.stopped,
-        cost_rials=settled.cost if verdict.account is not None else None,
+        cost_rials=settled.cost if settled.priced and not options.deliveries else None,
         credit_rials=verdict.account.credit if verdict.account is not None else None,
+        unpriced=verdict.unpriced,
         attention_path=report.attention_path,
         held=settled.hold if not timing.stale else "",
         suppressed_added=settled.suppressed_added,
@@ -171,6 +173,7 @@ def run(
             if options.dry_run and config.reads_replies
             else ""
         ),
+        tested=options.test_to,
     )
 
 
@@ -219,6 +222,37 @@ def _look_up_deliveries(
     )
     held = "not sent: --deliveries only looks up delivery reports"
     return found, Verdict(False, held, found.stopped)
+
+
+def _honour_opt_outs(  # noqa: PLR0917 - one caller, the run's own values in its order
+    config: Config,
+    options: RunOptions,
+    campaign: Campaign,
+    journal: Journal,
+    sender: Sender | None,
+    clock: Clock,
+    log: Log,
+) -> RepliesRead | None:
+    """Before the plan: the line's new replies read and applied (not by a dry run: the
+    provider hands each reply out once; nor a test send, whose campaign journal is read only),
+    then the list read again and every opt-out reply the shared journal holds added, under
+    the list's lock: a campaign beside this one may have listed an opt-out since open_campaign
+    read the list (at 100,000 lines, 0.7 s), or applied one to its own list (or to none)."""
+    replies = None
+    if not options.dry_run and not options.test_to:
+        reads = config.reads_replies and not options.deliveries
+        receive = sender.receive_new_messages if reads and sender is not None else None
+        replies = _honour_replies(config, campaign, journal, receive, clock=clock, log=log)
+    listed = campaign.suppression
+    with _list_locked(config, options):
+        if listed.path is not None and not options.dry_run:
+            again = load_suppression(listed.path, str(listed.path))
+            listed.numbers.clear()
+            listed.numbers.update(again.numbers)
+        optouts = reply_optouts(journal, SANDBOX if config.provider.sandbox else LIVE)
+    listed.numbers.update(optouts)
+    listed.notes.update(optouts)
+    return replies
 
 
 def _list_locked(config: Config, options: RunOptions) -> AbstractContextManager[object]:

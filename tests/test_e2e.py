@@ -211,12 +211,13 @@ def test_preflight_refusal_against_account_status(
 def test_dry_run_sends_nothing_and_previews(
     campaign: Campaign, server: SandboxServer, simulator: AmootSimulator
 ):
-    """--dry-run makes no request at all, previews messages and writes a `dry_run` report."""
+    """--dry-run sends nothing (its one request is the read-only AccountStatus that prices
+    it), previews messages and writes a `dry_run` report."""
     campaign.contacts([(f"0912000{i:04d}", "نام", f"C{i}") for i in range(1, 8)])
     campaign.write_config(live_provider(server))
     result = run_cli(campaign.config, "--dry-run")
     assert result.returncode == 0, result.stderr
-    assert simulator.requests == []
+    assert [r.method for r in simulator.requests] == ["AccountStatus"]
     assert "row 1 -> 09120000001  (1 page(s), UCS-2)" in result.stdout
     assert "row 6 ->" not in result.stdout  # a preview of the first five
     assert {r["status"] for r in campaign.read_report()} == {"dry_run"}

@@ -40,10 +40,11 @@ def setup(campaign: Campaign, monkeypatch):
 
 
 def test_dry_run_sends_nothing_and_creates_no_journal(setup):
-    """--dry-run renders every row and writes the report, with no request and no journal."""
+    """--dry-run renders every row and writes the report, with no journal and no request but
+    the read-only AccountStatus that prices it."""
     campaign, sim = setup
     result = _go(campaign, sim, dry_run=True)
-    assert sim.requests == []
+    assert [r.method for r in sim.requests] == ["AccountStatus"]
     assert not campaign.journal.exists()
     assert result.counts[Status.DRY_RUN] == 10
     assert result.exit_code == 0
