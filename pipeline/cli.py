@@ -178,7 +178,7 @@ def _main(args: argparse.Namespace) -> int:
         result = run(config, options, log=log, progress=progress, detail=detail)
     except BaseException as exc:  # _failure re-raises what it does not report
         return _failure(exc, err)
-    out.line(summary(config.campaign, result, quiet=args.quiet))
+    out.line(summary(config.campaign, result, quiet=args.quiet, config=str(args.config)))
     if result.stopped is not None:
         log(f"error: {result.stopped}")
     return result.exit_code
@@ -215,7 +215,9 @@ def _failure(
     return 1
 
 
-def summary(campaign: str, result: RunResult, *, quiet: bool = False) -> str:
+def summary(
+    campaign: str, result: RunResult, *, quiet: bool = False, config: str = "CONFIG"
+) -> str:
     if quiet:
         return f"report: {result.report_path}"
     where = "sandbox: nothing left this machine" if result.sandbox else "live"
@@ -250,7 +252,7 @@ def summary(campaign: str, result: RunResult, *, quiet: bool = False) -> str:
     if result.attention_path is not None:
         lines.append(f"needs attention: {result.attention_path}")
     lines.append(f"elapsed: {result.elapsed:.1f}s")
-    lines += _next_steps(result)
+    lines += _next_steps(result, config)
     return "\n".join(lines)
 
 
@@ -267,7 +269,7 @@ def _delivery_lines(report: DeliveryReport) -> list[str]:
     return lines
 
 
-def _next_steps(result: RunResult) -> list[str]:
+def _next_steps(result: RunResult, config: str) -> list[str]:
     steps = []
     counts = result.counts
     if result.recovered:
@@ -278,8 +280,9 @@ def _next_steps(result: RunResult) -> list[str]:
     if counts[Status.UNKNOWN]:
         steps.append(
             f"next: {counts[Status.UNKNOWN]} row(s) are `unknown`: the provider may or may not "
-            "have sent them. Check them in the AmootSMS panel (reports), then either leave them, "
-            "or rerun with --resend-unknown to send them again."
+            "have sent them. Check them in the AmootSMS panel (reports), then settle them: "
+            f"python -m pipeline settle {config} --as sent|unsent [--numbers FILE] "
+            "(or rerun with --resend-unknown to send them all again)."
         )
     if counts[Status.FAILED]:
         steps.append(
