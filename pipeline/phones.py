@@ -215,4 +215,6 @@ def is_header_line(line: str) -> bool:
     so a first line that is a broken number is never skipped unnoticed."""
     if isinstance(find_mobiles(line), list):
         return False
+    if _SCIENTIFIC_IN_TEXT.search(line.translate(_DIGITS)):  # 9.12E+09: Excel ate a number
+        return False
     return sum(char.isdigit() for char in line) <= _HEADER_MOST_DIGITS

@@ -131,6 +131,7 @@ def test_the_run_points_unknown_rows_to_settle_with_the_config_as_typed(
         ("09121234567", False),
         ("0912 123 456", False),  # a number short of a digit: an error, not skipped
         ("mobile,1234567", False),
+        ("9.12E+09", False),  # Excel's rounding of a number: an error, not skipped
     ],
 )
 def test_the_header_rule(line: str, header: bool) -> None:
