@@ -236,7 +236,7 @@ def _main(args: argparse.Namespace) -> int:
     if args.quiet and result.exit_code == 0:
         return 0  # cron mails any output: a run that did what it was asked says nothing
     _replay(held, err)
-    out.line(summary(config.campaign, result))
+    out.line(summary(config.campaign, result, config=str(args.config)))
     if result.stopped is not None:
         err.line(f"error: {result.stopped}")
     return result.exit_code
@@ -278,7 +278,7 @@ def _failure(
     return 1
 
 
-def summary(campaign: str, result: RunResult) -> str:
+def summary(campaign: str, result: RunResult, *, config: str = "CONFIG") -> str:
     where = "sandbox: nothing left this machine" if result.sandbox else "live"
     if result.dry_run:
         where = "dry run: nothing was sent"
@@ -314,7 +314,7 @@ def summary(campaign: str, result: RunResult) -> str:
     if result.attention_path is not None:
         lines.append(f"needs attention: {result.attention_path}")
     lines.append(f"elapsed: {result.elapsed:.1f}s")
-    lines += _next_steps(result)
+    lines += _next_steps(result, config)
     return "\n".join(lines)
 
 
@@ -331,7 +331,7 @@ def _delivery_lines(report: DeliveryReport) -> list[str]:
     return lines
 
 
-def _next_steps(result: RunResult) -> list[str]:
+def _next_steps(result: RunResult, config: str) -> list[str]:
     if result.tested:  # a test's rows are not the campaign's: their next steps do not apply
         return []
     steps = []
@@ -344,8 +344,9 @@ def _next_steps(result: RunResult) -> list[str]:
     if counts[Status.UNKNOWN]:
         steps.append(
             f"next: {counts[Status.UNKNOWN]} row(s) are `unknown`: the provider may or may not "
-            "have sent them. Check them in the AmootSMS panel (reports), then either leave them, "
-            "or rerun with --resend-unknown to send them again."
+            "have sent them. Check them in the AmootSMS panel (reports), then settle them: "
+            f"python -m pipeline settle {config} --as sent|unsent [--numbers FILE] "
+            "(or rerun with --resend-unknown to send them all again)."
         )
     # A number this run put on the suppression list is `suppressed` next run: retrying it is
     # false advice. Only this run's Mobile_Invalid rows are added, each number once.

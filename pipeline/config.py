@@ -6,6 +6,7 @@ import difflib
 import os
 import re
 import string
+import typing
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -120,6 +121,13 @@ class FrequencyCap(_Section):
     messages: int = Field(ge=1, le=1000)  # live messages a number may get, all campaigns together
     days: int = Field(ge=1, le=3650)  # ... in this many days back from the run
 
+    @field_validator("messages", "days", mode="before")
+    @classmethod
+    def _no_booleans(cls, value: object) -> object:  # pydantic reads `true` as 1: refuse it
+        if isinstance(value, bool):
+            raise ValueError("must be a whole number such as 7, not true or false")
+        return value
+
 
 class SuppressionConfig(_Section):
     # A file of numbers never to message. Unset: the shared state folder's optout.txt (every
@@ -130,6 +138,20 @@ class SuppressionConfig(_Section):
     # dedicated line (replies to `public` do not reach the account).
     read_replies: Literal["auto"] | bool = "auto"
     frequency_cap: FrequencyCap | None = None
+
+    @field_validator("read_replies", mode="before")
+    @classmethod
+    def _auto_or_bool(cls, value: object) -> object:  # else pydantic lists the union's insides
+        if value == "auto" or isinstance(value, bool):
+            return value
+        raise ValueError("must be auto, true or false")
+
+    @field_validator("frequency_cap", mode="before")
+    @classmethod
+    def _mapping(cls, value: object) -> object:  # else the error names the class FrequencyCap
+        if value is None or isinstance(value, dict | FrequencyCap):
+            return value
+        raise ValueError("must be a mapping such as {messages: 1, days: 7}")
 
 
 class ProviderConfig(_Section):
@@ -247,6 +269,20 @@ _SECTIONS: dict[str, type[BaseModel]] = {"": Config} | {
 }
 
 
+def _model_at(loc: list[str]) -> type[BaseModel] | None:
+    """The model holding the keys at `loc` (nested too: suppression.frequency_cap), if any."""
+    model: type[BaseModel] | None = Config
+    for part in loc:
+        field = model.model_fields.get(part) if model else None
+        if field is None:
+            return None
+        # `FrequencyCap | None`: the model among the annotation's members
+        members = typing.get_args(field.annotation) or (field.annotation,)
+        models = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
+        model = models[0] if models else None
+    return model
+
+
 def load_config(path: Path) -> Config:
     """Read, expand, validate and resolve config.yaml; every problem is a ConfigError (exit 2)."""
     shown = str(path)
@@ -275,8 +311,9 @@ def _explain(exc: ValidationError, lines: dict[str, int], shown: str) -> str:
         loc = [str(part) for part in error["loc"]]
         key, parent = ".".join(loc), ".".join(loc[:-1])
         if error["type"] == "extra_forbidden":
-            section = _SECTIONS.get(parent)
-            allowed = [n for n in sorted(section.model_fields) if n != "source"] if section else []
+            section = _model_at(loc[:-1])
+            # in the order the docs give them: messages, days
+            allowed = [n for n in section.model_fields if n != "source"] if section else []
             close = difflib.get_close_matches(loc[-1], allowed, n=1)
             hint = f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(allowed)}"
             at, problem = key, f"{key}: unknown key; {hint}"

@@ -204,3 +204,17 @@ def _foreign(after_plus: str) -> InvalidNumber:
     return InvalidNumber(
         f"not an Iranian number: +{after_plus[:4]}… (Iranian numbers start with +98)"
     )
+
+
+_HEADER_MOST_DIGITS = 6  # "mobile1,name2" is a header; 7 digits already look like a number
+
+
+def is_header_line(line: str) -> bool:
+    """A CSV header, as the first non-comment line of a file of numbers may be: no readable
+    mobile number, and too few digits (fewer than 7, in any script) to be a number mistyped,
+    so a first line that is a broken number is never skipped unnoticed."""
+    if isinstance(find_mobiles(line), list):
+        return False
+    if _SCIENTIFIC_IN_TEXT.search(line.translate(_DIGITS)):  # 9.12E+09: Excel ate a number
+        return False
+    return sum(char.isdigit() for char in line) <= _HEADER_MOST_DIGITS

@@ -13,7 +13,7 @@ from pipeline.errors import InputError, JournalError
 from pipeline.journal import SETTLED_AS_SENT, Entry, Journal, State
 from pipeline.lock import hold_lock
 from pipeline.models import InvalidNumber
-from pipeline.phones import find_mobiles
+from pipeline.phones import find_mobiles, is_header_line
 
 SHOWN_NUMBERS = 5  # settled numbers printed; the rest counted
 
@@ -117,7 +117,7 @@ def read_numbers(path: Path) -> list[str]:
         value = line.split("#", 1)[0]
         if not value.strip():
             continue
-        header, first = first and not any(char.isdigit() for char in value), False
+        header, first = first and is_header_line(value), False
         if header:
             continue
         mobiles = find_mobiles(value)

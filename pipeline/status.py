@@ -84,7 +84,8 @@ def _shown(summary: Summary, running: int | None, optout: OptOut | None) -> list
         lines.append(f"opt-out list: {optout.problem}")
     else:
         missing = "" if optout.path.exists() else ", the file does not exist yet"
-        lines.append(f"opt-out list: {optout.path} ({optout.numbers:,} numbers{missing})")
+        plural = "number" if optout.numbers == 1 else "numbers"
+        lines.append(f"opt-out list: {optout.path} ({optout.numbers:,} {plural}{missing})")
     return lines
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from pipeline.clock import tehran
 from pipeline.errors import InputError
 from pipeline.models import InvalidNumber
-from pipeline.phones import find_mobiles
+from pipeline.phones import find_mobiles, is_header_line
 from pipeline.private import FILE_MODE, create_private, private_folder
 
 HEADER = (
@@ -245,7 +245,8 @@ def _written_for_reply(line: str) -> bool:
 
 def load_suppression(path: Path, shown: str) -> Suppression:
     """Read the list (a missing file: empty). A line suppresses the one mobile number in it;
-    blank lines, comments ('#' on) and a CSV header (the first other line, no digit) are skipped.
+    blank lines, comments ('#' on) and a CSV header (the first other line, no
+    number and under 7 digits: phones.is_header_line) are skipped.
     A line with no readable number or two stops the run: it must never be messaged unnoticed."""
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -264,7 +265,7 @@ def load_suppression(path: Path, shown: str) -> Suppression:
         value = line.split("#", 1)[0]
         if not value.strip():
             continue
-        header, first = first and not any(char.isdigit() for char in value), False
+        header, first = first and is_header_line(value), False
         found = find_mobiles(value)
         if isinstance(found, list) and len(found) == 1:
             numbers.add(found[0])
