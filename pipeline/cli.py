@@ -34,8 +34,9 @@ exit codes:
   0  done (rows held back on purpose by --limit stay pending)
   2  config or input error found before anything was sent
   3  stopped early (fatal provider answer or interrupted); rerun the same command to continue
-  4  another run holds this journal
-  5  finished, but some rows are `unknown`: check them, then --resend-unknown if wanted
+  4  another run of this campaign is in progress; this one did nothing
+  5  finished, but some rows are `unknown`: check them in the panel, then `settle` them
+     (or --resend-unknown)
 """
 
 
