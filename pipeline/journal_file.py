@@ -7,6 +7,7 @@ import os
 import sqlite3
 import stat
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from itertools import chain
@@ -66,7 +67,7 @@ def open_writable(path: Path, busy_timeout: float) -> sqlite3.Connection:
         conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
         with closed_on_error(conn):
             # WAL: a --dry-run reading the journal never blocks the run that is sending.
-            conn.execute("PRAGMA journal_mode = WAL")
+            _into_wal(conn, busy_timeout)
             # NORMAL would fsync only at checkpoints: a power cut could undo the `inflight` mark
             # of a request that left, and the next run send it again. FULL: a fsync a chunk.
             conn.execute("PRAGMA synchronous = FULL")
@@ -74,6 +75,24 @@ def open_writable(path: Path, busy_timeout: float) -> sqlite3.Connection:
             # 10,000, a WAL of 40 MB) copied them back again and again (10.8 -> 7.4 ms a chunk).
             conn.execute("PRAGMA wal_autocheckpoint = 10000")
     return conn
+
+
+def _into_wal(conn: sqlite3.Connection, busy_timeout: float) -> None:
+    """`journal_mode = WAL`, waiting up to busy_timeout: switching a journal still in rollback
+    mode (a new one, an old one) needs it alone, and SQLite answers "locked" at once, without
+    its busy handler, while another run opens it (two cron lines on a new state folder)."""
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(_WAL_POLL)
+
+
+_WAL_POLL = 0.02  # seconds between tries of the switch to WAL
 
 
 def open_readonly(path: Path, busy_timeout: float) -> sqlite3.Connection:

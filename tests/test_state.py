@@ -339,3 +339,26 @@ def _open_at_once(
             opened[name] = journal.recovered
     except BaseException as exc:  # the test asserts there was none
         failures.append(exc)
+
+
+def test_a_journal_in_rollback_mode_held_by_another_run_is_switched_to_wal_once_free(
+    tmp_path: Path,
+) -> None:
+    """Switching to WAL needs the file alone, and SQLite says "locked" at once (no busy
+    handler) while another connection writes it in rollback mode, as when two runs open a new
+    state folder's journal together: the open waits for it (it failed at once before)."""
+    path = tmp_path / "journal.sqlite"
+    write_v1_journal(path)
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    assert other.execute("PRAGMA journal_mode").fetchone()[0] != "wal"
+    other.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(0.3, lambda: other.execute("COMMIT"))
+    release.start()
+    try:
+        with Journal.open(path, "spring") as journal:
+            assert journal.recovered == 1  # its in-flight row
+    finally:
+        release.join()
+        other.close()
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
