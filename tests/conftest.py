@@ -11,7 +11,7 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -114,7 +114,7 @@ class Campaign:
     def journal(self) -> Path:
         return self.folder / "state" / "journal.sqlite"
 
-    def contacts(self, rows: list[tuple[str, ...]], header: str = CONTACTS_HEADER) -> None:
+    def contacts(self, rows: Sequence[tuple[str, ...]], header: str = CONTACTS_HEADER) -> None:
         lines = [",".join(row) for row in rows]
         (self.folder / "contacts.csv").write_text(
             header + "\n".join(lines) + "\n", encoding="utf-8"

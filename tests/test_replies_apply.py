@@ -59,7 +59,7 @@ def reply(message_id: str, mobile: str, text: str, received_at: str = "") -> Rep
     return Reply(LIVE, message_id, mobile, number, text, received_at, NOW.isoformat())
 
 
-def answers(*batches: list[SMS] | ProviderFatal):  # type: ignore[no-untyped-def]
+def answers(*batches: list[SMS] | ProviderFatal):
     """A `receive` that hands out `batches` in turn (then nothing), or raises one that is an
     error; it records each Count asked."""
     queue = list(batches)
@@ -79,7 +79,7 @@ def answers(*batches: list[SMS] | ProviderFatal):  # type: ignore[no-untyped-def
 
 
 @pytest.fixture
-def journal(tmp_path: Path):  # type: ignore[no-untyped-def]
+def journal(tmp_path: Path):
     with Journal.open(tmp_path / "journal.sqlite", "spring") as opened:
         yield opened
 
@@ -206,7 +206,7 @@ def test_honour_reads_until_an_answer_is_empty_and_keeps_each_answer_first(
         journal, receive, scope=LIVE, list_path=tmp_path / "optout.txt",
         folder=tmp_path / "reports", clock=clock,
     )  # fmt: skip
-    assert receive.asked == [100, 100, 100]  # type: ignore[attr-defined]
+    assert receive.asked == [100, 100, 100]
     assert (result.new, result.counts, result.stopped) == (3, (1, 1, 1), None)
     assert result.csv_path == tmp_path / "reports" / "replies-20261202-101500.csv"
     assert stat.S_IMODE(result.csv_path.stat().st_mode) == 0o600
@@ -235,7 +235,7 @@ def test_a_read_stops_at_an_answer_of_replies_already_kept(
         journal, receive, scope=LIVE, list_path=None, folder=tmp_path, clock=clock
     )
     assert (result.new, result.applied, result.csv_path) == (0, [], None)
-    assert receive.asked == [100]  # type: ignore[attr-defined]
+    assert receive.asked == [100]
 
 
 def test_a_provider_error_mid_read_keeps_and_applies_what_came_before(

@@ -105,7 +105,7 @@ def test_a_success_without_items_is_no_replies(body):
 def test_each_field_comes_back_as_text(field, value, expected):
     """Numbers become their digits, null becomes "", and text stays exactly as given (the
     caller normalises the number: Persian digits and +98 forms are kept raw here)."""
-    [reply] = amoot.read_new_messages(_answer([_item(**{field: value})]))
+    [reply] = _replies(_answer([_item(**{field: value})]))
     assert getattr(reply, _ATTRIBUTE[field]) == expected
 
 
@@ -141,14 +141,14 @@ def test_a_leading_zero_mobile_literal_is_read_as_its_digits():
 
 def test_a_single_object_as_data_is_one_reply():
     """Data as one object (the output table calls it an Object elsewhere) is not dropped."""
-    assert [r.message_id for r in amoot.read_new_messages(_answer(_item(MessageID=9)))] == ["9"]
+    assert [r.message_id for r in _replies(_answer(_item(MessageID=9)))] == ["9"]
 
 
 def test_a_bom_and_return_value_instead_of_status_are_tolerated():
     """A UTF-8 BOM is skipped; the page's output table names ReturnValue where the sample says
     Status, so either is read."""
     body = b"\xef\xbb\xbf" + json.dumps({"ReturnValue": "Success", "Data": [_item()]}).encode()
-    assert [r.message_id for r in amoot.read_new_messages(body)] == ["1"]
+    assert [r.message_id for r in _replies(body)] == ["1"]
 
 
 @pytest.mark.parametrize(
@@ -404,3 +404,10 @@ def test_a_connection_reset_after_processing_over_tcp_is_not_retried(sim):
         with pytest.raises(ProviderFatal, match="may be lost"):
             sender.receive_new_messages()
     assert len(_asked(sim)) == 1 and sleep.calls == [] and not sim.inbox
+
+
+def _replies(body: bytes) -> list[amoot.InboundSMS]:
+    """The replies `body` holds; a SendReply (a refused answer) fails the test."""
+    read = amoot.read_new_messages(body)
+    assert isinstance(read, list), read
+    return read

@@ -8,6 +8,7 @@ import os
 import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,7 +35,7 @@ def stamped(campaign: Campaign, keep: int, *, xlsx: bool = False) -> None:
     )
 
 
-def run_at(campaign: Campaign, moment: datetime, **options: bool) -> list[str]:
+def run_at(campaign: Campaign, moment: datetime, **options: Any) -> list[str]:
     details: list[str] = []
     config = load_config(campaign.config)
     run(config, RunOptions(**options), clock=lambda: moment, detail=details.append)

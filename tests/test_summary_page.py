@@ -121,7 +121,8 @@ def test_mask_keeps_the_ends_only() -> None:
 def png_pixels(data: bytes) -> tuple[int, int, set[bytes]]:
     """Width, height and the distinct colours of an 8-bit RGB/RGBA PNG (what Chromium writes)."""
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, chunks, idat = 8, {}, b""
+    pos, idat = 8, b""
+    chunks: dict[bytes, bytes] = {}
     while pos < len(data):
         length, kind = struct.unpack(">I4s", data[pos : pos + 8])
         body = data[pos + 8 : pos + 8 + length]
@@ -133,7 +134,7 @@ def png_pixels(data: bytes) -> tuple[int, int, set[bytes]]:
     assert depth == 8 and colour in (2, 6)
     bpp = 3 if colour == 2 else 4
     raw, stride = zlib.decompress(idat), width * bpp
-    previous, colours = bytearray(stride), set()
+    previous, colours = bytearray(stride), set[bytes]()
     for y in range(height):
         kind, line = (
             raw[y * (stride + 1)],
