@@ -122,14 +122,16 @@ def run(
             assert sender is not None
             found = _look_up_deliveries(config, campaign, journal, sender, clock=clock, stop=stop)
             deliveries, verdict = found
+        cap = config.suppression.frequency_cap
+        sends = not (options.dry_run or test or options.deliveries)
+        if cap is not None and sends:  # capped runs one after another; before the opt-outs
+            # are read: the wait may be long, and they must be fresh when the plan starts.
+            stack.enter_context(hold_cap_lock(config.journal.path, stop.wait, log))
         replies = _honour_opt_outs(config, options, campaign, journal, sender, clock, log)
 
         # A dry run spools in the temporary folder: it creates nothing beside the journal.
         spool = Spool(None if options.dry_run else config.journal.path.parent)
         stack.callback(spool.close)
-        cap = config.suppression.frequency_cap
-        if cap is not None and not options.dry_run and not test:  # capped runs one after another
-            stack.enter_context(hold_cap_lock(config.journal.path, stop.wait, log))
         plan = make_plan(
             campaign.source, campaign.preparer, journal, options, spool, cap=cap, now=clock()
         )
