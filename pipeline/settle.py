@@ -6,14 +6,13 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 
+from pipeline import suppression
 from pipeline.campaign import journal_key
 from pipeline.clock import Clock, tehran, utc_now
 from pipeline.config import Config
 from pipeline.errors import InputError, JournalError
 from pipeline.journal import SETTLED_AS_SENT, Entry, Journal, State
 from pipeline.lock import hold_lock
-from pipeline.models import InvalidNumber
-from pipeline.phones import find_mobiles, is_header_line
 
 SHOWN_NUMBERS = 5  # settled numbers printed; the rest counted
 
@@ -111,29 +110,10 @@ def read_numbers(path: Path) -> list[str]:
         raise InputError(
             f"{shown}: not UTF-8 text. Fix: save it as UTF-8, one number per line."
         ) from None
-    found: dict[str, None] = {}
-    first = True
-    for line_number, line in enumerate(text.splitlines(), 1):
-        value = line.split("#", 1)[0]
-        if not value.strip():
-            continue
-        header, first = first and is_header_line(value), False
-        if header:
-            continue
-        mobiles = find_mobiles(value)
-        if isinstance(mobiles, list) and len(mobiles) == 1:
-            found[mobiles[0]] = None
-            continue
-        if isinstance(mobiles, InvalidNumber):
-            what = f"no mobile number on this line ({mobiles.reason})"
-            fix = "write the number in full (such as 09121234567), or start the line with '#'"
-        else:
-            what = f"{len(mobiles)} mobile numbers on one line ({', '.join(mobiles)})"
-            fix = "put each number on its own line"
-        raise InputError(f"{shown}:{line_number}: «{value.strip()[:60]}»: {what}. Fix: {fix}.")
+    found = suppression.read_numbers(text, shown)
     if not found:
         raise InputError(
             f"{shown}: no mobile number in the file. Fix: list the numbers to settle, one per "
             "line (such as 09121234567), or leave out --numbers to settle every unknown row."
         )
-    return list(found)
+    return found

@@ -257,7 +257,15 @@ def load_suppression(path: Path, shown: str) -> Suppression:
             f"{shown}: cannot read the suppression list ({exc}). "
             "Fix: save it as UTF-8 text, one number per line."
         ) from None
-    numbers: set[str] = set()
+    return Suppression(path, set(read_numbers(text, shown)))
+
+
+def read_numbers(text: str, shown: str) -> list[str]:
+    """The mobile numbers of a file of numbers (the opt-out list, settle's --numbers), in order,
+    once each: one a line, anywhere on it; blank lines, comments ('#' on) and a CSV header (the
+    first other line, `is_header_line`) skipped. A line with no readable number or two is an
+    InputError naming it (and the next bad ones): it must never be skipped unnoticed."""
+    numbers: dict[str, None] = {}
     problems: list[tuple[int, str]] = []  # (line number, text)
     first = True
     for line_number, line in enumerate(text.splitlines(), 1):
@@ -268,12 +276,12 @@ def load_suppression(path: Path, shown: str) -> Suppression:
         header, first = first and is_header_line(value), False
         found = find_mobiles(value)
         if isinstance(found, list) and len(found) == 1:
-            numbers.add(found[0])
+            numbers[found[0]] = None
         elif not header:
             problems.append((line_number, value))
     if problems:
         raise InputError(_unreadable(shown, problems))
-    return Suppression(path, numbers)
+    return list(numbers)
 
 
 _SHOWN_CHARS = 60  # of a bad line in the message: enough to find it, not a screenful
