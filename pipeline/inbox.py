@@ -36,7 +36,6 @@ NOT_LISTED = "not_listed"  # an opt-in from a number the list does not hold
 BAD_NUMBER = "bad_number"  # an opt-out or opt-in from a sender this pipeline cannot read
 CHECK_OPTOUT = "check_optout"  # a sentence with an opt-out word: a person reads it
 OTHER = "other"
-OPT_OUT_ACTIONS = (OPTED_OUT, ALREADY_LISTED, NO_LIST)
 
 NOTES = {
     OPTED_OUT: "added to the opt-out list",
